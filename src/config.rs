@@ -1,0 +1,275 @@
+//! Settings: `config/default.toml` (built into the binary), then the file named by
+//! `CROWDLEDGER_CONFIG`, then `DATABASE_URL`, then `CROWDLEDGER__SECTION__KEY` variables.
+//! Validated once at start; a bad or unknown key is named in the error.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::clock::ClockMode;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub clock: ClockSettings,
+    pub payments: PaymentsSettings,
+    pub webhooks: WebhooksSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    pub metrics_bind: Option<SocketAddr>,
+    pub request_timeout_seconds: u64,
+    pub body_limit_bytes: usize,
+}
+
+impl HttpSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    pub acquire_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub bootstrap_operator_key: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSettings {
+    pub mode: ClockMode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsSettings {
+    pub sandbox: SandboxSettings,
+    pub stripe: StripeSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    pub webhook_secret: SecretString,
+    pub auto_confirm: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    pub webhook_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSettings {
+    pub allow_private_targets: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Minimum length of the bootstrap operator key: it must be as hard to guess as a generated key.
+const MIN_BOOTSTRAP_KEY_LEN: usize = 32;
+
+impl Settings {
+    /// Loads from the process environment.
+    pub fn load() -> anyhow::Result<Settings> {
+        Settings::load_from(|name| std::env::var(name).ok(), std::env::vars())
+    }
+
+    /// Loads with an explicit environment, so tests need not touch the process's.
+    pub fn load_from(
+        var: impl Fn(&str) -> Option<String>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = var("CROWDLEDGER_CONFIG") {
+            builder = builder.add_source(File::with_name(&path).format(FileFormat::Toml).required(true));
+        }
+        let prefixed: config::Map<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("CROWDLEDGER__"))
+            .collect();
+        if let Some(url) = var("DATABASE_URL").filter(|_| !prefixed.contains_key("CROWDLEDGER__DATABASE__URL")) {
+            builder = builder.set_override("database.url", url)?;
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("CROWDLEDGER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(prefixed)),
+        );
+        let settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(key) = &self.auth.bootstrap_operator_key
+            && key.expose_secret().len() < MIN_BOOTSTRAP_KEY_LEN
+        {
+            bail!(
+                "invalid configuration: auth.bootstrap_operator_key must be at least {MIN_BOOTSTRAP_KEY_LEN} characters"
+            );
+        }
+        if self.http.request_timeout_seconds == 0 {
+            bail!("invalid configuration: http.request_timeout_seconds must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            bail!("invalid configuration: http.body_limit_bytes must be at least 1024");
+        }
+        if self.database.max_connections == 0 {
+            bail!("invalid configuration: database.max_connections must be at least 1");
+        }
+        if self.http.metrics_bind.is_some_and(|m| m == self.http.bind) {
+            bail!("invalid configuration: http.metrics_bind must differ from http.bind");
+        }
+        if let Some(url) = &self.database.url
+            && !url.expose_secret().starts_with("postgres://")
+            && !url.expose_secret().starts_with("postgresql://")
+        {
+            bail!("invalid configuration: database.url must be a postgres:// URL");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database
+            .url
+            .as_ref()
+            .map(|u| u.expose_secret())
+            .context("no database configured: set DATABASE_URL or database.url")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = env.clone();
+        Settings::load_from(
+            move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+            env,
+        )
+    }
+
+    fn message(err: anyhow::Error) -> String {
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.http.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.clock.mode, ClockMode::System);
+        assert!(s.database.url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_with_the_right_precedence() {
+        let s = load(&[
+            ("CROWDLEDGER__HTTP__BIND", "0.0.0.0:9000"),
+            ("CROWDLEDGER__CLOCK__MODE", "manual"),
+            ("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+            ("DATABASE_URL", "postgres://a@localhost/x"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.bind.port(), 9000);
+        assert_eq!(s.clock.mode, ClockMode::Manual);
+        assert!(s.webhooks.allow_private_targets);
+        assert_eq!(s.database_url().unwrap(), "postgres://a@localhost/x");
+
+        let s = load(&[
+            ("DATABASE_URL", "postgres://a@h/x"),
+            ("CROWDLEDGER__DATABASE__URL", "postgres://b@h/y"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url().unwrap(), "postgres://b@h/y");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = message(load(&[("CROWDLEDGER__HTTP__BIND", "not-an-address")]).unwrap_err());
+        assert!(err.contains("http.bind"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__CLOCK__MODE", "sideways")]).unwrap_err());
+        assert!(err.contains("clock.mode"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__HTTP__BINDD", "1")]).unwrap_err());
+        assert!(err.contains("bindd"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", "short")]).unwrap_err());
+        assert!(err.contains("auth.bootstrap_operator_key"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let key = "k".repeat(40);
+        let s = load(&[
+            ("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", &key),
+            ("DATABASE_URL", "postgres://u:hunter2@h/x"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains(&key) && !printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn a_config_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("crowdledger-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("test.toml");
+        std::fs::write(
+            &path,
+            "[http]\nbind = \"127.0.0.1:7000\"\nrequest_timeout_seconds = 5\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let s = load(&[("CROWDLEDGER_CONFIG", path)]).unwrap();
+        assert_eq!((s.http.bind.port(), s.http.request_timeout_seconds), (7000, 5));
+        let s = load(&[
+            ("CROWDLEDGER_CONFIG", path),
+            ("CROWDLEDGER__HTTP__BIND", "127.0.0.1:7001"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.bind.port(), 7001);
+        assert!(load(&[("CROWDLEDGER_CONFIG", "/nonexistent/crowdledger.toml")]).is_err());
+    }
+}

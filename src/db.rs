@@ -1,0 +1,47 @@
+//! The connection pool and the migrations (migrations/, embedded in the binary).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::Settings;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_seconds))
+        .connect(settings.database_url()?)
+        .await
+        .context("connecting to the database (database.url / DATABASE_URL)")
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("applying migrations")
+}
+
+/// Fails when the database lacks a migration this binary knows, so `serve` never runs on an
+/// older schema. Migrations are applied by `crowdledger migrate`, on purpose and once.
+pub async fn ensure_migrated(pool: &PgPool) -> anyhow::Result<()> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => bail!("the database has no schema yet: run `crowdledger migrate` first"),
+        };
+    let missing: Vec<i64> = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
+    if !missing.is_empty() {
+        bail!("the database schema is behind (missing migrations {missing:?}): run `crowdledger migrate` first");
+    }
+    Ok(())
+}

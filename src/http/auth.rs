@@ -1,0 +1,87 @@
+//! `Authorization: Bearer <key>` → the caller's role. Handlers state which roles they admit.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keys::{self, KeyHash, Role};
+
+/// Roles that may read the books.
+pub const BOOKS: &[Role] = &[Role::Operator, Role::Auditor];
+/// Operators only.
+pub const OPERATOR: &[Role] = &[Role::Operator];
+
+/// Verifies keys: the bootstrap operator key from configuration, then the stored ones.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    bootstrap: Option<KeyHash>,
+}
+
+impl Authenticator {
+    pub fn new(bootstrap_operator_key: Option<&SecretString>) -> Arc<Self> {
+        Arc::new(Authenticator {
+            bootstrap: bootstrap_operator_key.map(|k| keys::hash(k.expose_secret())),
+        })
+    }
+}
+
+/// Who is calling: their role, and the stored key's id (none for the bootstrap key).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub role: Role,
+    pub key_id: Option<Uuid>,
+}
+
+impl Caller {
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; the key has the {} role",
+                names.join(" or "),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 200)
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
+        let presented = keys::hash(key);
+        if let Some(bootstrap) = &state.auth.bootstrap
+            && bool::from(bootstrap.ct_eq(&presented))
+        {
+            return Ok(Caller {
+                role: Role::Operator,
+                key_id: None,
+            });
+        }
+        let mut conn = state.pool.acquire().await?;
+        match keys::find_active(&mut conn, &presented).await? {
+            Some((id, role)) => Ok(Caller { role, key_id: Some(id) }),
+            None => Err(ApiError::unauthorized("unknown or revoked API key")),
+        }
+    }
+}

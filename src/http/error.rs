@@ -1,0 +1,131 @@
+//! The one API error: `application/problem+json` (RFC 9457) with a stable machine-readable
+//! `code`. Database and unexpected errors become opaque 500s whose cause is logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ledger::LedgerError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    cause: Option<anyhow::Error>,
+}
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:crowdledger:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable code to act on, e.g. `validation_failed`, `offer_full`.
+    pub code: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            cause: None,
+        }
+    }
+
+    pub fn validation(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error",
+            detail: "an unexpected error occurred; it has been logged".into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(error = format!("{cause:#}"), code = self.code, "request failed");
+        }
+        let body = Problem {
+            kind: format!("urn:crowdledger:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_string(),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(err: LedgerError) -> Self {
+        use LedgerError::*;
+        let detail = err.to_string();
+        match err {
+            Invalid(_) | InvalidAccountCode(_) | TooFewPostings | Money(_) => ApiError::validation(detail),
+            Unbalanced(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "entry_unbalanced", detail),
+            CurrencyMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "currency_mismatch", detail),
+            UnknownAccount(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_account", detail),
+            UnknownEntry(_) => ApiError::not_found(detail),
+            Overdraft => ApiError::new(StatusCode::CONFLICT, "insufficient_funds", detail),
+            ReferenceReused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail),
+            AlreadyReversed(_) => ApiError::new(StatusCode::CONFLICT, "already_reversed", detail),
+            AccountConflict(_) => ApiError::new(StatusCode::CONFLICT, "account_exists", detail),
+            Database(e) => ApiError::internal(e),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The HTTP shell: router, middleware, health, OpenAPI. Handlers live with their domain modules
+//! and are thin: parse, authorise, call the domain, render.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower::timeout::TimeoutLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use self::metrics::{metrics_router, prometheus_handle};
+use crate::clock::Clock;
+use auth::Authenticator;
+use error::{ApiError, Problem};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub auth: Arc<Authenticator>,
+}
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "crowdledger",
+        description = "Equity crowdfunding for social-impact projects on a double-entry ledger. \
+                       Amounts are decimal strings; errors are application/problem+json with a stable `code`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem)),
+    tags(
+        (name = "health", description = "Liveness and readiness; no key needed"),
+        (name = "ledger", description = "The books: accounts, journal entries, trial balance, invariants"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI document and the routes it describes, before state and middleware.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .merge(crate::ledger::http::router())
+        .split_for_parts()
+}
+
+/// The whole application: API routes, `/openapi.json`, `/docs`, and the middleware stack.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let (api, openapi) = api();
+    let openapi_json = openapi.clone();
+    let request_id = HeaderName::from_static("x-request-id");
+    api.route("/openapi.json", get(move || async move { Json(openapi_json) }))
+        .merge(Scalar::with_url("/docs", openapi))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                    tracing::info_span!("request", method = %req.method(), route, path = req.uri().path(), request_id = id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+                }))
+                .layer(axum::middleware::from_fn(metrics::track))
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was abandoned")
+                }))
+                .layer(TimeoutLayer::new(limits.request_timeout)),
+        )
+        .with_state(state)
+}
+
+#[derive(Serialize, ToSchema)]
+struct Status {
+    status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Status)))]
+async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/ready", tag = "health", responses(
+    (status = 200, body = Status),
+    (status = 503, body = Problem, content_type = "application/problem+json"),
+))]
+async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let ping = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(&state.pool)).await;
+    match ping {
+        Ok(Ok(_)) => Ok(Json(Status { status: "ready" })),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is not reachable",
+        )),
+    }
+}
+
+/// Helper for handlers: a 200 JSON response.
+pub fn ok<T: Serialize>(body: T) -> Response {
+    Json(body).into_response()
+}

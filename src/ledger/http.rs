@@ -1,0 +1,553 @@
+//! The books over HTTP: read by operators and auditors. Operators may also keep manual books,
+//! confined to `manual:` accounts so that no hand-made entry can touch a domain account (those
+//! move only through the domain flows). See docs/ledger.md.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Account, AccountCode, AccountKind, AccountLine, CheckResult, Entry, NewAccount, NewEntry, Side};
+use crate::http::AppState;
+use crate::http::auth::{BOOKS, Caller, OPERATOR};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::money::{Amount, Currency, Money, format_amount};
+
+/// Account codes operators may create and post to by hand.
+const MANUAL_PREFIX: &str = "manual:";
+const MANUAL_KIND: &str = "manual";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(get_account))
+        .routes(routes!(account_entries))
+        .routes(routes!(post_entry))
+        .routes(routes!(get_entry))
+        .routes(routes!(reverse_entry))
+        .routes(routes!(trial_balance))
+        .routes(routes!(verify))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    id: Uuid,
+    code: String,
+    currency: String,
+    kind: AccountKind,
+    /// The side that increases the balance: debit for assets and expenses, credit otherwise.
+    normal_side: Side,
+    no_overdraft: bool,
+    /// On the normal side, as a decimal string.
+    #[schema(example = "2000.00")]
+    balance: String,
+    posting_count: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        AccountView {
+            id: a.id,
+            balance: format_amount(a.balance, a.currency),
+            currency: a.currency.code().to_string(),
+            normal_side: a.kind.normal_side(),
+            code: a.code,
+            kind: a.kind,
+            no_overdraft: a.no_overdraft,
+            posting_count: a.posting_count,
+            created_at: a.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PostingView {
+    account_id: Uuid,
+    account_code: String,
+    side: Side,
+    amount: String,
+    currency: String,
+    account_seq: i64,
+    /// The account's normal-side balance right after this posting.
+    balance_after: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntryView {
+    id: Uuid,
+    kind: String,
+    reference: String,
+    effective_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+    reverses: Option<Uuid>,
+    reversed_by: Option<Uuid>,
+    postings: Vec<PostingView>,
+}
+
+impl From<Entry> for EntryView {
+    fn from(e: Entry) -> Self {
+        EntryView {
+            id: e.id,
+            kind: e.kind,
+            reference: e.reference,
+            effective_at: e.effective_at,
+            recorded_at: e.recorded_at,
+            metadata: e.metadata,
+            reverses: e.reverses,
+            reversed_by: e.reversed_by,
+            postings: e
+                .postings
+                .into_iter()
+                .map(|p| PostingView {
+                    account_id: p.account_id,
+                    account_code: p.account_code,
+                    side: p.side,
+                    amount: p.amount.amount_string(),
+                    currency: p.amount.currency().code().to_string(),
+                    account_seq: p.account_seq,
+                    balance_after: format_amount(p.balance_after, p.amount.currency()),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LineView {
+    account_seq: i64,
+    entry_id: Uuid,
+    reference: String,
+    kind: String,
+    effective_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    side: Side,
+    amount: String,
+    currency: String,
+    /// The account's normal-side balance after this line: a running balance.
+    balance_after: String,
+}
+
+impl From<AccountLine> for LineView {
+    fn from(l: AccountLine) -> Self {
+        LineView {
+            account_seq: l.account_seq,
+            entry_id: l.entry_id,
+            reference: l.reference,
+            kind: l.kind,
+            effective_at: l.effective_at,
+            recorded_at: l.recorded_at,
+            side: l.side,
+            amount: l.amount.amount_string(),
+            currency: l.amount.currency().code().to_string(),
+            balance_after: format_amount(l.balance_after, l.amount.currency()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountPage {
+    items: Vec<AccountView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinePage {
+    items: Vec<LineView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
+fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        _ => Err(ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsQuery {
+    /// Only accounts whose code starts with this, e.g. `offer:` or `psp:`.
+    code_prefix: Option<String>,
+    /// The last code of the previous page.
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// List accounts in code order.
+#[utoipa::path(get, path = "/v1/ledger/accounts", tag = "ledger", params(AccountsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_accounts(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppQuery(q): AppQuery<AccountsQuery>,
+) -> Result<Json<AccountPage>, ApiError> {
+    caller.require(BOOKS)?;
+    let limit = page_size(q.limit)?;
+    let mut conn = state.pool.acquire().await?;
+    let accounts = super::list_accounts(
+        &mut conn,
+        q.code_prefix.as_deref().unwrap_or(""),
+        q.after.as_deref(),
+        limit,
+    )
+    .await?;
+    let next_after = (accounts.len() as i64 == limit)
+        .then(|| accounts.last().map(|a| a.code.clone()))
+        .flatten();
+    Ok(Json(AccountPage {
+        items: accounts.into_iter().map(AccountView::from).collect(),
+        next_after,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// Must start with `manual:`; domain accounts are opened by the service itself.
+    #[schema(example = "manual:bank-fees")]
+    code: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    kind: AccountKind,
+    #[serde(default)]
+    no_overdraft: bool,
+}
+
+/// Open a manual account (operators' own bookkeeping).
+#[utoipa::path(post, path = "/v1/ledger/accounts", tag = "ledger", request_body = CreateAccount,
+    security(("api_key" = [])),
+    responses((status = 201, body = AccountView), (status = 200, description = "the same account already existed", body = AccountView),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<CreateAccount>,
+) -> Result<Response, ApiError> {
+    caller.require(OPERATOR)?;
+    if !body.code.starts_with(MANUAL_PREFIX) {
+        return Err(ApiError::validation(format!(
+            "account codes created through the API start with '{MANUAL_PREFIX}'; domain accounts are opened by the service"
+        )));
+    }
+    let new = NewAccount {
+        code: AccountCode::parse(body.code)?,
+        currency: Currency::parse(&body.currency).map_err(|e| ApiError::validation(e.to_string()))?,
+        kind: body.kind,
+        no_overdraft: body.no_overdraft,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let (account, created) = super::open_account(&mut conn, &new, state.clock.now()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(AccountView::from(account))).into_response())
+}
+
+/// One account, with its balance.
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<AccountView>, ApiError> {
+    caller.require(BOOKS)?;
+    let mut conn = state.pool.acquire().await?;
+    let account = super::account(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
+    Ok(Json(account.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LinesQuery {
+    /// The last `account_seq` of the previous page (default: from the start).
+    after: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// An account's statement: its postings in order, with running balances.
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}/entries", tag = "ledger", params(("id" = Uuid, Path), LinesQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = LinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn account_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<LinesQuery>,
+) -> Result<Json<LinePage>, ApiError> {
+    caller.require(BOOKS)?;
+    let limit = page_size(q.limit)?;
+    let mut conn = state.pool.acquire().await?;
+    super::account(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
+    let lines = super::account_lines(&mut conn, id, q.after.unwrap_or(0).max(0), limit).await?;
+    let next_after = (lines.len() as i64 == limit)
+        .then(|| lines.last().map(|l| l.account_seq))
+        .flatten();
+    Ok(Json(LinePage {
+        items: lines.into_iter().map(LineView::from).collect(),
+        next_after,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostingInput {
+    account_id: Uuid,
+    side: Side,
+    amount: Amount,
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostEntry {
+    /// Idempotency key: the same reference and postings again return the first entry.
+    reference: String,
+    memo: Option<String>,
+    postings: Vec<PostingInput>,
+}
+
+/// Post a manual entry between `manual:` accounts.
+#[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger", request_body = PostEntry,
+    security(("api_key" = [])),
+    responses((status = 201, body = EntryView), (status = 200, description = "replayed: the entry already existed", body = EntryView),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn post_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<PostEntry>,
+) -> Result<Response, ApiError> {
+    caller.require(OPERATOR)?;
+    let mut entry = NewEntry::new(
+        MANUAL_KIND,
+        format!("{MANUAL_PREFIX}{}", body.reference),
+        state.clock.now(),
+    )
+    .metadata(manual_metadata(&caller, body.memo)?);
+    for p in body.postings {
+        let currency = Currency::parse(&p.currency).map_err(|e| ApiError::validation(e.to_string()))?;
+        let amount = Money::positive(p.amount.value(), currency).map_err(|e| ApiError::validation(e.to_string()))?;
+        entry = match p.side {
+            Side::Debit => entry.debit(p.account_id, amount),
+            Side::Credit => entry.credit(p.account_id, amount),
+        };
+    }
+    entry.check()?;
+    let mut tx = state.pool.begin().await?;
+    let ids: Vec<Uuid> = entry.postings.iter().map(|p| p.account_id).collect();
+    let manual: Vec<Uuid> =
+        sqlx::query_scalar("select id from ledger_accounts where id = any($1) and code like 'manual:%'")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    if let Some(other) = ids.iter().find(|id| !manual.contains(id)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_account",
+            format!("no manual account {other}: manual entries post only to '{MANUAL_PREFIX}' accounts"),
+        ));
+    }
+    let posted = super::post(&mut tx, entry).await?;
+    tx.commit().await?;
+    let status = if posted.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(EntryView::from(posted.entry))).into_response())
+}
+
+fn manual_metadata(caller: &Caller, memo: Option<String>) -> Result<serde_json::Value, ApiError> {
+    if memo.as_ref().is_some_and(|m| m.chars().count() > 500) {
+        return Err(ApiError::validation("memo has at most 500 characters"));
+    }
+    let posted_by = caller
+        .key_id
+        .map_or_else(|| "bootstrap".to_string(), |id| id.to_string());
+    Ok(serde_json::json!({ "memo": memo, "posted_by": posted_by }))
+}
+
+/// One journal entry with its postings.
+#[utoipa::path(get, path = "/v1/ledger/entries/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = EntryView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<EntryView>, ApiError> {
+    caller.require(BOOKS)?;
+    let mut conn = state.pool.acquire().await?;
+    let entry = super::entry(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {id}")))?;
+    Ok(Json(entry.into()))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseEntry {
+    /// Idempotency key for the reversal (default: derived from the entry).
+    reference: Option<String>,
+    memo: Option<String>,
+}
+
+/// Reverse a manual entry: post its mirror image. An entry is reversed at most once.
+#[utoipa::path(post, path = "/v1/ledger/entries/{id}/reverse", tag = "ledger", params(("id" = Uuid, Path)),
+    request_body = ReverseEntry, security(("api_key" = [])),
+    responses((status = 201, body = EntryView), (status = 200, description = "replayed", body = EntryView),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn reverse_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<ReverseEntry>,
+) -> Result<Response, ApiError> {
+    caller.require(OPERATOR)?;
+    let metadata = manual_metadata(&caller, body.memo)?;
+    let mut tx = state.pool.begin().await?;
+    let original = super::entry(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {id}")))?;
+    if original.kind != MANUAL_KIND {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "only manual entries are reversed by hand; domain entries are corrected by their own flows",
+        ));
+    }
+    let reference = body.reference.map(|r| format!("{MANUAL_PREFIX}{r}"));
+    let posted = super::reverse(&mut tx, id, reference, state.clock.now(), metadata).await?;
+    tx.commit().await?;
+    let status = if posted.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(EntryView::from(posted.entry))).into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalanceLine {
+    id: Uuid,
+    code: String,
+    kind: AccountKind,
+    /// The balance when it sits on the debit side, else "0.00".
+    debit: String,
+    /// The balance when it sits on the credit side, else "0.00".
+    credit: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalanceCurrency {
+    currency: String,
+    total_debit: String,
+    total_credit: String,
+    balanced: bool,
+    accounts: Vec<TrialBalanceLine>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalance {
+    as_of: DateTime<Utc>,
+    /// True when every currency's debit and credit totals agree.
+    balanced: bool,
+    currencies: Vec<TrialBalanceCurrency>,
+}
+
+/// Every account's balance in a debit or credit column, per currency, with totals.
+#[utoipa::path(get, path = "/v1/ledger/trial-balance", tag = "ledger", security(("api_key" = [])),
+    responses((status = 200, body = TrialBalance), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn trial_balance(State(state): State<AppState>, caller: Caller) -> Result<Json<TrialBalance>, ApiError> {
+    caller.require(BOOKS)?;
+    let mut conn = state.pool.acquire().await?;
+    let accounts = super::all_accounts(&mut conn).await?;
+    let mut currencies: Vec<TrialBalanceCurrency> = Vec::new();
+    let mut totals: Vec<(Currency, rust_decimal::Decimal, rust_decimal::Decimal)> = Vec::new();
+    for account in accounts {
+        let currency = account.currency;
+        if totals.last().is_none_or(|(c, _, _)| *c != currency) {
+            totals.push((currency, Default::default(), Default::default()));
+            currencies.push(TrialBalanceCurrency {
+                currency: currency.code().to_string(),
+                total_debit: String::new(),
+                total_credit: String::new(),
+                balanced: false,
+                accounts: Vec::new(),
+            });
+        }
+        // A balance below zero on its normal side sits in the other column.
+        let on_debit = (account.kind.normal_side() == Side::Debit) == (account.balance >= rust_decimal::Decimal::ZERO);
+        let (debit, credit) = if on_debit {
+            (account.balance.abs(), Default::default())
+        } else {
+            (Default::default(), account.balance.abs())
+        };
+        let (_, total_debit, total_credit) = totals.last_mut().expect("pushed above");
+        *total_debit += debit;
+        *total_credit += credit;
+        currencies
+            .last_mut()
+            .expect("pushed above")
+            .accounts
+            .push(TrialBalanceLine {
+                id: account.id,
+                code: account.code,
+                kind: account.kind,
+                debit: format_amount(debit, currency),
+                credit: format_amount(credit, currency),
+            });
+    }
+    for (view, (currency, debit, credit)) in currencies.iter_mut().zip(totals) {
+        view.total_debit = format_amount(debit, currency);
+        view.total_credit = format_amount(credit, currency);
+        view.balanced = debit == credit;
+    }
+    Ok(Json(TrialBalance {
+        as_of: state.clock.now(),
+        balanced: currencies.iter().all(|c| c.balanced),
+        currencies,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyReport {
+    /// True when every check passed.
+    ok: bool,
+    checked_at: DateTime<Utc>,
+    checks: Vec<CheckResult>,
+}
+
+/// Check every invariant of the books, each reported by name.
+#[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger", security(("api_key" = [])),
+    responses((status = 200, body = VerifyReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<VerifyReport>, ApiError> {
+    caller.require(BOOKS)?;
+    let checks = super::verify(&state.pool).await?;
+    Ok(Json(VerifyReport {
+        ok: checks.iter().all(|c| c.ok),
+        checked_at: state.clock.now(),
+        checks,
+    }))
+}

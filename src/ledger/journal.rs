@@ -1,0 +1,396 @@
+//! Writing and reading the books. Every function takes a connection so that a domain module can
+//! post inside its own transaction, together with its state change and its outbox event.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{Acquire, PgConnection};
+use uuid::Uuid;
+
+use super::model::*;
+use crate::money::{Currency, Money};
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: Uuid,
+    code: String,
+    currency: String,
+    kind: AccountKind,
+    no_overdraft: bool,
+    balance: Decimal,
+    posting_count: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = LedgerError;
+    fn try_from(r: AccountRow) -> Result<Self, LedgerError> {
+        Ok(Account {
+            id: r.id,
+            code: r.code,
+            currency: Currency::parse(&r.currency)?,
+            kind: r.kind,
+            no_overdraft: r.no_overdraft,
+            balance: r.balance,
+            posting_count: r.posting_count,
+            created_at: r.created_at,
+        })
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, code, currency, kind, no_overdraft, balance, posting_count, created_at";
+
+/// Opens an account, or returns the existing one with that code if it has the same currency,
+/// kind and overdraft rule (so domain code can call it on every use without a race). The flag
+/// says whether this call created it.
+pub async fn open_account(
+    conn: &mut PgConnection,
+    new: &NewAccount,
+    now: DateTime<Utc>,
+) -> Result<(Account, bool), LedgerError> {
+    let inserted: Option<AccountRow> = sqlx::query_as(&format!(
+        "insert into ledger_accounts (id, code, currency, kind, no_overdraft, created_at)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (code) do nothing
+         returning {ACCOUNT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(new.code.as_str())
+    .bind(new.currency.code())
+    .bind(new.kind)
+    .bind(new.no_overdraft)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok((row.try_into()?, true));
+    }
+    let existing = account_by_code(conn, new.code.as_str())
+        .await?
+        .ok_or_else(|| LedgerError::AccountConflict(new.code.to_string()))?;
+    if existing.currency == new.currency && existing.kind == new.kind && existing.no_overdraft == new.no_overdraft {
+        Ok((existing, false))
+    } else {
+        Err(LedgerError::AccountConflict(new.code.to_string()))
+    }
+}
+
+pub async fn account(conn: &mut PgConnection, id: Uuid) -> Result<Option<Account>, LedgerError> {
+    let row: Option<AccountRow> =
+        sqlx::query_as(&format!("select {ACCOUNT_COLUMNS} from ledger_accounts where id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(Account::try_from).transpose()
+}
+
+pub async fn account_by_code(conn: &mut PgConnection, code: &str) -> Result<Option<Account>, LedgerError> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from ledger_accounts where code = $1"
+    ))
+    .bind(code)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Account::try_from).transpose()
+}
+
+/// The account's balance on its normal side, read from its row: constant time.
+pub async fn balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerError> {
+    let account = account(conn, id).await?.ok_or(LedgerError::UnknownAccount(id))?;
+    Ok(Money::new(account.balance, account.currency)?)
+}
+
+/// Accounts in code order, those whose code starts with `code_prefix`, after the code `after`.
+pub async fn list_accounts(
+    conn: &mut PgConnection,
+    code_prefix: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Account>, LedgerError> {
+    let pattern = format!(
+        "{}%",
+        code_prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from ledger_accounts
+          where code like $1 and ($2::text is null or code > $2)
+          order by code collate \"C\" limit $3"
+    ))
+    .bind(pattern)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Account::try_from).collect()
+}
+
+/// Posts an entry atomically (in a savepoint when `conn` is already in a transaction).
+///
+/// Idempotent by reference: the same reference with the same postings returns the existing
+/// entry with `replayed = true`; with other postings it is [`LedgerError::ReferenceReused`].
+pub async fn post(conn: &mut PgConnection, new: NewEntry) -> Result<Posted, LedgerError> {
+    new.check()?;
+    let mut tx = conn.begin().await?;
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "insert into ledger_entries (id, kind, reference, effective_at, metadata, reverses)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (reference) do nothing
+         returning id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&new.kind)
+    .bind(&new.reference)
+    .bind(new.effective_at)
+    .bind(&new.metadata)
+    .bind(new.reverses)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(
+        |err| match (err.as_database_error().and_then(|e| e.constraint()), new.reverses) {
+            (Some("ledger_entries_reverses_key"), Some(reversed)) => LedgerError::AlreadyReversed(reversed),
+            _ => err.into(),
+        },
+    )?;
+
+    let Some(id) = id else {
+        let existing = entry_by_reference(&mut tx, &new.reference)
+            .await?
+            .ok_or_else(|| LedgerError::ReferenceReused(new.reference.clone()))?;
+        return if same_entry(&existing, &new) {
+            Ok(Posted {
+                entry: existing,
+                replayed: true,
+            })
+        } else {
+            Err(LedgerError::ReferenceReused(new.reference))
+        };
+    };
+
+    // Postings go in account order so that concurrent entries lock account rows in one order
+    // and cannot deadlock.
+    let mut postings = new.postings.clone();
+    postings.sort_by_key(|p| (p.account_id, p.side));
+    let accounts: Vec<Uuid> = postings.iter().map(|p| p.account_id).collect();
+    let sides: Vec<Side> = postings.iter().map(|p| p.side).collect();
+    let amounts: Vec<Decimal> = postings.iter().map(|p| p.amount.amount()).collect();
+    let currencies: Vec<&str> = postings.iter().map(|p| p.amount.currency().code()).collect();
+    let result = sqlx::query(
+        "insert into ledger_postings (entry_id, account_id, side, amount, currency)
+         select $1, t.account_id, t.side, t.amount, t.currency
+           from unnest($2::uuid[], $3::ledger_side[], $4::numeric[], $5::text[]) with ordinality
+                as t(account_id, side, amount, currency, n)
+          order by t.n",
+    )
+    .bind(id)
+    .bind(&accounts)
+    .bind(&sides)
+    .bind(&amounts)
+    .bind(&currencies)
+    .execute(&mut *tx)
+    .await;
+    if let Err(err) = result {
+        if err.as_database_error().and_then(|e| e.constraint()) == Some("ledger_posting_account_exists") {
+            // The failed statement aborted the savepoint; roll it back to ask which one is missing.
+            tx.rollback().await?;
+            let known: Vec<Uuid> = sqlx::query_scalar("select id from ledger_accounts where id = any($1)")
+                .bind(&accounts)
+                .fetch_all(&mut *conn)
+                .await?;
+            if let Some(missing) = accounts.iter().find(|id| !known.contains(id)) {
+                return Err(LedgerError::UnknownAccount(*missing));
+            }
+        }
+        return Err(err.into());
+    }
+    let entry = entry(&mut tx, id).await?.ok_or(LedgerError::UnknownEntry(id))?;
+    tx.commit().await?;
+    Ok(Posted { entry, replayed: false })
+}
+
+fn same_entry(existing: &Entry, new: &NewEntry) -> bool {
+    let mut a: Vec<(Uuid, Side, Money)> = existing
+        .postings
+        .iter()
+        .map(|p| (p.account_id, p.side, p.amount))
+        .collect();
+    let mut b: Vec<(Uuid, Side, Money)> = new.postings.iter().map(|p| (p.account_id, p.side, p.amount)).collect();
+    let key = |x: &(Uuid, Side, Money)| (x.0, x.1, x.2.amount(), x.2.currency());
+    a.sort_by_key(key);
+    b.sort_by_key(key);
+    existing.kind == new.kind && existing.reverses == new.reverses && a == b
+}
+
+/// Posts the mirror image of entry `id`: every posting on the other side. An entry is reversed
+/// at most once; reversing again with the same reference returns the first reversal.
+pub async fn reverse(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reference: Option<String>,
+    effective_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+) -> Result<Posted, LedgerError> {
+    let original = entry(conn, id).await?.ok_or(LedgerError::UnknownEntry(id))?;
+    let reference = reference.unwrap_or_else(|| format!("reversal:{id}"));
+    if let Some(by) = original.reversed_by {
+        let reversal = entry(conn, by).await?.ok_or(LedgerError::UnknownEntry(by))?;
+        if reversal.reference != reference {
+            return Err(LedgerError::AlreadyReversed(id));
+        }
+    }
+    let mut new = NewEntry::new(format!("{}.reversal", original.kind), reference, effective_at).metadata(metadata);
+    new.reverses = Some(id);
+    new.postings = original
+        .postings
+        .iter()
+        .map(|p| NewPosting {
+            account_id: p.account_id,
+            side: p.side.opposite(),
+            amount: p.amount,
+        })
+        .collect();
+    post(conn, new).await
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: Uuid,
+    kind: String,
+    reference: String,
+    effective_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+    reverses: Option<Uuid>,
+    reversed_by: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PostingRow {
+    account_id: Uuid,
+    account_code: String,
+    side: Side,
+    amount: Decimal,
+    currency: String,
+    account_seq: i64,
+    balance_after: Decimal,
+}
+
+const ENTRY_SELECT: &str = "select e.id, e.kind, e.reference, e.effective_at, e.recorded_at, e.metadata, e.reverses,
+        (select r.id from ledger_entries r where r.reverses = e.id) as reversed_by
+   from ledger_entries e";
+
+pub async fn entry(conn: &mut PgConnection, id: Uuid) -> Result<Option<Entry>, LedgerError> {
+    let row: Option<EntryRow> = sqlx::query_as(&format!("{ENTRY_SELECT} where e.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_postings(conn, row).await
+}
+
+pub async fn entry_by_reference(conn: &mut PgConnection, reference: &str) -> Result<Option<Entry>, LedgerError> {
+    let row: Option<EntryRow> = sqlx::query_as(&format!("{ENTRY_SELECT} where e.reference = $1"))
+        .bind(reference)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_postings(conn, row).await
+}
+
+async fn with_postings(conn: &mut PgConnection, row: Option<EntryRow>) -> Result<Option<Entry>, LedgerError> {
+    let Some(row) = row else { return Ok(None) };
+    let postings: Vec<PostingRow> = sqlx::query_as(
+        "select p.account_id, a.code as account_code, p.side, p.amount, p.currency, p.account_seq, p.balance_after
+           from ledger_postings p join ledger_accounts a on a.id = p.account_id
+          where p.entry_id = $1
+          order by p.id",
+    )
+    .bind(row.id)
+    .fetch_all(conn)
+    .await?;
+    let postings = postings
+        .into_iter()
+        .map(|p| {
+            Ok(Posting {
+                account_id: p.account_id,
+                account_code: p.account_code,
+                side: p.side,
+                amount: Money::new(p.amount, Currency::parse(&p.currency)?)?,
+                account_seq: p.account_seq,
+                balance_after: p.balance_after,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    Ok(Some(Entry {
+        id: row.id,
+        kind: row.kind,
+        reference: row.reference,
+        effective_at: row.effective_at,
+        recorded_at: row.recorded_at,
+        metadata: row.metadata,
+        reverses: row.reverses,
+        reversed_by: row.reversed_by,
+        postings,
+    }))
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    account_seq: i64,
+    entry_id: Uuid,
+    reference: String,
+    kind: String,
+    effective_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    side: Side,
+    amount: Decimal,
+    currency: String,
+    balance_after: Decimal,
+}
+
+/// An account's statement in posting order, after position `after_seq`, with the balance after
+/// each line (stored at posting time, so a page costs its own size, not the history's).
+pub async fn account_lines(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AccountLine>, LedgerError> {
+    let rows: Vec<LineRow> = sqlx::query_as(
+        "select p.account_seq, p.entry_id, e.reference, e.kind, e.effective_at, e.recorded_at,
+                p.side, p.amount, p.currency, p.balance_after
+           from ledger_postings p join ledger_entries e on e.id = p.entry_id
+          where p.account_id = $1 and p.account_seq > $2
+          order by p.account_seq
+          limit $3",
+    )
+    .bind(account_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(AccountLine {
+                account_seq: r.account_seq,
+                entry_id: r.entry_id,
+                reference: r.reference,
+                kind: r.kind,
+                effective_at: r.effective_at,
+                recorded_at: r.recorded_at,
+                side: r.side,
+                amount: Money::new(r.amount, Currency::parse(&r.currency)?)?,
+                balance_after: r.balance_after,
+            })
+        })
+        .collect()
+}
+
+/// Every account's balance, grouped by currency: the trial balance.
+pub async fn all_accounts(conn: &mut PgConnection) -> Result<Vec<Account>, LedgerError> {
+    let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from ledger_accounts order by currency, code collate \"C\""
+    ))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Account::try_from).collect()
+}

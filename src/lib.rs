@@ -1,0 +1,75 @@
+//! crowdledger: equity crowdfunding for social-impact projects on a double-entry ledger.
+//!
+//! The binary (`src/main.rs`) is a thin CLI; everything it runs is here: [`App::build`] turns
+//! settings into a pool and state, [`launch`] serves a router on a listener until a shutdown
+//! future resolves, so tests run the real app on port 0.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod ledger;
+pub mod money;
+
+use std::future::Future;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::auth::Authenticator;
+use crate::http::{AppState, Limits};
+
+/// A configured application, ready to launch.
+pub struct App {
+    pub state: AppState,
+    pub limits: Limits,
+}
+
+impl App {
+    /// Connects to the database and refuses to start on a schema that is behind the binary.
+    pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+        let pool = db::connect(settings).await?;
+        db::ensure_migrated(&pool).await?;
+        Ok(App::with_pool(settings, pool, Clock::new(settings.clock.mode)))
+    }
+
+    /// An application over an existing pool (tests hand in their fresh database).
+    pub fn with_pool(settings: &Settings, pool: sqlx::PgPool, clock: Clock) -> App {
+        App {
+            state: AppState {
+                pool,
+                clock,
+                auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
+            },
+            limits: Limits {
+                request_timeout: settings.http.request_timeout(),
+                body_limit_bytes: settings.http.body_limit_bytes,
+            },
+        }
+    }
+}
+
+/// Serves the API on `listener` (and metrics on `metrics`, if given) until `shutdown` resolves,
+/// then lets requests in flight finish.
+pub async fn launch(
+    app: App,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let Some(metrics) = metrics {
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics, http::metrics_router()).await {
+                tracing::error!(error = %err, "metrics listener stopped");
+            }
+        });
+    }
+    let router = http::router(app.state, app.limits);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}

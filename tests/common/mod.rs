@@ -1,0 +1,156 @@
+//! Shared test harness: the real app on port 0 over a fresh database, and an HTTP client.
+#![allow(dead_code)] // each test crate uses a different part of the harness
+
+use std::time::Duration;
+
+use crowdledger::clock::Clock;
+use crowdledger::config::Settings;
+use crowdledger::keys::{self, Role};
+use crowdledger::{App, launch};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+
+pub const OPERATOR_KEY: &str = "test-bootstrap-operator-key-0123456789abcdef";
+
+pub fn settings(extra: &[(&str, &str)]) -> Settings {
+    let mut env: Vec<(String, String)> = vec![
+        ("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY".into(), OPERATOR_KEY.into()),
+        ("CROWDLEDGER__CLOCK__MODE".into(), "manual".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let lookup = env.clone();
+    Settings::load_from(move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()), env).unwrap()
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub metrics_base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub clock: Clock,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> TestApp {
+        TestApp::spawn_with(pool, &[]).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, extra: &[(&str, &str)]) -> TestApp {
+        let settings = settings(extra);
+        let clock = Clock::manual();
+        let app = App::with_pool(&settings, pool.clone(), clock.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let metrics_base = format!("http://{}", metrics.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(launch(app, listener, Some(metrics), async {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        TestApp { base, metrics_base, client, pool, clock, _shutdown: tx }
+    }
+
+    pub async fn key(&self, role: Role) -> String {
+        let mut conn = self.pool.acquire().await.unwrap();
+        let created = keys::create(&mut conn, "test", role, self.clock.now()).await.unwrap();
+        created.key.expose_secret().to_string()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(OPERATOR_KEY), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(OPERATOR_KEY), Some(&body)).await
+    }
+
+    /// Sends raw bytes with the given content type, as a misbehaving client would.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
+        let mut req = self.client.post(format!("{}{}", self.base, path)).bearer_auth(OPERATOR_KEY).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    /// Counts of rows a failed request must not have written.
+    pub async fn row_counts(&self) -> (i64, i64, i64) {
+        sqlx::query_as(
+            "select (select count(*) from ledger_accounts), (select count(*) from ledger_entries),
+                    (select count(*) from ledger_postings)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn assert_books_verify(&self) {
+        let r = self.get("/v1/ledger/verify").await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["ok"], true, "ledger invariants broken: {:#}", r.body);
+    }
+}
+
+pub async fn read(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, content_type, headers, body }
+}
+
+impl Reply {
+    /// Asserts a problem+json error with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {:#}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "body: {:#}", self.body);
+        assert_eq!(self.body["code"], code, "body: {:#}", self.body);
+        assert_eq!(self.body["status"], status);
+        for field in ["type", "title", "detail"] {
+            assert!(self.body[field].is_string(), "problem lacks {field}: {:#}", self.body);
+        }
+    }
+}
+
+/// A pool with room for many concurrent writers, on the same database as `pool`.
+pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap()
+}
+
+/// The URL of the database behind `pool`, for running the binary against it.
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by scripts/test");
+    let db = pool.connect_options().get_database().expect("test pools name their database").to_string();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{db}")
+}
