@@ -1,0 +1,212 @@
+//! The `crowdledger` binary: migrate, keys, verify's exit code, configuration errors, and serve
+//! with a graceful shutdown.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crowdledger::keys;
+use sqlx::PgPool;
+
+fn crowdledger(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crowdledger"));
+    cmd.args(args)
+        .env("DATABASE_URL", db)
+        .env_remove("CROWDLEDGER_CONFIG")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[sqlx::test]
+async fn keys_are_created_listed_and_revoked_without_being_stored(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let out = crowdledger(&db, &["migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = crowdledger(
+        &db,
+        &["keys", "create", "--role", "auditor", "--name", "audit-firm"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_string();
+    assert!(key.starts_with("clk_") && key.len() >= 40, "{key}");
+    let mut conn = pool.acquire().await.unwrap();
+    let (id, role) = keys::find_active(&mut conn, &keys::hash(&key))
+        .await
+        .unwrap()
+        .expect("key is stored by hash");
+    assert_eq!(role, keys::Role::Auditor);
+    let stored: i64 = sqlx::query_scalar("select count(*) from api_keys where key_prefix = $1 or name = $2")
+        .bind(&key[..8])
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the prefix is kept, never the key");
+
+    let out = crowdledger(&db, &["keys", "list"], &[]);
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("audit-firm") && listing.contains("auditor") && !listing.contains(&key),
+        "{listing}"
+    );
+
+    let out = crowdledger(&db, &["keys", "revoke", &id.to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(keys::find_active(&mut conn, &keys::hash(&key)).await.unwrap().is_none());
+    let out = crowdledger(&db, &["keys", "revoke", &id.to_string()], &[]);
+    assert!(!out.status.success());
+
+    let out = crowdledger(&db, &["keys", "create", "--role", "janitor"], &[]);
+    assert!(!out.status.success());
+}
+
+#[sqlx::test]
+async fn verify_exits_1_and_names_the_broken_invariant(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query(
+        "insert into ledger_accounts (id, code, currency, kind, created_at)
+         values (gen_random_uuid(), 't:a', 'EUR', 'asset', now()), (gen_random_uuid(), 't:b', 'EUR', 'liability', now())",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+
+    let out = crowdledger(&db, &["verify"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report = text(&out.stdout);
+    for name in [
+        "debits_equal_credits",
+        "entries_balance",
+        "balances_match_postings",
+        "no_overdraft_respected",
+    ] {
+        assert!(
+            report.lines().any(|l| l.starts_with("ok") && l.contains(name)),
+            "{report}"
+        );
+    }
+
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("update ledger_accounts set balance = 5 where code = 't:a'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let out = crowdledger(&db, &["verify"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("balances_match_postings")),
+        "{report}"
+    );
+    assert!(report.contains("t:a"), "{report}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn serve_refuses_an_unmigrated_database(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let out = crowdledger(&db, &["serve"], &[("CROWDLEDGER__HTTP__BIND", "127.0.0.1:0")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("crowdledger migrate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_configuration_is_named_and_exits_2() {
+    let out = crowdledger(
+        "postgres://nobody@127.0.0.1:1/none",
+        &["verify"],
+        &[("CROWDLEDGER__HTTP__BIND", "nowhere")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("http.bind"), "{}", text(&out.stderr));
+    let out = crowdledger(
+        "postgres://nobody@127.0.0.1:1/none",
+        &["verify"],
+        &[("CROWDLEDGER__CLOCK__MOOD", "x")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("mood"), "{}", text(&out.stderr));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[sqlx::test]
+async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let (port, metrics_port) = (free_port(), free_port());
+    let key = "serve-test-operator-key-0123456789abcdef";
+    let child = Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("CROWDLEDGER__HTTP__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
+        .env("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", key)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .get(format!("{base}/v1/ledger/verify"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let log = text(&out.stderr);
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(!log.contains(key), "the bootstrap key reached the log");
+}
