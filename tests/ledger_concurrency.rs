@@ -57,7 +57,7 @@ async fn concurrent_debits_stop_exactly_at_zero(pool: PgPool) {
         .unwrap()
         .0
         .id;
-    let ticket = Money::new(Decimal::new(2000_00, 2), Currency::EUR).unwrap();
+    let ticket = Money::new(Decimal::new(200_000, 2), Currency::EUR).unwrap();
     let total = Money::new(ticket.amount() * Decimal::from(FUNDED_FOR), Currency::EUR).unwrap();
     ledger::post(
         &mut conn,

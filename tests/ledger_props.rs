@@ -62,13 +62,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A posting in the model: account index, side, cents.
+type ModelPosting = (usize, Side, i64);
+
 struct Model {
     specs: Vec<Spec>,
     ids: Vec<Uuid>,
     /// Normal-side balances in cents.
     balances: Vec<i64>,
     /// Posted entries: id, postings (account index, side, cents), reversed yet.
-    entries: Vec<(Uuid, Vec<(usize, Side, i64)>, bool)>,
+    entries: Vec<(Uuid, Vec<ModelPosting>, bool)>,
 }
 
 impl Model {
@@ -89,7 +92,7 @@ impl Model {
     }
 
     /// What the ledger must answer for these postings (all in the currency of the first).
-    fn predict(&self, postings: &[(usize, Side, i64)]) -> Result<(), &'static str> {
+    fn predict(&self, postings: &[ModelPosting]) -> Result<(), &'static str> {
         let mut after = self.balances.clone();
         for &(i, side, cents) in postings {
             after[i] += self.delta(i, side, cents);
@@ -107,7 +110,7 @@ impl Model {
         Ok(())
     }
 
-    fn apply(&mut self, postings: &[(usize, Side, i64)]) {
+    fn apply(&mut self, postings: &[ModelPosting]) {
         for &(i, side, cents) in postings {
             self.balances[i] += self.delta(i, side, cents);
         }

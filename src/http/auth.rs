@@ -1,5 +1,6 @@
 //! `Authorization: Bearer <key>` → the caller's role. Handlers state which roles they admit.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -13,10 +14,42 @@ use super::AppState;
 use super::error::ApiError;
 use crate::keys::{self, KeyHash, Role};
 
-/// Roles that may read the books.
-pub const BOOKS: &[Role] = &[Role::Operator, Role::Auditor];
+/// A set of roles a route admits, named by a marker type: `Auth<Operators>`, `Auth<BookReaders>`.
+pub trait Allowed: Send + Sync + 'static {
+    const ROLES: &'static [Role];
+}
+
 /// Operators only.
-pub const OPERATOR: &[Role] = &[Role::Operator];
+pub struct Operators;
+impl Allowed for Operators {
+    const ROLES: &'static [Role] = &[Role::Operator];
+}
+
+/// Those who may read the books: operators and auditors.
+pub struct BookReaders;
+impl Allowed for BookReaders {
+    const ROLES: &'static [Role] = &[Role::Operator, Role::Auditor];
+}
+
+/// An authenticated caller whose role is in `A`. As an extractor it answers 401/403 before
+/// the body is read, so a caller without the role learns nothing from validation errors.
+pub struct Auth<A: Allowed> {
+    pub caller: Caller,
+    _allowed: PhantomData<A>,
+}
+
+impl<A: Allowed> FromRequestParts<AppState> for Auth<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(A::ROLES)?;
+        Ok(Auth {
+            caller,
+            _allowed: PhantomData,
+        })
+    }
+}
 
 /// Verifies keys: the bootstrap operator key from configuration, then the stored ones.
 #[derive(Debug, Default)]
@@ -65,8 +98,10 @@ impl FromRequestParts<AppState> for Caller {
         let key = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            // The scheme name is case-insensitive (RFC 9110, section 11.1).
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty() && k.len() <= 200)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
         let presented = keys::hash(key);

@@ -15,14 +15,26 @@ use uuid::Uuid;
 
 use super::{Account, AccountCode, AccountKind, AccountLine, CheckResult, Entry, NewAccount, NewEntry, Side};
 use crate::http::AppState;
-use crate::http::auth::{BOOKS, Caller, OPERATOR};
+use crate::http::auth::{Auth, BookReaders, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::money::{Amount, Currency, Money, format_amount};
 
-/// Account codes operators may create and post to by hand.
+/// Account codes operators may create and post to by hand. Manual references get the same
+/// prefix, so an operator can never take a reference a domain flow will need.
 const MANUAL_PREFIX: &str = "manual:";
 const MANUAL_KIND: &str = "manual";
+/// Ledger references have at most 200 characters, the prefix included.
+const MAX_MANUAL_REFERENCE: usize = 200 - MANUAL_PREFIX.len();
+
+fn manual_reference(reference: &str) -> Result<String, ApiError> {
+    if reference.is_empty() || reference.len() > MAX_MANUAL_REFERENCE {
+        return Err(ApiError::validation(format!(
+            "reference has 1 to {MAX_MANUAL_REFERENCE} bytes"
+        )));
+    }
+    Ok(format!("{MANUAL_PREFIX}{reference}"))
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -157,6 +169,7 @@ impl From<AccountLine> for LineView {
 pub struct AccountPage {
     items: Vec<AccountView>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<String>,
 }
 
@@ -164,6 +177,7 @@ pub struct AccountPage {
 pub struct LinePage {
     items: Vec<LineView>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<i64>,
 }
 
@@ -194,10 +208,9 @@ pub struct AccountsQuery {
     responses((status = 200, body = AccountPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_accounts(
     State(state): State<AppState>,
-    caller: Caller,
+    _auth: Auth<BookReaders>,
     AppQuery(q): AppQuery<AccountsQuery>,
 ) -> Result<Json<AccountPage>, ApiError> {
-    caller.require(BOOKS)?;
     let limit = page_size(q.limit)?;
     let mut conn = state.pool.acquire().await?;
     let accounts = super::list_accounts(
@@ -236,10 +249,9 @@ pub struct CreateAccount {
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_account(
     State(state): State<AppState>,
-    caller: Caller,
+    _auth: Auth<Operators>,
     AppJson(body): AppJson<CreateAccount>,
 ) -> Result<Response, ApiError> {
-    caller.require(OPERATOR)?;
     if !body.code.starts_with(MANUAL_PREFIX) {
         return Err(ApiError::validation(format!(
             "account codes created through the API start with '{MANUAL_PREFIX}'; domain accounts are opened by the service"
@@ -263,10 +275,9 @@ async fn create_account(
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_account(
     State(state): State<AppState>,
-    caller: Caller,
+    _auth: Auth<BookReaders>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<AccountView>, ApiError> {
-    caller.require(BOOKS)?;
     let mut conn = state.pool.acquire().await?;
     let account = super::account(&mut conn, id)
         .await?
@@ -289,11 +300,10 @@ pub struct LinesQuery {
     responses((status = 200, body = LinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn account_entries(
     State(state): State<AppState>,
-    caller: Caller,
+    _auth: Auth<BookReaders>,
     AppPath(id): AppPath<Uuid>,
     AppQuery(q): AppQuery<LinesQuery>,
 ) -> Result<Json<LinePage>, ApiError> {
-    caller.require(BOOKS)?;
     let limit = page_size(q.limit)?;
     let mut conn = state.pool.acquire().await?;
     super::account(&mut conn, id)
@@ -335,16 +345,11 @@ pub struct PostEntry {
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn post_entry(
     State(state): State<AppState>,
-    caller: Caller,
+    Auth { caller, .. }: Auth<Operators>,
     AppJson(body): AppJson<PostEntry>,
 ) -> Result<Response, ApiError> {
-    caller.require(OPERATOR)?;
-    let mut entry = NewEntry::new(
-        MANUAL_KIND,
-        format!("{MANUAL_PREFIX}{}", body.reference),
-        state.clock.now(),
-    )
-    .metadata(manual_metadata(&caller, body.memo)?);
+    let mut entry = NewEntry::new(MANUAL_KIND, manual_reference(&body.reference)?, state.clock.now())
+        .metadata(manual_metadata(&caller, body.memo)?);
     for p in body.postings {
         let currency = Currency::parse(&p.currency).map_err(|e| ApiError::validation(e.to_string()))?;
         let amount = Money::positive(p.amount.value(), currency).map_err(|e| ApiError::validation(e.to_string()))?;
@@ -394,10 +399,9 @@ fn manual_metadata(caller: &Caller, memo: Option<String>) -> Result<serde_json::
     responses((status = 200, body = EntryView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_entry(
     State(state): State<AppState>,
-    caller: Caller,
+    _auth: Auth<BookReaders>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<EntryView>, ApiError> {
-    caller.require(BOOKS)?;
     let mut conn = state.pool.acquire().await?;
     let entry = super::entry(&mut conn, id)
         .await?
@@ -420,11 +424,10 @@ pub struct ReverseEntry {
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn reverse_entry(
     State(state): State<AppState>,
-    caller: Caller,
+    Auth { caller, .. }: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<ReverseEntry>,
 ) -> Result<Response, ApiError> {
-    caller.require(OPERATOR)?;
     let metadata = manual_metadata(&caller, body.memo)?;
     let mut tx = state.pool.begin().await?;
     let original = super::entry(&mut tx, id)
@@ -437,7 +440,7 @@ async fn reverse_entry(
             "only manual entries are reversed by hand; domain entries are corrected by their own flows",
         ));
     }
-    let reference = body.reference.map(|r| format!("{MANUAL_PREFIX}{r}"));
+    let reference = body.reference.as_deref().map(manual_reference).transpose()?;
     let posted = super::reverse(&mut tx, id, reference, state.clock.now(), metadata).await?;
     tx.commit().await?;
     let status = if posted.replayed {
@@ -479,8 +482,10 @@ pub struct TrialBalance {
 /// Every account's balance in a debit or credit column, per currency, with totals.
 #[utoipa::path(get, path = "/v1/ledger/trial-balance", tag = "ledger", security(("api_key" = [])),
     responses((status = 200, body = TrialBalance), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn trial_balance(State(state): State<AppState>, caller: Caller) -> Result<Json<TrialBalance>, ApiError> {
-    caller.require(BOOKS)?;
+async fn trial_balance(
+    State(state): State<AppState>,
+    _auth: Auth<BookReaders>,
+) -> Result<Json<TrialBalance>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let accounts = super::all_accounts(&mut conn).await?;
     let mut currencies: Vec<TrialBalanceCurrency> = Vec::new();
@@ -542,8 +547,7 @@ pub struct VerifyReport {
 /// Check every invariant of the books, each reported by name.
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger", security(("api_key" = [])),
     responses((status = 200, body = VerifyReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<VerifyReport>, ApiError> {
-    caller.require(BOOKS)?;
+async fn verify(State(state): State<AppState>, _auth: Auth<BookReaders>) -> Result<Json<VerifyReport>, ApiError> {
     let checks = super::verify(&state.pool).await?;
     Ok(Json(VerifyReport {
         ok: checks.iter().all(|c| c.ok),

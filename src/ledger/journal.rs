@@ -115,7 +115,7 @@ pub async fn list_accounts(
     );
     let rows: Vec<AccountRow> = sqlx::query_as(&format!(
         "select {ACCOUNT_COLUMNS} from ledger_accounts
-          where code like $1 and ($2::text is null or code > $2)
+          where code like $1 and ($2::text is null or code collate \"C\" > $2)
           order by code collate \"C\" limit $3"
     ))
     .bind(pattern)

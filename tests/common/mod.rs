@@ -23,7 +23,11 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let lookup = env.clone();
-    Settings::load_from(move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()), env).unwrap()
+    Settings::load_from(
+        move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+        env,
+    )
+    .unwrap()
 }
 
 pub struct TestApp {
@@ -59,8 +63,18 @@ impl TestApp {
         tokio::spawn(launch(app, listener, Some(metrics), async {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        TestApp { base, metrics_base, client, pool, clock, _shutdown: tx }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TestApp {
+            base,
+            metrics_base,
+            client,
+            pool,
+            clock,
+            _shutdown: tx,
+        }
     }
 
     pub async fn key(&self, role: Role) -> String {
@@ -90,7 +104,11 @@ impl TestApp {
 
     /// Sends raw bytes with the given content type, as a misbehaving client would.
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
-        let mut req = self.client.post(format!("{}{}", self.base, path)).bearer_auth(OPERATOR_KEY).body(body);
+        let mut req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(OPERATOR_KEY)
+            .body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
@@ -118,10 +136,19 @@ impl TestApp {
 pub async fn read(resp: reqwest::Response) -> Reply {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, content_type, headers, body }
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
 }
 
 impl Reply {
@@ -150,7 +177,11 @@ pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
 /// The URL of the database behind `pool`, for running the binary against it.
 pub fn database_url(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by scripts/test");
-    let db = pool.connect_options().get_database().expect("test pools name their database").to_string();
+    let db = pool
+        .connect_options()
+        .get_database()
+        .expect("test pools name their database")
+        .to_string();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     format!("{prefix}/{db}")
 }
