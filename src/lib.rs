@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod money;

@@ -31,6 +31,18 @@ impl Allowed for BookReaders {
     const ROLES: &'static [Role] = &[Role::Operator, Role::Auditor];
 }
 
+/// A platform's front-end acting for investors, and operators.
+pub struct PlatformUsers;
+impl Allowed for PlatformUsers {
+    const ROLES: &'static [Role] = &[Role::Operator, Role::Platform];
+}
+
+/// Any valid key.
+pub struct AnyRole;
+impl Allowed for AnyRole {
+    const ROLES: &'static [Role] = &[Role::Operator, Role::Platform, Role::Auditor];
+}
+
 /// An authenticated caller whose role is in `A`. As an extractor it answers 401/403 before
 /// the body is read, so a caller without the role learns nothing from validation errors.
 pub struct Auth<A: Allowed> {
