@@ -25,7 +25,9 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub fn parse(value: &str) -> Result<Self, ApiError> {
         if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::validation("Idempotency-Key has 1 to 255 visible ASCII characters"));
+            return Err(ApiError::validation(
+                "Idempotency-Key has 1 to 255 visible ASCII characters",
+            ));
         }
         Ok(IdempotencyKey(value.to_string()))
     }
@@ -40,7 +42,9 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeKey {
         match parts.headers.get(HEADER) {
             None => Ok(MaybeKey(None)),
             Some(v) => {
-                let v = v.to_str().map_err(|_| ApiError::validation("Idempotency-Key must be ASCII"))?;
+                let v = v
+                    .to_str()
+                    .map_err(|_| ApiError::validation("Idempotency-Key must be ASCII"))?;
                 Ok(MaybeKey(Some(IdempotencyKey::parse(v)?)))
             }
         }
@@ -76,7 +80,9 @@ pub fn fingerprint(route: &str, body: &impl Serialize) -> Vec<u8> {
 }
 
 fn scope(caller: &Caller) -> String {
-    caller.key_id.map_or_else(|| "bootstrap".to_string(), |id| id.to_string())
+    caller
+        .key_id
+        .map_or_else(|| "bootstrap".to_string(), |id| id.to_string())
 }
 
 enum Claim {
@@ -146,7 +152,9 @@ pub async fn once<T: Serialize>(
     {
         tx.rollback().await?;
         let mut response = (status, Json(body)).into_response();
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
     let (status, value) = op(&mut tx).await?;

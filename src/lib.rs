@@ -9,9 +9,11 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod idempotency;
+pub mod investors;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod projects;
 
 use std::future::Future;
 

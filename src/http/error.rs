@@ -111,6 +111,12 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<crate::money::MoneyError> for ApiError {
+    fn from(err: crate::money::MoneyError) -> Self {
+        ApiError::validation(err.to_string())
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(err: LedgerError) -> Self {
         use LedgerError::*;

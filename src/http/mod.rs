@@ -61,6 +61,8 @@ pub struct Limits {
     tags(
         (name = "health", description = "Liveness and readiness; no key needed"),
         (name = "ledger", description = "The books: accounts, journal entries, trial balance, invariants"),
+        (name = "projects", description = "The project catalogue: social enterprises by territory and theme"),
+        (name = "investors", description = "Investors, their ECSP classification and KYC decisions"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +82,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .merge(crate::ledger::http::router())
+        .merge(crate::projects::http::router())
+        .merge(crate::investors::http::router())
         .split_for_parts()
 }
 

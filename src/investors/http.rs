@@ -1,0 +1,145 @@
+//! Investors over HTTP: the platform registers them, operators decide their KYC.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Classification, Investor, InvestorError, InvestorInput, InvestorKind, KycStatus, NewInvestor};
+use crate::http::AppState;
+use crate::http::auth::{Auth, Operators, PlatformUsers};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath};
+use crate::idempotency::{self, MaybeKey};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_investor))
+        .routes(routes!(get_investor))
+        .routes(routes!(decide_kyc))
+}
+
+impl From<InvestorError> for ApiError {
+    fn from(err: InvestorError) -> Self {
+        let detail = err.to_string();
+        match err {
+            InvestorError::Invalid(_) => ApiError::validation(detail),
+            InvestorError::NotFound(_) => ApiError::not_found(detail),
+            InvestorError::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MoneyView {
+    #[schema(example = "250000.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvestorView {
+    id: Uuid,
+    kind: InvestorKind,
+    name: String,
+    email: String,
+    #[schema(example = "BE")]
+    country: String,
+    classification: Classification,
+    kyc_status: KycStatus,
+    /// Declared net worth; null when none was given.
+    net_worth: Option<MoneyView>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// When an operator last set `kyc_status`; null until then.
+    kyc_decided_at: Option<DateTime<Utc>>,
+}
+
+impl From<Investor> for InvestorView {
+    fn from(i: Investor) -> Self {
+        InvestorView {
+            id: i.id,
+            kind: i.kind,
+            name: i.name,
+            email: i.email,
+            country: i.country.to_string(),
+            classification: i.classification,
+            kyc_status: i.kyc_status,
+            net_worth: i.net_worth.map(|m| MoneyView {
+                amount: m.amount_string(),
+                currency: m.currency().code().to_string(),
+            }),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            kyc_decided_at: i.kyc_decided_at,
+        }
+    }
+}
+
+/// Register an investor, KYC pending. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/investors", tag = "investors", request_body = InvestorInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    security(("api_key" = [])),
+    responses((status = 201, body = InvestorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_investor(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<PlatformUsers>,
+    MaybeKey(key): MaybeKey,
+    AppJson(body): AppJson<InvestorInput>,
+) -> Result<Response, ApiError> {
+    let new = NewInvestor::parse(body)?;
+    let fingerprint = idempotency::fingerprint("POST /v1/investors", &new);
+    let now = state.clock.now();
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let investor = super::store::insert(conn, &new, now).await?;
+        Ok((StatusCode::CREATED, InvestorView::from(investor)))
+    })
+    .await
+}
+
+/// One investor.
+#[utoipa::path(get, path = "/v1/investors/{id}", tag = "investors", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = InvestorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_investor(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<InvestorView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let investor = super::store::get(&mut conn, id)
+        .await?
+        .ok_or(InvestorError::NotFound(id))?;
+    Ok(Json(investor.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KycDecision {
+    status: KycStatus,
+}
+
+/// Record an operator's KYC decision. Any status may follow any other (a verified investor may
+/// be found out later); each decision is timestamped.
+#[utoipa::path(post, path = "/v1/investors/{id}/kyc", tag = "investors", params(("id" = Uuid, Path)),
+    request_body = KycDecision, security(("api_key" = [])),
+    responses((status = 200, body = InvestorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn decide_kyc(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<KycDecision>,
+) -> Result<Json<InvestorView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let investor = super::store::set_kyc(&mut conn, id, body.status, state.clock.now())
+        .await?
+        .ok_or(InvestorError::NotFound(id))?;
+    Ok(Json(investor.into()))
+}

@@ -1,0 +1,108 @@
+//! The SQL for `investors` (migrations/0004_projects_investors.sql).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use super::{Classification, Investor, InvestorKind, KycStatus, NewInvestor};
+use crate::money::{Currency, Money};
+use crate::projects::Country;
+
+const COLUMNS: &str = "id, kind, name, email, country, classification, kyc_status, net_worth, net_worth_currency, \
+                       created_at, updated_at, kyc_decided_at";
+
+#[derive(FromRow)]
+struct InvestorRow {
+    id: Uuid,
+    kind: InvestorKind,
+    name: String,
+    email: String,
+    country: String,
+    classification: Classification,
+    kyc_status: KycStatus,
+    net_worth: Option<Decimal>,
+    net_worth_currency: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    kyc_decided_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<InvestorRow> for Investor {
+    type Error = sqlx::Error;
+
+    fn try_from(row: InvestorRow) -> Result<Self, sqlx::Error> {
+        fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+            sqlx::Error::Decode(Box::new(e))
+        }
+        let net_worth = match (row.net_worth, row.net_worth_currency) {
+            (Some(amount), Some(code)) => {
+                Some(Money::new(amount, Currency::parse(&code).map_err(decode)?).map_err(decode)?)
+            }
+            // The `investors_net_worth_pair` check keeps the two together.
+            _ => None,
+        };
+        Ok(Investor {
+            id: row.id,
+            kind: row.kind,
+            name: row.name,
+            email: row.email,
+            country: Country::parse(&row.country).map_err(decode)?,
+            classification: row.classification,
+            kyc_status: row.kyc_status,
+            net_worth,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            kyc_decided_at: row.kyc_decided_at,
+        })
+    }
+}
+
+/// Stores a new investor, KYC pending.
+pub async fn insert(conn: &mut PgConnection, new: &NewInvestor, now: DateTime<Utc>) -> Result<Investor, sqlx::Error> {
+    let row: InvestorRow = sqlx::query_as(&format!(
+        "insert into investors (id, kind, name, email, country, classification, kyc_status, net_worth,
+                                net_worth_currency, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9)
+         returning {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(new.kind)
+    .bind(&new.name)
+    .bind(new.email.as_str())
+    .bind(new.country.as_str())
+    .bind(new.classification)
+    .bind(new.net_worth.map(|m| m.amount()))
+    .bind(new.net_worth.map(|m| m.currency().code()))
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_into()
+}
+
+/// One investor.
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Investor>, sqlx::Error> {
+    let row: Option<InvestorRow> = sqlx::query_as(&format!("select {COLUMNS} from investors where id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(Investor::try_from).transpose()
+}
+
+/// Records an operator's KYC decision; `None` when there is no such investor.
+pub async fn set_kyc(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: KycStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<Investor>, sqlx::Error> {
+    let row: Option<InvestorRow> = sqlx::query_as(&format!(
+        "update investors set kyc_status = $2, kyc_decided_at = $3, updated_at = $3 where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(Investor::try_from).transpose()
+}

@@ -1,0 +1,129 @@
+//! Small field types and text rules shared by the catalogue and the investors: a country code,
+//! and the two shapes of free text (a single line, a long text).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use utoipa::ToSchema;
+
+/// A field that breaks a rule; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(pub String);
+
+/// A single line of text (a name, a legal form, a territory): surrounding whitespace trimmed,
+/// then 1 to `max` characters, no control characters.
+pub fn line(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
+    let value = value.trim();
+    let count = value.chars().count();
+    if count == 0 || count > max {
+        return Err(FieldError(format!("{field} has 1 to {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError(format!(
+            "{field} is a single line without control characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// A long text (a description): at most `max` characters, possibly empty; line breaks allowed,
+/// NUL not (Postgres text cannot hold it).
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(FieldError(format!("{field} has at most {max} characters")));
+    }
+    if value.contains('\0') {
+        return Err(FieldError(format!("{field} contains a NUL character")));
+    }
+    Ok(value.to_string())
+}
+
+/// The ISO 3166-1 alpha-2 codes assigned today, plus `XK` (Kosovo), which the code leaves
+/// user-assigned but the EU and banks use.
+const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ \
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER \
+    ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM \
+    IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF \
+    MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK \
+    PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD \
+    TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+
+/// An ISO 3166-1 alpha-2 country code in capitals: `FR`, `BE`. Not `fr`, not `FRA`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema)]
+#[schema(value_type = String, example = "FR")]
+pub struct Country([u8; 2]);
+
+impl Country {
+    pub fn parse(code: &str) -> Result<Self, FieldError> {
+        let refused = || {
+            FieldError(format!(
+                "'{}' is not an ISO 3166-1 alpha-2 country code in capitals, e.g. FR",
+                code.chars().take(8).collect::<String>()
+            ))
+        };
+        let bytes: [u8; 2] = code.as_bytes().try_into().map_err(|_| refused())?;
+        let known = bytes.iter().all(u8::is_ascii_uppercase) && COUNTRIES.split_ascii_whitespace().any(|c| c == code);
+        if known { Ok(Country(bytes)) } else { Err(refused()) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from two ASCII capitals.
+        std::str::from_utf8(&self.0).expect("a country code is ASCII")
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Country {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Country {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Country::parse(&code).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn countries_are_assigned_alpha_2_codes_in_capitals() {
+        for good in ["FR", "BE", "DE", "GB", "XK", "AD", "ZW"] {
+            assert_eq!(Country::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["fr", "Fr", "FRA", "F", "", "ZZ", "UK", "EU", "F1", "ÉS"] {
+            assert!(Country::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(COUNTRIES.split_ascii_whitespace().count(), 250);
+    }
+
+    #[test]
+    fn lines_are_trimmed_and_bounded() {
+        assert_eq!(line("name", "  Crois/Sens ", 200).unwrap(), "Crois/Sens");
+        assert!(line("name", "   ", 200).is_err());
+        assert!(line("name", "a\nb", 200).is_err());
+        assert!(line("name", &"é".repeat(201), 200).is_err());
+        assert!(line("name", &"é".repeat(200), 200).is_ok());
+        assert_eq!(text("description", "", 10).unwrap(), "");
+        assert_eq!(text("description", "a\nb", 10).unwrap(), "a\nb");
+        assert!(text("description", "a\0", 10).is_err());
+        assert!(text("description", &"x".repeat(11), 10).is_err());
+    }
+}

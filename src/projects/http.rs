@@ -1,0 +1,243 @@
+//! The project catalogue over HTTP: operators write it, every role reads what it may see.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, ProjectInput, ProjectStatus, Theme};
+use crate::http::AppState;
+use crate::http::auth::{AnyRole, Auth, Caller, Operators};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::idempotency::{self, MaybeKey};
+use crate::keys::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project))
+        .routes(routes!(publish_project))
+        .routes(routes!(archive_project))
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(err: ProjectError) -> Self {
+        let detail = err.to_string();
+        match err {
+            ProjectError::Invalid(_) => ApiError::validation(detail),
+            ProjectError::NotFound(_) => ApiError::not_found(detail),
+            ProjectError::InvalidTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", detail)
+            }
+            ProjectError::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// A broken field rule, here or in another module using [`super::fields`], is a 422.
+impl From<super::FieldError> for ApiError {
+    fn from(err: super::FieldError) -> Self {
+        ApiError::validation(err.0)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IndicatorView {
+    name: String,
+    unit: String,
+    #[schema(example = "3")]
+    baseline: String,
+    #[schema(example = "12.5")]
+    target: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectView {
+    id: Uuid,
+    name: String,
+    legal_name: String,
+    legal_form: String,
+    #[schema(example = "FR")]
+    country: String,
+    #[schema(example = "Pays de Brest")]
+    territory: String,
+    themes: Vec<Theme>,
+    description: String,
+    impact_indicators: Vec<IndicatorView>,
+    status: ProjectStatus,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Project> for ProjectView {
+    fn from(p: Project) -> Self {
+        ProjectView {
+            id: p.id,
+            name: p.name,
+            legal_name: p.legal_name,
+            legal_form: p.legal_form,
+            country: p.country.to_string(),
+            territory: p.territory,
+            themes: p.themes,
+            description: p.description,
+            impact_indicators: p
+                .impact_indicators
+                .into_iter()
+                .map(|i| IndicatorView {
+                    name: i.name,
+                    unit: i.unit,
+                    baseline: i.baseline.to_string(),
+                    target: i.target.to_string(),
+                })
+                .collect(),
+            status: p.status,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectPage {
+    items: Vec<ProjectView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<Uuid>,
+}
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectsQuery {
+    /// Only projects with this theme.
+    #[param(inline)]
+    theme: Option<Theme>,
+    /// Only projects in this territory, ignoring case: `pays de brest` finds "Pays de Brest".
+    territory: Option<String>,
+    /// Only projects in this status. Callers other than operators see published projects only;
+    /// asking them for another status gives an empty list.
+    #[param(inline)]
+    status: Option<ProjectStatus>,
+    /// The last id of the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+fn is_operator(caller: &Caller) -> bool {
+    caller.role == Role::Operator
+}
+
+/// List projects in creation order, by theme, territory and status.
+#[utoipa::path(get, path = "/v1/projects", tag = "projects", params(ProjectsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = ProjectPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_projects(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<AnyRole>,
+    AppQuery(q): AppQuery<ProjectsQuery>,
+) -> Result<Json<ProjectPage>, ApiError> {
+    let limit = match q.limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => n,
+        _ => return Err(ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))),
+    };
+    let filter = ProjectFilter {
+        statuses: ProjectFilter::visible(is_operator(&caller), q.status),
+        theme: q.theme,
+        territory: q.territory.as_deref().map(ProjectFilter::territory).transpose()?,
+    };
+    let mut conn = state.pool.acquire().await?;
+    // One more than a page tells whether another page follows.
+    let mut projects = super::store::list(&mut conn, &filter, q.after, limit + 1).await?;
+    let next_after = if projects.len() as i64 > limit {
+        projects.truncate(limit as usize);
+        projects.last().map(|p| p.id)
+    } else {
+        None
+    };
+    Ok(Json(ProjectPage {
+        items: projects.into_iter().map(ProjectView::from).collect(),
+        next_after,
+    }))
+}
+
+/// Create a draft project. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/projects", tag = "projects", request_body = ProjectInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    security(("api_key" = [])),
+    responses((status = 201, body = ProjectView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_project(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppJson(body): AppJson<ProjectInput>,
+) -> Result<Response, ApiError> {
+    let new = NewProject::parse(body)?;
+    let fingerprint = idempotency::fingerprint("POST /v1/projects", &new);
+    let now = state.clock.now();
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let project = super::store::insert(conn, &new, now).await?;
+        Ok((StatusCode::CREATED, ProjectView::from(project)))
+    })
+    .await
+}
+
+/// One project. Callers other than operators see published projects only (404 otherwise).
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = ProjectView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_project(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<AnyRole>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<ProjectView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let project = super::store::get(&mut conn, id)
+        .await?
+        .filter(|p| is_operator(&caller) || p.is_public())
+        .ok_or(ProjectError::NotFound(id))?;
+    Ok(Json(project.into()))
+}
+
+async fn apply(state: &AppState, id: Uuid, action: Lifecycle) -> Result<Json<ProjectView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let project = action.apply(&mut conn, id, state.clock.now()).await?;
+    Ok(Json(project.into()))
+}
+
+/// Publish a draft project: it enters the catalogue.
+#[utoipa::path(post, path = "/v1/projects/{id}/publish", tag = "projects", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = ProjectView),
+              (status = 409, description = "the project is not a draft", body = Problem, content_type = "application/problem+json"),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn publish_project(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<ProjectView>, ApiError> {
+    apply(&state, id, Lifecycle::Publish).await
+}
+
+/// Archive a draft or published project: it leaves the catalogue.
+#[utoipa::path(post, path = "/v1/projects/{id}/archive", tag = "projects", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = ProjectView),
+              (status = 409, description = "the project is already archived", body = Problem, content_type = "application/problem+json"),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn archive_project(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<ProjectView>, ApiError> {
+    apply(&state, id, Lifecycle::Archive).await
+}
