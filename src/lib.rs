@@ -4,15 +4,22 @@
 //! settings into a pool and state, [`launch`] serves a router on a listener until a shutdown
 //! future resolves, so tests run the real app on port 0.
 
+pub mod audit;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod investors;
+pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod offers;
+pub mod payments;
+pub mod pledges;
 pub mod projects;
 
 use std::future::Future;
@@ -55,8 +62,8 @@ impl App {
     }
 }
 
-/// Serves the API on `listener` (and metrics on `metrics`, if given) until `shutdown` resolves,
-/// then lets requests in flight finish.
+/// Serves the API on `listener` (and metrics on `metrics`, if given) and runs the background
+/// jobs, until `shutdown` resolves; then lets requests in flight finish.
 pub async fn launch(
     app: App,
     listener: TcpListener,
@@ -70,9 +77,15 @@ pub async fn launch(
             }
         });
     }
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let jobs = tokio::spawn(jobs::run(app.state.pool.clone(), app.state.clock.clone(), jobs_stopped));
     let router = http::router(app.state, app.limits);
-    axum::serve(listener, router)
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    // Requests are done; let the jobs finish their current item, then stop.
+    let _ = stop_jobs.send(true);
+    let _ = jobs.await;
+    served
 }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crowdledger::clock::Clock;
 use crowdledger::config::{LogFormat, Settings};
 use crowdledger::keys::{self, Role};
-use crowdledger::{App, db, launch, ledger};
+use crowdledger::{App, audit, db, launch};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
@@ -137,7 +137,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Verify => {
             let pool = db::connect(&settings).await?;
             db::ensure_migrated(&pool).await?;
-            let checks = ledger::verify(&pool).await?;
+            let checks = audit::verify(&pool).await?;
             let mut ok = true;
             for c in &checks {
                 ok &= c.ok;

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use crowdledger::keys;
 use sqlx::PgPool;
@@ -147,64 +146,27 @@ fn bad_configuration_is_named_and_exits_2() {
     assert!(text(&out.stderr).contains("mood"), "{}", text(&out.stderr));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[sqlx::test]
 async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
     let db = common::database_url(&pool);
-    let (port, metrics_port) = (free_port(), free_port());
     let key = "serve-test-operator-key-0123456789abcdef";
-    let child = Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .arg("serve")
-        .env("DATABASE_URL", &db)
-        .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
-        .env("CROWDLEDGER__HTTP__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
-        .env("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", key)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let served = common::Served::start(&db, key).await;
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/ready")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let r = client
-        .get(format!("{base}/v1/ledger/verify"))
+        .get(format!("{}/v1/ledger/verify", served.base))
         .bearer_auth(key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let metrics = client
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .get(format!("{}/metrics", served.metrics_base))
         .send()
         .await
         .unwrap();
     assert!(metrics.text().await.unwrap().contains("http_requests_total"));
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = served.terminate().await;
     assert!(out.status.success(), "exit {:?}", out.status);
     let log = text(&out.stderr);
     assert!(log.contains("shutdown requested"), "{log}");

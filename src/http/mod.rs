@@ -63,6 +63,9 @@ pub struct Limits {
         (name = "ledger", description = "The books: accounts, journal entries, trial balance, invariants"),
         (name = "projects", description = "The project catalogue: social enterprises by territory and theme"),
         (name = "investors", description = "Investors, their ECSP classification and KYC decisions"),
+        (name = "offers", description = "Share offers (funding rounds): lifecycle, pledges, cap table, payouts"),
+        (name = "pledges", description = "Investors' pledges: make, read, revoke"),
+        (name = "sandbox", description = "The built-in test provider's controls and the manual clock"),
     )
 )]
 struct ApiDoc;
@@ -82,8 +85,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .merge(crate::ledger::http::router())
+        .merge(crate::audit::router())
         .merge(crate::projects::http::router())
         .merge(crate::investors::http::router())
+        .merge(crate::offers::http::router())
+        .merge(crate::pledges::http::router())
+        .merge(crate::payments::sandbox::router())
         .split_for_parts()
 }
 

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Account, AccountCode, AccountKind, AccountLine, CheckResult, Entry, NewAccount, NewEntry, Side};
+use super::{Account, AccountCode, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
 use crate::http::AppState;
 use crate::http::auth::{Auth, BookReaders, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -45,7 +45,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_entry))
         .routes(routes!(reverse_entry))
         .routes(routes!(trial_balance))
-        .routes(routes!(verify))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -533,25 +532,5 @@ async fn trial_balance(
         as_of: state.clock.now(),
         balanced: currencies.iter().all(|c| c.balanced),
         currencies,
-    }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct VerifyReport {
-    /// True when every check passed.
-    ok: bool,
-    checked_at: DateTime<Utc>,
-    checks: Vec<CheckResult>,
-}
-
-/// Check every invariant of the books, each reported by name.
-#[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger", security(("api_key" = [])),
-    responses((status = 200, body = VerifyReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn verify(State(state): State<AppState>, _auth: Auth<BookReaders>) -> Result<Json<VerifyReport>, ApiError> {
-    let checks = super::verify(&state.pool).await?;
-    Ok(Json(VerifyReport {
-        ok: checks.iter().all(|c| c.ok),
-        checked_at: state.clock.now(),
-        checks,
     }))
 }

@@ -20,9 +20,10 @@ pub use model::{
     Account, AccountCode, AccountKind, AccountLine, Entry, LedgerError, NewAccount, NewEntry, NewPosting, Posted,
     Posting, Side,
 };
-pub use verify::{CheckResult, run_checks};
+pub use verify::{CheckResult, run_check, run_checks};
 
-/// Runs every ledger check against one consistent snapshot of the books.
+/// Runs the ledger's own checks against one consistent snapshot of the books (domain checks
+/// are added by `crate::audit`).
 pub async fn verify(pool: &PgPool) -> Result<Vec<CheckResult>, LedgerError> {
     let mut tx = pool.begin().await?;
     // All checks must see the same moment, or a posting committed between two of them would

@@ -89,23 +89,33 @@ const CHECKS: &[Check] = &[
 ];
 
 /// Runs every ledger check. Call it inside a repeatable-read transaction so all checks see one
-/// moment of the books (see [`crate::ledger::verify_snapshot`]).
+/// moment of the books (see [`crate::ledger::verify`]).
 pub async fn run_checks(conn: &mut PgConnection) -> Result<Vec<CheckResult>, LedgerError> {
     let mut results = Vec::with_capacity(CHECKS.len());
     for check in CHECKS {
-        let (violations, examples): (i64, Vec<String>) = sqlx::query_as(&format!(
-            "with v(item) as ({}) select count(*), coalesce((array_agg(item order by item))[1:{EXAMPLES}], '{{}}') from v",
-            check.sql
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        results.push(CheckResult {
-            name: check.name,
-            description: check.description,
-            ok: violations == 0,
-            violations,
-            examples,
-        });
+        results.push(run_check(conn, check.name, check.description, check.sql).await?);
     }
     Ok(results)
+}
+
+/// Runs one named check: `sql` returns one row per violation, a readable name of the offender.
+/// Domain modules use it for their own invariants.
+pub async fn run_check(
+    conn: &mut PgConnection,
+    name: &'static str,
+    description: &'static str,
+    sql: &str,
+) -> Result<CheckResult, LedgerError> {
+    let (violations, examples): (i64, Vec<String>) = sqlx::query_as(&format!(
+        "with v(item) as ({sql}) select count(*), coalesce((array_agg(item order by item))[1:{EXAMPLES}], '{{}}') from v"
+    ))
+    .fetch_one(conn)
+    .await?;
+    Ok(CheckResult {
+        name,
+        description,
+        ok: violations == 0,
+        violations,
+        examples,
+    })
 }

@@ -126,6 +126,23 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Polls `path` until `done` holds for its body (background jobs act within a second).
+    pub async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.get(path).await;
+            if r.status == 200 && done(&r.body) {
+                return r.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting on {path}: {:#}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn assert_books_verify(&self) {
         let r = self.get("/v1/ledger/verify").await;
         assert_eq!(r.status, 200, "{:?}", r.body);
@@ -184,4 +201,76 @@ pub fn database_url(pool: &PgPool) -> String {
         .to_string();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     format!("{prefix}/{db}")
+}
+
+/// A TCP port that was free a moment ago, for a child process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `crowdledger serve` child process; killed when dropped, so a failed test leaves none behind.
+pub struct Served {
+    child: Option<std::process::Child>,
+    pub base: String,
+    pub metrics_base: String,
+}
+
+impl Served {
+    /// Starts `crowdledger serve` on `db` with the bootstrap key `key`, and waits until ready.
+    pub async fn start(db: &str, key: &str) -> Served {
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+            .arg("serve")
+            .env("DATABASE_URL", db)
+            .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("CROWDLEDGER__HTTP__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
+            .env("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", key)
+            .env("CROWDLEDGER__DATABASE__MAX_CONNECTIONS", "20")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let served = Served {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{}/ready", served.base))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(std::time::Instant::now() < deadline, "serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its output.
+    pub async fn terminate(mut self) -> std::process::Output {
+        let child = self.child.take().unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -1,0 +1,122 @@
+//! The chart of accounts (PRODUCT.md section 3): the ledger accounts domain modules post to.
+//! Accounts are opened on first use; opening is idempotent, so concurrent first uses agree.
+//!
+//! Codes shared across offers carry their currency (`psp:sandbox:eur`), because a code names one
+//! account and an account has one currency; per-offer accounts have the offer's currency.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::ledger::{self, AccountCode, AccountKind, LedgerError, NewAccount};
+use crate::money::Currency;
+
+async fn open(
+    conn: &mut PgConnection,
+    code: String,
+    currency: Currency,
+    kind: AccountKind,
+    no_overdraft: bool,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    let new = NewAccount {
+        code: AccountCode::parse(code)?,
+        currency,
+        kind,
+        no_overdraft,
+    };
+    Ok(ledger::open_account(conn, &new, now).await?.0.id)
+}
+
+fn suffix(currency: Currency) -> String {
+    currency.code().to_ascii_lowercase()
+}
+
+/// Money held at the payment provider (segregated client money).
+pub async fn psp(
+    conn: &mut PgConnection,
+    provider: &str,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("psp:{provider}:{}", suffix(currency)),
+        currency,
+        AccountKind::Asset,
+        true,
+        now,
+    )
+    .await
+}
+
+/// Investors' money held for an offer until it closes.
+pub async fn offer_escrow(
+    conn: &mut PgConnection,
+    offer: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("offer:{offer}:escrow"),
+        currency,
+        AccountKind::Liability,
+        true,
+        now,
+    )
+    .await
+}
+
+/// Refunds owed, awaiting the provider's confirmation.
+pub async fn refunds(
+    conn: &mut PgConnection,
+    provider: &str,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("refunds:{provider}:{}", suffix(currency)),
+        currency,
+        AccountKind::Liability,
+        true,
+        now,
+    )
+    .await
+}
+
+/// Owed to a project after a successful close, until paid out.
+pub async fn project_payable(
+    conn: &mut PgConnection,
+    project: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("project:{project}:payable:{}", suffix(currency)),
+        currency,
+        AccountKind::Liability,
+        true,
+        now,
+    )
+    .await
+}
+
+/// Success fees.
+pub async fn platform_fees(
+    conn: &mut PgConnection,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("platform:fees:{}", suffix(currency)),
+        currency,
+        AccountKind::Revenue,
+        true,
+        now,
+    )
+    .await
+}

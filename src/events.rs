@@ -1,0 +1,20 @@
+//! Events for the platform (`offer.opened`, `pledge.funded`, …), written to the outbox in the
+//! transaction of the change they describe, so a change is never committed without its event nor
+//! an event without its change. The webhook worker delivers them (step 3).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub async fn emit(conn: &mut PgConnection, event_type: &str, data: Value, now: DateTime<Utc>) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query("insert into outbox_events (id, event_type, payload, created_at) values ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(event_type)
+        .bind(serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }))
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(id)
+}

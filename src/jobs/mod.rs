@@ -1,0 +1,69 @@
+//! Background work driven by the service clock: expiring unpaid pledges and closing offers whose
+//! time has come. It runs every second and at once when a manual clock is moved. Several serve
+//! processes may run it together: every item is handled under its rows' locks and re-checked
+//! there, so each is acted on once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::http::error::ApiError;
+use crate::offers::{self, closing};
+use crate::payments;
+use crate::pledges::{self, PledgeStatus};
+
+const TICK: Duration = Duration::from_secs(1);
+const BATCH: i64 = 500;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(pool: PgPool, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+    let mut moved = clock.subscribe();
+    loop {
+        if let Err(err) = tick(&pool, clock.now()).await {
+            tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = moved.changed() => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One pass of every job at `now`.
+pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<(), ApiError> {
+    expire_unpaid(pool, now).await?;
+    closing::close_due(pool, now).await?;
+    Ok(())
+}
+
+/// Cancels pledges whose payment window has passed, releasing their shares.
+pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let mut expired = 0;
+    loop {
+        let mut conn = pool.acquire().await?;
+        let due = pledges::store::overdue(&mut conn, now, BATCH).await?;
+        drop(conn);
+        if due.is_empty() {
+            return Ok(expired);
+        }
+        for (pledge_id, offer_id) in due {
+            let mut tx = pool.begin().await?;
+            offers::store::lock(&mut tx, offer_id).await?;
+            let pledge = pledges::store::lock(&mut tx, pledge_id)
+                .await?
+                .expect("pledges are never deleted");
+            if pledge.status == PledgeStatus::PendingPayment && pledge.payment_due_at <= now {
+                payments::cancel_pledge(&mut tx, &pledge, now).await?;
+                expired += 1;
+            }
+            tx.commit().await?;
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Closing a round. `open → closing` (at `closes_at`, or early by an operator once the minimum
+//! is funded); then, in `closing`, unpaid pledges are cancelled and the round waits for every
+//! remaining pledge's reflection period to end; then `succeeded` (allocation, settlement, refunds
+//! of what was not allocated) or `failed` (everything refunded). Every step runs under the offer's
+//! row lock, so several serve processes and the CLI may call it at once.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::allocation::{self, Claim};
+use super::{Allocation, Offer, OfferStatus, store};
+use crate::http::error::ApiError;
+use crate::ledger::{self, NewEntry};
+use crate::money::Money;
+use crate::pledges::{self, PledgeStatus};
+use crate::{chart, events, payments};
+
+/// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
+pub fn settlement_reference(offer: Uuid) -> String {
+    format!("offer:{offer}:settlement")
+}
+
+pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
+    serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
+}
+
+/// Moves an open offer to `closing`. Before `closes_at` only once the minimum target is funded.
+pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<Offer, ApiError> {
+    let offer = store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    if offer.status != OfferStatus::Open {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            format!("an offer in status {:?} cannot be closed", offer.status).to_lowercase(),
+        ));
+    }
+    if now < offer.closes_at {
+        let funded = store::figures(conn, offer_id).await?.shares_funded;
+        if funded < offer.min_shares {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "min_target_not_reached",
+                format!(
+                    "only {funded} of the {} shares of the minimum target are funded",
+                    offer.min_shares
+                ),
+            ));
+        }
+    }
+    store::set_status(conn, offer_id, OfferStatus::Closing, now).await?;
+    events::emit(conn, "offer.closing", offer_event(&offer, OfferStatus::Closing), now).await?;
+    Ok(offer)
+}
+
+/// Takes a closing offer as far as it can go at `now`; returns its status afterwards.
+pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<OfferStatus, ApiError> {
+    let offer = store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    if offer.status != OfferStatus::Closing {
+        return Ok(offer.status);
+    }
+    let unpaid =
+        pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::PendingPayment]), 0, i64::MAX, true).await?;
+    for pledge in &unpaid {
+        payments::cancel_pledge(conn, pledge, now).await?;
+    }
+    let funded = pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::Funded]), 0, i64::MAX, true).await?;
+    if funded.iter().any(|p| p.reflection_ends_at.is_some_and(|t| t > now)) {
+        return Ok(OfferStatus::Closing);
+    }
+    let funded_shares: i64 = funded.iter().map(|p| p.shares).sum();
+    if funded_shares >= offer.min_shares {
+        succeed(conn, &offer, &funded, now).await?;
+        Ok(OfferStatus::Succeeded)
+    } else {
+        for pledge in &funded {
+            payments::refund_from_escrow(conn, pledge, pledge.amount, "offer_failed", now).await?;
+            pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
+            store::release(conn, offer.id, pledge.shares).await?;
+            events::emit(
+                conn,
+                "pledge.refunded",
+                payments::pledge_event(pledge, PledgeStatus::Refunded),
+                now,
+            )
+            .await?;
+        }
+        store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
+        events::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
+        Ok(OfferStatus::Failed)
+    }
+}
+
+async fn succeed(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    funded: &[pledges::Pledge],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let claims: Vec<Claim> = funded
+        .iter()
+        .map(|p| Claim {
+            id: p.id,
+            seq: p.seq,
+            shares: p.shares,
+        })
+        .collect();
+    let allocated = match offer.allocation {
+        Allocation::FirstCome => allocation::first_come(offer.max_shares, &claims),
+        Allocation::ProRata => allocation::pro_rata(offer.max_shares, &claims),
+        Allocation::Ballot => {
+            let seed = offer
+                .ballot_seed
+                .as_deref()
+                .expect("ballot offers get their seed when they open");
+            allocation::ballot(offer.max_shares, &claims, seed)
+        }
+    };
+
+    let mut statuses = Vec::with_capacity(funded.len());
+    let mut refunded = Vec::with_capacity(funded.len());
+    for (pledge, &shares) in funded.iter().zip(&allocated) {
+        let back = pledge.amount.amount() - offer.price_of(shares).amount();
+        refunded.push(back);
+        let status = if shares > 0 {
+            PledgeStatus::Allocated
+        } else {
+            PledgeStatus::Refunded
+        };
+        statuses.push(status);
+        if back > Decimal::ZERO {
+            let amount = Money::new(back, offer.currency)?;
+            payments::refund_from_escrow(conn, pledge, amount, "not_allocated", now).await?;
+            let mut event = payments::pledge_event(pledge, status);
+            event["allocated_shares"] = shares.into();
+            event["refunded_amount"] = amount.amount_string().into();
+            events::emit(conn, "pledge.refunded", event, now).await?;
+        }
+    }
+    let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
+    pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;
+    // What was reserved but not allocated goes back: afterwards reserved = allocated.
+    let unallocated: i64 = funded.iter().zip(&allocated).map(|(p, a)| p.shares - a).sum();
+    store::release(conn, offer.id, unallocated).await?;
+
+    // The fee is computed once on the round's total, half-even to the cent; the project gets the
+    // exact rest, so no cent is lost or invented.
+    let total = offer.price_of(allocated.iter().sum());
+    let fee = (total.amount() * offer.success_fee_rate)
+        .round_dp_with_strategy(offer.currency.minor_units(), RoundingStrategy::MidpointNearestEven);
+    let fee = Money::new(fee, offer.currency)?;
+    let net = Money::new(total.amount() - fee.amount(), offer.currency)?;
+    let escrow = chart::offer_escrow(conn, offer.id, offer.currency, now).await?;
+    let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
+    let mut entry = NewEntry::new("offer.settlement", settlement_reference(offer.id), now)
+        .metadata(serde_json::json!({
+            "offer_id": offer.id, "project_id": offer.project_id,
+            "success_fee_rate": offer.success_fee_rate.to_string(), "fee": fee.amount_string(),
+        }))
+        .debit(escrow, total)
+        .credit(payable, net);
+    if fee.amount() > Decimal::ZERO {
+        entry = entry.credit(chart::platform_fees(conn, offer.currency, now).await?, fee);
+    }
+    if total.amount() > Decimal::ZERO {
+        ledger::post(conn, entry).await?;
+    }
+    store::set_status(conn, offer.id, OfferStatus::Succeeded, now).await?;
+    events::emit(conn, "offer.succeeded", offer_event(offer, OfferStatus::Succeeded), now).await?;
+    Ok(())
+}
+
+/// Closes an offer at the operator's request: to `closing`, then as far as it can go now.
+pub async fn close(pool: &PgPool, offer_id: Uuid, now: DateTime<Utc>) -> Result<OfferStatus, ApiError> {
+    let mut tx = pool.begin().await?;
+    start(&mut tx, offer_id, now).await?;
+    tx.commit().await?;
+    let mut tx = pool.begin().await?;
+    let status = advance(&mut tx, offer_id, now).await?;
+    tx.commit().await?;
+    Ok(status)
+}
+
+/// Moves every offer whose time has come: open ones past `closes_at` to closing, closing ones
+/// as far as they can go. Returns how many offers ended (succeeded or failed).
+pub async fn close_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let mut conn = pool.acquire().await?;
+    let due = store::due_for_closing(&mut conn, now).await?;
+    drop(conn);
+    let mut ended = 0;
+    for id in due {
+        let mut tx = pool.begin().await?;
+        let offer = store::lock(&mut tx, id).await?.expect("offers are never deleted");
+        if offer.status == OfferStatus::Open && offer.closes_at <= now {
+            start(&mut tx, id, now).await?;
+        }
+        let status = advance(&mut tx, id, now).await?;
+        tx.commit().await?;
+        ended += usize::from(matches!(status, OfferStatus::Succeeded | OfferStatus::Failed));
+    }
+    Ok(ended)
+}

@@ -1,0 +1,443 @@
+//! Offers over HTTP: create, read, open, close, cancel, pledge list, cap table, payouts.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::store::Figures;
+use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, closing, lifecycle, store};
+use crate::http::AppState;
+use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::idempotency::{self, MaybeKey};
+use crate::money::Amount;
+use crate::payments;
+use crate::pledges::http::PledgeView;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_offer))
+        .routes(routes!(get_offer))
+        .routes(routes!(open_offer))
+        .routes(routes!(close_offer))
+        .routes(routes!(cancel_offer))
+        .routes(routes!(list_pledges))
+        .routes(routes!(cap_table))
+        .routes(routes!(create_payout))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOffer {
+    #[schema(example = "EUR")]
+    currency: String,
+    share_price: Amount,
+    /// All-or-nothing threshold: a whole number of shares at share_price.
+    min_target: Amount,
+    /// Hard cap: a whole number of shares at share_price.
+    max_target: Amount,
+    min_ticket: Amount,
+    max_ticket: Option<Amount>,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+    /// A fraction, e.g. "0.05" for 5%.
+    success_fee_rate: Amount,
+    allocation: Allocation,
+    /// Default 1800 (30 minutes).
+    payment_window_seconds: Option<i32>,
+    /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5").
+    oversubscription_limit: Option<Amount>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OfferView {
+    id: Uuid,
+    project_id: Uuid,
+    status: OfferStatus,
+    currency: String,
+    share_price: String,
+    min_target: String,
+    max_target: String,
+    min_ticket: String,
+    max_ticket: Option<String>,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+    success_fee_rate: String,
+    allocation: Allocation,
+    payment_window_seconds: i32,
+    oversubscription_limit: String,
+    min_shares: i64,
+    max_shares: i64,
+    shares_reserved: i64,
+    shares_funded: i64,
+    amount_funded: String,
+    shares_allocated: i64,
+    pledge_count: i64,
+    investor_count: i64,
+    /// Ballot only: sha256(seed), hex, published when the offer opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commitment: Option<String>,
+    /// Ballot only: the seed, hex, revealed once the offer has closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<String>,
+    created_at: DateTime<Utc>,
+    opened_at: Option<DateTime<Utc>>,
+    closing_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl OfferView {
+    fn new(o: Offer, f: Figures) -> Self {
+        let ended = matches!(
+            o.status,
+            OfferStatus::Succeeded | OfferStatus::Failed | OfferStatus::Cancelled
+        );
+        OfferView {
+            id: o.id,
+            project_id: o.project_id,
+            status: o.status,
+            currency: o.currency.code().to_string(),
+            share_price: o.share_price.amount_string(),
+            min_target: o.min_target().amount_string(),
+            max_target: o.max_target().amount_string(),
+            min_ticket: o.min_ticket.amount_string(),
+            max_ticket: o.max_ticket.map(|t| t.amount_string()),
+            opens_at: o.opens_at,
+            closes_at: o.closes_at,
+            success_fee_rate: o.success_fee_rate.normalize().to_string(),
+            allocation: o.allocation,
+            payment_window_seconds: o.payment_window_seconds,
+            oversubscription_limit: o.oversubscription_limit.normalize().to_string(),
+            min_shares: o.min_shares,
+            max_shares: o.max_shares,
+            shares_reserved: o.shares_reserved,
+            shares_funded: f.shares_funded,
+            amount_funded: crate::money::format_amount(f.amount_funded, o.currency),
+            shares_allocated: f.shares_allocated,
+            pledge_count: f.pledge_count,
+            investor_count: f.investor_count,
+            commitment: o.ballot_commitment,
+            seed: o.ballot_seed.filter(|_| ended).map(hex::encode),
+            created_at: o.created_at,
+            opened_at: o.opened_at,
+            closing_at: o.closing_at,
+            closed_at: o.closed_at,
+        }
+    }
+}
+
+async fn view(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<OfferView, ApiError> {
+    let offer = store::get(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
+    let figures = store::figures(conn, id).await?;
+    Ok(OfferView::new(offer, figures))
+}
+
+/// Create a share offer (a funding round) for a project.
+#[utoipa::path(post, path = "/v1/projects/{id}/offers", tag = "offers", params(("id" = Uuid, Path)),
+    request_body = CreateOffer, security(("api_key" = [])),
+    responses((status = 201, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_offer(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppPath(project_id): AppPath<Uuid>,
+    AppJson(body): AppJson<CreateOffer>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/projects/{project_id}/offers"), &body);
+    let terms = Terms::parse(RawTerms {
+        currency: body.currency,
+        share_price: body.share_price.value(),
+        min_target: body.min_target.value(),
+        max_target: body.max_target.value(),
+        min_ticket: body.min_ticket.value(),
+        max_ticket: body.max_ticket.map(Amount::value),
+        opens_at: body.opens_at,
+        closes_at: body.closes_at,
+        success_fee_rate: body.success_fee_rate.value(),
+        allocation: body.allocation,
+        payment_window_seconds: body.payment_window_seconds,
+        oversubscription_limit: body.oversubscription_limit.map(Amount::value),
+    })
+    .map_err(ApiError::validation)?;
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let offer = lifecycle::create(conn, project_id, &terms, now).await?;
+        Ok((StatusCode::CREATED, OfferView::new(offer, Figures::default())))
+    })
+    .await
+}
+
+/// An offer with its figures.
+#[utoipa::path(get, path = "/v1/offers/{id}", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_offer(
+    State(state): State<AppState>,
+    _auth: Auth<AnyRole>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<OfferView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(view(&mut conn, id).await?))
+}
+
+/// Open the offer to pledges (draft → open).
+#[utoipa::path(post, path = "/v1/offers/{id}/open", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn open_offer(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<OfferView>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    lifecycle::open(&mut tx, id, state.clock.now()).await?;
+    tx.commit().await?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(view(&mut conn, id).await?))
+}
+
+/// Close the offer: early once the minimum target is funded, or after closes_at. It stays
+/// `closing` until every remaining pledge's reflection period has ended.
+#[utoipa::path(post, path = "/v1/offers/{id}/close", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn close_offer(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<OfferView>, ApiError> {
+    closing::close(&state.pool, id, state.clock.now()).await?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(view(&mut conn, id).await?))
+}
+
+/// Cancel a draft or open offer; funded pledges are refunded in full.
+#[utoipa::path(post, path = "/v1/offers/{id}/cancel", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn cancel_offer(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<OfferView>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    lifecycle::cancel(&mut tx, id, state.clock.now()).await?;
+    tx.commit().await?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(view(&mut conn, id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PledgesQuery {
+    /// The last `seq` of the previous page.
+    after: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PledgePage {
+    items: Vec<PledgeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<i64>,
+}
+
+/// An offer's pledges in arrival order: the public list a ballot can be recomputed from.
+#[utoipa::path(get, path = "/v1/offers/{id}/pledges", tag = "offers", params(("id" = Uuid, Path), PledgesQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = PledgePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_pledges(
+    State(state): State<AppState>,
+    _auth: Auth<BookReaders>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<PledgesQuery>,
+) -> Result<Json<PledgePage>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit must be between 1 and 1000"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    store::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
+    let pledges = crate::pledges::store::of_offer(&mut conn, id, None, q.after.unwrap_or(0), limit, false).await?;
+    let next_after = (pledges.len() as i64 == limit)
+        .then(|| pledges.last().map(|p| p.seq))
+        .flatten();
+    let mut items = Vec::with_capacity(pledges.len());
+    for p in pledges {
+        items.push(PledgeView::new(p, None));
+    }
+    Ok(Json(PledgePage { items, next_after }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CapTableLine {
+    investor_id: Uuid,
+    investor_name: String,
+    shares: i64,
+    amount: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CapTable {
+    offer_id: Uuid,
+    currency: String,
+    share_price: String,
+    total_shares: i64,
+    total_amount: String,
+    investors: Vec<CapTableLine>,
+}
+
+/// The cap table after a successful round: each investor's shares and amount. JSON, or CSV with
+/// `Accept: text/csv`.
+#[utoipa::path(get, path = "/v1/offers/{id}/cap-table", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = CapTable), (status = 200, content_type = "text/csv", body = String),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn cap_table(
+    State(state): State<AppState>,
+    _auth: Auth<BookReaders>,
+    AppPath(id): AppPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let table = build_cap_table(&mut conn, id).await?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            cap_table_csv(&table),
+        )
+            .into_response());
+    }
+    Ok(Json(table).into_response())
+}
+
+/// The cap table of a succeeded offer (used by the API and `crowdledger export cap-table`).
+pub async fn build_cap_table(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, ApiError> {
+    let offer = store::get(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
+    if offer.status != OfferStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "the offer has not succeeded (yet)",
+        ));
+    }
+    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "select p.investor_id, i.name, sum(p.allocated_shares)::bigint
+           from pledges p join investors i on i.id = p.investor_id
+          where p.offer_id = $1 and p.allocated_shares > 0
+          group by p.investor_id, i.name
+          order by min(p.seq)",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    let total_shares: i64 = rows.iter().map(|r| r.2).sum();
+    Ok(CapTable {
+        offer_id: id,
+        currency: offer.currency.code().to_string(),
+        share_price: offer.share_price.amount_string(),
+        total_shares,
+        total_amount: offer.price_of(total_shares).amount_string(),
+        investors: rows
+            .into_iter()
+            .map(|(investor_id, investor_name, shares)| CapTableLine {
+                investor_id,
+                investor_name,
+                shares,
+                amount: offer.price_of(shares).amount_string(),
+            })
+            .collect(),
+    })
+}
+
+/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is quoted with a leading `'`.
+pub fn cap_table_csv(table: &CapTable) -> String {
+    fn field(s: &str) -> String {
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    }
+    let mut out = String::from("investor_id,investor_name,shares,amount,currency\r\n");
+    for line in &table.investors {
+        out.push_str(&format!(
+            "{},{},{},{},{}\r\n",
+            line.investor_id,
+            field(&line.investor_name),
+            line.shares,
+            line.amount,
+            table.currency
+        ));
+    }
+    out
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PayoutView {
+    id: Uuid,
+    offer_id: Uuid,
+    status: String,
+    amount: String,
+    currency: String,
+    payment: PaymentRef,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentRef {
+    provider: String,
+    payment_id: String,
+}
+
+/// Pay the project what it is owed for a succeeded offer (net of the success fee).
+#[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 201, body = PayoutView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_payout(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{id}/payouts"), &());
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let p = payments::request_payout(conn, id, now).await?;
+        let amount = p.amount;
+        Ok((
+            StatusCode::CREATED,
+            PayoutView {
+                id: p.id,
+                offer_id: p.offer_id,
+                status: p.status,
+                amount: crate::money::format_amount(amount, crate::money::Currency::parse(&p.currency)?),
+                currency: p.currency,
+                payment: PaymentRef {
+                    provider: p.provider,
+                    payment_id: p.provider_payout_id,
+                },
+                created_at: p.created_at,
+            },
+        ))
+    })
+    .await
+}

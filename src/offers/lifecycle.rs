@@ -1,0 +1,151 @@
+//! Creating, opening and cancelling offers.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Months, Utc};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::closing::offer_event;
+use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, allocation, store};
+use crate::http::error::ApiError;
+use crate::money::Money;
+use crate::pledges::{self, PledgeStatus};
+use crate::{events, payments};
+
+fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
+    let status = serde_json::to_value(offer.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "invalid_state_transition",
+        format!("a {status} offer cannot be {action}"),
+    )
+}
+
+/// Refuses terms that would take the project's offers of the last 12 months past €5M.
+async fn check_ecsp_cap(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    terms_max: Money,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let since = now.checked_sub_months(Months::new(12)).unwrap_or(now);
+    let committed = store::ecsp_committed(conn, project_id, since).await?;
+    if committed + terms_max.amount() > ECSP_CAP_EUR {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ecsp_cap_exceeded",
+            format!(
+                "the project's offers of the last 12 months total {committed} EUR; {} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR",
+                terms_max.amount()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The project's status, locked: opening offers of one project runs one at a time, so two
+/// openings cannot both squeeze under the ECSP cap.
+async fn lock_project(conn: &mut PgConnection, project_id: Uuid) -> Result<Option<String>, ApiError> {
+    Ok(
+        sqlx::query_scalar("select status::text from projects where id = $1 for update")
+            .bind(project_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn create(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    terms: &Terms,
+    now: DateTime<Utc>,
+) -> Result<Offer, ApiError> {
+    match lock_project(conn, project_id).await?.as_deref() {
+        None => return Err(ApiError::not_found(format!("no project {project_id}"))),
+        Some("archived") => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_state_transition",
+                "the project is archived",
+            ));
+        }
+        Some(_) => {}
+    }
+    check_ecsp_cap(conn, project_id, terms.max_target(), now).await?;
+    Ok(store::insert(conn, project_id, terms, now).await?)
+}
+
+/// `draft → open`: the project must be published and the cap respected; a ballot publishes its
+/// commitment `sha256(seed)` now and keeps the seed until the close.
+pub async fn open(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let unlocked = store::get(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    let project_status = lock_project(conn, unlocked.project_id).await?;
+    let offer = store::lock(conn, offer_id).await?.expect("offers are never deleted");
+    if offer.status != OfferStatus::Draft {
+        return Err(invalid_transition(&offer, "opened"));
+    }
+    if project_status.as_deref() != Some("published") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "the project is not published",
+        ));
+    }
+    if offer.closes_at <= now {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "the offer's closing time has passed",
+        ));
+    }
+    check_ecsp_cap(conn, offer.project_id, offer.max_target(), now).await?;
+    if offer.allocation == Allocation::Ballot {
+        let mut seed = [0u8; 32];
+        OsRng
+            .try_fill_bytes(&mut seed)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("random source: {e}")))?;
+        store::set_ballot(conn, offer_id, &seed, &allocation::commitment(&seed)).await?;
+    }
+    store::set_status(conn, offer_id, OfferStatus::Open, now).await?;
+    let mut event = offer_event(&offer, OfferStatus::Open);
+    event["opens_at"] = serde_json::json!(offer.opens_at);
+    event["closes_at"] = serde_json::json!(offer.closes_at);
+    events::emit(conn, "offer.opened", event, now).await?;
+    Ok(())
+}
+
+/// `draft | open → cancelled`: unpaid pledges are cancelled, funded ones refunded in full.
+pub async fn cancel(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let offer = store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
+        return Err(invalid_transition(&offer, "cancelled"));
+    }
+    let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
+    for pledge in pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true).await? {
+        if pledge.status == PledgeStatus::PendingPayment {
+            payments::cancel_pledge(conn, &pledge, now).await?;
+        } else {
+            payments::refund_from_escrow(conn, &pledge, pledge.amount, "offer_cancelled", now).await?;
+            pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
+            store::release(conn, pledge.offer_id, pledge.shares).await?;
+            events::emit(
+                conn,
+                "pledge.refunded",
+                payments::pledge_event(&pledge, PledgeStatus::Refunded),
+                now,
+            )
+            .await?;
+        }
+    }
+    store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
+    Ok(())
+}

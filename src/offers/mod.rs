@@ -1,0 +1,328 @@
+//! Share offers (funding rounds): their terms, lifecycle and closing. See docs/rounds.md.
+
+pub mod allocation;
+pub mod closing;
+pub mod http;
+pub mod lifecycle;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::money::{Currency, Money};
+
+/// ECSP (Regulation (EU) 2020/1503) art. 1(2)(c): at most €5,000,000 over 12 months per project.
+pub const ECSP_CAP_EUR: Decimal = Decimal::from_parts(5_000_000, 0, 0, false, 0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
+#[sqlx(type_name = "offer_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum OfferStatus {
+    Draft,
+    Open,
+    Closing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
+#[sqlx(type_name = "allocation_method", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// Shares are reserved when the pledge is made; the cap is never crossed.
+    FirstCome,
+    /// Oversubscription is scaled down in whole shares by the largest-remainder method.
+    ProRata,
+    /// Oversubscription is settled by a verifiable draw (docs/ballot.md).
+    Ballot,
+}
+
+/// An offer as stored.
+#[derive(Clone, Debug)]
+pub struct Offer {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub currency: Currency,
+    pub share_price: Money,
+    pub min_shares: i64,
+    pub max_shares: i64,
+    pub min_ticket: Money,
+    pub max_ticket: Option<Money>,
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    pub success_fee_rate: Decimal,
+    pub allocation: Allocation,
+    pub payment_window_seconds: i32,
+    pub oversubscription_limit: Decimal,
+    pub reserve_limit: i64,
+    pub status: OfferStatus,
+    pub shares_reserved: i64,
+    pub ballot_commitment: Option<String>,
+    pub ballot_seed: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub closing_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl Offer {
+    /// The money for `shares` shares.
+    pub fn price_of(&self, shares: i64) -> Money {
+        Money::new(self.share_price.amount() * Decimal::from(shares), self.currency)
+            .expect("a whole number of shares at a valid price has the currency's decimals")
+    }
+
+    pub fn min_target(&self) -> Money {
+        self.price_of(self.min_shares)
+    }
+
+    pub fn max_target(&self) -> Money {
+        self.price_of(self.max_shares)
+    }
+
+    /// Whether a pledge may be made at `now`.
+    pub fn accepts_pledges(&self, now: DateTime<Utc>) -> bool {
+        self.status == OfferStatus::Open && self.opens_at <= now && now < self.closes_at
+    }
+}
+
+/// Validated terms for a new offer.
+#[derive(Clone, Debug)]
+pub struct Terms {
+    pub currency: Currency,
+    pub share_price: Money,
+    pub min_shares: i64,
+    pub max_shares: i64,
+    pub min_ticket: Money,
+    pub max_ticket: Option<Money>,
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    pub success_fee_rate: Decimal,
+    pub allocation: Allocation,
+    pub payment_window_seconds: i32,
+    pub oversubscription_limit: Decimal,
+}
+
+pub const DEFAULT_PAYMENT_WINDOW_SECONDS: i32 = 30 * 60;
+pub const DEFAULT_OVERSUBSCRIPTION_LIMIT: Decimal = Decimal::from_parts(5, 0, 0, false, 0);
+
+/// Raw terms as they arrive, before validation.
+pub struct RawTerms {
+    pub currency: String,
+    pub share_price: Decimal,
+    pub min_target: Decimal,
+    pub max_target: Decimal,
+    pub min_ticket: Decimal,
+    pub max_ticket: Option<Decimal>,
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    pub success_fee_rate: Decimal,
+    pub allocation: Allocation,
+    pub payment_window_seconds: Option<i32>,
+    pub oversubscription_limit: Option<Decimal>,
+}
+
+impl Terms {
+    /// Checks every rule a new offer's terms must meet; the message names the field.
+    pub fn parse(raw: RawTerms) -> Result<Terms, String> {
+        let currency = Currency::parse(&raw.currency).map_err(|e| format!("currency: {e}"))?;
+        if currency != Currency::EUR {
+            // The ECSP cap is in euros and the service has no exchange rates yet.
+            return Err("currency: only EUR offers are supported".into());
+        }
+        let money =
+            |field: &str, amount: Decimal| Money::positive(amount, currency).map_err(|e| format!("{field}: {e}"));
+        let share_price = money("share_price", raw.share_price)?;
+        let shares = |field: &str, amount: Decimal| -> Result<i64, String> {
+            let amount = money(field, amount)?;
+            let count = amount.amount() / share_price.amount();
+            if !count.fract().is_zero() {
+                return Err(format!(
+                    "{field}: {amount} is not a whole number of shares at {share_price}"
+                ));
+            }
+            i64::try_from(count).map_err(|_| format!("{field}: too many shares"))
+        };
+        let min_shares = shares("min_target", raw.min_target)?;
+        let max_shares = shares("max_target", raw.max_target)?;
+        if min_shares > max_shares {
+            return Err("min_target: must not exceed max_target".into());
+        }
+        if max_shares > 1_000_000_000 {
+            return Err("max_target: at most 1,000,000,000 shares".into());
+        }
+        let min_ticket = money("min_ticket", raw.min_ticket)?;
+        let max_ticket = raw.max_ticket.map(|t| money("max_ticket", t)).transpose()?;
+        if max_ticket.is_some_and(|max| max.amount() < min_ticket.amount()) {
+            return Err("max_ticket: must not be below min_ticket".into());
+        }
+        if raw.opens_at >= raw.closes_at {
+            return Err("closes_at: must be after opens_at".into());
+        }
+        let rate = raw.success_fee_rate;
+        if rate < Decimal::ZERO || rate >= Decimal::ONE || rate.normalize().scale() > 6 {
+            return Err("success_fee_rate: a fraction from 0 up to (not including) 1, e.g. \"0.05\"".into());
+        }
+        let window = raw.payment_window_seconds.unwrap_or(DEFAULT_PAYMENT_WINDOW_SECONDS);
+        if !(60..=604_800).contains(&window) {
+            return Err("payment_window_seconds: from 60 to 604800".into());
+        }
+        let limit = raw.oversubscription_limit.unwrap_or(DEFAULT_OVERSUBSCRIPTION_LIMIT);
+        if limit < Decimal::ONE || limit > Decimal::from(100) {
+            return Err("oversubscription_limit: a multiple of the cap from 1 to 100".into());
+        }
+        Ok(Terms {
+            currency,
+            share_price,
+            min_shares,
+            max_shares,
+            min_ticket,
+            max_ticket,
+            opens_at: raw.opens_at,
+            closes_at: raw.closes_at,
+            success_fee_rate: rate,
+            allocation: raw.allocation,
+            payment_window_seconds: window,
+            oversubscription_limit: limit,
+        })
+    }
+
+    /// How many shares pledges may reserve in total.
+    pub fn reserve_limit(&self) -> i64 {
+        match self.allocation {
+            Allocation::FirstCome => self.max_shares,
+            Allocation::ProRata | Allocation::Ballot => {
+                let limit = (Decimal::from(self.max_shares) * self.oversubscription_limit).floor();
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    pub fn max_target(&self) -> Money {
+        Money::new(
+            self.share_price.amount() * Decimal::from(self.max_shares),
+            self.currency,
+        )
+        .expect("whole shares at a valid price")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawTerms {
+        RawTerms {
+            currency: "EUR".into(),
+            share_price: "10.00".parse().unwrap(),
+            min_target: "100000".parse().unwrap(),
+            max_target: "150000".parse().unwrap(),
+            min_ticket: "10".parse().unwrap(),
+            max_ticket: None,
+            opens_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            closes_at: "2026-01-29T00:00:00Z".parse().unwrap(),
+            success_fee_rate: "0.05".parse().unwrap(),
+            allocation: Allocation::ProRata,
+            payment_window_seconds: None,
+            oversubscription_limit: None,
+        }
+    }
+
+    #[test]
+    fn targets_are_whole_shares() {
+        let t = Terms::parse(raw()).unwrap();
+        assert_eq!(
+            (t.min_shares, t.max_shares, t.reserve_limit()),
+            (10_000, 15_000, 75_000)
+        );
+        let err = Terms::parse(RawTerms {
+            max_target: "150005".parse().unwrap(),
+            ..raw()
+        })
+        .unwrap_err();
+        assert!(err.starts_with("max_target"), "{err}");
+        let err = Terms::parse(RawTerms {
+            min_target: "200000".parse().unwrap(),
+            ..raw()
+        })
+        .unwrap_err();
+        assert!(err.starts_with("min_target"), "{err}");
+    }
+
+    #[test]
+    fn every_term_is_checked() {
+        let cases: Vec<(RawTerms, &str)> = vec![
+            (
+                RawTerms {
+                    currency: "USD".into(),
+                    ..raw()
+                },
+                "currency",
+            ),
+            (
+                RawTerms {
+                    share_price: "0".parse().unwrap(),
+                    ..raw()
+                },
+                "share_price",
+            ),
+            (
+                RawTerms {
+                    share_price: "0.001".parse().unwrap(),
+                    ..raw()
+                },
+                "share_price",
+            ),
+            (
+                RawTerms {
+                    max_ticket: Some("5".parse().unwrap()),
+                    ..raw()
+                },
+                "max_ticket",
+            ),
+            (
+                RawTerms {
+                    closes_at: "2025-12-31T00:00:00Z".parse().unwrap(),
+                    ..raw()
+                },
+                "closes_at",
+            ),
+            (
+                RawTerms {
+                    success_fee_rate: "1".parse().unwrap(),
+                    ..raw()
+                },
+                "success_fee_rate",
+            ),
+            (
+                RawTerms {
+                    success_fee_rate: "-0.01".parse().unwrap(),
+                    ..raw()
+                },
+                "success_fee_rate",
+            ),
+            (
+                RawTerms {
+                    payment_window_seconds: Some(10),
+                    ..raw()
+                },
+                "payment_window_seconds",
+            ),
+            (
+                RawTerms {
+                    oversubscription_limit: Some("0.5".parse().unwrap()),
+                    ..raw()
+                },
+                "oversubscription_limit",
+            ),
+        ];
+        for (terms, field) in cases {
+            let err = Terms::parse(terms).unwrap_err();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The SQL of the `offers` table.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Allocation, Offer, OfferStatus, Terms};
+use crate::money::{Currency, Money};
+
+#[derive(sqlx::FromRow)]
+struct OfferRow {
+    id: Uuid,
+    project_id: Uuid,
+    currency: String,
+    share_price: Decimal,
+    min_shares: i64,
+    max_shares: i64,
+    min_ticket: Decimal,
+    max_ticket: Option<Decimal>,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+    success_fee_rate: Decimal,
+    allocation: Allocation,
+    payment_window_seconds: i32,
+    oversubscription_limit: Decimal,
+    reserve_limit: i64,
+    status: OfferStatus,
+    shares_reserved: i64,
+    ballot_commitment: Option<String>,
+    ballot_seed: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+    opened_at: Option<DateTime<Utc>>,
+    closing_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<OfferRow> for Offer {
+    fn from(r: OfferRow) -> Offer {
+        let currency = Currency::parse(&r.currency).expect("offers hold valid currencies");
+        let money = |d: Decimal| Money::new(d, currency).expect("offers hold valid amounts");
+        Offer {
+            id: r.id,
+            project_id: r.project_id,
+            currency,
+            share_price: money(r.share_price),
+            min_shares: r.min_shares,
+            max_shares: r.max_shares,
+            min_ticket: money(r.min_ticket),
+            max_ticket: r.max_ticket.map(money),
+            opens_at: r.opens_at,
+            closes_at: r.closes_at,
+            success_fee_rate: r.success_fee_rate,
+            allocation: r.allocation,
+            payment_window_seconds: r.payment_window_seconds,
+            oversubscription_limit: r.oversubscription_limit,
+            reserve_limit: r.reserve_limit,
+            status: r.status,
+            shares_reserved: r.shares_reserved,
+            ballot_commitment: r.ballot_commitment,
+            ballot_seed: r.ballot_seed,
+            created_at: r.created_at,
+            opened_at: r.opened_at,
+            closing_at: r.closing_at,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, project_id, currency, share_price, min_shares, max_shares, min_ticket, max_ticket,
+    opens_at, closes_at, success_fee_rate, allocation, payment_window_seconds, oversubscription_limit,
+    reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, created_at, opened_at,
+    closing_at, closed_at";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    terms: &Terms,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Offer> {
+    let row: OfferRow = sqlx::query_as(&format!(
+        "insert into offers (id, project_id, currency, share_price, min_shares, max_shares, min_ticket,
+                             max_ticket, opens_at, closes_at, success_fee_rate, allocation,
+                             payment_window_seconds, oversubscription_limit, reserve_limit, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         returning {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(project_id)
+    .bind(terms.currency.code())
+    .bind(terms.share_price.amount())
+    .bind(terms.min_shares)
+    .bind(terms.max_shares)
+    .bind(terms.min_ticket.amount())
+    .bind(terms.max_ticket.map(|t| t.amount()))
+    .bind(terms.opens_at)
+    .bind(terms.closes_at)
+    .bind(terms.success_fee_rate)
+    .bind(terms.allocation)
+    .bind(terms.payment_window_seconds)
+    .bind(terms.oversubscription_limit)
+    .bind(terms.reserve_limit())
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offer>> {
+    let row: Option<OfferRow> = sqlx::query_as(&format!("select {COLUMNS} from offers where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Offer::from))
+}
+
+/// Reads and locks the offer row: lifecycle changes of one offer run one at a time.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offer>> {
+    let row: Option<OfferRow> = sqlx::query_as(&format!("select {COLUMNS} from offers where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Offer::from))
+}
+
+/// Sum of the max targets of a project's offers opened since `since` and not failed or cancelled.
+pub async fn ecsp_committed(conn: &mut PgConnection, project_id: Uuid, since: DateTime<Utc>) -> sqlx::Result<Decimal> {
+    sqlx::query_scalar(
+        "select coalesce(sum(max_shares * share_price), 0) from offers
+          where project_id = $1 and currency = 'EUR' and opened_at >= $2
+            and status not in ('failed', 'cancelled', 'draft')",
+    )
+    .bind(project_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: OfferStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let column = match status {
+        OfferStatus::Open => "opened_at",
+        OfferStatus::Closing => "closing_at",
+        OfferStatus::Succeeded | OfferStatus::Failed | OfferStatus::Cancelled => "closed_at",
+        OfferStatus::Draft => unreachable!("no offer goes back to draft"),
+    };
+    sqlx::query(&format!("update offers set status = $2, {column} = $3 where id = $1"))
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_ballot(conn: &mut PgConnection, id: Uuid, seed: &[u8], commitment: &str) -> sqlx::Result<()> {
+    sqlx::query("update offers set ballot_seed = $2, ballot_commitment = $3 where id = $1")
+        .bind(id)
+        .bind(seed)
+        .bind(commitment)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reserves `shares` on an open offer. `Ok(false)` when the offer is not open; the
+/// `offers_hard_cap` check constraint fails the statement when the shares do not fit.
+pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("update offers set shares_reserved = shares_reserved + $2 where id = $1 and status = 'open'")
+            .bind(id)
+            .bind(shares)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back shares of pledges that ended without being allocated.
+pub async fn release(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<()> {
+    sqlx::query("update offers set shares_reserved = shares_reserved - $2 where id = $1")
+        .bind(id)
+        .bind(shares)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Figures computed from the pledges, for reads.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Figures {
+    pub pledge_count: i64,
+    pub investor_count: i64,
+    pub shares_funded: i64,
+    pub amount_funded: Decimal,
+    pub shares_allocated: i64,
+}
+
+pub async fn figures(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Figures> {
+    sqlx::query_as(
+        "select count(*) filter (where status in ('pending_payment', 'funded', 'allocated')) as pledge_count,
+                count(distinct investor_id) filter (where status in ('pending_payment', 'funded', 'allocated'))
+                    as investor_count,
+                coalesce(sum(shares) filter (where status in ('funded', 'allocated')), 0)::bigint as shares_funded,
+                coalesce(sum(amount) filter (where status in ('funded', 'allocated')), 0) as amount_funded,
+                coalesce(sum(allocated_shares), 0)::bigint as shares_allocated
+           from pledges where offer_id = $1",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Offers whose time has come: open past `closes_at`, or closing.
+pub async fn due_for_closing(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "select id from offers where (status = 'open' and closes_at <= $1) or status = 'closing' order by closes_at",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}

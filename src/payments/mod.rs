@@ -1,0 +1,438 @@
+//! Money through the payment provider: card payments for pledges, refunds, payouts to projects.
+//!
+//! Each provider confirmation is one domain call (`confirm_payment`, `fail_payment`,
+//! `confirm_refund`, `confirm_payout`) that moves state, ledger and outbox in one transaction;
+//! the sandbox's test controls call them now, the signed-webhook handler will in step 3.
+//! Lock order, everywhere: offer, then pledge, then payment or refund.
+
+pub mod sandbox;
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::events;
+use crate::http::error::ApiError;
+use crate::ledger::{self, NewEntry};
+use crate::money::{Currency, Money};
+use crate::pledges::{self, Pledge, PledgeStatus};
+use crate::{chart, offers};
+
+/// The built-in test-mode provider.
+pub const SANDBOX: &str = "sandbox";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "payment_status", rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Payment {
+    pub id: Uuid,
+    pub provider: String,
+    pub provider_payment_id: String,
+    pub pledge_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: PaymentStatus,
+}
+
+/// Asks the provider for a card payment of a pledge's card part.
+pub async fn create_payment(
+    conn: &mut PgConnection,
+    pledge_id: Uuid,
+    amount: Money,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Payment> {
+    let id = Uuid::now_v7();
+    sqlx::query_as(
+        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+    )
+    .bind(id)
+    .bind(SANDBOX)
+    .bind(format!("pay_{}", id.simple()))
+    .bind(pledge_id)
+    .bind(amount.amount())
+    .bind(amount.currency().code())
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(
+        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments where pledge_id = $1",
+    )
+    .bind(pledge_id)
+    .fetch_optional(conn)
+    .await
+}
+
+async fn find_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+    lock: bool,
+) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(&format!(
+        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
+          where provider = $1 and provider_payment_id = $2 {}",
+        if lock { "for update" } else { "" }
+    ))
+    .bind(provider)
+    .bind(provider_id)
+    .fetch_optional(conn)
+    .await
+}
+
+async fn set_payment_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: PaymentStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("update payments set status = $2, settled_at = $3 where id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a provider's confirmation did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed.
+    Done,
+    /// It had already been applied, or no longer applies; nothing changed.
+    Nothing,
+}
+
+fn unknown(what: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("no {what} {id}"))
+}
+
+/// The provider captured a payment: the pledge is funded and the money moves `psp → escrow`.
+/// A payment arriving for a pledge that was cancelled meanwhile is refunded at once.
+pub async fn confirm_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_payment_id: &str,
+    paid: Money,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let seen = find_payment(conn, provider, provider_payment_id, false)
+        .await?
+        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let pledge = pledges::store::lock(conn, seen.pledge_id)
+        .await?
+        .ok_or_else(|| unknown("pledge", &seen.pledge_id.to_string()))?;
+    let payment = find_payment(conn, provider, provider_payment_id, true)
+        .await?
+        .expect("payments are never deleted");
+    if paid.amount() != payment.amount || paid.currency().code() != payment.currency {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment_mismatch",
+            format!(
+                "payment {provider_payment_id} is for {} {}, not {paid}",
+                payment.amount, payment.currency
+            ),
+        ));
+    }
+    match payment.status {
+        PaymentStatus::Succeeded => return Ok(Applied::Nothing),
+        PaymentStatus::Failed => {
+            // A provider does not capture a failed payment; record nothing rather than guess.
+            return Ok(Applied::Nothing);
+        }
+        PaymentStatus::Pending | PaymentStatus::Cancelled => {}
+    }
+    set_payment_status(conn, payment.id, PaymentStatus::Succeeded, now).await?;
+    let psp = chart::psp(conn, provider, paid.currency(), now).await?;
+    if pledge.status == PledgeStatus::PendingPayment && payment.status == PaymentStatus::Pending {
+        let escrow = chart::offer_escrow(conn, pledge.offer_id, paid.currency(), now).await?;
+        let entry = NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
+            .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "provider_payment_id": provider_payment_id }))
+            .debit(psp, paid)
+            .credit(escrow, paid);
+        ledger::post(conn, entry).await?;
+        pledges::store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
+        events::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
+    } else {
+        // The pledge ended before its money arrived: the money is owed straight back.
+        let refunds = chart::refunds(conn, provider, paid.currency(), now).await?;
+        let refund = insert_refund(conn, provider, pledge.id, paid, "payment_after_pledge_ended", now).await?;
+        let entry = NewEntry::new("payment.late", format!("payment:{}:captured", payment.id), now)
+            .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund }))
+            .debit(psp, paid)
+            .credit(refunds, paid);
+        ledger::post(conn, entry).await?;
+    }
+    Ok(Applied::Done)
+}
+
+/// The provider declined a payment: a pending pledge is cancelled and its shares released.
+pub async fn fail_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_payment_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let seen = find_payment(conn, provider, provider_payment_id, false)
+        .await?
+        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let unlocked = pledges::store::get(conn, seen.pledge_id)
+        .await?
+        .expect("payments belong to pledges");
+    offers::store::lock(conn, unlocked.offer_id).await?;
+    let pledge = pledges::store::lock(conn, seen.pledge_id)
+        .await?
+        .expect("pledges are never deleted");
+    let payment = find_payment(conn, provider, provider_payment_id, true)
+        .await?
+        .expect("payments are never deleted");
+    if payment.status != PaymentStatus::Pending {
+        // A failure after a success (or a repeat) changes nothing.
+        return Ok(Applied::Nothing);
+    }
+    set_payment_status(conn, payment.id, PaymentStatus::Failed, now).await?;
+    if pledge.status == PledgeStatus::PendingPayment {
+        cancel_pledge(conn, &pledge, now).await?;
+    }
+    Ok(Applied::Done)
+}
+
+/// Ends a pledge whose money never arrived: its shares go back to the offer. The caller holds
+/// the offer's and the pledge's locks.
+pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pledges::store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
+    sqlx::query(
+        "update payments set status = 'cancelled', settled_at = $2 where pledge_id = $1 and status = 'pending'",
+    )
+    .bind(pledge.id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
+    events::emit(
+        conn,
+        "pledge.cancelled",
+        pledge_event(pledge, PledgeStatus::Cancelled),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
+    serde_json::json!({
+        "pledge_id": pledge.id,
+        "offer_id": pledge.offer_id,
+        "investor_id": pledge.investor_id,
+        "shares": pledge.shares,
+        "amount": pledge.amount.amount_string(),
+        "currency": pledge.amount.currency(),
+        "status": status,
+    })
+}
+
+async fn insert_refund(
+    conn: &mut PgConnection,
+    provider: &str,
+    pledge_id: Uuid,
+    amount: Money,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(provider)
+    .bind(format!("re_{}", id.simple()))
+    .bind(pledge_id)
+    .bind(amount.amount())
+    .bind(amount.currency().code())
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Gives a pledge's money back from escrow: `escrow → refunds`, and a refund awaiting the
+/// provider's confirmation.
+pub async fn refund_from_escrow(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    amount: Money,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Uuid, ApiError> {
+    let payment = payment_of_pledge(conn, pledge.id)
+        .await?
+        .expect("a funded pledge has a payment");
+    let refund = insert_refund(conn, &payment.provider, pledge.id, amount, reason, now).await?;
+    let escrow = chart::offer_escrow(conn, pledge.offer_id, amount.currency(), now).await?;
+    let refunds = chart::refunds(conn, &payment.provider, amount.currency(), now).await?;
+    let entry = NewEntry::new("pledge.refund", format!("refund:{refund}:owed"), now)
+        .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "reason": reason }))
+        .debit(escrow, amount)
+        .credit(refunds, amount);
+    ledger::post(conn, entry).await?;
+    Ok(refund)
+}
+
+/// The provider gave a refund back to the card: `refunds → psp`.
+pub async fn confirm_refund(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_refund_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let row: Option<(Uuid, Decimal, String, String)> = sqlx::query_as(
+        "select id, amount, currency, status::text from refunds where provider = $1 and provider_refund_id = $2 for update",
+    )
+    .bind(provider)
+    .bind(provider_refund_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
+    if status != "pending" {
+        return Ok(Applied::Nothing);
+    }
+    let amount = Money::new(amount, Currency::parse(&currency)?)?;
+    sqlx::query("update refunds set status = 'succeeded', settled_at = $2 where id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let refunds = chart::refunds(conn, provider, amount.currency(), now).await?;
+    let psp = chart::psp(conn, provider, amount.currency(), now).await?;
+    let entry = NewEntry::new("refund.paid", format!("refund:{id}:paid"), now)
+        .metadata(serde_json::json!({ "refund_id": id, "provider_refund_id": provider_refund_id }))
+        .debit(refunds, amount)
+        .credit(psp, amount);
+    ledger::post(conn, entry).await?;
+    Ok(Applied::Done)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Payout {
+    pub id: Uuid,
+    pub provider: String,
+    pub provider_payout_id: String,
+    pub offer_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Asks the provider to pay a succeeded offer's project what it is still owed for that offer.
+pub async fn request_payout(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<Payout, ApiError> {
+    let offer = offers::store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
+    if offer.status != offers::OfferStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "only a succeeded offer is paid out",
+        ));
+    }
+    let settled: Option<Decimal> = sqlx::query_scalar(
+        "select sum(p.amount) from ledger_postings p join ledger_entries e on e.id = p.entry_id
+          where e.reference = $1 and p.account_id = $2",
+    )
+    .bind(offers::closing::settlement_reference(offer_id))
+    .bind(chart::project_payable(conn, offer.project_id, offer.currency, now).await?)
+    .fetch_one(&mut *conn)
+    .await?;
+    let requested: Decimal = sqlx::query_scalar("select coalesce(sum(amount), 0) from payouts where offer_id = $1")
+        .bind(offer_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let owed = settled.unwrap_or_default() - requested;
+    if owed <= Decimal::ZERO {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_pay",
+            "the project has been paid everything it is owed for this offer",
+        ));
+    }
+    let id = Uuid::now_v7();
+    let payout = sqlx::query_as(
+        "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at",
+    )
+    .bind(id)
+    .bind(SANDBOX)
+    .bind(format!("po_{}", id.simple()))
+    .bind(offer_id)
+    .bind(owed)
+    .bind(offer.currency.code())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(payout)
+}
+
+/// The provider paid the project: `project payable → psp`.
+pub async fn confirm_payout(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_payout_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let payout: Payout = sqlx::query_as(
+        "select id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at
+           from payouts where provider = $1 and provider_payout_id = $2 for update",
+    )
+    .bind(provider)
+    .bind(provider_payout_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| unknown("payout", provider_payout_id))?;
+    if payout.status != "pending" {
+        return Ok(Applied::Nothing);
+    }
+    let offer = offers::store::get(conn, payout.offer_id)
+        .await?
+        .expect("payouts belong to offers");
+    let amount = Money::new(payout.amount, offer.currency)?;
+    sqlx::query("update payouts set status = 'paid', settled_at = $2 where id = $1")
+        .bind(payout.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
+    let psp = chart::psp(conn, provider, offer.currency, now).await?;
+    let entry = NewEntry::new("payout.paid", format!("payout:{}:paid", payout.id), now)
+        .metadata(serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id }))
+        .debit(payable, amount)
+        .credit(psp, amount);
+    ledger::post(conn, entry).await?;
+    events::emit(
+        conn,
+        "payout.paid",
+        serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id,
+                            "amount": amount.amount_string(), "currency": offer.currency }),
+        now,
+    )
+    .await?;
+    Ok(Applied::Done)
+}

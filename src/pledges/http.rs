@@ -1,0 +1,149 @@
+//! Pledges over HTTP: make one, read it, revoke it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::rules::{self, PledgeRequest};
+use super::{Pledge, PledgeStatus, store};
+use crate::http::AppState;
+use crate::http::auth::{Auth, PlatformUsers};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath};
+use crate::idempotency::{self, RequiredKey};
+use crate::money::format_amount;
+use crate::payments::{self, Payment};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_pledge))
+        .routes(routes!(get_pledge))
+        .routes(routes!(revoke_pledge))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentRef {
+    provider: String,
+    payment_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PledgeView {
+    id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    /// Arrival order within the offer.
+    seq: i64,
+    status: PledgeStatus,
+    shares: i64,
+    amount: String,
+    currency: String,
+    #[schema(value_type = Object)]
+    funding: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentRef>,
+    risk_acknowledged: bool,
+    /// Until then a non-sophisticated investor may revoke the pledge; null for sophisticated ones.
+    reflection_ends_at: Option<DateTime<Utc>>,
+    payment_due_at: DateTime<Utc>,
+    allocated_shares: Option<i64>,
+    refunded_amount: Option<String>,
+    created_at: DateTime<Utc>,
+    funded_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+impl PledgeView {
+    pub fn new(p: Pledge, payment: Option<Payment>) -> Self {
+        let currency = p.amount.currency();
+        PledgeView {
+            id: p.id,
+            offer_id: p.offer_id,
+            investor_id: p.investor_id,
+            seq: p.seq,
+            status: p.status,
+            shares: p.shares,
+            amount: p.amount.amount_string(),
+            currency: currency.code().to_string(),
+            funding: p.funding,
+            payment: payment.map(|pay| PaymentRef {
+                provider: pay.provider,
+                payment_id: pay.provider_payment_id,
+            }),
+            risk_acknowledged: p.risk_acknowledged,
+            reflection_ends_at: p.reflection_ends_at,
+            payment_due_at: p.payment_due_at,
+            allocated_shares: p.allocated_shares,
+            refunded_amount: p.refunded_amount.map(|r| format_amount(r, currency)),
+            created_at: p.created_at,
+            funded_at: p.funded_at,
+            ended_at: p.ended_at,
+        }
+    }
+}
+
+/// Pledge shares in an open offer. `Idempotency-Key` is required: the same key and body return
+/// the same pledge; the key with another body is refused.
+#[utoipa::path(post, path = "/v1/offers/{id}/pledges", tag = "pledges", params(("id" = Uuid, Path),
+        ("Idempotency-Key" = String, Header, description = "required; 1 to 255 visible ASCII characters")),
+    request_body = PledgeRequest, security(("api_key" = [])),
+    responses((status = 201, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_pledge(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<PlatformUsers>,
+    RequiredKey(key): RequiredKey,
+    AppPath(offer_id): AppPath<Uuid>,
+    AppJson(body): AppJson<PledgeRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
+    // Checks that need no lock run before the transaction.
+    let mut conn = state.pool.acquire().await?;
+    let checked = rules::check(&mut conn, offer_id, &body, now).await;
+    drop(conn);
+    idempotency::once(&state.pool, &caller, Some(&key), &fingerprint, now, async |conn| {
+        // A replayed key answers before this runs, even once the offer is full or closed.
+        let (pledge, payment) = rules::create(conn, checked?, now).await?;
+        Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
+    })
+    .await
+}
+
+/// A pledge and its state.
+#[utoipa::path(get, path = "/v1/pledges/{id}", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_pledge(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<PledgeView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let pledge = store::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no pledge {id}")))?;
+    let payment = payments::payment_of_pledge(&mut conn, id).await?;
+    Ok(Json(PledgeView::new(pledge, payment)))
+}
+
+/// Revoke a non-sophisticated investor's pledge within its 4-day reflection period: its money
+/// is given back in full, without reason or penalty.
+#[utoipa::path(post, path = "/v1/pledges/{id}/revoke", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn revoke_pledge(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<PledgeView>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let pledge = rules::revoke(&mut tx, id, state.clock.now()).await?;
+    let payment = payments::payment_of_pledge(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(PledgeView::new(pledge, payment)))
+}

@@ -1,0 +1,266 @@
+//! The rules of pledging and revoking (PRODUCT.md section 4, ECSP arts. 21–22).
+//!
+//! A pledge is checked against the offer and the investor before its transaction, then written
+//! with the shortest possible hold on the offer's row: the pledge and its payment are inserted
+//! first, the reservation (`update offers … shares_reserved`) comes last, just before commit.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::store::{self, NewPledge};
+use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
+use crate::events;
+use crate::http::error::ApiError;
+use crate::investors::{self, Classification, KycStatus};
+use crate::money::{Amount, Money};
+use crate::offers::{self, Offer};
+use crate::payments::{self, Payment};
+
+/// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
+/// risk warning (ECSP art. 21(7)).
+pub const RISK_WARNING_FLOOR_EUR: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FundingKind {
+    Card,
+    Cheque,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FundingSource {
+    pub kind: FundingKind,
+    pub amount: Amount,
+    /// For `cheque` sources: the code printed on the cheque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheque_code: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PledgeRequest {
+    pub investor_id: Uuid,
+    /// A whole number of shares.
+    pub shares: i64,
+    /// Where the money comes from; the amounts add up to shares × share_price.
+    pub funding: Vec<FundingSource>,
+    /// Required (true) for non-sophisticated investors above the risk-warning threshold.
+    #[serde(default)]
+    pub risk_acknowledged: bool,
+}
+
+fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
+    let why = if offer.status != offers::OfferStatus::Open {
+        format!(
+            "the offer is {}",
+            serde_json::to_value(offer.status)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("closed")
+        )
+    } else if now < offer.opens_at {
+        format!("the offer opens at {}", offer.opens_at.to_rfc3339())
+    } else {
+        format!("the offer closed at {}", offer.closes_at.to_rfc3339())
+    };
+    ApiError::new(StatusCode::CONFLICT, "offer_not_open", why)
+}
+
+/// A pledge that passed every check that needs no lock.
+pub struct Checked {
+    offer: Offer,
+    pledge: NewPledge,
+}
+
+/// Checks a pledge request against the offer and the investor.
+pub async fn check(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    req: &PledgeRequest,
+    now: DateTime<Utc>,
+) -> Result<Checked, ApiError> {
+    let offer = offers::store::get(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    if !offer.accepts_pledges(now) {
+        return Err(not_open(&offer, now));
+    }
+    if req.shares < 1 || req.shares > offer.reserve_limit {
+        return Err(ApiError::validation(format!(
+            "shares must be a whole number from 1 to {}",
+            offer.reserve_limit
+        )));
+    }
+    let investor = investors::store::get(conn, req.investor_id)
+        .await?
+        .ok_or_else(|| ApiError::validation(format!("no investor {}", req.investor_id)))?;
+    if investor.kyc_status != KycStatus::Verified {
+        return Err(unprocessable(
+            "investor_not_verified",
+            "only an investor whose KYC is verified can pledge",
+        ));
+    }
+    let amount = offer.price_of(req.shares);
+    if amount.amount() < offer.min_ticket.amount() {
+        return Err(unprocessable(
+            "below_min_ticket",
+            format!("{amount} is below the minimum ticket of {}", offer.min_ticket),
+        ));
+    }
+    if let Some(max) = offer.max_ticket
+        && amount.amount() > max.amount()
+    {
+        return Err(unprocessable(
+            "above_max_ticket",
+            format!("{amount} is above the maximum ticket of {max}"),
+        ));
+    }
+
+    if req.funding.is_empty() || req.funding.len() > 10 {
+        return Err(ApiError::validation("funding lists 1 to 10 sources"));
+    }
+    let mut total = Decimal::ZERO;
+    let mut card = Decimal::ZERO;
+    for source in &req.funding {
+        let part = Money::positive(source.amount.value(), offer.currency)
+            .map_err(|e| ApiError::validation(format!("funding amount: {e}")))?;
+        total += part.amount();
+        match source.kind {
+            FundingKind::Card if source.cheque_code.is_some() => {
+                return Err(ApiError::validation("a card source has no cheque_code"));
+            }
+            FundingKind::Card => card += part.amount(),
+            FundingKind::Cheque => {
+                return Err(unprocessable("cheque_invalid", "cheque funding is not available yet"));
+            }
+        }
+    }
+    if total != amount.amount() {
+        return Err(ApiError::validation(format!(
+            "the funding adds up to {total}, the pledge is {amount}"
+        )));
+    }
+
+    let sophisticated = investor.classification == Classification::Sophisticated;
+    if !sophisticated && !req.risk_acknowledged {
+        let five_percent = investor
+            .net_worth
+            .filter(|w| w.currency() == offer.currency)
+            .map(|w| w.amount() * Decimal::new(5, 2))
+            .unwrap_or_default();
+        let threshold = RISK_WARNING_FLOOR_EUR.max(five_percent);
+        if amount.amount() > threshold {
+            return Err(unprocessable(
+                "risk_warning_required",
+                format!(
+                    "a pledge above {threshold} {} needs risk_acknowledged: true",
+                    offer.currency
+                ),
+            ));
+        }
+    }
+
+    let funding = serde_json::json!(req
+        .funding
+        .iter()
+        .map(|s| serde_json::json!({ "kind": s.kind, "amount": Money::new(s.amount.value(), offer.currency).map(|m| m.amount_string()).unwrap_or_default() }))
+        .collect::<Vec<_>>());
+    let pledge = NewPledge {
+        id: Uuid::now_v7(),
+        offer_id,
+        investor_id: investor.id,
+        shares: req.shares,
+        amount,
+        funding,
+        card_amount: card,
+        risk_acknowledged: req.risk_acknowledged,
+        reflection_ends_at: (!sophisticated).then(|| now + TimeDelta::days(REFLECTION_PERIOD_DAYS)),
+        payment_due_at: now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
+    };
+    Ok(Checked { offer, pledge })
+}
+
+/// Writes a checked pledge, its payment and its event, and reserves its shares (last, to hold
+/// the offer's row lock as briefly as possible). Call inside a transaction.
+pub async fn create(
+    conn: &mut PgConnection,
+    checked: Checked,
+    now: DateTime<Utc>,
+) -> Result<(Pledge, Option<Payment>), ApiError> {
+    let Checked { offer, pledge } = checked;
+    let pledge = store::insert(conn, &pledge, now).await?;
+    let payment = if pledge.card_amount > Decimal::ZERO {
+        let card = Money::new(pledge.card_amount, offer.currency)?;
+        Some(payments::create_payment(conn, pledge.id, card, now).await?)
+    } else {
+        None
+    };
+    events::emit(
+        conn,
+        "pledge.created",
+        payments::pledge_event(&pledge, PledgeStatus::PendingPayment),
+        now,
+    )
+    .await?;
+    let reserved = offers::store::reserve(conn, offer.id, pledge.shares)
+        .await
+        .map_err(|err| {
+            if err.as_database_error().and_then(|e| e.constraint()) == Some("offers_hard_cap") {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "offer_full",
+                    format!("the offer has no room for {} more shares", pledge.shares),
+                )
+            } else {
+                err.into()
+            }
+        })?;
+    if !reserved {
+        return Err(not_open(&offer, now));
+    }
+    Ok((pledge, payment))
+}
+
+/// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge
+/// is cancelled, a funded one revoked and its money given back. Either way its shares return.
+pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>) -> Result<Pledge, ApiError> {
+    let unlocked = store::get(conn, pledge_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no pledge {pledge_id}")))?;
+    offers::store::lock(conn, unlocked.offer_id).await?;
+    let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
+    let not_revocable = |why: &str| ApiError::new(StatusCode::CONFLICT, "not_revocable", why.to_string());
+    let Some(ends) = pledge.reflection_ends_at else {
+        return Err(not_revocable("pledges of sophisticated investors cannot be revoked"));
+    };
+    if now >= ends {
+        return Err(not_revocable("the reflection period of this pledge has ended"));
+    }
+    match pledge.status {
+        PledgeStatus::PendingPayment => payments::cancel_pledge(conn, &pledge, now).await?,
+        PledgeStatus::Funded => {
+            payments::refund_from_escrow(conn, &pledge, pledge.amount, "revoked", now).await?;
+            store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
+            offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
+            events::emit(
+                conn,
+                "pledge.revoked",
+                payments::pledge_event(&pledge, PledgeStatus::Revoked),
+                now,
+            )
+            .await?;
+        }
+        _ => return Err(not_revocable("only a pending or funded pledge can be revoked")),
+    }
+    Ok(store::get(conn, pledge_id).await?.expect("pledges are never deleted"))
+}

@@ -1,0 +1,194 @@
+//! The SQL of the `pledges` table.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Pledge, PledgeStatus};
+use crate::money::{Currency, Money};
+
+#[derive(sqlx::FromRow)]
+struct PledgeRow {
+    id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    seq: i64,
+    shares: i64,
+    amount: Decimal,
+    currency: String,
+    funding: serde_json::Value,
+    card_amount: Decimal,
+    status: PledgeStatus,
+    risk_acknowledged: bool,
+    reflection_ends_at: Option<DateTime<Utc>>,
+    payment_due_at: DateTime<Utc>,
+    allocated_shares: Option<i64>,
+    refunded_amount: Option<Decimal>,
+    created_at: DateTime<Utc>,
+    funded_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+impl From<PledgeRow> for Pledge {
+    fn from(r: PledgeRow) -> Pledge {
+        let currency = Currency::parse(&r.currency).expect("pledges hold valid currencies");
+        Pledge {
+            id: r.id,
+            offer_id: r.offer_id,
+            investor_id: r.investor_id,
+            seq: r.seq,
+            shares: r.shares,
+            amount: Money::new(r.amount, currency).expect("pledges hold valid amounts"),
+            funding: r.funding,
+            card_amount: r.card_amount,
+            status: r.status,
+            risk_acknowledged: r.risk_acknowledged,
+            reflection_ends_at: r.reflection_ends_at,
+            payment_due_at: r.payment_due_at,
+            allocated_shares: r.allocated_shares,
+            refunded_amount: r.refunded_amount,
+            created_at: r.created_at,
+            funded_at: r.funded_at,
+            ended_at: r.ended_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, offer_id, investor_id, seq, shares, amount, currency, funding, card_amount, status,
+    risk_acknowledged, reflection_ends_at, payment_due_at, allocated_shares, refunded_amount, created_at,
+    funded_at, ended_at";
+
+pub struct NewPledge {
+    pub id: Uuid,
+    pub offer_id: Uuid,
+    pub investor_id: Uuid,
+    pub shares: i64,
+    pub amount: Money,
+    pub funding: serde_json::Value,
+    pub card_amount: Decimal,
+    pub risk_acknowledged: bool,
+    pub reflection_ends_at: Option<DateTime<Utc>>,
+    pub payment_due_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) -> sqlx::Result<Pledge> {
+    let row: PledgeRow = sqlx::query_as(&format!(
+        "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
+                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         returning {COLUMNS}"
+    ))
+    .bind(p.id)
+    .bind(p.offer_id)
+    .bind(p.investor_id)
+    .bind(p.shares)
+    .bind(p.amount.amount())
+    .bind(p.amount.currency().code())
+    .bind(&p.funding)
+    .bind(p.card_amount)
+    .bind(p.risk_acknowledged)
+    .bind(p.reflection_ends_at)
+    .bind(p.payment_due_at)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledge>> {
+    let row: Option<PledgeRow> = sqlx::query_as(&format!("select {COLUMNS} from pledges where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Pledge::from))
+}
+
+/// Reads and locks a pledge. Lock order everywhere: offer, then pledge, then payment.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledge>> {
+    let row: Option<PledgeRow> = sqlx::query_as(&format!("select {COLUMNS} from pledges where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Pledge::from))
+}
+
+/// An offer's pledges in arrival order, optionally only those in `statuses`, locked if asked.
+pub async fn of_offer(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    statuses: Option<&[PledgeStatus]>,
+    after_seq: i64,
+    limit: i64,
+    for_update: bool,
+) -> sqlx::Result<Vec<Pledge>> {
+    let lock = if for_update { "for update" } else { "" };
+    let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from pledges
+          where offer_id = $1 and ($2::pledge_status[] is null or status = any($2)) and seq > $3
+          order by seq limit $4 {lock}"
+    ))
+    .bind(offer_id)
+    .bind(statuses)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Pledge::from).collect())
+}
+
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: PledgeStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let column = match status {
+        PledgeStatus::Funded => "funded_at",
+        _ => "ended_at",
+    };
+    sqlx::query(&format!("update pledges set status = $2, {column} = $3 where id = $1"))
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the outcome of allocation for many pledges at once.
+pub async fn set_allocations(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    allocated: &[i64],
+    refunded: &[Decimal],
+    statuses: &[PledgeStatus],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update pledges p set allocated_shares = a.allocated, refunded_amount = a.refunded, status = a.status,
+                              ended_at = $5
+           from unnest($1::uuid[], $2::bigint[], $3::numeric[], $4::pledge_status[]) as a(id, allocated, refunded, status)
+          where p.id = a.id",
+    )
+    .bind(ids)
+    .bind(allocated)
+    .bind(refunded)
+    .bind(statuses)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending pledges whose payment window has passed, oldest first.
+pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "select id, offer_id from pledges where status = 'pending_payment' and payment_due_at <= $1
+          order by payment_due_at limit $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

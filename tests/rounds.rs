@@ -1,0 +1,404 @@
+//! Rounds end to end through HTTP: projects, investors, offers, pledges, sandbox payments,
+//! closing, allocation, cap table, payouts; the books verified after each scenario.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Reply, TestApp};
+use hmac::{Hmac, Mac};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+const DAY: i64 = 86_400;
+
+async fn ok(r: Reply, status: u16) -> Value {
+    assert_eq!(r.status.as_u16(), status, "{:#}", r.body);
+    r.body
+}
+
+async fn published_project(app: &TestApp) -> String {
+    let body = json!({
+        "name": "Crois/Sens", "legal_name": "Crois/Sens SAS", "legal_form": "SAS", "country": "FR",
+        "territory": "Pays de Brest", "themes": ["employment", "inclusion"],
+        "description": "A social enterprise.", "impact_indicators": [],
+    });
+    let project = ok(app.post("/v1/projects", body).await, 201).await;
+    let id = project["id"].as_str().unwrap().to_string();
+    ok(app.post(&format!("/v1/projects/{id}/publish"), json!({})).await, 200).await;
+    id
+}
+
+async fn investor(app: &TestApp, name: &str, classification: &str) -> String {
+    let body = json!({"kind": "natural", "name": name, "email": format!("{}@example.org", name.to_lowercase()),
+                      "country": "FR", "classification": classification});
+    let investor = ok(app.post("/v1/investors", body).await, 201).await;
+    let id = investor["id"].as_str().unwrap().to_string();
+    ok(
+        app.post(&format!("/v1/investors/{id}/kyc"), json!({"status": "verified"}))
+            .await,
+        200,
+    )
+    .await;
+    id
+}
+
+/// Creates and opens an offer; `opens_at` is now, `closes_at` in `days`.
+async fn open_offer(app: &TestApp, project: &str, terms: Value, days: i64) -> String {
+    let now = app.clock.now();
+    let mut body = json!({
+        "currency": "EUR", "share_price": "10.00", "min_target": "100000.00", "max_target": "150000.00",
+        "min_ticket": "10.00", "opens_at": now.to_rfc3339(),
+        "closes_at": (now + chrono::TimeDelta::seconds(days * DAY)).to_rfc3339(),
+        "success_fee_rate": "0.05", "allocation": "first_come",
+    });
+    for (k, v) in terms.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let offer = ok(app.post(&format!("/v1/projects/{project}/offers"), body).await, 201).await;
+    let id = offer["id"].as_str().unwrap().to_string();
+    ok(app.post(&format!("/v1/offers/{id}/open"), json!({})).await, 200).await;
+    id
+}
+
+async fn pledge(app: &TestApp, offer: &str, investor: &str, shares: i64, price: &str) -> Reply {
+    let amount = (Decimal::from(shares) * price.parse::<Decimal>().unwrap()).to_string();
+    let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}]});
+    app.client
+        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .json(&body)
+        .send()
+        .await
+        .map(|r| async move { common::read(r).await })
+        .unwrap()
+        .await
+}
+
+/// Pledges and pays; returns the pledge.
+async fn funded_pledge(app: &TestApp, offer: &str, investor: &str, shares: i64) -> Value {
+    let p = ok(pledge(app, offer, investor, shares, "10.00").await, 201).await;
+    let payment = p["payment"]["payment_id"].as_str().unwrap();
+    ok(
+        app.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    p
+}
+
+async fn balance(app: &TestApp, code: &str) -> String {
+    let r = ok(app.get(&format!("/v1/ledger/accounts?code_prefix={code}")).await, 200).await;
+    let items = r["items"].as_array().unwrap();
+    let exact: Vec<&Value> = items.iter().filter(|a| a["code"] == code).collect();
+    exact
+        .first()
+        .map_or("0.00".to_string(), |a| a["balance"].as_str().unwrap().to_string())
+}
+
+async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
+    let r = ok(app.get(&format!("/v1/offers/{offer}/pledges?limit=1000")).await, 200).await;
+    r["items"].as_array().unwrap().clone()
+}
+
+#[sqlx::test]
+async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let offer = open_offer(&app, &project, json!({}), 28).await;
+    // 40 investors; tickets of 10 to ~5,000 shares, 133,330 EUR in all (min 100k, cap 150k).
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    for i in 0..40 {
+        let who = investor(&app, &format!("Investor{i}"), "sophisticated").await;
+        let shares = 1 + (i * 7919) % 650;
+        funded_pledge(&app, &offer, &who, shares).await;
+        expected.insert(who, shares);
+    }
+    let total_shares: i64 = expected.values().sum();
+    let o = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
+    assert_eq!(o["shares_funded"], total_shares);
+    assert_eq!(o["pledge_count"], 40);
+    assert_eq!(o["investor_count"], 40);
+
+    // Early close needs the minimum: not there yet if below 10,000 shares.
+    if total_shares < 10_000 {
+        let r = app.post(&format!("/v1/offers/{offer}/close"), json!({})).await;
+        r.assert_problem(409, "min_target_not_reached");
+        let top_up = investor(&app, "Whale", "sophisticated").await;
+        funded_pledge(&app, &offer, &top_up, 10_000 - total_shares).await;
+        expected.insert(top_up, 10_000 - total_shares);
+    }
+    let total_shares: i64 = expected.values().sum();
+    let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    assert_eq!(closed["shares_allocated"], total_shares);
+
+    let total = Decimal::from(total_shares) * Decimal::from(10);
+    let fee = (total * Decimal::new(5, 2)).round_dp(2);
+    let table = ok(app.get(&format!("/v1/offers/{offer}/cap-table")).await, 200).await;
+    assert_eq!(table["total_shares"], total_shares);
+    assert_eq!(table["total_amount"], format!("{total:.2}"));
+    let lines = table["investors"].as_array().unwrap();
+    assert_eq!(lines.len(), expected.len());
+    for line in lines {
+        assert_eq!(line["shares"], expected[line["investor_id"].as_str().unwrap()]);
+    }
+    assert_eq!(balance(&app, "platform:fees:eur").await, format!("{fee:.2}"));
+    assert_eq!(
+        balance(&app, &format!("project:{project}:payable:eur")).await,
+        format!("{:.2}", total - fee)
+    );
+    assert_eq!(balance(&app, &format!("offer:{offer}:escrow")).await, "0.00");
+
+    // CSV: same lines, same totals.
+    let csv = app
+        .client
+        .get(format!("{}/v1/offers/{offer}/cap-table", app.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = csv.text().await.unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), expected.len());
+    let csv_shares: i64 = rows
+        .iter()
+        .map(|r| r.split(',').nth(2).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(csv_shares, total_shares);
+
+    // Payout: the project gets its net once the provider confirms.
+    let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
+    assert_eq!(payout["amount"], format!("{:.2}", total - fee));
+    app.post(&format!("/v1/offers/{offer}/payouts"), json!({}))
+        .await
+        .assert_problem(409, "nothing_to_pay");
+    let id = payout["payment"]["payment_id"].as_str().unwrap();
+    ok(
+        app.post(&format!("/v1/sandbox/payouts/{id}/succeed"), json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(balance(&app, &format!("project:{project}:payable:eur")).await, "0.00");
+    assert_eq!(balance(&app, "psp:sandbox:eur").await, format!("{fee:.2}"));
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_round_that_misses_its_minimum_refunds_everyone(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let offer = open_offer(&app, &project, json!({}), 28).await;
+    let a = investor(&app, "Alice", "sophisticated").await;
+    let b = investor(&app, "Bob", "sophisticated").await;
+    funded_pledge(&app, &offer, &a, 300).await;
+    funded_pledge(&app, &offer, &b, 200).await;
+    let unpaid = ok(pledge(&app, &offer, &b, 50, "10.00").await, 201).await;
+    assert_eq!(balance(&app, &format!("offer:{offer}:escrow")).await, "5000.00");
+
+    // The closing time passes; the background job closes the round by itself.
+    app.clock.advance(29 * DAY).unwrap();
+    let o = app
+        .wait_for(&format!("/v1/offers/{offer}"), |o| o["status"] == "failed")
+        .await;
+    // Everything went back: nothing is funded any more, nothing is reserved.
+    assert_eq!(
+        (o["shares_funded"].as_i64(), o["shares_reserved"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(balance(&app, &format!("offer:{offer}:escrow")).await, "0.00");
+    assert_eq!(balance(&app, "refunds:sandbox:eur").await, "5000.00");
+    let statuses: Vec<Value> = pledges_of(&app, &offer)
+        .await
+        .iter()
+        .map(|p| p["status"].clone())
+        .collect();
+    assert_eq!(statuses, ["refunded", "refunded", "cancelled"]);
+    let unpaid = ok(
+        app.get(&format!("/v1/pledges/{}", unpaid["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(unpaid["status"], "cancelled");
+
+    // The provider confirms both refunds: the money has left the psp account.
+    let refunds: Vec<String> = sqlx::query_scalar("select provider_refund_id from refunds order by created_at")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(refunds.len(), 2);
+    for id in &refunds {
+        let r = ok(
+            app.post(&format!("/v1/sandbox/refunds/{id}/succeed"), json!({})).await,
+            200,
+        )
+        .await;
+        assert_eq!(r["applied"], true);
+        let again = ok(
+            app.post(&format!("/v1/sandbox/refunds/{id}/succeed"), json!({})).await,
+            200,
+        )
+        .await;
+        assert_eq!(again["applied"], false);
+    }
+    assert_eq!(balance(&app, "refunds:sandbox:eur").await, "0.00");
+    assert_eq!(balance(&app, "psp:sandbox:eur").await, "0.00");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn an_oversubscribed_pro_rata_round_scales_down_by_largest_remainder(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let terms = json!({"min_target": "50.00", "max_target": "100.00", "allocation": "pro_rata"});
+    let offer = open_offer(&app, &project, terms, 28).await;
+    // 10 shares cap; 30 + 12 + 8 = 50 pledged: quotas 6, 2.4, 1.6 → 6, 2, 2.
+    let mut ids = Vec::new();
+    for (name, shares) in [("A", 30), ("B", 12), ("C", 8)] {
+        let who = investor(&app, name, "sophisticated").await;
+        ids.push(
+            funded_pledge(&app, &offer, &who, shares).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded");
+    let pledges = pledges_of(&app, &offer).await;
+    let allocated: Vec<i64> = pledges
+        .iter()
+        .map(|p| p["allocated_shares"].as_i64().unwrap())
+        .collect();
+    let refunded: Vec<&str> = pledges.iter().map(|p| p["refunded_amount"].as_str().unwrap()).collect();
+    assert_eq!(allocated, [6, 2, 2]);
+    let o = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
+    assert_eq!(
+        (o["shares_reserved"].as_i64(), o["shares_allocated"].as_i64()),
+        (Some(10), Some(10))
+    );
+    assert_eq!(refunded, ["240.00", "100.00", "60.00"]);
+    assert_eq!(balance(&app, "refunds:sandbox:eur").await, "400.00");
+    assert_eq!(balance(&app, &format!("project:{project}:payable:eur")).await, "95.00");
+    app.assert_books_verify().await;
+}
+
+/// The ballot, recomputed here from the revealed seed and the public pledge list, independently
+/// of the service's code (docs/ballot.md).
+fn recompute_ballot(seed_hex: &str, pledges: &[Value], cap: i64) -> Vec<i64> {
+    let seed = hex::decode(seed_hex).unwrap();
+    let key = |id: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&seed).unwrap();
+        mac.update(id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let mut order: Vec<usize> = (0..pledges.len()).collect();
+    order.sort_by_key(|&i| key(pledges[i]["id"].as_str().unwrap()));
+    let mut left = cap;
+    let mut out = vec![0; pledges.len()];
+    for i in order {
+        let take = pledges[i]["shares"].as_i64().unwrap().min(left);
+        out[i] = take;
+        left -= take;
+    }
+    out
+}
+
+#[sqlx::test]
+async fn a_ballot_round_can_be_recomputed_from_the_revealed_seed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let terms = json!({"min_target": "500.00", "max_target": "1000.00", "allocation": "ballot"});
+    let offer = open_offer(&app, &project, terms, 28).await;
+    let opened = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
+    let commitment = opened["commitment"].as_str().unwrap().to_string();
+    assert!(
+        opened.get("seed").is_none(),
+        "the seed stays secret while the offer is open"
+    );
+    for i in 0..12 {
+        let who = investor(&app, &format!("Voter{i}"), "sophisticated").await;
+        funded_pledge(&app, &offer, &who, 10 + i * 3).await;
+    }
+    let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded");
+    let seed = closed["seed"].as_str().unwrap();
+    assert_eq!(hex::encode(Sha256::digest(hex::decode(seed).unwrap())), commitment);
+    let pledges = pledges_of(&app, &offer).await;
+    let allocated: Vec<i64> = pledges
+        .iter()
+        .map(|p| p["allocated_shares"].as_i64().unwrap())
+        .collect();
+    assert_eq!(allocated, recompute_ballot(seed, &pledges, 100));
+    assert_eq!(allocated.iter().sum::<i64>(), 100);
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn non_sophisticated_investors_get_a_warning_and_four_days_to_revoke(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let offer = open_offer(&app, &project, json!({"min_target": "1000.00"}), 2).await;
+    let carol = investor(&app, "Carol", "non_sophisticated").await;
+
+    // Above €1,000 (no net worth given) the risk warning must be acknowledged.
+    pledge(&app, &offer, &carol, 101, "10.00")
+        .await
+        .assert_problem(422, "risk_warning_required");
+    let body = json!({"investor_id": carol, "shares": 150, "risk_acknowledged": true,
+                      "funding": [{"kind": "card", "amount": "1500.00"}]});
+    let big = app
+        .client
+        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .header("idempotency-key", "carol-big")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let big = ok(common::read(big).await, 201).await;
+    let reflection_ends: chrono::DateTime<chrono::Utc> = big["reflection_ends_at"].as_str().unwrap().parse().unwrap();
+    let created: chrono::DateTime<chrono::Utc> = big["created_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(reflection_ends - created, chrono::TimeDelta::days(4));
+    let payment = big["payment"]["payment_id"].as_str().unwrap();
+    ok(
+        app.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+
+    // Revoked inside the period: the money goes back.
+    let small = funded_pledge(&app, &offer, &carol, 60).await;
+    let id = small["id"].as_str().unwrap();
+    let revoked = ok(app.post(&format!("/v1/pledges/{id}/revoke"), json!({})).await, 200).await;
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(balance(&app, "refunds:sandbox:eur").await, "600.00");
+    assert_eq!(balance(&app, &format!("offer:{offer}:escrow")).await, "1500.00");
+
+    // The offer closes after 2 days but waits for the big pledge's reflection period (4 days).
+    app.clock.advance(2 * DAY + 60).unwrap();
+    app.wait_for(&format!("/v1/offers/{offer}"), |o| o["status"] == "closing")
+        .await;
+    app.clock.advance(DAY).unwrap();
+    let status = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await["status"].clone();
+    assert_eq!(status, "closing");
+    // Day 3: still revocable... but this investor keeps it. Day 4 passes: not revocable.
+    app.clock.advance(DAY + 60).unwrap();
+    let big_id = big["id"].as_str().unwrap();
+    app.post(&format!("/v1/pledges/{big_id}/revoke"), json!({}))
+        .await
+        .assert_problem(409, "not_revocable");
+    let o = app
+        .wait_for(&format!("/v1/offers/{offer}"), |o| o["status"] == "succeeded")
+        .await;
+    assert_eq!(o["shares_allocated"], 150);
+    app.assert_books_verify().await;
+}
