@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crowdledger::clock::Clock;
 use crowdledger::config::{LogFormat, Settings};
 use crowdledger::keys::{self, Role};
-use crowdledger::{App, audit, db, launch};
+use crowdledger::{App, audit, db, launch, offers};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
@@ -34,8 +34,35 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Check every ledger invariant; exits with 1 if one is violated.
+    /// Check every invariant of the books; exits with 1 if one is violated.
     Verify,
+    /// Close the offers whose time has come (what the background job does every second).
+    CloseDue,
+    /// Export data.
+    Export {
+        #[command(subcommand)]
+        what: ExportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// The cap table of a succeeded offer: each investor's shares and amount.
+    CapTable {
+        #[arg(long)]
+        offer: Uuid,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -149,8 +176,58 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
+        Command::CloseDue => {
+            let pool = db::connect(&settings).await?;
+            db::ensure_migrated(&pool).await?;
+            let bar = progress_bar("closing offers");
+            let now = Clock::new(settings.clock.mode).now();
+            let ended = offers::closing::close_due(&pool, now, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            bar.finish_and_clear();
+            println!("{ended} offer(s) closed");
+        }
+        Command::Export {
+            what: ExportCommand::CapTable { offer, format, output },
+        } => {
+            let pool = db::connect(&settings).await?;
+            db::ensure_migrated(&pool).await?;
+            let mut conn = pool.acquire().await?;
+            let bar = progress_bar("reading the cap table");
+            let table = offers::http::build_cap_table(&mut conn, offer)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            bar.set_message("writing");
+            bar.set_length(table.investor_count() as u64);
+            let text = match format {
+                ExportFormat::Csv => offers::http::cap_table_csv(&table),
+                ExportFormat::Json => serde_json::to_string_pretty(&table)? + "\n",
+            };
+            bar.set_position(table.investor_count() as u64);
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
+            }
+            bar.finish_and_clear();
+            eprintln!("{} investors, {} shares", table.investor_count(), table.total_shares());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on standard error; it draws nothing when standard error is not a terminal.
+fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }
 
 fn init_tracing(settings: &Settings) {

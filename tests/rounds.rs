@@ -32,7 +32,7 @@ async fn published_project(app: &TestApp) -> String {
 }
 
 async fn investor(app: &TestApp, name: &str, classification: &str) -> String {
-    let body = json!({"kind": "natural", "name": name, "email": format!("{}@example.org", name.to_lowercase()),
+    let body = json!({"kind": "natural", "name": name, "email": format!("{}@example.org", uuid::Uuid::new_v4().simple()),
                       "country": "FR", "classification": classification});
     let investor = ok(app.post("/v1/investors", body).await, 201).await;
     let id = investor["id"].as_str().unwrap().to_string();
@@ -401,4 +401,66 @@ async fn non_sophisticated_investors_get_a_warning_and_four_days_to_revoke(pool:
         .await;
     assert_eq!(o["shares_allocated"], 150);
     app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn the_cli_closes_due_offers_and_exports_the_cap_table(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let app = TestApp::spawn(pool.clone()).await;
+    let project = published_project(&app).await;
+    let now = app.clock.now();
+    let closes_at = now + chrono::TimeDelta::seconds(2);
+    let terms = json!({"min_target": "100.00", "max_target": "1000.00",
+                       "opens_at": now.to_rfc3339(), "closes_at": closes_at.to_rfc3339()});
+    let offer = open_offer(&app, &project, terms, 1).await;
+    let names = ["Ana", "Ben, \"the\" =SUM(A1)"];
+    for (name, shares) in names.iter().zip([30, 12]) {
+        let who = investor(&app, name, "sophisticated").await;
+        funded_pledge(&app, &offer, &who, shares).await;
+    }
+    // Stop the app, and its background job with it: only the CLI may close the offer now.
+    drop(app);
+    while chrono::Utc::now() <= closes_at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+            .args(args)
+            .env("DATABASE_URL", &db)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["close-due"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 offer(s) closed");
+    let status: String = sqlx::query_scalar("select status::text from offers where id = $1::uuid")
+        .bind(&offer)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "succeeded");
+    // Nothing more is due.
+    assert_eq!(
+        String::from_utf8_lossy(&cli(&["close-due"]).stdout).trim(),
+        "0 offer(s) closed"
+    );
+
+    let out = cli(&["export", "cap-table", "--offer", &offer]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "investor_id,investor_name,shares,amount,currency");
+    assert!(lines[1].ends_with(",Ana,30,300.00,EUR"), "{csv}");
+    // Quoted, and defused as a spreadsheet formula.
+    assert!(
+        lines[2].ends_with(",\"Ben, \"\"the\"\" =SUM(A1)\",12,120.00,EUR"),
+        "{csv}"
+    );
+    let out = cli(&["export", "cap-table", "--offer", &offer, "--format", "json"]);
+    let table: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(table["total_shares"], 42);
+    let out = cli(&["export", "cap-table", "--offer", &uuid::Uuid::new_v4().to_string()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 }

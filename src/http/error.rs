@@ -71,6 +71,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl IntoResponse for ApiError {

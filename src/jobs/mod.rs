@@ -39,7 +39,7 @@ pub async fn run(pool: PgPool, clock: Clock, mut shutdown: watch::Receiver<bool>
 /// One pass of every job at `now`.
 pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<(), ApiError> {
     expire_unpaid(pool, now).await?;
-    closing::close_due(pool, now).await?;
+    closing::close_due(pool, now, |_, _| {}).await?;
     Ok(())
 }
 

@@ -188,13 +188,19 @@ pub async fn close(pool: &PgPool, offer_id: Uuid, now: DateTime<Utc>) -> Result<
 }
 
 /// Moves every offer whose time has come: open ones past `closes_at` to closing, closing ones
-/// as far as they can go. Returns how many offers ended (succeeded or failed).
-pub async fn close_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+/// as far as they can go. Returns how many offers ended (succeeded or failed). `progress` is
+/// told `(done, total)` after each offer.
+pub async fn close_due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<usize, ApiError> {
     let mut conn = pool.acquire().await?;
     let due = store::due_for_closing(&mut conn, now).await?;
     drop(conn);
+    let total = due.len();
     let mut ended = 0;
-    for id in due {
+    for (done, id) in due.into_iter().enumerate() {
         let mut tx = pool.begin().await?;
         let offer = store::lock(&mut tx, id).await?.expect("offers are never deleted");
         if offer.status == OfferStatus::Open && offer.closes_at <= now {
@@ -203,6 +209,7 @@ pub async fn close_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiEr
         let status = advance(&mut tx, id, now).await?;
         tx.commit().await?;
         ended += usize::from(matches!(status, OfferStatus::Succeeded | OfferStatus::Failed));
+        progress(done + 1, total);
     }
     Ok(ended)
 }

@@ -323,6 +323,16 @@ async fn cap_table(
     Ok(Json(table).into_response())
 }
 
+impl CapTable {
+    pub fn investor_count(&self) -> usize {
+        self.investors.len()
+    }
+
+    pub fn total_shares(&self) -> i64 {
+        self.total_shares
+    }
+}
+
 /// The cap table of a succeeded offer (used by the API and `crowdledger export cap-table`).
 pub async fn build_cap_table(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, ApiError> {
     let offer = store::get(conn, id)
