@@ -1403,3 +1403,34 @@ async fn the_role_is_checked_before_the_body_is_read(pool: PgPool) {
     }
     assert_eq!(app.row_counts().await, counts);
 }
+
+#[sqlx::test]
+async fn the_whole_openapi_document_is_consistent(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await.body;
+    common::assert_refs_resolve(&doc, &doc);
+    let paths = doc["paths"].as_object().unwrap();
+    for expected in [
+        "/v1/projects",
+        "/v1/investors",
+        "/v1/projects/{id}/offers",
+        "/v1/offers/{id}/pledges",
+        "/v1/offers/{id}/cap-table",
+        "/v1/pledges/{id}/revoke",
+        "/v1/sandbox/clock",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is not documented");
+    }
+    // Every operation behind a key says so, and documents its problem responses.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if path.starts_with("/v1/") {
+                assert!(op["security"].is_array(), "{method} {path} has no security");
+                assert!(
+                    op["responses"].as_object().unwrap().keys().any(|k| k.starts_with('4')),
+                    "{method} {path} documents no 4xx"
+                );
+            }
+        }
+    }
+}

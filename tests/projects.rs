@@ -740,26 +740,7 @@ async fn the_openapi_document_describes_the_catalogue(pool: PgPool) {
         assert!(schemas.get(name).is_some(), "{name} missing from the schemas");
     }
     for path in ["/v1/projects", "/v1/projects/{id}", "/v1/projects/{id}/publish"] {
-        assert_refs_resolve(&r.body, &paths[path]);
-    }
-}
-
-/// Every `$ref` reachable from `node` names a schema of `doc`.
-fn assert_refs_resolve(doc: &Value, node: &Value) {
-    match node {
-        Value::Object(map) => {
-            if let Some(Value::String(target)) = map.get("$ref") {
-                let name = target
-                    .strip_prefix("#/components/schemas/")
-                    .unwrap_or_else(|| panic!("unexpected $ref {target}"));
-                let schema = &doc["components"]["schemas"][name];
-                assert!(!schema.is_null(), "$ref {target} names no schema");
-                assert_refs_resolve(doc, schema);
-            }
-            map.values().for_each(|v| assert_refs_resolve(doc, v));
-        }
-        Value::Array(items) => items.iter().for_each(|v| assert_refs_resolve(doc, v)),
-        _ => {}
+        common::assert_refs_resolve(&r.body, &paths[path]);
     }
 }
 

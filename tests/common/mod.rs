@@ -274,3 +274,27 @@ impl Drop for Served {
         }
     }
 }
+
+/// Every `$ref` reachable from `node` names a schema of the OpenAPI document `doc`.
+pub fn assert_refs_resolve(doc: &Value, node: &Value) {
+    fn walk(doc: &Value, node: &Value, seen: &mut std::collections::HashSet<String>) {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    let name = target
+                        .strip_prefix("#/components/schemas/")
+                        .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+                    let schema = &doc["components"]["schemas"][name];
+                    assert!(!schema.is_null(), "$ref {target} names no schema");
+                    if seen.insert(name.to_string()) {
+                        walk(doc, schema, seen);
+                    }
+                }
+                map.values().for_each(|v| walk(doc, v, seen));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(doc, v, seen)),
+            _ => {}
+        }
+    }
+    walk(doc, node, &mut std::collections::HashSet::new());
+}
