@@ -3,7 +3,8 @@
 //! Each provider confirmation is one domain call (`confirm_payment`, `fail_payment`,
 //! `confirm_refund`, `confirm_payout`) that moves state, ledger and outbox in one transaction;
 //! the sandbox's test controls call them now, the signed-webhook handler will in step 3.
-//! Lock order, everywhere: offer, then pledge, then payment or refund.
+//! Lock order, everywhere: offer, then pledge, then payment or refund. A payment confirmed in
+//! time takes no offer lock at all.
 
 pub mod sandbox;
 
@@ -133,9 +134,19 @@ pub async fn confirm_payment(
     let seen = find_payment(conn, provider, provider_payment_id, false)
         .await?
         .ok_or_else(|| unknown("payment", provider_payment_id))?;
-    let pledge = pledges::store::lock(conn, seen.pledge_id)
+    let unlocked = pledges::store::get(conn, seen.pledge_id)
         .await?
-        .ok_or_else(|| unknown("pledge", &seen.pledge_id.to_string()))?;
+        .expect("payments belong to pledges");
+    // A capture after the payment window ends the pledge here, whether or not the expiry job
+    // has run yet; ending it releases shares, so only then is the (hot) offer row locked.
+    // The window and `now` are fixed, so this decision holds once the rows are locked.
+    let overdue = unlocked.status == PledgeStatus::PendingPayment && now >= unlocked.payment_due_at;
+    if overdue {
+        offers::store::lock(conn, unlocked.offer_id).await?;
+    }
+    let mut pledge = pledges::store::lock(conn, seen.pledge_id)
+        .await?
+        .expect("pledges are never deleted");
     let payment = find_payment(conn, provider, provider_payment_id, true)
         .await?
         .expect("payments are never deleted");
@@ -156,6 +167,10 @@ pub async fn confirm_payment(
             return Ok(Applied::Nothing);
         }
         PaymentStatus::Pending | PaymentStatus::Cancelled => {}
+    }
+    if overdue && pledge.status == PledgeStatus::PendingPayment {
+        cancel_pledge(conn, &pledge, now).await?;
+        pledge.status = PledgeStatus::Cancelled;
     }
     set_payment_status(conn, payment.id, PaymentStatus::Succeeded, now).await?;
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;

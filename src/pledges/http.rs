@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::rules::{self, PledgeRequest};
 use super::{Pledge, PledgeStatus, store};
 use crate::http::AppState;
-use crate::http::auth::{Auth, PlatformUsers};
+use crate::http::auth::{AnyRole, Auth, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::idempotency::{self, RequiredKey};
@@ -121,7 +121,7 @@ async fn create_pledge(
     responses((status = 200, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_pledge(
     State(state): State<AppState>,
-    _auth: Auth<PlatformUsers>,
+    _auth: Auth<AnyRole>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<PledgeView>, ApiError> {
     let mut conn = state.pool.acquire().await?;

@@ -95,11 +95,16 @@ pub async fn check(
     if !offer.accepts_pledges(now) {
         return Err(not_open(&offer, now));
     }
-    if req.shares < 1 || req.shares > offer.reserve_limit {
-        return Err(ApiError::validation(format!(
-            "shares must be a whole number from 1 to {}",
-            offer.reserve_limit
-        )));
+    if req.shares < 1 {
+        return Err(ApiError::validation("shares must be a whole number of at least 1"));
+    }
+    if req.shares > offer.reserve_limit {
+        // It would cross the cap whatever else is pledged.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "offer_full",
+            format!("the offer takes at most {} shares in all", offer.reserve_limit),
+        ));
     }
     let investor = investors::store::get(conn, req.investor_id)
         .await?
