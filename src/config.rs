@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::clock::ClockMode;
+use crate::webhooks::signature::WebhookSecret;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -156,6 +157,27 @@ impl Settings {
         if self.http.body_limit_bytes < 1024 {
             bail!("invalid configuration: http.body_limit_bytes must be at least 1024");
         }
+        if self
+            .payments
+            .sandbox
+            .webhook_secret
+            .expose_secret()
+            .parse::<WebhookSecret>()
+            .is_err()
+        {
+            bail!(
+                "invalid configuration: payments.sandbox.webhook_secret must be whsec_ and base64 of at least 16 bytes"
+            );
+        }
+        if self
+            .payments
+            .stripe
+            .webhook_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().is_empty())
+        {
+            bail!("invalid configuration: payments.stripe.webhook_secret must not be empty");
+        }
         if self.database.max_connections == 0 {
             bail!("invalid configuration: database.max_connections must be at least 1");
         }
@@ -237,6 +259,11 @@ mod tests {
         assert!(err.contains("bindd"), "{err}");
         let err = message(load(&[("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", "short")]).unwrap_err());
         assert!(err.contains("auth.bootstrap_operator_key"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", "hunter2")]).unwrap_err());
+        assert!(
+            err.contains("payments.sandbox.webhook_secret") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl App {
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
+                providers: std::sync::Arc::new(payments::Providers::new(&settings.payments)),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),
@@ -78,6 +79,18 @@ pub async fn launch(
             }
         });
     }
+    // The sandbox posts its webhooks to this very listener.
+    let local = listener.local_addr().context("reading the listener's address")?;
+    let host = if local.ip().is_unspecified() {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        local.ip()
+    };
+    let _ = app
+        .state
+        .providers
+        .self_url
+        .set(format!("http://{}", std::net::SocketAddr::new(host, local.port())));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs = tokio::spawn(jobs::run(app.state.pool.clone(), app.state.clock.clone(), jobs_stopped));
     let router = http::router(app.state, app.limits);

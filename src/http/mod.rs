@@ -40,6 +40,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub clock: Clock,
     pub auth: Arc<Authenticator>,
+    pub providers: Arc<crate::payments::Providers>,
 }
 
 /// Limits applied to every request.
@@ -66,6 +67,7 @@ pub struct Limits {
         (name = "offers", description = "Share offers (funding rounds): lifecycle, pledges, cap table, payouts"),
         (name = "pledges", description = "Investors' pledges: make, read, revoke"),
         (name = "sandbox", description = "The built-in test provider's controls and the manual clock"),
+        (name = "webhooks", description = "Signed events from payment providers, and the quarantine"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +93,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::offers::http::router())
         .merge(crate::pledges::http::router())
         .merge(crate::payments::sandbox::router())
+        .merge(crate::payments::inbound::router())
         .split_for_parts()
 }
 

@@ -6,6 +6,7 @@
 //! Lock order, everywhere: offer, then pledge, then payment or refund. A payment confirmed in
 //! time takes no offer lock at all.
 
+pub mod inbound;
 pub mod sandbox;
 
 use axum::http::StatusCode;
@@ -23,6 +24,37 @@ use crate::{chart, offers};
 
 /// The built-in test-mode provider.
 pub const SANDBOX: &str = "sandbox";
+
+/// What the service needs to talk to payment providers.
+pub struct Providers {
+    /// Signs the sandbox's webhooks and verifies them on arrival.
+    pub sandbox_secret: crate::webhooks::signature::WebhookSecret,
+    /// Verifies `Stripe-Signature`; without it the stripe endpoint answers 404.
+    pub stripe_secret: Option<secrecy::SecretString>,
+    /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
+    pub self_url: std::sync::OnceLock<String>,
+    pub client: reqwest::Client,
+}
+
+impl Providers {
+    pub fn new(settings: &crate::config::PaymentsSettings) -> Self {
+        use secrecy::ExposeSecret;
+        Providers {
+            sandbox_secret: settings
+                .sandbox
+                .webhook_secret
+                .expose_secret()
+                .parse()
+                .expect("validated when the settings were loaded"),
+            stripe_secret: settings.stripe.webhook_secret.clone(),
+            self_url: std::sync::OnceLock::new(),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "payment_status", rename_all = "snake_case")]

@@ -1,6 +1,7 @@
 //! The sandbox provider's test controls: make a payment succeed or fail, confirm a refund or a
-//! payout, move the manual clock. For now they call the domain directly; step 3 routes them
-//! through a signed webhook to `POST /v1/webhooks/sandbox`, as an outside provider would.
+//! payout, move the manual clock. A control never touches the books itself: it sends a signed
+//! webhook over HTTP to the service's own `POST /v1/webhooks/sandbox`, as an outside provider
+//! would, and reports what that endpoint answered.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,13 +13,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Applied, SANDBOX};
+use super::SANDBOX;
+use super::inbound::{SandboxData, SandboxEvent};
 use crate::clock::ClockError;
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
-use crate::money::{Currency, Money};
+use crate::money::{Currency, format_amount};
+use crate::webhooks::signature;
+use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,19 +35,97 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct Outcome {
+    /// The payment's, refund's or payout's id.
     id: String,
-    /// False when the event had already been applied or no longer applies.
+    /// The id of the webhook event the sandbox sent.
+    event_id: String,
+    /// False when the event had already been applied, no longer applies, or was quarantined.
     applied: bool,
+    /// What the service's webhook endpoint answered: applied, ignored or quarantined.
+    outcome: String,
 }
 
-fn outcome(id: String, applied: Applied) -> Json<Outcome> {
-    Json(Outcome {
+/// Looks up what the sandbox holds under `id` in `table`: its amount and currency.
+async fn lookup(state: &AppState, table: &str, id_column: &str, id: &str) -> Result<(Decimal, String), ApiError> {
+    sqlx::query_as(&format!(
+        "select amount, currency from {table} where provider = $1 and {id_column} = $2"
+    ))
+    .bind(SANDBOX)
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no sandbox {} {id}", table.trim_end_matches('s'))))
+}
+
+/// Sends one signed event to the service's own webhook endpoint, exactly as an outside
+/// provider would (Standard Webhooks headers), and reports what the endpoint answered.
+async fn send(
+    state: &AppState,
+    kind: &str,
+    id: String,
+    amount: Decimal,
+    currency: String,
+) -> Result<Json<Outcome>, ApiError> {
+    let now = state.clock.now();
+    let currency_code = Currency::parse(&currency)?;
+    let event = SandboxEvent {
+        id: format!("evt_{}", Uuid::now_v7().simple()),
+        kind: kind.to_string(),
+        created: now.timestamp(),
+        data: SandboxData {
+            payment_id: id.clone(),
+            amount: format_amount(amount, currency_code),
+            currency,
+        },
+    };
+    let body = serde_json::to_vec(&event).map_err(ApiError::internal)?;
+    let signature = signature::signature_header(&[&state.providers.sandbox_secret], &event.id, now.timestamp(), &body);
+    let base = state
+        .providers
+        .self_url
+        .get()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the service's own address is not known yet")))?;
+    let response = state
+        .providers
+        .client
+        .post(format!("{base}/v1/webhooks/{SANDBOX}"))
+        .header("content-type", "application/json")
+        .header("webhook-id", &event.id)
+        .header("webhook-timestamp", now.timestamp().to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "webhook_failed",
+                format!("delivering the sandbox event: {e}"),
+            )
+        })?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "webhook_failed",
+            format!(
+                "the webhook endpoint answered {status}: {}",
+                answer["detail"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    let outcome = answer["outcome"].as_str().unwrap_or("unknown").to_string();
+    let applied = outcome == "applied" && answer["duplicate"] != true;
+    Ok(Json(Outcome {
         id,
-        applied: applied == Applied::Done,
-    })
+        event_id: event.id,
+        applied,
+        outcome,
+    }))
 }
 
-/// Sandbox: the card payment succeeds.
+/// Sandbox: the card payment succeeds (a signed `payment.succeeded` webhook is sent).
 #[utoipa::path(post, path = "/v1/sandbox/payments/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -52,21 +134,11 @@ async fn payment_succeed(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let (amount, currency): (Decimal, String) =
-        sqlx::query_as("select amount, currency from payments where provider = $1 and provider_payment_id = $2")
-            .bind(SANDBOX)
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no sandbox payment {id}")))?;
-    let paid = Money::new(amount, Currency::parse(&currency)?)?;
-    let applied = super::confirm_payment(&mut tx, SANDBOX, &id, paid, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(outcome(id, applied))
+    let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
+    send(&state, "payment.succeeded", id, amount, currency).await
 }
 
-/// Sandbox: the card payment fails.
+/// Sandbox: the card payment fails (a signed `payment.failed` webhook is sent).
 #[utoipa::path(post, path = "/v1/sandbox/payments/{id}/fail", tag = "sandbox", params(("id" = String, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -75,13 +147,11 @@ async fn payment_fail(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let applied = super::fail_payment(&mut tx, SANDBOX, &id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(outcome(id, applied))
+    let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
+    send(&state, "payment.failed", id, amount, currency).await
 }
 
-/// Sandbox: the refund reached the investor's card.
+/// Sandbox: the refund reached the investor's card (a signed `refund.succeeded` webhook).
 #[utoipa::path(post, path = "/v1/sandbox/refunds/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -90,13 +160,11 @@ async fn refund_succeed(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let applied = super::confirm_refund(&mut tx, SANDBOX, &id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(outcome(id, applied))
+    let (amount, currency) = lookup(&state, "refunds", "provider_refund_id", &id).await?;
+    send(&state, "refund.succeeded", id, amount, currency).await
 }
 
-/// Sandbox: the payout reached the project.
+/// Sandbox: the payout reached the project (a signed `payout.paid` webhook).
 #[utoipa::path(post, path = "/v1/sandbox/payouts/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -105,10 +173,8 @@ async fn payout_succeed(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let applied = super::confirm_payout(&mut tx, SANDBOX, &id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(outcome(id, applied))
+    let (amount, currency) = lookup(&state, "payouts", "provider_payout_id", &id).await?;
+    send(&state, "payout.paid", id, amount, currency).await
 }
 
 #[derive(Serialize, ToSchema)]

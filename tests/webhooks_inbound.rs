@@ -1,0 +1,419 @@
+//! `POST /v1/webhooks/{provider}`: only correctly signed, fresh events get in; each is stored
+//! raw and applied once; what does not match the books is quarantined, never applied.
+
+mod common;
+
+use common::{Reply, TestApp};
+use crowdledger::webhooks::signature::{self, WebhookSecret};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// The sandbox secret of config/default.toml, which the test app runs with.
+const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
+const STRIPE_SECRET: &str = "whsec_stripe_test_secret_for_crowdledger";
+
+struct Books {
+    offer: String,
+    pledge: String,
+    payment: String,
+}
+
+/// An open offer and one unpaid pledge of 12 shares at 10.00 (120.00 EUR).
+async fn books(app: &TestApp) -> Books {
+    let project = json!({"name": "P", "legal_name": "P SAS", "legal_form": "SAS", "country": "FR",
+        "territory": "Pays de Brest", "themes": ["waste"], "description": "", "impact_indicators": []});
+    let project = app.post("/v1/projects", project).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post(&format!("/v1/projects/{project}/publish"), json!({})).await;
+    let now = app.clock.now();
+    let offer = json!({"currency": "EUR", "share_price": "10.00", "min_target": "100.00", "max_target": "1000.00",
+        "min_ticket": "10.00", "opens_at": now.to_rfc3339(), "closes_at": (now + chrono::TimeDelta::days(9)).to_rfc3339(),
+        "success_fee_rate": "0.05", "allocation": "first_come"});
+    let offer = app.post(&format!("/v1/projects/{project}/offers"), offer).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post(&format!("/v1/offers/{offer}/open"), json!({})).await;
+    let investor = json!({"kind": "legal", "name": "Fund", "email": "fund@example.org", "country": "BE",
+                          "classification": "sophisticated"});
+    let investor = app.post("/v1/investors", investor).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+        .await;
+    let body = json!({"investor_id": investor, "shares": 12, "funding": [{"kind": "card", "amount": "120.00"}]});
+    let r = app
+        .client
+        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .header("idempotency-key", "p1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let pledge = common::read(r).await.body;
+    Books {
+        offer,
+        pledge: pledge["id"].as_str().unwrap().to_string(),
+        payment: pledge["payment"]["payment_id"].as_str().unwrap().to_string(),
+    }
+}
+
+fn event(id: &str, kind: &str, payment: &str, amount: &str, currency: &str, created: i64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"id": id, "type": kind, "created": created,
+        "data": {"payment_id": payment, "amount": amount, "currency": currency}}))
+    .unwrap()
+}
+
+/// A delivery's webhook-id, webhook-timestamp, webhook-signature (each may be missing) and body.
+type Delivery<'a> = (Option<&'a str>, Option<String>, Option<String>, Vec<u8>);
+
+/// Posts `body` to the sandbox endpoint with the given headers (None leaves a header out).
+async fn deliver(
+    app: &TestApp,
+    id: Option<&str>,
+    timestamp: Option<String>,
+    signature: Option<String>,
+    body: Vec<u8>,
+) -> Reply {
+    let mut req = app.client.post(format!("{}/v1/webhooks/sandbox", app.base)).body(body);
+    if let Some(id) = id {
+        req = req.header("webhook-id", id);
+    }
+    if let Some(ts) = timestamp {
+        req = req.header("webhook-timestamp", ts);
+    }
+    if let Some(sig) = signature {
+        req = req.header("webhook-signature", sig);
+    }
+    common::read(req.send().await.unwrap()).await
+}
+
+/// A correctly signed sandbox delivery, `skew` seconds off the service clock.
+async fn signed(app: &TestApp, id: &str, body: Vec<u8>, skew: i64) -> Reply {
+    let secret: WebhookSecret = SANDBOX_SECRET.parse().unwrap();
+    let ts = app.clock.now().timestamp() + skew;
+    let sig = signature::signature_header(&[&secret], id, ts, &body);
+    deliver(app, Some(id), Some(ts.to_string()), Some(sig), body).await
+}
+
+async fn state(app: &TestApp, b: &Books) -> (String, String, i64, i64) {
+    let pledge = app.get(&format!("/v1/pledges/{}", b.pledge)).await.body;
+    let escrow = app
+        .get(&format!("/v1/ledger/accounts?code_prefix=offer:{}:escrow", b.offer))
+        .await
+        .body;
+    let escrow = escrow["items"][0]["balance"].as_str().unwrap_or("0.00").to_string();
+    let (events, entries): (i64, i64) =
+        sqlx::query_as("select (select count(*) from inbound_events), (select count(*) from ledger_entries)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    (pledge["status"].as_str().unwrap().to_string(), escrow, events, entries)
+}
+
+#[sqlx::test]
+async fn forged_stale_and_malformed_deliveries_get_401_and_change_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await;
+    let before = state(&app, &b).await;
+    let now = app.clock.now().timestamp();
+    let body = event("evt_1", "payment.succeeded", &b.payment, "120.00", "EUR", now);
+    let secret: WebhookSecret = SANDBOX_SECRET.parse().unwrap();
+    let other = WebhookSecret::generate();
+    let good = signature::sign(&secret, "evt_1", now, &body);
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let attempts: Vec<Delivery> = vec![
+        (None, None, None, body.clone()),
+        (Some("evt_1"), Some(now.to_string()), None, body.clone()),
+        (Some("evt_1"), None, Some(good.clone()), body.clone()),
+        (
+            Some("evt_1"),
+            Some(now.to_string()),
+            Some(signature::sign(&other, "evt_1", now, &body)),
+            body.clone(),
+        ),
+        (Some("evt_1"), Some(now.to_string()), Some(good.clone()), tampered),
+        (
+            Some("evt_1"),
+            Some(now.to_string()),
+            Some(good[..good.len() - 4].to_string()),
+            body.clone(),
+        ),
+        (Some("evt_1"), Some(now.to_string()), Some("v1,".into()), body.clone()),
+        (
+            Some("evt_1"),
+            Some(now.to_string()),
+            Some(good.replacen("v1,", "v2,", 1)),
+            body.clone(),
+        ),
+        (Some("evt_2"), Some(now.to_string()), Some(good.clone()), body.clone()),
+        (
+            Some("evt_1"),
+            Some((now + 1).to_string()),
+            Some(good.clone()),
+            body.clone(),
+        ),
+        (
+            Some("evt_1"),
+            Some("yesterday".into()),
+            Some(good.clone()),
+            body.clone(),
+        ),
+    ];
+    for (id, ts, sig, body) in attempts {
+        deliver(&app, id, ts, sig, body)
+            .await
+            .assert_problem(401, "invalid_signature");
+    }
+    // Correctly signed, but stale or from the future by more than 300 s.
+    for skew in [-301, 301, -86_400] {
+        let body = event("evt_1", "payment.succeeded", &b.payment, "120.00", "EUR", now + skew);
+        signed(&app, "evt_1", body, skew)
+            .await
+            .assert_problem(401, "invalid_signature");
+    }
+    assert_eq!(state(&app, &b).await, before);
+    // Within the tolerance it is accepted.
+    let body = event("evt_1", "payment.succeeded", &b.payment, "120.00", "EUR", now);
+    let r = signed(&app, "evt_1", body, -299).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["outcome"].as_str()),
+        (200, Some("applied")),
+        "{:#}",
+        r.body
+    );
+}
+
+#[sqlx::test]
+async fn each_event_is_applied_once_however_often_it_arrives(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await;
+    let now = app.clock.now().timestamp();
+    let body = event("evt_pay", "payment.succeeded", &b.payment, "120.00", "EUR", now);
+    let first = signed(&app, "evt_pay", body.clone(), 0).await;
+    assert_eq!(first.body["outcome"], "applied");
+    assert_eq!(first.body["duplicate"], false);
+    for _ in 0..3 {
+        let again = signed(&app, "evt_pay", body.clone(), 0).await;
+        assert_eq!((again.status.as_u16(), &again.body["duplicate"]), (200, &json!(true)));
+    }
+    // The same payment under another event id: recorded, nothing more happens.
+    let other = signed(
+        &app,
+        "evt_pay_2",
+        event("evt_pay_2", "payment.succeeded", &b.payment, "120.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(other.body["outcome"], "ignored");
+    // A failure arriving after the success changes nothing, and is kept.
+    let late = signed(
+        &app,
+        "evt_fail",
+        event("evt_fail", "payment.failed", &b.payment, "120.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(late.body["outcome"], "ignored");
+    let (status, escrow, events, _) = state(&app, &b).await;
+    assert_eq!((status.as_str(), escrow.as_str(), events), ("funded", "120.00", 3));
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn events_that_do_not_match_the_books_are_quarantined(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await;
+    let now = app.clock.now().timestamp();
+    let (_, _, _, entries_before) = state(&app, &b).await;
+    let cases = [
+        (
+            "evt_amount",
+            event("evt_amount", "payment.succeeded", &b.payment, "119.99", "EUR", now),
+            "payment_mismatch",
+        ),
+        (
+            "evt_currency",
+            event("evt_currency", "payment.succeeded", &b.payment, "120.00", "USD", now),
+            "payment_mismatch",
+        ),
+        (
+            "evt_unknown",
+            event("evt_unknown", "payment.succeeded", "pay_nope", "120.00", "EUR", now),
+            "not_found",
+        ),
+        (
+            "evt_refund",
+            event("evt_refund", "refund.succeeded", "re_nope", "1.00", "EUR", now),
+            "not_found",
+        ),
+        ("evt_garbage", b"{\"not\": \"an event\"}".to_vec(), "unreadable"),
+    ];
+    for (id, body, why) in &cases {
+        let r = signed(&app, id, body.clone(), 0).await;
+        assert_eq!(r.status, 200, "{:#}", r.body);
+        assert_eq!(r.body["outcome"], "quarantined", "{id}: {:#}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains(why), "{id}: {:#}", r.body);
+    }
+    let (status, escrow, events, entries) = state(&app, &b).await;
+    assert_eq!(
+        (status.as_str(), escrow.as_str(), events, entries),
+        ("pending_payment", "0.00", 5, entries_before)
+    );
+
+    let listed = app.get("/v1/webhooks/quarantine").await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.body.as_array().unwrap().clone();
+    assert_eq!(listed.len(), cases.len());
+    let mismatch = listed.iter().find(|e| e["event_id"] == "evt_amount").unwrap();
+    assert!(
+        mismatch["body"].as_str().unwrap().contains("119.99"),
+        "the raw body is kept"
+    );
+    let auditor = app.key(crowdledger::keys::Role::Auditor).await;
+    let r = app
+        .call(reqwest::Method::GET, "/v1/webhooks/quarantine", Some(&auditor), None)
+        .await;
+    r.assert_problem(403, "forbidden");
+
+    // The right event still gets through afterwards.
+    let ok = signed(
+        &app,
+        "evt_ok",
+        event("evt_ok", "payment.succeeded", &b.payment, "120.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(ok.body["outcome"], "applied");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn an_unknown_provider_is_404(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let r = common::read(
+        app.client
+            .post(format!("{}/v1/webhooks/paypal", app.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_problem(404, "not_found");
+    // Stripe is not configured by default.
+    let r = common::read(
+        app.client
+            .post(format!("{}/v1/webhooks/stripe", app.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_problem(404, "not_found");
+}
+
+async fn stripe(app: &TestApp, header: String, body: Vec<u8>) -> Reply {
+    let req = app
+        .client
+        .post(format!("{}/v1/webhooks/stripe", app.base))
+        .header("stripe-signature", header)
+        .body(body);
+    common::read(req.send().await.unwrap()).await
+}
+
+#[sqlx::test]
+async fn stripe_events_are_verified_mapped_and_deduplicated(pool: PgPool) {
+    let app = TestApp::spawn_with(
+        pool,
+        &[("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", STRIPE_SECRET)],
+    )
+    .await;
+    let now = app.clock.now().timestamp();
+    let body = serde_json::to_vec(&json!({"id": "evt_s1", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_123", "amount": 12000, "currency": "eur"}}}))
+    .unwrap();
+    let secret = STRIPE_SECRET.as_bytes();
+    // Forged, tampered, stale: refused, nothing stored.
+    for header in [
+        signature::stripe_sign(b"another secret", now, &body),
+        signature::stripe_sign(secret, now - 301, &body),
+        format!("t={now}"),
+        "v1=00".to_string(),
+    ] {
+        stripe(&app, header, body.clone())
+            .await
+            .assert_problem(401, "invalid_signature");
+    }
+    let mut tampered = body.clone();
+    tampered[5] ^= 1;
+    stripe(&app, signature::stripe_sign(secret, now, &body), tampered)
+        .await
+        .assert_problem(401, "invalid_signature");
+    let stored: i64 = sqlx::query_scalar("select count(*) from inbound_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // Signed correctly: stored; pi_123 is no payment of ours, so it is quarantined, not applied.
+    let r = stripe(&app, signature::stripe_sign(secret, now, &body), body.clone()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["outcome"].as_str()),
+        (200, Some("quarantined")),
+        "{:#}",
+        r.body
+    );
+    let again = stripe(&app, signature::stripe_sign(secret, now, &body), body.clone()).await;
+    assert_eq!(again.body["duplicate"], true);
+    // A type we do not act on is stored and ignored.
+    let other =
+        serde_json::to_vec(&json!({"id": "evt_s2", "type": "customer.created", "data": {"object": {}}})).unwrap();
+    let r = stripe(&app, signature::stripe_sign(secret, now, &other), other).await;
+    assert_eq!(r.body["outcome"], "ignored");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select event_id, status::text from inbound_events where provider = 'stripe' order by event_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("evt_s1".into(), "quarantined".into()),
+            ("evt_s2".into(), "ignored".into())
+        ]
+    );
+}
+
+#[sqlx::test]
+async fn the_sandbox_controls_go_through_the_signed_webhook(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await;
+    let r = app
+        .post(&format!("/v1/sandbox/payments/{}/succeed", b.payment), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:#}", r.body);
+    assert_eq!(
+        (r.body["applied"].as_bool(), r.body["outcome"].as_str()),
+        (Some(true), Some("applied"))
+    );
+    // What arrived is a stored, verified event with the body the sandbox signed.
+    let (event_id, body): (String, Vec<u8>) =
+        sqlx::query_as("select event_id, body from inbound_events where provider = 'sandbox'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(Value::String(event_id.clone()), r.body["event_id"]);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["type"], "payment.succeeded");
+    assert_eq!(body["data"]["amount"], "120.00");
+    let (status, escrow, _, _) = state(&app, &b).await;
+    assert_eq!((status.as_str(), escrow.as_str()), ("funded", "120.00"));
+    app.assert_books_verify().await;
+}
