@@ -54,7 +54,10 @@ impl App {
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
-                providers: std::sync::Arc::new(payments::Providers::new(&settings.payments)),
+                providers: std::sync::Arc::new(payments::Providers::new(
+                    &settings.payments,
+                    settings.webhooks.allow_private_targets,
+                )),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),
@@ -92,7 +95,7 @@ pub async fn launch(
         .self_url
         .set(format!("http://{}", std::net::SocketAddr::new(host, local.port())));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-    let jobs = tokio::spawn(jobs::run(app.state.pool.clone(), app.state.clock.clone(), jobs_stopped));
+    let jobs = tokio::spawn(jobs::run(app.state.clone(), jobs_stopped));
     let router = http::router(app.state, app.limits);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

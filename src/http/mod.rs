@@ -67,7 +67,7 @@ pub struct Limits {
         (name = "offers", description = "Share offers (funding rounds): lifecycle, pledges, cap table, payouts"),
         (name = "pledges", description = "Investors' pledges: make, read, revoke"),
         (name = "sandbox", description = "The built-in test provider's controls and the manual clock"),
-        (name = "webhooks", description = "Signed events from payment providers, and the quarantine"),
+        (name = "webhooks", description = "Signed events from payment providers, the quarantine, and operators' webhook endpoints"),
     )
 )]
 struct ApiDoc;
@@ -94,6 +94,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::pledges::http::router())
         .merge(crate::payments::sandbox::router())
         .merge(crate::payments::inbound::router())
+        .merge(crate::webhooks::http::router())
         .split_for_parts()
 }
 

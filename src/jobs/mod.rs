@@ -9,21 +9,32 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::clock::Clock;
+use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::offers::{self, closing};
 use crate::payments;
 use crate::pledges::{self, PledgeStatus};
+use crate::webhooks::outbound;
 
 const TICK: Duration = Duration::from_secs(1);
 const BATCH: i64 = 500;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(pool: PgPool, clock: Clock, mut shutdown: watch::Receiver<bool>) {
-    let mut moved = clock.subscribe();
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut moved = state.clock.subscribe();
     loop {
-        if let Err(err) = tick(&pool, clock.now()).await {
+        let now = state.clock.now();
+        if let Err(err) = tick(&state.pool, now).await {
             tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
+        }
+        // Webhook delivery runs on its own, so a slow receiver never holds up closing offers.
+        let providers = &state.providers;
+        let delivered = async {
+            outbound::fan_out(&state.pool, now).await?;
+            outbound::deliver_due(&state.pool, &providers.client, now, providers.allow_private_targets).await
+        };
+        if let Err(err) = delivered.await {
+            tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

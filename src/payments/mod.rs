@@ -33,11 +33,13 @@ pub struct Providers {
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
     pub self_url: std::sync::OnceLock<String>,
+    /// Outbound webhooks may target private and loopback addresses (`webhooks.allow_private_targets`).
+    pub allow_private_targets: bool,
     pub client: reqwest::Client,
 }
 
 impl Providers {
-    pub fn new(settings: &crate::config::PaymentsSettings) -> Self {
+    pub fn new(settings: &crate::config::PaymentsSettings, allow_private_targets: bool) -> Self {
         use secrecy::ExposeSecret;
         Providers {
             sandbox_secret: settings
@@ -48,6 +50,7 @@ impl Providers {
                 .expect("validated when the settings were loaded"),
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
+            allow_private_targets,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()

@@ -1,4 +1,6 @@
-//! Webhooks in and out: signatures of inbound provider events and of the events we send to
-//! operators' endpoints.
+//! Webhooks in and out: signatures of inbound provider events, and the events we send to
+//! operators' endpoints (outbox fan-out, leased delivery with retries).
 
+pub mod http;
+pub mod outbound;
 pub mod signature;

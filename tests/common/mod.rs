@@ -143,6 +143,23 @@ impl TestApp {
         }
     }
 
+    /// Calls `fetch` until `done` holds for what it returns (or gives up after 20 s).
+    pub async fn wait_for_value<T: std::fmt::Debug, Fut: std::future::Future<Output = T>>(
+        &self,
+        fetch: impl Fn() -> Fut,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = fetch().await;
+            if done(&value) {
+                return value;
+            }
+            assert!(std::time::Instant::now() < deadline, "gave up waiting: {value:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn assert_books_verify(&self) {
         let r = self.get("/v1/ledger/verify").await;
         assert_eq!(r.status, 200, "{:?}", r.body);

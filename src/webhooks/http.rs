@@ -1,0 +1,181 @@
+//! Operators' webhook endpoints: register, list deliveries, rotate the secret, redeliver.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::outbound::{self, DeliveryView, EVENT_TYPES, Endpoint};
+use crate::http::AppState;
+use crate::http::auth::{Auth, Operators};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::idempotency::{self, MaybeKey};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_endpoint))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(redeliver))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    #[schema(example = "https://platform.example/hooks/crowdledger")]
+    url: String,
+    /// Event types to receive, e.g. ["pledge.funded", "offer.succeeded"].
+    events: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointView {
+    id: Uuid,
+    url: String,
+    events: Vec<String>,
+    status: String,
+    /// The signing secret (`whsec_…`): shown only in this response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    /// After a rotation, the old secret also signs until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_valid_until: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl EndpointView {
+    fn with_secret(e: Endpoint) -> Self {
+        EndpointView {
+            id: e.id,
+            url: e.url,
+            events: e.events,
+            status: e.status,
+            secret: Some(e.secret),
+            previous_secret_valid_until: e.previous_secret_until,
+            created_at: e.created_at,
+        }
+    }
+}
+
+fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+/// Register an endpoint for events. Its signing secret is returned once.
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
+    security(("api_key" = [])),
+    responses((status = 201, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_endpoint(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppJson(body): AppJson<CreateEndpoint>,
+) -> Result<Response, ApiError> {
+    if body.events.is_empty() || body.events.len() > EVENT_TYPES.len() {
+        return Err(ApiError::validation("events lists 1 or more event types"));
+    }
+    if let Some(unknown) = body.events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        return Err(ApiError::validation(format!(
+            "unknown event type '{unknown}'; known: {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    if body.url.len() > 2000 {
+        return Err(ApiError::validation("url has at most 2000 characters"));
+    }
+    outbound::check_target(&body.url, state.providers.allow_private_targets)
+        .await
+        .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
+    let mut events = body.events.clone();
+    events.sort();
+    events.dedup();
+    let now = state.clock.now();
+    let fingerprint = idempotency::fingerprint("POST /v1/webhook-endpoints", &body);
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let endpoint = outbound::create_endpoint(conn, &body.url, &events, now).await?;
+        Ok((StatusCode::CREATED, EndpointView::with_secret(endpoint)))
+    })
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// How many, newest first: 1 to 500 (default 50).
+    limit: Option<i64>,
+}
+
+/// An endpoint's deliveries, newest first, with every attempt.
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks",
+    params(("id" = Uuid, Path), DeliveriesQuery), security(("api_key" = [])),
+    responses((status = 200, body = Vec<DeliveryView>), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<DeliveriesQuery>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::validation("limit must be between 1 and 500"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    outbound::endpoint(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no webhook endpoint {id}")))?;
+    Ok(Json(outbound::deliveries(&mut conn, id, limit).await?))
+}
+
+/// A new signing secret, returned once; the old one keeps signing for 24 hours.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let endpoint = outbound::rotate_secret(&mut conn, id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no webhook endpoint {id}")))?;
+    Ok(Json(EndpointView::with_secret(endpoint)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Redelivery {
+    delivery_id: Uuid,
+    endpoint_id: Uuid,
+    status: &'static str,
+}
+
+/// Send a delivery again now (re-enabling its endpoint if retries had disabled it).
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/redeliver", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 202, body = Redelivery), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn redeliver(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<(StatusCode, Json<Redelivery>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let endpoint = outbound::redeliver(&mut tx, id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no webhook delivery {id}")))?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Redelivery {
+            delivery_id: id,
+            endpoint_id: endpoint,
+            status: "pending",
+        }),
+    ))
+}

@@ -1,0 +1,517 @@
+//! Outbound webhooks: telling the platform what happened.
+//!
+//! Events are written to the outbox in the transaction of their change (`crate::events`). The
+//! worker fans each new event out into one delivery per matching endpoint, then delivers: it
+//! leases due deliveries in a short transaction, sends them signed (Standard Webhooks) with no
+//! transaction open, and records each attempt. A failed attempt is retried after 5 s, 5 min,
+//! 30 min, 2 h, 5 h, 10 h and 10 h; after the eighth failure the delivery is exhausted and the
+//! endpoint disabled. Delivery is at least once: a worker that dies mid-request loses its lease,
+//! and another sends again.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::signature::{self, WebhookSecret};
+use crate::events;
+
+/// Every event the service emits (PRODUCT.md section 6).
+pub const EVENT_TYPES: &[&str] = &[
+    "offer.opened",
+    "offer.closing",
+    "offer.succeeded",
+    "offer.failed",
+    "pledge.created",
+    "pledge.funded",
+    "pledge.revoked",
+    "pledge.cancelled",
+    "pledge.refunded",
+    "cheque.issued",
+    "cheque.redeemed",
+    "cheque.expired",
+    "payout.paid",
+    "endpoint.disabled",
+];
+
+/// Waits before the 2nd, 3rd, … 8th attempt; the 1st is immediate.
+pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600];
+pub const MAX_ATTEMPTS: i32 = RETRY_DELAYS_SECONDS.len() as i32 + 1;
+/// How long the old secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
+/// A delivery's lease: longer than the request timeout, so two workers never send at once.
+const LEASE_SECONDS: i64 = 60;
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const BATCH: i64 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("the URL is not an http(s) URL with a host")]
+    BadUrl,
+    #[error("the host does not resolve")]
+    Unresolvable,
+    #[error("the URL resolves to a private, loopback or otherwise internal address ({0})")]
+    Private(IpAddr),
+}
+
+/// True for addresses a webhook must not reach: loopback, private, link-local, shared (CGNAT),
+/// unique-local, unspecified, multicast, broadcast, documentation.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Refuses a URL that is not http(s) or resolves to an internal address (unless allowed).
+pub async fn check_target(url: &str, allow_private: bool) -> Result<(), TargetError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| TargetError::BadUrl)?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(TargetError::BadUrl);
+    }
+    let host = parsed.host_str().ok_or(TargetError::BadUrl)?;
+    let port = parsed.port_or_known_default().ok_or(TargetError::BadUrl)?;
+    if allow_private {
+        return Ok(());
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| TargetError::Unresolvable)?
+        .map(|a| a.ip())
+        .collect();
+    if addrs.is_empty() {
+        return Err(TargetError::Unresolvable);
+    }
+    match addrs.into_iter().find(|ip| is_internal(*ip)) {
+        Some(ip) => Err(TargetError::Private(ip)),
+        None => Ok(()),
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, events, secret, previous_secret, previous_secret_until, status::text as status, created_at";
+
+pub async fn create_endpoint(
+    conn: &mut PgConnection,
+    url: &str,
+    events: &[String],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Endpoint> {
+    sqlx::query_as(&format!(
+        "insert into webhook_endpoints (id, url, events, secret, created_at) values ($1, $2, $3, $4, $5)
+         returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(url)
+    .bind(events)
+    .bind(WebhookSecret::generate().expose_string())
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A new secret; the old one keeps signing for 24 hours so receivers can switch over.
+pub async fn rotate_secret(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(&format!(
+        "update webhook_endpoints
+            set previous_secret = secret, previous_secret_until = $3, secret = $2
+          where id = $1
+         returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(WebhookSecret::generate().expose_string())
+    .bind(now + ROTATION_OVERLAP)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Queues a delivery again, now; an endpoint disabled by exhaustion is enabled again, since the
+/// operator asked for it. Returns the endpoint id, or None for an unknown delivery.
+pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid, now: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
+    let endpoint: Option<Uuid> = sqlx::query_scalar(
+        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = $2, leased_until = null
+          where id = $1 returning endpoint_id",
+    )
+    .bind(delivery)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(endpoint) = endpoint {
+        sqlx::query("update webhook_endpoints set status = 'active', disabled_at = null where id = $1")
+            .bind(endpoint)
+            .execute(conn)
+            .await?;
+    }
+    Ok(endpoint)
+}
+
+/// Turns new outbox events into deliveries for the active endpoints that subscribe to them.
+/// `skip locked` lets several workers fan out side by side without taking the same events.
+pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select id from outbox_events where not fanned_out order by seq limit 1000 for update skip locked",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let created = sqlx::query(
+        "insert into webhook_deliveries (id, endpoint_id, event_id, next_attempt_at, created_at)
+         select gen_random_uuid(), w.id, e.id, $2, $2
+           from outbox_events e join webhook_endpoints w on w.status = 'active' and e.event_type = any(w.events)
+          where e.id = any($1)
+         on conflict (endpoint_id, event_id) do nothing",
+    )
+    .bind(&ids)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("update outbox_events set fanned_out = true where id = any($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    id: Uuid,
+    attempts: i32,
+    event_id: Uuid,
+    payload: serde_json::Value,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_until: Option<DateTime<Utc>>,
+}
+
+/// Sends every due delivery once; returns how many were attempted.
+pub async fn deliver_due(
+    pool: &PgPool,
+    client: &reqwest::Client,
+    now: DateTime<Utc>,
+    allow_private: bool,
+) -> sqlx::Result<usize> {
+    let claimed: Vec<Claimed> = sqlx::query_as(
+        "with due as (
+             select d.id from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+              where d.status = 'pending' and d.next_attempt_at <= $1 and w.status = 'active'
+                and (d.leased_until is null or d.leased_until < $1)
+              order by d.next_attempt_at limit $3
+              for update of d skip locked)
+         update webhook_deliveries d set leased_until = $1 + $2 * interval '1 second'
+           from due, outbox_events e, webhook_endpoints w
+          where d.id = due.id and e.id = d.event_id and w.id = d.endpoint_id
+         returning d.id, d.attempts, d.event_id, e.payload, w.url, w.secret, w.previous_secret, w.previous_secret_until",
+    )
+    .bind(now)
+    .bind(LEASE_SECONDS)
+    .bind(BATCH)
+    .fetch_all(pool)
+    .await?;
+    let count = claimed.len();
+    let sends = claimed.into_iter().map(|c| async move {
+        let outcome = send(client, &c, now, allow_private).await;
+        record(pool, &c, outcome, now).await
+    });
+    for result in futures::future::join_all(sends).await {
+        result?;
+    }
+    Ok(count)
+}
+
+struct Sent {
+    status_code: Option<u16>,
+    error: Option<String>,
+    elapsed: Duration,
+}
+
+async fn send(client: &reqwest::Client, c: &Claimed, now: DateTime<Utc>, allow_private: bool) -> Sent {
+    let started = Instant::now();
+    let failed = |error: String| Sent {
+        status_code: None,
+        error: Some(error),
+        elapsed: started.elapsed(),
+    };
+    // Checked again at send time: a name may resolve elsewhere than when it was registered.
+    if let Err(err) = check_target(&c.url, allow_private).await {
+        return failed(err.to_string());
+    }
+    let mut secrets = Vec::new();
+    for s in std::iter::once(Some(&c.secret))
+        .chain(std::iter::once(
+            c.previous_secret
+                .as_ref()
+                .filter(|_| c.previous_secret_until.is_some_and(|t| t > now)),
+        ))
+        .flatten()
+    {
+        match s.parse::<WebhookSecret>() {
+            Ok(secret) => secrets.push(secret),
+            Err(err) => return failed(format!("stored secret unusable: {err}")),
+        }
+    }
+    let body = c.payload.to_string().into_bytes();
+    let refs: Vec<&WebhookSecret> = secrets.iter().collect();
+    let msg_id = c.event_id.to_string();
+    let header = signature::signature_header(&refs, &msg_id, now.timestamp(), &body);
+    let response = client
+        .post(&c.url)
+        .timeout(REQUEST_TIMEOUT)
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", now.timestamp().to_string())
+        .header("webhook-signature", header)
+        .body(body)
+        .send()
+        .await;
+    match response {
+        Ok(r) => Sent {
+            status_code: Some(r.status().as_u16()),
+            error: None,
+            elapsed: started.elapsed(),
+        },
+        Err(err) => failed(err.to_string()),
+    }
+}
+
+async fn record(pool: &PgPool, c: &Claimed, sent: Sent, now: DateTime<Utc>) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "insert into webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(c.id)
+    .bind(now)
+    .bind(sent.status_code.map(i32::from))
+    .bind(sent.error.as_deref())
+    .bind(i32::try_from(sent.elapsed.as_millis()).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?;
+    let attempts = c.attempts + 1;
+    if sent.status_code.is_some_and(|s| (200..300).contains(&s)) {
+        sqlx::query(
+            "update webhook_deliveries set status = 'delivered', attempts = $2, delivered_at = $3, leased_until = null
+              where id = $1",
+        )
+        .bind(c.id)
+        .bind(attempts)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    } else if attempts >= MAX_ATTEMPTS {
+        let endpoint: Uuid = sqlx::query_scalar(
+            "update webhook_deliveries set status = 'exhausted', attempts = $2, leased_until = null where id = $1
+             returning endpoint_id",
+        )
+        .bind(c.id)
+        .bind(attempts)
+        .fetch_one(&mut *tx)
+        .await?;
+        let disabled = sqlx::query(
+            "update webhook_endpoints set status = 'disabled', disabled_at = $2 where id = $1 and status = 'active'",
+        )
+        .bind(endpoint)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if disabled == 1 {
+            tracing::warn!(endpoint = %endpoint, "webhook endpoint disabled: a delivery exhausted its retries");
+            events::emit(
+                &mut tx,
+                "endpoint.disabled",
+                serde_json::json!({ "endpoint_id": endpoint, "url": c.url }),
+                now,
+            )
+            .await?;
+        }
+    } else {
+        let delay = RETRY_DELAYS_SECONDS[(attempts - 1) as usize];
+        sqlx::query(
+            "update webhook_deliveries set attempts = $2, next_attempt_at = $3, leased_until = null where id = $1",
+        )
+        .bind(c.id)
+        .bind(attempts)
+        .bind(now + TimeDelta::seconds(delay))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AttemptView {
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    status: String,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+/// An endpoint's deliveries, newest first, each with its attempts.
+pub async fn deliveries(conn: &mut PgConnection, endpoint: Uuid, limit: i64) -> sqlx::Result<Vec<DeliveryView>> {
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "select d.id, d.event_id, e.event_type, d.status::text as status, d.attempts, d.next_attempt_at, d.delivered_at
+           from webhook_deliveries d join outbox_events e on e.id = d.event_id
+          where d.endpoint_id = $1 order by d.created_at desc, e.seq desc limit $2",
+    )
+    .bind(endpoint)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in rows {
+        let attempt_log: Vec<AttemptView> = sqlx::query_as(
+            "select attempted_at, status_code, error, duration_ms from webhook_attempts where delivery_id = $1 order by id",
+        )
+        .bind(r.id)
+        .fetch_all(&mut *conn)
+        .await?;
+        views.push(DeliveryView {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+            status: r.status,
+            attempts: r.attempts,
+            delivered_at: r.delivered_at,
+            attempt_log,
+        });
+    }
+    Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "2606:4700::1111"] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_are_checked_before_any_request() {
+        assert!(matches!(
+            check_target("ftp://example.org/x", false).await,
+            Err(TargetError::BadUrl)
+        ));
+        assert!(matches!(
+            check_target("not a url", true).await,
+            Err(TargetError::BadUrl)
+        ));
+        assert!(matches!(
+            check_target("http://127.0.0.1:9/hook", false).await,
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            check_target("http://[::1]:9/hook", false).await,
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            check_target("http://localhost:9/hook", false).await,
+            Err(TargetError::Private(_))
+        ));
+        assert!(check_target("http://127.0.0.1:9/hook", true).await.is_ok());
+    }
+
+    #[test]
+    fn the_retry_schedule_is_the_documented_one() {
+        assert_eq!(MAX_ATTEMPTS, 8);
+        assert_eq!(
+            RETRY_DELAYS_SECONDS.iter().sum::<i64>(),
+            5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000
+        );
+    }
+}
