@@ -351,3 +351,189 @@ async fn bad_endpoints_are_refused_and_nothing_is_written(pool: PgPool) {
         .await
         .assert_problem(404, "not_found");
 }
+
+/// A small round through the API: opened, one pledge paid, closed, paid out. Returns the offer.
+async fn full_round(app: &TestApp) -> String {
+    let project = json!({"name": "P", "legal_name": "P SAS", "legal_form": "SAS", "country": "FR",
+        "territory": "Hauts-de-France", "themes": ["mobility"], "description": "", "impact_indicators": []});
+    let project = app.post("/v1/projects", project).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post(&format!("/v1/projects/{project}/publish"), json!({})).await;
+    let now = app.clock.now();
+    let offer = json!({"currency": "EUR", "share_price": "10.00", "min_target": "100.00", "max_target": "1000.00",
+        "min_ticket": "10.00", "opens_at": now.to_rfc3339(), "closes_at": (now + chrono::TimeDelta::days(9)).to_rfc3339(),
+        "success_fee_rate": "0.05", "allocation": "first_come"});
+    let offer = app.post(&format!("/v1/projects/{project}/offers"), offer).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.post(&format!("/v1/offers/{offer}/open"), json!({})).await.status,
+        200
+    );
+    let investor = json!({"kind": "natural", "name": "Ida", "email": "ida@example.org", "country": "FR",
+                          "classification": "sophisticated"});
+    let investor = app.post("/v1/investors", investor).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+        .await;
+    let body = json!({"investor_id": investor, "shares": 20, "funding": [{"kind": "card", "amount": "200.00"}]});
+    let r = app
+        .client
+        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .header("idempotency-key", "round-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let pledge = common::read(r).await.body;
+    let payment = pledge["payment"]["payment_id"].as_str().unwrap();
+    assert_eq!(
+        app.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
+            .await
+            .status,
+        200
+    );
+    let closed = app.post(&format!("/v1/offers/{offer}/close"), json!({})).await;
+    assert_eq!(closed.body["status"], "succeeded", "{:#}", closed.body);
+    let payout = app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await.body;
+    let payout = payout["payment"]["payment_id"].as_str().unwrap();
+    assert_eq!(
+        app.post(&format!("/v1/sandbox/payouts/{payout}/succeed"), json!({}))
+            .await
+            .status,
+        200
+    );
+    offer
+}
+
+#[sqlx::test]
+async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
+    let app = spawn(pool).await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let all = [
+        "offer.opened",
+        "offer.closing",
+        "offer.succeeded",
+        "offer.failed",
+        "pledge.created",
+        "pledge.funded",
+        "pledge.revoked",
+        "pledge.cancelled",
+        "pledge.refunded",
+        "cheque.issued",
+        "cheque.redeemed",
+        "cheque.expired",
+        "payout.paid",
+        "endpoint.disabled",
+    ];
+    let secret = register(&app, &url, &all).await["secret"].as_str().unwrap().to_string();
+    let offer = full_round(&app).await;
+    let expected = [
+        "offer.opened",
+        "pledge.created",
+        "pledge.funded",
+        "offer.closing",
+        "offer.succeeded",
+        "payout.paid",
+    ];
+    let got = receiver.wait_for(expected.len()).await;
+    let mut types = Vec::new();
+    for r in &got {
+        assert_eq!(signed_by(r, &[&secret]), [0], "every delivery verifies");
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["data"]["offer_id"], offer.as_str(), "{body:#}");
+        types.push(body["type"].as_str().unwrap().to_string());
+    }
+    let mut sorted_got = types.clone();
+    sorted_got.sort();
+    let mut sorted_expected = expected.to_vec();
+    sorted_expected.sort();
+    assert_eq!(sorted_got, sorted_expected);
+    // Nothing more trickles in.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(receiver.count(), expected.len());
+}
+
+#[sqlx::test]
+async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let (receiver, url) = Receiver::start(&[503, 503, 503]).await;
+    let env = [("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")];
+    let first = common::Served::start_with(&db, common::OPERATOR_KEY, &env).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/webhook-endpoints", first.base))
+        .bearer_auth(common::OPERATOR_KEY)
+        .json(&json!({"url": url, "events": ["pledge.funded"]}))
+        .send()
+        .await
+        .unwrap();
+    let endpoint = common::read(r).await.body;
+    assert!(endpoint["secret"].is_string(), "{endpoint:#}");
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    let mut conn = pool.acquire().await.unwrap();
+    for n in 0..3 {
+        crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": n }), chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    // The receiver is failing: the first attempts are made and logged, retries are scheduled,
+    // then the service dies. (A crash in the middle of a request leaves a 60 s lease to expire
+    // first; that path is slower, not different.)
+    receiver.wait_for(3).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>("select count(*) from webhook_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first attempts were not logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    first.crash();
+    // Written while no service runs: it must not be lost either.
+    crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": 3 }), chrono::Utc::now())
+        .await
+        .unwrap();
+
+    let _second = common::Served::start_with(&db, common::OPERATOR_KEY, &env).await;
+    // Retries are 5 s apart in real time here; the receiver answers 200 once its 503s are used.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let delivered: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'delivered'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if delivered == 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{delivered} of 4 delivered after the restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let got = receiver.got.lock().unwrap().clone();
+    let mut seen: Vec<i64> = got
+        .iter()
+        .filter(|r| signed_by(r, &[&secret]) == [0])
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [0, 1, 2, 3], "every event arrived, signed (at least once)");
+}

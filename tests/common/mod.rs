@@ -239,8 +239,14 @@ pub struct Served {
 impl Served {
     /// Starts `crowdledger serve` on `db` with the bootstrap key `key`, and waits until ready.
     pub async fn start(db: &str, key: &str) -> Served {
+        Served::start_with(db, key, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables (settings).
+    pub async fn start_with(db: &str, key: &str, env: &[(&str, &str)]) -> Served {
         let (port, metrics_port) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+            .envs(env.iter().copied())
             .arg("serve")
             .env("DATABASE_URL", db)
             .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
@@ -267,6 +273,14 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         served
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its output.
