@@ -417,3 +417,43 @@ async fn the_sandbox_controls_go_through_the_signed_webhook(pool: PgPool) {
     assert_eq!((status.as_str(), escrow.as_str()), ("funded", "120.00"));
     app.assert_books_verify().await;
 }
+
+#[sqlx::test]
+async fn with_auto_confirm_the_sandbox_confirms_refunds_by_itself(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, &[("CROWDLEDGER__PAYMENTS__SANDBOX__AUTO_CONFIRM", "true")]).await;
+    let b = books(&app).await;
+    let r = app
+        .post(&format!("/v1/sandbox/payments/{}/succeed", b.payment), json!({}))
+        .await;
+    assert_eq!(r.body["applied"], true, "{:#}", r.body);
+    // Card payments wait for the control; refunds do not: cancel the round, and the refund is
+    // confirmed through the signed webhook without anyone asking.
+    assert_eq!(
+        app.post(&format!("/v1/offers/{}/cancel", b.offer), json!({}))
+            .await
+            .status,
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (refunds, events): (String, i64) = sqlx::query_as(
+            "select (select status::text from refunds limit 1),
+                    (select count(*) from inbound_events where event_type = 'refund.succeeded')",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if refunds == "succeeded" {
+            assert_eq!(events, 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refund was not confirmed by itself"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let psp = app.get("/v1/ledger/accounts?code_prefix=psp:sandbox:eur").await.body;
+    assert_eq!(psp["items"][0]["balance"], "0.00");
+    app.assert_books_verify().await;
+}

@@ -36,6 +36,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if let Err(err) = delivered.await {
             tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");
         }
+        if providers.auto_confirm
+            && let Err(err) = crate::payments::sandbox::auto_confirm(&state).await
+        {
+            tracing::warn!(error = ?err, "sandbox auto-confirmation failed; retrying at the next tick");
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = moved.changed() => {}

@@ -35,6 +35,8 @@ pub struct Providers {
     pub self_url: std::sync::OnceLock<String>,
     /// Outbound webhooks may target private and loopback addresses (`webhooks.allow_private_targets`).
     pub allow_private_targets: bool,
+    /// The sandbox confirms refunds and payouts by itself (`payments.sandbox.auto_confirm`).
+    pub auto_confirm: bool,
     pub client: reqwest::Client,
 }
 
@@ -51,6 +53,7 @@ impl Providers {
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
             allow_private_targets,
+            auto_confirm: settings.sandbox.auto_confirm,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()

@@ -218,3 +218,40 @@ async fn move_clock(
     })?;
     Ok(Json(ClockView { now }))
 }
+
+/// With `payments.sandbox.auto_confirm`, the sandbox confirms pending refunds and payouts by
+/// itself, through the same signed webhook as its test controls. Card payments always wait for
+/// `/succeed` or `/fail`. Several processes may send the same confirmation; the endpoint applies
+/// it once (the refund or payout row is locked and re-checked there).
+pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
+    let pending: Vec<(&'static str, String, Decimal, String)> = sqlx::query_as(
+        "(select 'refund.succeeded', provider_refund_id, amount, currency from refunds
+           where provider = $1 and status = 'pending' order by created_at limit 100)
+         union all
+         (select 'payout.paid', provider_payout_id, amount, currency from payouts
+           where provider = $1 and status = 'pending' order by created_at limit 100)",
+    )
+    .bind(SANDBOX)
+    .fetch_all(&state.pool)
+    .await?
+    .into_iter()
+    .map(|(kind, id, amount, currency): (String, String, Decimal, String)| {
+        (
+            if kind == "payout.paid" {
+                "payout.paid"
+            } else {
+                "refund.succeeded"
+            },
+            id,
+            amount,
+            currency,
+        )
+    })
+    .collect();
+    let count = pending.len();
+    for (kind, id, amount, currency) in pending {
+        let Json(sent) = send(state, kind, id, amount, currency).await?;
+        tracing::debug!(id = %sent.id, outcome = %sent.outcome, "sandbox confirmed by itself");
+    }
+    Ok(count)
+}
