@@ -263,7 +263,7 @@ fn random_entries_and_reversals_keep_every_invariant() {
     rt.block_on(async {
         pool.close().await;
         let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("drop database {name}"))
+        sqlx::query(&format!("drop database {name} with (force)"))
             .execute(&mut admin)
             .await
             .unwrap();
