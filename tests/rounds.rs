@@ -5,105 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Reply, TestApp};
+use common::TestApp;
+use common::fixtures::*;
 use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-
-const DAY: i64 = 86_400;
-
-async fn ok(r: Reply, status: u16) -> Value {
-    assert_eq!(r.status.as_u16(), status, "{:#}", r.body);
-    r.body
-}
-
-async fn published_project(app: &TestApp) -> String {
-    let body = json!({
-        "name": "Crois/Sens", "legal_name": "Crois/Sens SAS", "legal_form": "SAS", "country": "FR",
-        "territory": "Pays de Brest", "themes": ["employment", "inclusion"],
-        "description": "A social enterprise.", "impact_indicators": [],
-    });
-    let project = ok(app.post("/v1/projects", body).await, 201).await;
-    let id = project["id"].as_str().unwrap().to_string();
-    ok(app.post(&format!("/v1/projects/{id}/publish"), json!({})).await, 200).await;
-    id
-}
-
-async fn investor(app: &TestApp, name: &str, classification: &str) -> String {
-    let body = json!({"kind": "natural", "name": name, "email": format!("{}@example.org", uuid::Uuid::new_v4().simple()),
-                      "country": "FR", "classification": classification});
-    let investor = ok(app.post("/v1/investors", body).await, 201).await;
-    let id = investor["id"].as_str().unwrap().to_string();
-    ok(
-        app.post(&format!("/v1/investors/{id}/kyc"), json!({"status": "verified"}))
-            .await,
-        200,
-    )
-    .await;
-    id
-}
-
-/// Creates and opens an offer; `opens_at` is now, `closes_at` in `days`.
-async fn open_offer(app: &TestApp, project: &str, terms: Value, days: i64) -> String {
-    let now = app.clock.now();
-    let mut body = json!({
-        "currency": "EUR", "share_price": "10.00", "min_target": "100000.00", "max_target": "150000.00",
-        "min_ticket": "10.00", "opens_at": now.to_rfc3339(),
-        "closes_at": (now + chrono::TimeDelta::seconds(days * DAY)).to_rfc3339(),
-        "success_fee_rate": "0.05", "allocation": "first_come",
-    });
-    for (k, v) in terms.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let offer = ok(app.post(&format!("/v1/projects/{project}/offers"), body).await, 201).await;
-    let id = offer["id"].as_str().unwrap().to_string();
-    ok(app.post(&format!("/v1/offers/{id}/open"), json!({})).await, 200).await;
-    id
-}
-
-async fn pledge(app: &TestApp, offer: &str, investor: &str, shares: i64, price: &str) -> Reply {
-    let amount = (Decimal::from(shares) * price.parse::<Decimal>().unwrap()).to_string();
-    let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}]});
-    app.client
-        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
-        .bearer_auth(common::OPERATOR_KEY)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .json(&body)
-        .send()
-        .await
-        .map(|r| async move { common::read(r).await })
-        .unwrap()
-        .await
-}
-
-/// Pledges and pays; returns the pledge.
-async fn funded_pledge(app: &TestApp, offer: &str, investor: &str, shares: i64) -> Value {
-    let p = ok(pledge(app, offer, investor, shares, "10.00").await, 201).await;
-    let payment = p["payment"]["payment_id"].as_str().unwrap();
-    ok(
-        app.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
-            .await,
-        200,
-    )
-    .await;
-    p
-}
-
-async fn balance(app: &TestApp, code: &str) -> String {
-    let r = ok(app.get(&format!("/v1/ledger/accounts?code_prefix={code}")).await, 200).await;
-    let items = r["items"].as_array().unwrap();
-    let exact: Vec<&Value> = items.iter().filter(|a| a["code"] == code).collect();
-    exact
-        .first()
-        .map_or("0.00".to_string(), |a| a["balance"].as_str().unwrap().to_string())
-}
-
-async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
-    let r = ok(app.get(&format!("/v1/offers/{offer}/pledges?limit=1000")).await, 200).await;
-    r["items"].as_array().unwrap().clone()
-}
 
 #[sqlx::test]
 async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {

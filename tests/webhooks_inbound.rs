@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Reply, TestApp};
+use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -20,41 +20,16 @@ struct Books {
 
 /// An open offer and one unpaid pledge of 12 shares at 10.00 (120.00 EUR).
 async fn books(app: &TestApp) -> Books {
-    let project = json!({"name": "P", "legal_name": "P SAS", "legal_form": "SAS", "country": "FR",
-        "territory": "Pays de Brest", "themes": ["waste"], "description": "", "impact_indicators": []});
-    let project = app.post("/v1/projects", project).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(&format!("/v1/projects/{project}/publish"), json!({})).await;
-    let now = app.clock.now();
-    let offer = json!({"currency": "EUR", "share_price": "10.00", "min_target": "100.00", "max_target": "1000.00",
-        "min_ticket": "10.00", "opens_at": now.to_rfc3339(), "closes_at": (now + chrono::TimeDelta::days(9)).to_rfc3339(),
-        "success_fee_rate": "0.05", "allocation": "first_come"});
-    let offer = app.post(&format!("/v1/projects/{project}/offers"), offer).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(&format!("/v1/offers/{offer}/open"), json!({})).await;
-    let investor = json!({"kind": "legal", "name": "Fund", "email": "fund@example.org", "country": "BE",
-                          "classification": "sophisticated"});
-    let investor = app.post("/v1/investors", investor).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
-        .await;
-    let body = json!({"investor_id": investor, "shares": 12, "funding": [{"kind": "card", "amount": "120.00"}]});
-    let r = app
-        .client
-        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
-        .bearer_auth(common::OPERATOR_KEY)
-        .header("idempotency-key", "p1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let pledge = common::read(r).await.body;
+    let project = fixtures::published_project(app).await;
+    let offer = fixtures::open_offer(
+        app,
+        &project,
+        json!({"min_target": "100.00", "max_target": "1000.00"}),
+        9,
+    )
+    .await;
+    let investor = fixtures::investor(app, "Fund", "sophisticated").await;
+    let pledge = fixtures::ok(fixtures::pledge(app, &offer, &investor, 12, "10.00").await, 201).await;
     Books {
         offer,
         pledge: pledge["id"].as_str().unwrap().to_string(),

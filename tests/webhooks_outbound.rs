@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::TestApp;
+use common::{TestApp, fixtures};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -354,51 +354,16 @@ async fn bad_endpoints_are_refused_and_nothing_is_written(pool: PgPool) {
 
 /// A small round through the API: opened, one pledge paid, closed, paid out. Returns the offer.
 async fn full_round(app: &TestApp) -> String {
-    let project = json!({"name": "P", "legal_name": "P SAS", "legal_form": "SAS", "country": "FR",
-        "territory": "Hauts-de-France", "themes": ["mobility"], "description": "", "impact_indicators": []});
-    let project = app.post("/v1/projects", project).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(&format!("/v1/projects/{project}/publish"), json!({})).await;
-    let now = app.clock.now();
-    let offer = json!({"currency": "EUR", "share_price": "10.00", "min_target": "100.00", "max_target": "1000.00",
-        "min_ticket": "10.00", "opens_at": now.to_rfc3339(), "closes_at": (now + chrono::TimeDelta::days(9)).to_rfc3339(),
-        "success_fee_rate": "0.05", "allocation": "first_come"});
-    let offer = app.post(&format!("/v1/projects/{project}/offers"), offer).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        app.post(&format!("/v1/offers/{offer}/open"), json!({})).await.status,
-        200
-    );
-    let investor = json!({"kind": "natural", "name": "Ida", "email": "ida@example.org", "country": "FR",
-                          "classification": "sophisticated"});
-    let investor = app.post("/v1/investors", investor).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
-        .await;
-    let body = json!({"investor_id": investor, "shares": 20, "funding": [{"kind": "card", "amount": "200.00"}]});
-    let r = app
-        .client
-        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
-        .bearer_auth(common::OPERATOR_KEY)
-        .header("idempotency-key", "round-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let pledge = common::read(r).await.body;
-    let payment = pledge["payment"]["payment_id"].as_str().unwrap();
-    assert_eq!(
-        app.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
-            .await
-            .status,
-        200
-    );
+    let project = fixtures::published_project(app).await;
+    let offer = fixtures::open_offer(
+        app,
+        &project,
+        json!({"min_target": "100.00", "max_target": "1000.00"}),
+        9,
+    )
+    .await;
+    let investor = fixtures::investor(app, "Ida", "sophisticated").await;
+    fixtures::funded_pledge(app, &offer, &investor, 20).await;
     let closed = app.post(&format!("/v1/offers/{offer}/close"), json!({})).await;
     assert_eq!(closed.body["status"], "succeeded", "{:#}", closed.body);
     let payout = app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await.body;
@@ -416,23 +381,10 @@ async fn full_round(app: &TestApp) -> String {
 async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
     let app = spawn(pool).await;
     let (receiver, url) = Receiver::start(&[]).await;
-    let all = [
-        "offer.opened",
-        "offer.closing",
-        "offer.succeeded",
-        "offer.failed",
-        "pledge.created",
-        "pledge.funded",
-        "pledge.revoked",
-        "pledge.cancelled",
-        "pledge.refunded",
-        "cheque.issued",
-        "cheque.redeemed",
-        "cheque.expired",
-        "payout.paid",
-        "endpoint.disabled",
-    ];
-    let secret = register(&app, &url, &all).await["secret"].as_str().unwrap().to_string();
+    let secret = register(&app, &url, crowdledger::webhooks::outbound::EVENT_TYPES).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let offer = full_round(&app).await;
     let expected = [
         "offer.opened",

@@ -1,6 +1,8 @@
 //! Shared test harness: the real app on port 0 over a fresh database, and an HTTP client.
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
+pub mod fixtures;
+
 use std::time::Duration;
 
 use crowdledger::clock::Clock;
