@@ -25,6 +25,11 @@ pub enum ClockError {
     OutOfRange,
 }
 
+/// The one place the service reads the wall clock.
+fn wall_clock() -> DateTime<Utc> {
+    Utc::now()
+}
+
 /// Cheap to clone; all clones share one time.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -56,7 +61,7 @@ impl Clock {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        let real = Utc::now();
+        let real = wall_clock();
         match self.mode {
             ClockMode::System => real,
             ClockMode::Manual => real + TimeDelta::microseconds(self.offset_micros.load(Ordering::SeqCst)),
@@ -74,7 +79,7 @@ impl Clock {
         if self.mode != ClockMode::Manual {
             return Err(ClockError::NotManual);
         }
-        let offset = (to - Utc::now()).num_microseconds().ok_or(ClockError::OutOfRange)?;
+        let offset = (to - wall_clock()).num_microseconds().ok_or(ClockError::OutOfRange)?;
         self.offset_micros.store(offset, Ordering::SeqCst);
         self.moved.send_replace(());
         Ok(self.now())
