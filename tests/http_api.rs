@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::Utc;
-use common::{OPERATOR_KEY, Reply, TestApp};
+use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send};
 use crowdledger::keys::{self, Role};
 use crowdledger::ledger::{self, AccountCode, AccountKind, NewAccount};
 use crowdledger::money::Currency;
@@ -19,24 +19,6 @@ use uuid::Uuid;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Sends a request with exactly these headers (no key unless one is among them).
-async fn send(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
-    let mut req = app.client.request(method, format!("{}{}", app.base, path));
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    common::read(req.send().await.unwrap()).await
-}
-
-/// Asserts a JSON (not problem) reply with this status.
-fn assert_json(r: &Reply, status: u16) {
-    assert_eq!(r.status.as_u16(), status, "body: {:#}", r.body);
-    assert_eq!(r.content_type, "application/json", "body: {:#}", r.body);
-}
-
 fn request_id(r: &Reply) -> String {
     let id = r
         .headers
@@ -47,13 +29,6 @@ fn request_id(r: &Reply) -> String {
         .to_string();
     assert!(!id.is_empty());
     id
-}
-
-fn id_of(r: &Reply) -> String {
-    r.body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {:#}", r.body))
-        .to_string()
 }
 
 async fn open_account(app: &TestApp, code: &str, kind: &str, no_overdraft: bool) -> String {

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{OPERATOR_KEY, Reply, TestApp};
+use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -15,40 +15,6 @@ use sqlx::PgPool;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Sends a request with this key and these extra headers.
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Reply {
-    let mut req = app
-        .client
-        .request(method, format!("{}{}", app.base, path))
-        .bearer_auth(key);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    common::read(req.send().await.unwrap()).await
-}
-
-fn assert_json(r: &Reply, status: u16) {
-    assert_eq!(r.status.as_u16(), status, "body: {:#}", r.body);
-    assert_eq!(r.content_type, "application/json", "body: {:#}", r.body);
-}
-
-fn id_of(r: &Reply) -> String {
-    r.body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {:#}", r.body))
-        .to_string()
-}
 
 fn project(name: &str, territory: &str, themes: &[&str]) -> Value {
     json!({

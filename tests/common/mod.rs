@@ -331,3 +331,44 @@ pub fn assert_refs_resolve(doc: &Value, node: &Value) {
     }
     walk(doc, node, &mut std::collections::HashSet::new());
 }
+
+/// Sends a request with exactly these headers (no key unless one is among them).
+pub async fn send(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
+    let mut req = app.client.request(method, format!("{}{}", app.base, path));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+/// Sends a request with `key` as its bearer key, plus these headers.
+pub async fn send_as(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let auth = format!("Bearer {key}");
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    send(app, method, path, &all, body).await
+}
+
+/// Asserts a JSON (not problem) reply with this status.
+pub fn assert_json(r: &Reply, status: u16) {
+    assert_eq!(r.status.as_u16(), status, "body: {:#}", r.body);
+    assert_eq!(r.content_type, "application/json", "body: {:#}", r.body);
+}
+
+/// The `id` of a created resource.
+pub fn id_of(r: &Reply) -> String {
+    r.body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {:#}", r.body))
+        .to_string()
+}
