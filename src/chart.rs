@@ -120,3 +120,25 @@ pub async fn platform_fees(
     )
     .await
 }
+
+pub fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
+    format!("sponsor:{sponsor}:budget:{}", suffix(currency))
+}
+
+/// A sponsor's prefunded budget, not yet issued as cheques.
+pub async fn sponsor_budget(
+    conn: &mut PgConnection,
+    sponsor: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        sponsor_budget_code(sponsor, currency),
+        currency,
+        AccountKind::Liability,
+        true,
+        now,
+    )
+    .await
+}

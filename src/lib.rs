@@ -21,6 +21,7 @@ pub mod offers;
 pub mod payments;
 pub mod pledges;
 pub mod projects;
+pub mod sponsors;
 pub mod webhooks;
 
 use std::future::Future;

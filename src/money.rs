@@ -80,6 +80,15 @@ impl FromStr for Currency {
     }
 }
 
+/// Lets a `text` column decode straight into a currency (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+
+    fn try_from(code: String) -> Result<Self, MoneyError> {
+        Currency::parse(&code)
+    }
+}
+
 impl Serialize for Currency {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.code())
@@ -222,6 +231,24 @@ pub fn format_amount(amount: Decimal, currency: Currency) -> String {
     );
     d.rescale(currency.minor_units());
     d.to_string()
+}
+
+/// Money as JSON: `{"amount": "2000.00", "currency": "EUR"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MoneyView {
+    #[schema(example = "2000.00")]
+    pub amount: String,
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+impl From<Money> for MoneyView {
+    fn from(m: Money) -> Self {
+        MoneyView {
+            amount: m.amount_string(),
+            currency: m.currency().code().to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -367,6 +367,58 @@ async fn stripe_events_are_verified_mapped_and_deduplicated(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_stripe_capture_funds_the_pledge_it_pays(pool: PgPool) {
+    let app = TestApp::spawn_with(
+        pool,
+        &[("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", STRIPE_SECRET)],
+    )
+    .await;
+    let b = books(&app).await;
+    // Stripe's API is out of reach here, so no payment is ever opened there; stand in for one
+    // the platform's front-end opened, as PaymentIntent pi_live_1 for this pledge.
+    sqlx::query(
+        "update payments set provider = 'stripe', provider_payment_id = 'pi_live_1' where provider_payment_id = $1",
+    )
+    .bind(&b.payment)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let now = app.clock.now().timestamp();
+    let secret = STRIPE_SECRET.as_bytes();
+    let send = |id: &'static str, kind: &'static str, object: Value| {
+        let body = serde_json::to_vec(&json!({"id": id, "type": kind, "data": {"object": object}})).unwrap();
+        let app = &app;
+        async move { stripe(app, signature::stripe_sign(secret, now, &body), body).await }
+    };
+    let short = send(
+        "evt_a",
+        "payment_intent.succeeded",
+        json!({"id": "pi_live_1", "amount": 11999, "currency": "eur"}),
+    )
+    .await;
+    assert_eq!(short.body["outcome"], "quarantined", "{:#}", short.body);
+    let paid = send(
+        "evt_b",
+        "payment_intent.succeeded",
+        json!({"id": "pi_live_1", "amount": 12000, "currency": "eur"}),
+    )
+    .await;
+    assert_eq!(paid.body["outcome"], "applied", "{:#}", paid.body);
+    let late = send("evt_c", "payment_intent.payment_failed", json!({"id": "pi_live_1"})).await;
+    assert_eq!(late.body["outcome"], "ignored", "{:#}", late.body);
+    assert_eq!(
+        app.get(&format!("/v1/pledges/{}", b.pledge)).await.body["status"],
+        "funded"
+    );
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "120.00");
+    assert_eq!(
+        fixtures::balance(&app, &format!("offer:{}:escrow", b.offer)).await,
+        "120.00"
+    );
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
 async fn the_sandbox_controls_go_through_the_signed_webhook(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let b = books(&app).await;
@@ -430,5 +482,67 @@ async fn with_auto_confirm_the_sandbox_confirms_refunds_by_itself(pool: PgPool) 
     }
     let psp = app.get("/v1/ledger/accounts?code_prefix=psp:sandbox:eur").await.body;
     assert_eq!(psp["items"][0]["balance"], "0.00");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_deposit_is_credited_once_and_only_for_its_amount(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let sponsor = fixtures::sponsor(&app, "SenseTour Belgium").await;
+    let deposit = |amount: &'static str| {
+        let app = &app;
+        let sponsor = &sponsor;
+        async move {
+            let d = app
+                .post(
+                    &format!("/v1/sponsors/{sponsor}/deposits"),
+                    json!({"amount": amount, "currency": "EUR"}),
+                )
+                .await;
+            d.body["payment"]["payment_id"].as_str().unwrap().to_string()
+        }
+    };
+    let budget = async || {
+        let s = app.get(&format!("/v1/sponsors/{sponsor}")).await;
+        s.body["budget"]["amount"].as_str().unwrap().to_string()
+    };
+    let now = app.clock.now().timestamp();
+    let first = deposit("1000.00").await;
+
+    // The wrong amount or currency: quarantined, listed, the budget untouched.
+    for (id, amount, currency) in [("evt_d1", "999.99", "EUR"), ("evt_d2", "1000.00", "USD")] {
+        let r = signed(
+            &app,
+            id,
+            event(id, "payment.succeeded", &first, amount, currency, now),
+            0,
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "quarantined", "{:#}", r.body);
+    }
+    assert_eq!(budget().await, "0.00");
+    let listed = app.get("/v1/webhooks/quarantine").await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // The right one, delivered twice: credited once.
+    let body = event("evt_d3", "payment.succeeded", &first, "1000.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d3", body.clone(), 0).await.body["outcome"], "applied");
+    assert_eq!(signed(&app, "evt_d3", body, 0).await.body["duplicate"], true);
+    assert_eq!(budget().await, "1000.00");
+
+    // A failure after the success changes nothing; a failed deposit is never credited later.
+    let late = event("evt_d4", "payment.failed", &first, "1000.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d4", late, 0).await.body["outcome"], "ignored");
+    let second = deposit("500.00").await;
+    let failed = event("evt_d5", "payment.failed", &second, "500.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d5", failed, 0).await.body["outcome"], "applied");
+    let paid = event("evt_d6", "payment.succeeded", &second, "500.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d6", paid, 0).await.body["outcome"], "ignored");
+    assert_eq!(budget().await, "1000.00");
+    let statuses: Vec<String> = sqlx::query_scalar("select status::text from deposits order by created_at")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["succeeded", "failed"]);
     app.assert_books_verify().await;
 }

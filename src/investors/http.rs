@@ -17,6 +17,7 @@ use crate::http::auth::{AnyRole, Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::idempotency::{self, MaybeKey};
+use crate::money::MoneyView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,14 +35,6 @@ impl From<InvestorError> for ApiError {
             InvestorError::Database(e) => ApiError::internal(e),
         }
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MoneyView {
-    #[schema(example = "250000.00")]
-    amount: String,
-    #[schema(example = "EUR")]
-    currency: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -72,10 +65,7 @@ impl From<Investor> for InvestorView {
             country: i.country.to_string(),
             classification: i.classification,
             kyc_status: i.kyc_status,
-            net_worth: i.net_worth.map(|m| MoneyView {
-                amount: m.amount_string(),
-                currency: m.currency().code().to_string(),
-            }),
+            net_worth: i.net_worth.map(MoneyView::from),
             created_at: i.created_at,
             updated_at: i.updated_at,
             kyc_decided_at: i.kyc_decided_at,

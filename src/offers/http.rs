@@ -11,6 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::payments::provider::PaymentRef;
+
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, closing, lifecycle, store};
 use crate::http::AppState;
@@ -413,12 +415,6 @@ pub struct PayoutView {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct PaymentRef {
-    provider: String,
-    payment_id: String,
-}
-
 /// Pay the project what it is owed for a succeeded offer (net of the success fee).
 #[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
     responses((status = 201, body = PayoutView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -441,10 +437,7 @@ async fn create_payout(
                 status: p.status,
                 amount: crate::money::format_amount(amount, crate::money::Currency::parse(&p.currency)?),
                 currency: p.currency,
-                payment: PaymentRef {
-                    provider: p.provider,
-                    payment_id: p.provider_payout_id,
-                },
+                payment: PaymentRef::new(p.provider, p.provider_payout_id),
                 created_at: p.created_at,
             },
         ))

@@ -1,13 +1,16 @@
 //! Money through the payment provider: card payments for pledges, refunds, payouts to projects.
 //!
-//! Each provider confirmation is one domain call (`confirm_payment`, `fail_payment`,
-//! `confirm_refund`, `confirm_payout`) that moves state, ledger and outbox in one transaction;
-//! the sandbox's test controls call them now, the signed-webhook handler will in step 3.
+//! Objects are created through a provider adapter ([`provider::PaymentProvider`]). Each provider
+//! confirmation is one domain call (`confirm_payment`, `fail_payment`, `confirm_refund`,
+//! `confirm_payout`), made only by the signed-webhook handler, that moves state, ledger and outbox
+//! in one transaction.
 //! Lock order, everywhere: offer, then pledge, then payment or refund. A payment confirmed in
 //! time takes no offer lock at all.
 
 pub mod inbound;
+pub mod provider;
 pub mod sandbox;
+pub mod stripe;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -88,22 +91,24 @@ pub async fn create_payment(
     pledge_id: Uuid,
     amount: Money,
     now: DateTime<Utc>,
-) -> sqlx::Result<Payment> {
+) -> Result<Payment, ApiError> {
     let id = Uuid::now_v7();
-    sqlx::query_as(
+    let provider = provider::default_provider();
+    let provider_payment_id = provider.create_payment(id, amount)?;
+    Ok(sqlx::query_as(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
          returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
     )
     .bind(id)
-    .bind(SANDBOX)
-    .bind(format!("pay_{}", id.simple()))
+    .bind(provider.name())
+    .bind(provider_payment_id)
     .bind(pledge_id)
     .bind(amount.amount())
     .bind(amount.currency().code())
     .bind(now)
     .fetch_one(conn)
-    .await
+    .await?)
 }
 
 pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
@@ -306,15 +311,16 @@ async fn insert_refund(
     amount: Money,
     reason: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<Uuid> {
+) -> Result<Uuid, ApiError> {
     let id = Uuid::now_v7();
+    let provider_refund_id = provider::of_row(provider).create_refund(id, amount)?;
     sqlx::query(
         "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, created_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(provider)
-    .bind(format!("re_{}", id.simple()))
+    .bind(provider_refund_id)
     .bind(pledge_id)
     .bind(amount.amount())
     .bind(amount.currency().code())
@@ -427,14 +433,16 @@ pub async fn request_payout(conn: &mut PgConnection, offer_id: Uuid, now: DateTi
         ));
     }
     let id = Uuid::now_v7();
+    let provider = provider::default_provider();
+    let provider_payout_id = provider.create_payout(id, Money::new(owed, offer.currency)?)?;
     let payout = sqlx::query_as(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
          returning id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at",
     )
     .bind(id)
-    .bind(SANDBOX)
-    .bind(format!("po_{}", id.simple()))
+    .bind(provider.name())
+    .bind(provider_payout_id)
     .bind(offer_id)
     .bind(owed)
     .bind(offer.currency.code())

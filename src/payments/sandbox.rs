@@ -1,11 +1,12 @@
-//! The sandbox provider's test controls: make a payment succeed or fail, confirm a refund or a
-//! payout, move the manual clock. A control never touches the books itself: it sends a signed
-//! webhook over HTTP to the service's own `POST /v1/webhooks/sandbox`, as an outside provider
-//! would, and reports what that endpoint answered.
+//! The sandbox provider: its adapter and its test controls (make a payment succeed or fail,
+//! confirm a refund, a payout or a deposit, move the manual clock). A control never touches the
+//! books itself: it sends a signed webhook over HTTP to the service's own
+//! `POST /v1/webhooks/sandbox`, as an outside provider would, and reports what that endpoint
+//! answered.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -13,16 +14,108 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Providers;
 use super::SANDBOX;
-use super::inbound::{SandboxData, SandboxEvent};
+use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
 use crate::clock::ClockError;
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
-use crate::money::{Currency, format_amount};
+use crate::money::{Currency, Money, format_amount};
 use crate::webhooks::signature;
 use uuid::Uuid;
+
+/// The built-in test-mode provider. Its objects are our rows; its ids name them.
+pub struct Sandbox;
+
+impl PaymentProvider for Sandbox {
+    fn name(&self) -> &'static str {
+        SANDBOX
+    }
+
+    fn create(&self, object: Object, id: Uuid, _amount: Money) -> Result<String, ProviderError> {
+        let prefix = match object {
+            Object::Payment => "pay",
+            Object::Refund => "re",
+            Object::Payout => "po",
+            Object::Deposit => "dep",
+        };
+        Ok(format!("{prefix}_{}", id.simple()))
+    }
+
+    fn read_webhook(
+        &self,
+        settings: &Providers,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Received, ApiError> {
+        read(settings, headers, body, now)
+    }
+}
+
+/// The sandbox's body: `{"id":"evt_…","type":"payment.succeeded","created":…,"data":{…}}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SandboxEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub data: SandboxData,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SandboxData {
+    /// The payment's id; for refund and payout events, the refund's or payout's.
+    pub payment_id: String,
+    pub amount: String,
+    pub currency: String,
+}
+
+/// Verifies and reads a sandbox (Standard Webhooks) delivery.
+fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
+    let id = header(headers, "webhook-id")?;
+    let timestamp = header(headers, "webhook-timestamp")?;
+    let signatures = header(headers, "webhook-signature")?;
+    signature::verify(&[&settings.sandbox_secret], id, timestamp, signatures, body, now).map_err(invalid_signature)?;
+    let parsed: Result<SandboxEvent, _> = serde_json::from_slice(body);
+    let Ok(parsed) = parsed else {
+        return Ok(Received {
+            event_id: id.to_string(),
+            event_type: "unknown".into(),
+            event: Err("unreadable body".into()),
+        });
+    };
+    let event = sandbox_event(&parsed);
+    Ok(Received {
+        event_id: parsed.id,
+        event_type: parsed.kind,
+        event: event.map(|e| vec![e]),
+    })
+}
+
+fn sandbox_event(e: &SandboxEvent) -> Result<Event, String> {
+    let id = e.data.payment_id.clone();
+    Ok(match e.kind.as_str() {
+        "payment.succeeded" => {
+            let currency = Currency::parse(&e.data.currency).map_err(|err| err.to_string())?;
+            let amount: crate::money::Amount = e
+                .data
+                .amount
+                .parse()
+                .map_err(|err: crate::money::MoneyError| err.to_string())?;
+            Event::PaymentSucceeded {
+                payment_id: id,
+                amount: Money::new(amount.value(), currency).map_err(|e| e.to_string())?,
+            }
+        }
+        "payment.failed" => Event::PaymentFailed { payment_id: id },
+        "refund.succeeded" => Event::RefundSucceeded { refund_id: id },
+        "payout.paid" => Event::PayoutPaid { payout_id: id },
+        _ => Event::Other,
+    })
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,6 +123,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(payment_fail))
         .routes(routes!(refund_succeed))
         .routes(routes!(payout_succeed))
+        .routes(routes!(deposit_succeed))
         .routes(routes!(get_clock, move_clock))
 }
 
@@ -177,6 +271,19 @@ async fn payout_succeed(
     send(&state, "payout.paid", id, amount, currency).await
 }
 
+/// Sandbox: the sponsor's deposit arrived (a signed `payment.succeeded` webhook for it).
+#[utoipa::path(post, path = "/v1/sandbox/deposits/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn deposit_succeed(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    let (amount, currency) = lookup(&state, "deposits", "provider_deposit_id", &id).await?;
+    send(&state, "payment.succeeded", id, amount, currency).await
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ClockView {
     now: DateTime<Utc>,
@@ -219,7 +326,7 @@ async fn move_clock(
     Ok(Json(ClockView { now }))
 }
 
-/// With `payments.sandbox.auto_confirm`, the sandbox confirms pending refunds and payouts by
+/// With `payments.sandbox.auto_confirm`, the sandbox confirms pending refunds, payouts and deposits by
 /// itself, through the same signed webhook as its test controls. Card payments always wait for
 /// `/succeed` or `/fail`. Several processes may send the same confirmation; the endpoint applies
 /// it once (the refund or payout row is locked and re-checked there).
@@ -229,6 +336,9 @@ pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
            where provider = $1 and status = 'pending' order by created_at limit 100)
          union all
          (select 'payout.paid', provider_payout_id, amount, currency from payouts
+           where provider = $1 and status = 'pending' order by created_at limit 100)
+         union all
+         (select 'payment.succeeded', provider_deposit_id, amount, currency from deposits
            where provider = $1 and status = 'pending' order by created_at limit 100)",
     )
     .bind(SANDBOX)
@@ -236,16 +346,12 @@ pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
     .await?
     .into_iter()
     .map(|(kind, id, amount, currency): (String, String, Decimal, String)| {
-        (
-            if kind == "payout.paid" {
-                "payout.paid"
-            } else {
-                "refund.succeeded"
-            },
-            id,
-            amount,
-            currency,
-        )
+        let kind = match kind.as_str() {
+            "payout.paid" => "payout.paid",
+            "payment.succeeded" => "payment.succeeded",
+            _ => "refund.succeeded",
+        };
+        (kind, id, amount, currency)
     })
     .collect();
     let count = pending.len();

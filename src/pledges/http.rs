@@ -11,6 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::payments::provider::PaymentRef;
+
 use super::rules::{self, PledgeRequest};
 use super::{Pledge, PledgeStatus, store};
 use crate::http::AppState;
@@ -26,12 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_pledge))
         .routes(routes!(get_pledge))
         .routes(routes!(revoke_pledge))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PaymentRef {
-    provider: String,
-    payment_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -73,10 +69,7 @@ impl PledgeView {
             amount: p.amount.amount_string(),
             currency: currency.code().to_string(),
             funding: p.funding,
-            payment: payment.map(|pay| PaymentRef {
-                provider: pay.provider,
-                payment_id: pay.provider_payment_id,
-            }),
+            payment: payment.map(|pay| PaymentRef::new(pay.provider, pay.provider_payment_id)),
             risk_acknowledged: p.risk_acknowledged,
             reflection_ends_at: p.reflection_ends_at,
             payment_due_at: p.payment_due_at,

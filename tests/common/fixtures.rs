@@ -98,3 +98,32 @@ pub async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
     let r = ok(app.get(&format!("/v1/offers/{offer}/pledges?limit=1000")).await, 200).await;
     r["items"].as_array().unwrap().clone()
 }
+
+/// A sponsor in EUR with an empty budget.
+pub async fn sponsor(app: &TestApp, name: &str) -> String {
+    let s = ok(app.post("/v1/sponsors", json!({"name": name})).await, 201).await;
+    s["id"].as_str().unwrap().to_string()
+}
+
+/// A sponsor whose deposit of `amount` EUR the sandbox has confirmed.
+pub async fn funded_sponsor(app: &TestApp, name: &str, amount: &str) -> String {
+    let id = sponsor(app, name).await;
+    let deposit = ok(
+        app.post(
+            &format!("/v1/sponsors/{id}/deposits"),
+            json!({"amount": amount, "currency": "EUR"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let payment = deposit["payment"]["payment_id"].as_str().unwrap();
+    let sent = ok(
+        app.post(&format!("/v1/sandbox/deposits/{payment}/succeed"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(sent["applied"], true, "{sent:#}");
+    id
+}

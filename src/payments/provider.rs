@@ -1,0 +1,204 @@
+//! The payment provider adapter: what the service asks of a provider (create a payment, a
+//! refund, a payout, a deposit) and how it understands what the provider says back (a signed
+//! webhook, verified and mapped onto [`Event`]s).
+//!
+//! Creating runs inside the transaction that writes our row, so an adapter does no I/O there: it
+//! names the provider's object for our row id, which is also the idempotency key a networked
+//! adapter would send. The sandbox is built in and needs nothing more. For Stripe only the
+//! inbound half exists (no network reaches Stripe from here), so its `create_*` refuse; it is never
+//! the provider new payments go to (docs/payments.md).
+
+use axum::http::HeaderMap;
+use uuid::Uuid;
+
+use super::Providers;
+use crate::http::error::ApiError;
+use crate::money::Money;
+
+/// What a provider tells us, whatever its wire format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Money arrived: a card payment of a pledge, or a sponsor's deposit.
+    PaymentSucceeded {
+        payment_id: String,
+        amount: Money,
+    },
+    PaymentFailed {
+        payment_id: String,
+    },
+    RefundSucceeded {
+        refund_id: String,
+    },
+    PayoutPaid {
+        payout_id: String,
+    },
+    /// A verified event of a type we do not act on.
+    Other,
+}
+
+/// An event as received: its provider's id and type, and its meaning.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub event_id: String,
+    pub event_type: String,
+    /// `Err` when the verified body could not be understood: it is quarantined.
+    pub event: Result<Vec<Event>, String>,
+}
+
+/// Where an object of ours lives at its provider: `{provider, payment_id}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PaymentRef {
+    #[schema(example = "sandbox")]
+    pub provider: String,
+    /// The provider's id for the payment, refund, payout or deposit.
+    pub payment_id: String,
+}
+
+impl PaymentRef {
+    pub fn new(provider: impl Into<String>, payment_id: impl Into<String>) -> Self {
+        PaymentRef {
+            provider: provider.into(),
+            payment_id: payment_id.into(),
+        }
+    }
+}
+
+/// What a provider is asked to create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    Payment,
+    Refund,
+    Payout,
+    Deposit,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the {provider} provider cannot create a {object:?} here: {why}")]
+    Unsupported {
+        provider: &'static str,
+        object: Object,
+        why: &'static str,
+    },
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(err: ProviderError) -> Self {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            err.to_string(),
+        )
+    }
+}
+
+/// A payment provider, as the domain sees it.
+pub trait PaymentProvider: Sync {
+    /// The name in `POST /v1/webhooks/{provider}`, in `psp:<name>:…` accounts and in our rows.
+    fn name(&self) -> &'static str;
+
+    /// The provider's id for a new object of ours, idempotent by `id` (our row's id).
+    fn create(&self, object: Object, id: Uuid, amount: Money) -> Result<String, ProviderError>;
+
+    /// Verifies a delivery's raw bytes (401 `invalid_signature` when it fails), then reads it.
+    fn read_webhook(
+        &self,
+        settings: &Providers,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Received, ApiError>;
+
+    fn create_payment(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
+        self.create(Object::Payment, id, amount)
+    }
+    fn create_refund(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
+        self.create(Object::Refund, id, amount)
+    }
+    fn create_payout(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
+        self.create(Object::Payout, id, amount)
+    }
+    fn create_deposit(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
+        self.create(Object::Deposit, id, amount)
+    }
+}
+
+/// The adapter registered under `name`.
+pub fn adapter(name: &str) -> Option<&'static dyn PaymentProvider> {
+    match name {
+        super::SANDBOX => Some(&super::sandbox::Sandbox),
+        super::stripe::STRIPE => Some(&super::stripe::Stripe),
+        _ => None,
+    }
+}
+
+/// The provider new payments, payouts and deposits go to. Refunds go back through the provider
+/// of the payment they return.
+pub fn default_provider() -> &'static dyn PaymentProvider {
+    &super::sandbox::Sandbox
+}
+
+/// The adapter of a provider named in one of our rows.
+pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
+    adapter(name).expect("rows only name registered providers")
+}
+
+pub(super) fn invalid_signature(err: crate::webhooks::signature::SignatureError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        format!("webhook signature refused: {err}"),
+    )
+}
+
+/// A header's value, or a refusal as a missing signature.
+pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| invalid_signature(crate::webhooks::signature::SignatureError::NoSignature))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    #[test]
+    fn adapters_are_found_by_name_and_create_what_they_can() {
+        let amount = Money::new("10.00".parse().unwrap(), Currency::EUR).unwrap();
+        let id = Uuid::nil();
+        let sandbox = adapter("sandbox").unwrap();
+        assert_eq!(sandbox.name(), "sandbox");
+        assert_eq!(
+            [
+                sandbox.create_payment(id, amount).unwrap(),
+                sandbox.create_refund(id, amount).unwrap(),
+                sandbox.create_payout(id, amount).unwrap(),
+                sandbox.create_deposit(id, amount).unwrap(),
+            ],
+            [
+                "pay_00000000000000000000000000000000",
+                "re_00000000000000000000000000000000",
+                "po_00000000000000000000000000000000",
+                "dep_00000000000000000000000000000000",
+            ]
+        );
+        // Idempotent by our id.
+        assert_eq!(
+            sandbox.create_payment(id, amount).unwrap(),
+            sandbox.create_payment(id, amount).unwrap()
+        );
+        let stripe = adapter("stripe").unwrap();
+        assert_eq!(stripe.name(), "stripe");
+        assert!(matches!(
+            stripe.create_payment(id, amount),
+            Err(ProviderError::Unsupported {
+                object: Object::Payment,
+                ..
+            })
+        ));
+        assert!(adapter("paypal").is_none());
+        assert_eq!(default_provider().name(), "sandbox");
+    }
+}

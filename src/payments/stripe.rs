@@ -1,0 +1,201 @@
+//! Stripe, inbound: `Stripe-Signature` verification and the mapping of `payment_intent.succeeded`,
+//! `payment_intent.payment_failed`, `charge.refunded` and `payout.paid` onto our [`Event`]s.
+//! Creating Stripe objects needs Stripe's API, which no network reaches from here, so this
+//! adapter refuses to create; new payments go to the sandbox (docs/payments.md).
+
+use axum::http::HeaderMap;
+use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::Providers;
+use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
+use crate::http::error::ApiError;
+use crate::money::{Currency, Money};
+use crate::webhooks::signature;
+
+pub const STRIPE: &str = "stripe";
+
+pub struct Stripe;
+
+impl PaymentProvider for Stripe {
+    fn name(&self) -> &'static str {
+        STRIPE
+    }
+
+    fn create(&self, object: Object, _id: Uuid, _amount: Money) -> Result<String, ProviderError> {
+        Err(ProviderError::Unsupported {
+            provider: STRIPE,
+            object,
+            why: "Stripe's API is not reachable from this service; only its webhooks are read",
+        })
+    }
+
+    fn read_webhook(
+        &self,
+        settings: &Providers,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Received, ApiError> {
+        read(settings, headers, body, now)
+    }
+}
+
+/// Stripe's envelope: `{"id":"evt_…","type":"payment_intent.succeeded","data":{"object":{…}}}`.
+#[derive(Deserialize)]
+struct StripeEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: StripeData,
+}
+
+#[derive(Deserialize)]
+struct StripeData {
+    object: serde_json::Value,
+}
+
+/// Verifies and reads a Stripe delivery.
+fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
+    let secret = settings
+        .stripe_secret
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("the stripe provider is not configured"))?;
+    let sig = header(headers, "stripe-signature")?;
+    signature::stripe_verify(secret.expose_secret().as_bytes(), sig, body, now).map_err(invalid_signature)?;
+    let parsed: StripeEvent = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(_) => {
+            let id = format!(
+                "unreadable:{}",
+                hex::encode(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+                    body
+                )))
+            );
+            return Ok(Received {
+                event_id: id,
+                event_type: "unknown".into(),
+                event: Err("unreadable body".into()),
+            });
+        }
+    };
+    let event = stripe_events(&parsed.kind, &parsed.data.object);
+    Ok(Received {
+        event_id: parsed.id,
+        event_type: parsed.kind,
+        event,
+    })
+}
+
+/// Stripe amounts are integers in the currency's minor unit, currencies lowercase.
+fn stripe_money(object: &serde_json::Value) -> Result<Money, String> {
+    let minor = object["amount"].as_i64().ok_or("no integer amount")?;
+    let currency = Currency::parse(&object["currency"].as_str().ok_or("no currency")?.to_ascii_uppercase())
+        .map_err(|e| e.to_string())?;
+    Money::new(Decimal::new(minor, currency.minor_units()), currency).map_err(|e| e.to_string())
+}
+
+fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, String> {
+    let id = || {
+        object["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no object id".to_string())
+    };
+    Ok(match kind {
+        "payment_intent.succeeded" => vec![Event::PaymentSucceeded {
+            payment_id: id()?,
+            amount: stripe_money(object)?,
+        }],
+        "payment_intent.payment_failed" => vec![Event::PaymentFailed { payment_id: id()? }],
+        // A charge lists its refunds; each one is confirmed.
+        "charge.refunded" => object["refunds"]["data"]
+            .as_array()
+            .ok_or("no refunds on the charge")?
+            .iter()
+            .map(|r| {
+                r["id"].as_str().map(|id| Event::RefundSucceeded {
+                    refund_id: id.to_owned(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or("a refund without an id")?,
+        "payout.paid" => vec![Event::PayoutPaid { payout_id: id()? }],
+        _ => vec![Event::Other],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stripe_events_map_onto_ours() {
+        let eur = |s: &str| Money::new(s.parse().unwrap(), Currency::EUR).unwrap();
+        let paid = stripe_events(
+            "payment_intent.succeeded",
+            &json!({"id": "pi_1", "amount": 12050, "currency": "eur"}),
+        );
+        assert_eq!(
+            paid,
+            Ok(vec![Event::PaymentSucceeded {
+                payment_id: "pi_1".into(),
+                amount: eur("120.50")
+            }])
+        );
+        let failed = stripe_events("payment_intent.payment_failed", &json!({"id": "pi_1"}));
+        assert_eq!(
+            failed,
+            Ok(vec![Event::PaymentFailed {
+                payment_id: "pi_1".into()
+            }])
+        );
+        let refunded = stripe_events(
+            "charge.refunded",
+            &json!({"id": "ch_1", "refunds": {"data": [{"id": "re_1"}, {"id": "re_2"}]}}),
+        );
+        assert_eq!(
+            refunded,
+            Ok(vec![
+                Event::RefundSucceeded {
+                    refund_id: "re_1".into()
+                },
+                Event::RefundSucceeded {
+                    refund_id: "re_2".into()
+                }
+            ])
+        );
+        let payout = stripe_events("payout.paid", &json!({"id": "po_1", "amount": 100, "currency": "eur"}));
+        assert_eq!(
+            payout,
+            Ok(vec![Event::PayoutPaid {
+                payout_id: "po_1".into()
+            }])
+        );
+        assert_eq!(stripe_events("customer.created", &json!({})), Ok(vec![Event::Other]));
+        // Yen has no minor unit: 500 is 500 JPY.
+        let yen = stripe_events(
+            "payment_intent.succeeded",
+            &json!({"id": "pi_2", "amount": 500, "currency": "jpy"}),
+        );
+        let expected = Money::new(500.into(), Currency::parse("JPY").unwrap()).unwrap();
+        assert_eq!(
+            yen,
+            Ok(vec![Event::PaymentSucceeded {
+                payment_id: "pi_2".into(),
+                amount: expected
+            }])
+        );
+        assert!(
+            stripe_events(
+                "payment_intent.succeeded",
+                &json!({"id": "pi_3", "amount": "12", "currency": "eur"})
+            )
+            .is_err()
+        );
+        assert!(stripe_events("charge.refunded", &json!({"id": "ch_2"})).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Sponsors' deposits: requested from the payment provider, credited `psp → sponsor budget`
+//! only when its signed webhook confirms them. A deposit is money paid to us, so providers
+//! confirm it like a card payment (`payment.succeeded`, `payment_intent.succeeded`); the
+//! webhook handler finds it by its provider id.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Sponsor;
+use crate::chart;
+use crate::http::error::ApiError;
+use crate::ledger::{self, NewEntry};
+use crate::money::{Currency, Money};
+use crate::payments::Applied;
+use crate::payments::provider;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
+#[sqlx(type_name = "deposit_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum DepositStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Deposit {
+    pub id: Uuid,
+    pub provider: String,
+    pub provider_deposit_id: String,
+    pub sponsor_id: Uuid,
+    pub amount: Decimal,
+    #[sqlx(try_from = "String")]
+    pub currency: Currency,
+    pub status: DepositStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, provider, provider_deposit_id, sponsor_id, amount, currency, status, created_at";
+
+/// Asks the provider for a deposit into the sponsor's budget. Nothing is credited yet.
+pub async fn request(
+    conn: &mut PgConnection,
+    sponsor: &Sponsor,
+    amount: Money,
+    now: DateTime<Utc>,
+) -> Result<Deposit, ApiError> {
+    if amount.currency() != sponsor.currency {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+            format!(
+                "sponsor {} keeps its budget in {}, not {}",
+                sponsor.id,
+                sponsor.currency,
+                amount.currency()
+            ),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let provider = provider::default_provider();
+    let provider_deposit_id = provider.create_deposit(id, amount)?;
+    Ok(sqlx::query_as(&format!(
+        "insert into deposits (id, provider, provider_deposit_id, sponsor_id, amount, currency, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7) returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(provider.name())
+    .bind(provider_deposit_id)
+    .bind(sponsor.id)
+    .bind(amount.amount())
+    .bind(amount.currency().code())
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Deposit>> {
+    sqlx::query_as(&format!("select {COLUMNS} from deposits where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The deposit the provider knows as `provider_deposit_id`, locked when `lock`.
+pub async fn find(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_deposit_id: &str,
+    lock: bool,
+) -> sqlx::Result<Option<Deposit>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from deposits where provider = $1 and provider_deposit_id = $2 {}",
+        if lock { "for update" } else { "" }
+    ))
+    .bind(provider)
+    .bind(provider_deposit_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The provider received the deposit: the budget grows, `psp → sponsor budget`, once.
+pub async fn confirm(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_deposit_id: &str,
+    paid: Money,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let deposit = find(conn, provider, provider_deposit_id, true)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
+    if paid.amount() != deposit.amount || paid.currency() != deposit.currency {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment_mismatch",
+            format!(
+                "deposit {provider_deposit_id} is for {} {}, not {paid}",
+                deposit.amount, deposit.currency
+            ),
+        ));
+    }
+    if deposit.status != DepositStatus::Pending {
+        // A repeat, or money for a deposit the provider already declared failed: a provider
+        // does not capture a failed payment, so nothing is guessed.
+        return Ok(Applied::Nothing);
+    }
+    set_status(conn, deposit.id, DepositStatus::Succeeded, now).await?;
+    let psp = chart::psp(conn, provider, paid.currency(), now).await?;
+    let budget = chart::sponsor_budget(conn, deposit.sponsor_id, paid.currency(), now).await?;
+    let entry = NewEntry::new("deposit.confirmed", format!("deposit:{}:captured", deposit.id), now)
+        .metadata(
+            serde_json::json!({ "sponsor_id": deposit.sponsor_id, "deposit_id": deposit.id,
+                                      "provider_deposit_id": provider_deposit_id }),
+        )
+        .debit(psp, paid)
+        .credit(budget, paid);
+    ledger::post(conn, entry).await?;
+    Ok(Applied::Done)
+}
+
+/// The provider declined the deposit: nothing was ever credited, the request is closed.
+pub async fn fail(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_deposit_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let deposit = find(conn, provider, provider_deposit_id, true)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
+    if deposit.status != DepositStatus::Pending {
+        return Ok(Applied::Nothing);
+    }
+    set_status(conn, deposit.id, DepositStatus::Failed, now).await?;
+    Ok(Applied::Done)
+}
+
+async fn set_status(conn: &mut PgConnection, id: Uuid, status: DepositStatus, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("update deposits set status = $2, settled_at = $3 where id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

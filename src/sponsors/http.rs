@@ -1,0 +1,170 @@
+//! Sponsors over HTTP: operators register them and request deposits into their budgets.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::deposits::{self, Deposit, DepositStatus};
+use super::{NewSponsor, Sponsor, SponsorInput};
+use crate::http::AppState;
+use crate::http::auth::{Auth, Operators};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath};
+use crate::idempotency::{self, MaybeKey};
+use crate::money::{Amount, Currency, Money, MoneyView};
+use crate::payments::provider::PaymentRef;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_sponsor))
+        .routes(routes!(get_sponsor))
+        .routes(routes!(create_deposit))
+        .routes(routes!(get_deposit))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SponsorView {
+    id: Uuid,
+    name: String,
+    email: Option<String>,
+    #[schema(example = "EUR")]
+    currency: String,
+    /// What it can still issue as cheques: confirmed deposits, less cheques issued, plus value
+    /// given back.
+    budget: MoneyView,
+    created_at: DateTime<Utc>,
+}
+
+fn sponsor_view(sponsor: Sponsor, budget: Money) -> SponsorView {
+    SponsorView {
+        id: sponsor.id,
+        name: sponsor.name,
+        email: sponsor.email,
+        currency: sponsor.currency.code().to_string(),
+        budget: budget.into(),
+        created_at: sponsor.created_at,
+    }
+}
+
+/// Register a sponsor, with an empty budget. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/sponsors", tag = "sponsors", request_body = SponsorInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    security(("api_key" = [])),
+    responses((status = 201, body = SponsorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_sponsor(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppJson(body): AppJson<SponsorInput>,
+) -> Result<Response, ApiError> {
+    let new = NewSponsor::parse(body).map_err(|e| ApiError::validation(e.to_string()))?;
+    let fingerprint = idempotency::fingerprint("POST /v1/sponsors", &new);
+    let now = state.clock.now();
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let sponsor = super::insert(conn, &new, now).await?;
+        let budget = Money::zero(sponsor.currency);
+        Ok((StatusCode::CREATED, sponsor_view(sponsor, budget)))
+    })
+    .await
+}
+
+/// One sponsor, with its budget.
+#[utoipa::path(get, path = "/v1/sponsors/{id}", tag = "sponsors", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = SponsorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_sponsor(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<SponsorView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let sponsor = super::require(&mut conn, id).await?;
+    let budget = super::budget(&mut conn, &sponsor).await?;
+    Ok(Json(sponsor_view(sponsor, budget)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepositInput {
+    /// More than zero, in the currency's precision.
+    #[schema(value_type = String, example = "10000.00")]
+    amount: Amount,
+    #[schema(value_type = String, example = "EUR")]
+    currency: Currency,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DepositView {
+    id: Uuid,
+    sponsor_id: Uuid,
+    status: DepositStatus,
+    #[schema(example = "10000.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    /// Where to pay: the provider's payment for this deposit.
+    payment: PaymentRef,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Deposit> for DepositView {
+    fn from(d: Deposit) -> Self {
+        DepositView {
+            id: d.id,
+            sponsor_id: d.sponsor_id,
+            status: d.status,
+            amount: crate::money::format_amount(d.amount, d.currency),
+            currency: d.currency.code().to_string(),
+            payment: PaymentRef::new(d.provider, d.provider_deposit_id),
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// Request a deposit into the sponsor's budget from the payment provider. The budget grows only
+/// when the provider confirms it by its signed webhook. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/sponsors/{id}/deposits", tag = "sponsors", params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    request_body = DepositInput, security(("api_key" = [])),
+    responses((status = 201, body = DepositView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_deposit(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<DepositInput>,
+) -> Result<Response, ApiError> {
+    let amount = Money::positive(body.amount.value(), body.currency)
+        .map_err(|e| ApiError::validation(format!("amount: {e}")))?;
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/sponsors/{id}/deposits"), &body);
+    let now = state.clock.now();
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let sponsor = super::require(conn, id).await?;
+        let deposit = deposits::request(conn, &sponsor, amount, now).await?;
+        Ok((StatusCode::CREATED, DepositView::from(deposit)))
+    })
+    .await
+}
+
+/// One deposit and whether the provider has confirmed it.
+#[utoipa::path(get, path = "/v1/deposits/{id}", tag = "sponsors", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = DepositView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_deposit(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<DepositView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let deposit = deposits::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no deposit {id}")))?;
+    Ok(Json(deposit.into()))
+}

@@ -1,0 +1,102 @@
+//! Sponsors: companies that fund virtual prize cheques from a budget. The budget is the ledger
+//! account `sponsor:<id>:budget:<cur>`; it grows only when the payment provider confirms a
+//! deposit (`psp → sponsor budget`), never when one is merely requested.
+//!
+//! Each sponsor has one currency: its deposits, budget and cheques are all in it.
+
+pub mod deposits;
+pub mod http;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgConnection};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::investors::Email;
+use crate::money::{Currency, Money};
+use crate::projects::fields::{self, FieldError};
+use crate::{chart, ledger};
+
+/// A sponsor as a client describes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SponsorInput {
+    #[schema(example = "SenseTour Belgium")]
+    pub name: String,
+    #[schema(example = "prizes@sensetour.example")]
+    pub email: Option<String>,
+    /// The currency of its budget and cheques; EUR when not given.
+    #[schema(value_type = Option<String>, example = "EUR")]
+    pub currency: Option<Currency>,
+}
+
+/// A sponsor that satisfies every rule; its canonical form is the request's identity for
+/// `Idempotency-Key`.
+#[derive(Debug, Serialize)]
+pub struct NewSponsor {
+    name: String,
+    email: Option<Email>,
+    currency: Currency,
+}
+
+impl NewSponsor {
+    pub fn parse(input: SponsorInput) -> Result<Self, FieldError> {
+        Ok(NewSponsor {
+            name: fields::line("name", &input.name, 200)?,
+            email: input.email.as_deref().map(Email::parse).transpose()?,
+            currency: input.currency.unwrap_or(Currency::EUR),
+        })
+    }
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Sponsor {
+    pub id: Uuid,
+    pub name: String,
+    pub email: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub currency: Currency,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, name, email, currency, created_at";
+
+pub async fn insert(conn: &mut PgConnection, new: &NewSponsor, now: DateTime<Utc>) -> sqlx::Result<Sponsor> {
+    sqlx::query_as(&format!(
+        "insert into sponsors (id, name, email, currency, created_at) values ($1, $2, $3, $4, $5)
+         returning {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&new.name)
+    .bind(new.email.as_ref().map(Email::as_str))
+    .bind(new.currency.code())
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Sponsor>> {
+    sqlx::query_as(&format!("select {COLUMNS} from sponsors where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A sponsor, or 404.
+pub async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor, ApiError> {
+    get(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no sponsor {id}")))
+}
+
+/// What the sponsor can still issue as cheques: its budget account's balance (zero before the
+/// first confirmed deposit).
+pub async fn budget(conn: &mut PgConnection, sponsor: &Sponsor) -> Result<Money, ApiError> {
+    let code = chart::sponsor_budget_code(sponsor.id, sponsor.currency);
+    Ok(match ledger::account_by_code(conn, &code).await? {
+        Some(account) => ledger::balance(conn, account.id).await?,
+        None => Money::zero(sponsor.currency),
+    })
+}
