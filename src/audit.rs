@@ -26,13 +26,48 @@ struct DomainCheck {
 const DOMAIN_CHECKS: &[DomainCheck] = &[
     DomainCheck {
         name: "escrow_matches_pledges",
-        description: "each offer's escrow holds exactly the money of its funded pledges not yet refunded or settled",
-        sql: "select 'offer ' || o.id || ': escrow ' || coalesce(a.balance, 0) || ', funded pledges ' || coalesce(f.total, 0)
+        description: "each offer's escrow holds exactly the money of its funded pledges not yet refunded or settled, and the cheque money reserved by its unpaid ones",
+        sql: "select 'offer ' || o.id || ': escrow ' || coalesce(a.balance, 0) || ', pledges ' || coalesce(f.total, 0)
                 from offers o
                 left join ledger_accounts a on a.code = 'offer:' || o.id || ':escrow'
-                left join (select offer_id, sum(amount) as total from pledges where status = 'funded' group by offer_id) f
+                left join (select offer_id,
+                                  sum(case when status = 'funded' then amount else amount - card_amount end) as total
+                             from pledges where status in ('funded', 'pending_payment') group by offer_id) f
                        on f.offer_id = o.id
                where coalesce(a.balance, 0) <> coalesce(f.total, 0)",
+    },
+    DomainCheck {
+        name: "cheques_balance",
+        description: "each cheque's balance = face value - spent + returned - expired/cancelled, an ended cheque holds nothing, and its redemptions match what the books say was spent",
+        sql: "with moves as (
+                select c.id as cheque_id, a.balance,
+                       coalesce(sum(case when p.side = 'credit' then p.amount else -p.amount end)
+                                filter (where e.kind = 'cheque.issued'), 0) as issued,
+                       coalesce(sum(case when p.side = 'debit' then p.amount else -p.amount end)
+                                filter (where e.kind = 'cheque.redeemed'), 0) as spent,
+                       coalesce(sum(case when p.side = 'credit' then p.amount else -p.amount end)
+                                filter (where e.kind = 'cheque.returned'), 0) as returned,
+                       coalesce(sum(case when p.side = 'debit' then p.amount else -p.amount end)
+                                filter (where e.kind = 'cheque.ended'), 0) as ended,
+                       count(p.entry_id) filter (where e.kind not in
+                             ('cheque.issued', 'cheque.redeemed', 'cheque.returned', 'cheque.ended')) as other
+                  from cheques c
+                  left join ledger_accounts a on a.code = 'cheque:' || c.id
+                  left join ledger_postings p on p.account_id = a.id
+                  left join ledger_entries e on e.id = p.entry_id
+                 group by c.id, a.balance)
+              select 'cheque ' || c.id || ': balance ' || coalesce(m.balance, 0) || ', face ' || c.face_value
+                     || ' - spent ' || m.spent || ' + returned ' || m.returned || ' - ended ' || m.ended
+                     || ', status ' || c.status || ', redeemed ' || coalesce(r.redeemed, 0)
+                from cheques c
+                join moves m on m.cheque_id = c.id
+                left join (select cheque_id, sum(amount) as redeemed from cheque_redemptions group by cheque_id) r
+                       on r.cheque_id = c.id
+               where m.issued <> c.face_value
+                  or coalesce(m.balance, 0) <> c.face_value - m.spent + m.returned - m.ended
+                  or m.other <> 0
+                  or (c.status <> 'active' and coalesce(m.balance, 0) <> 0)
+                  or coalesce(r.redeemed, 0) <> m.spent",
     },
     DomainCheck {
         name: "shares_within_cap",

@@ -142,3 +142,21 @@ pub async fn sponsor_budget(
     )
     .await
 }
+
+/// A cheque's unspent value; it can never be paid out, only spent in pledges or returned.
+pub async fn cheque(
+    conn: &mut PgConnection,
+    cheque: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Result<Uuid, LedgerError> {
+    open(
+        conn,
+        format!("cheque:{cheque}"),
+        currency,
+        AccountKind::Liability,
+        true,
+        now,
+    )
+    .await
+}

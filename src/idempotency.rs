@@ -145,6 +145,20 @@ pub async fn once<T: Serialize>(
     now: DateTime<Utc>,
     op: impl AsyncFnOnce(&mut PgConnection) -> Result<(StatusCode, T), ApiError>,
 ) -> Result<Response, ApiError> {
+    once_keeping_secret(pool, caller, key, fingerprint, now, None, op).await
+}
+
+/// [`once`] for a response with a secret that must not be stored: the top-level field `secret`
+/// is stored as null, so a replay answers everything but the secret.
+pub async fn once_keeping_secret<T: Serialize>(
+    pool: &PgPool,
+    caller: &Caller,
+    key: Option<&IdempotencyKey>,
+    fingerprint: &[u8],
+    now: DateTime<Utc>,
+    secret: Option<&str>,
+    op: impl AsyncFnOnce(&mut PgConnection) -> Result<(StatusCode, T), ApiError>,
+) -> Result<Response, ApiError> {
     let scope = scope(caller);
     let mut tx = pool.begin().await?;
     if let Some(key) = key
@@ -160,13 +174,19 @@ pub async fn once<T: Serialize>(
     let (status, value) = op(&mut tx).await?;
     let body = serde_json::to_value(&value).map_err(ApiError::internal)?;
     if let Some(key) = key {
+        let mut stored = body.clone();
+        if let Some(field) = secret
+            && let Some(value) = stored.get_mut(field)
+        {
+            *value = serde_json::Value::Null;
+        }
         sqlx::query(
             "update idempotency_keys set response_status = $3, response_body = $4 where scope = $1 and key = $2",
         )
         .bind(&scope)
         .bind(&key.0)
         .bind(status.as_u16() as i16)
-        .bind(&body)
+        .bind(&stored)
         .execute(&mut *tx)
         .await?;
     }

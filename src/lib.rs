@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod chart;
+pub mod cheques;
 pub mod clock;
 pub mod config;
 pub mod db;

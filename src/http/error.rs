@@ -13,6 +13,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    reason: Option<&'static str>,
+    retry_after: Option<u64>,
     cause: Option<anyhow::Error>,
 }
 
@@ -27,6 +29,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable code to act on, e.g. `validation_failed`, `offer_full`.
     pub code: String,
+    /// For some codes, which case it is (stable too): `cheque_invalid` says `expired`, `unknown_code`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ApiError {
@@ -35,8 +40,26 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            reason: None,
+            retry_after: None,
             cause: None,
         }
+    }
+
+    /// Adds the problem's `reason`.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Adds a `Retry-After` header, in seconds.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn reason(&self) -> Option<&'static str> {
+        self.reason
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
@@ -60,6 +83,8 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal_error",
             detail: "an unexpected error occurred; it has been logged".into(),
+            reason: None,
+            retry_after: None,
             cause: Some(cause.into()),
         }
     }
@@ -88,12 +113,18 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code.to_string(),
+            reason: self.reason.map(str::to_string),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -67,6 +67,7 @@ pub struct Limits {
         (name = "offers", description = "Share offers (funding rounds): lifecycle, pledges, cap table, payouts"),
         (name = "pledges", description = "Investors' pledges: make, read, revoke"),
         (name = "sponsors", description = "Sponsors of prize cheques and the deposits that fund their budgets"),
+        (name = "cheques", description = "Virtual prize cheques: issued from a sponsor's budget, spent only in pledges"),
         (name = "sandbox", description = "The built-in test provider's controls and the manual clock"),
         (name = "webhooks", description = "Signed events from payment providers, the quarantine, and operators' webhook endpoints"),
     )
@@ -94,6 +95,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::offers::http::router())
         .merge(crate::pledges::http::router())
         .merge(crate::sponsors::http::router())
+        .merge(crate::cheques::http::router())
         .merge(crate::payments::sandbox::router())
         .merge(crate::payments::inbound::router())
         .merge(crate::webhooks::http::router())

@@ -56,6 +56,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<(), ApiError> {
     expire_unpaid(pool, now).await?;
     closing::close_due(pool, now, |_, _| {}).await?;
+    crate::cheques::expire_due(pool, now).await?;
     Ok(())
 }
 

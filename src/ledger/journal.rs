@@ -99,6 +99,22 @@ pub async fn balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerE
     Ok(Money::new(account.balance, account.currency)?)
 }
 
+/// The account's balance, with its row locked until the transaction ends: nothing posts to it
+/// meanwhile, so a decision taken on this balance (move all of it, say) still holds at commit.
+pub async fn lock_balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerError> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from ledger_accounts where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    let account = row
+        .map(Account::try_from)
+        .transpose()?
+        .ok_or(LedgerError::UnknownAccount(id))?;
+    Ok(Money::new(account.balance, account.currency)?)
+}
+
 /// Accounts in code order, those whose code starts with `code_prefix`, after the code `after`.
 pub async fn list_accounts(
     conn: &mut PgConnection,

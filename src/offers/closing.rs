@@ -80,7 +80,7 @@ pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>
         Ok(OfferStatus::Succeeded)
     } else {
         for pledge in &funded {
-            payments::refund_from_escrow(conn, pledge, pledge.amount, "offer_failed", now).await?;
+            pledges::rules::give_back(conn, pledge, pledge.amount.amount(), "offer_failed", now).await?;
             pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
             store::release(conn, offer.id, pledge.shares).await?;
             events::emit(
@@ -136,7 +136,7 @@ async fn succeed(
         statuses.push(status);
         if back > Decimal::ZERO {
             let amount = Money::new(back, offer.currency)?;
-            payments::refund_from_escrow(conn, pledge, amount, "not_allocated", now).await?;
+            pledges::rules::give_back(conn, pledge, back, "not_allocated", now).await?;
             let mut event = payments::pledge_event(pledge, status);
             event["allocated_shares"] = shares.into();
             event["refunded_amount"] = amount.amount_string().into();

@@ -134,7 +134,7 @@ pub async fn cancel(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>)
         if pledge.status == PledgeStatus::PendingPayment {
             payments::cancel_pledge(conn, &pledge, now).await?;
         } else {
-            payments::refund_from_escrow(conn, &pledge, pledge.amount, "offer_cancelled", now).await?;
+            pledges::rules::give_back(conn, &pledge, pledge.amount.amount(), "offer_cancelled", now).await?;
             pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
             store::release(conn, pledge.offer_id, pledge.shares).await?;
             events::emit(

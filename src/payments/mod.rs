@@ -270,10 +270,15 @@ pub async fn fail_payment(
     Ok(Applied::Done)
 }
 
-/// Ends a pledge whose money never arrived: its shares go back to the offer. The caller holds
-/// the offer's and the pledge's locks.
+/// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
+/// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
+/// pledge's locks.
 pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), ApiError> {
     pledges::store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
+    let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
+    if reserved_by_cheques > Decimal::ZERO {
+        crate::cheques::redeem::give_back(conn, pledge, reserved_by_cheques, now).await?;
+    }
     sqlx::query(
         "update payments set status = 'cancelled', settled_at = $2 where pledge_id = $1 and status = 'pending'",
     )

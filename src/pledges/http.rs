@@ -11,9 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::cheques::attempts;
+use crate::cheques::redeem;
 use crate::payments::provider::PaymentRef;
 
-use super::rules::{self, PledgeRequest};
+use super::rules::{self, FundingKind, PledgeRequest};
 use super::{Pledge, PledgeStatus, store};
 use crate::http::AppState;
 use crate::http::auth::{AnyRole, Auth, PlatformUsers};
@@ -97,16 +99,34 @@ async fn create_pledge(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
+    // Guessing cheque codes is slowed down per investor and per client (cheques/attempts.rs).
+    let guessing = body
+        .funding
+        .iter()
+        .any(|s| s.kind == FundingKind::Cheque)
+        .then(|| attempts::Scopes::new(body.investor_id, caller.key_id));
+    if let Some(scopes) = &guessing {
+        attempts::guard(&state.pool, scopes, now).await?;
+    }
     // Checks that need no lock run before the transaction.
     let mut conn = state.pool.acquire().await?;
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
-    idempotency::once(&state.pool, &caller, Some(&key), &fingerprint, now, async |conn| {
+    if let (Some(scopes), Err(err)) = (&guessing, &checked)
+        && redeem::is_wrong_code(err)
+    {
+        attempts::failed(&state.pool, scopes, now).await?;
+    }
+    let created = idempotency::once(&state.pool, &caller, Some(&key), &fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
         let (pledge, payment) = rules::create(conn, checked?, now).await?;
         Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
     })
-    .await
+    .await?;
+    if let Some(scopes) = &guessing {
+        attempts::succeeded(&state.pool, scopes).await?;
+    }
+    Ok(created)
 }
 
 /// A pledge and its state.

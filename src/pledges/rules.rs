@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
+use crate::cheques::redeem::{self, Spend};
 use crate::events;
 use crate::http::error::ApiError;
 use crate::investors::{self, Classification, KycStatus};
@@ -80,6 +81,14 @@ fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
 pub struct Checked {
     offer: Offer,
     pledge: NewPledge,
+    cheques: Vec<Spend>,
+}
+
+impl Checked {
+    /// Whether any of its money comes from a cheque.
+    pub fn uses_cheques(&self) -> bool {
+        !self.cheques.is_empty()
+    }
 }
 
 /// Checks a pledge request against the offer and the investor.
@@ -136,18 +145,23 @@ pub async fn check(
     }
     let mut total = Decimal::ZERO;
     let mut card = Decimal::ZERO;
+    let mut codes = Vec::new();
     for source in &req.funding {
         let part = Money::positive(source.amount.value(), offer.currency)
             .map_err(|e| ApiError::validation(format!("funding amount: {e}")))?;
         total += part.amount();
-        match source.kind {
-            FundingKind::Card if source.cheque_code.is_some() => {
+        match (source.kind, source.cheque_code.as_deref()) {
+            (FundingKind::Card, Some(_)) => {
                 return Err(ApiError::validation("a card source has no cheque_code"));
             }
-            FundingKind::Card => card += part.amount(),
-            FundingKind::Cheque => {
-                return Err(unprocessable("cheque_invalid", "cheque funding is not available yet"));
+            (FundingKind::Card, None) if card > Decimal::ZERO => {
+                return Err(ApiError::validation("funding has at most one card source"));
             }
+            (FundingKind::Card, None) => card += part.amount(),
+            (FundingKind::Cheque, None) => {
+                return Err(ApiError::validation("a cheque source needs its cheque_code"));
+            }
+            (FundingKind::Cheque, Some(code)) => codes.push((code, part)),
         }
     }
     if total != amount.amount() {
@@ -155,6 +169,7 @@ pub async fn check(
             "the funding adds up to {total}, the pledge is {amount}"
         )));
     }
+    let cheques = redeem::check(conn, &codes, &offer, now).await?;
 
     let sophisticated = investor.classification == Classification::Sophisticated;
     if !sophisticated && !req.risk_acknowledged {
@@ -175,11 +190,23 @@ pub async fn check(
         }
     }
 
-    let funding = serde_json::json!(req
-        .funding
-        .iter()
-        .map(|s| serde_json::json!({ "kind": s.kind, "amount": Money::new(s.amount.value(), offer.currency).map(|m| m.amount_string()).unwrap_or_default() }))
-        .collect::<Vec<_>>());
+    // What is kept of the funding: kinds, amounts and which cheque, never a cheque's code.
+    let mut spent = cheques.iter();
+    let funding = serde_json::json!(
+        req.funding
+            .iter()
+            .map(|s| {
+                let amount = Money::new(s.amount.value(), offer.currency)
+                    .map(|m| m.amount_string())
+                    .unwrap_or_default();
+                match s.kind {
+                    FundingKind::Card => serde_json::json!({ "kind": s.kind, "amount": amount }),
+                    FundingKind::Cheque => serde_json::json!({ "kind": s.kind, "amount": amount,
+                                                           "cheque_id": spent.next().map(|c| c.cheque.id) }),
+                }
+            })
+            .collect::<Vec<_>>()
+    );
     let pledge = NewPledge {
         id: Uuid::now_v7(),
         offer_id,
@@ -192,7 +219,7 @@ pub async fn check(
         reflection_ends_at: (!sophisticated).then(|| now + TimeDelta::days(REFLECTION_PERIOD_DAYS)),
         payment_due_at: now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
     };
-    Ok(Checked { offer, pledge })
+    Ok(Checked { offer, pledge, cheques })
 }
 
 /// Writes a checked pledge, its payment and its event, and reserves its shares (last, to hold
@@ -202,7 +229,7 @@ pub async fn create(
     checked: Checked,
     now: DateTime<Utc>,
 ) -> Result<(Pledge, Option<Payment>), ApiError> {
-    let Checked { offer, pledge } = checked;
+    let Checked { offer, pledge, cheques } = checked;
     let pledge = store::insert(conn, &pledge, now).await?;
     let payment = if pledge.card_amount > Decimal::ZERO {
         let card = Money::new(pledge.card_amount, offer.currency)?;
@@ -233,6 +260,21 @@ pub async fn create(
     if !reserved {
         return Err(not_open(&offer, now));
     }
+    // Cheques are spent after the reservation: offer before ledger accounts, as everywhere.
+    redeem::spend(conn, &pledge, &cheques, now).await?;
+    if pledge.card_amount.is_zero() {
+        // Nothing to wait for: a pledge paid by cheques alone is funded at once.
+        store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
+        events::emit(
+            conn,
+            "pledge.funded",
+            payments::pledge_event(&pledge, PledgeStatus::Funded),
+            now,
+        )
+        .await?;
+        let funded = store::get(conn, pledge.id).await?.expect("just written");
+        return Ok((funded, payment));
+    }
     Ok((pledge, payment))
 }
 
@@ -254,7 +296,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
     match pledge.status {
         PledgeStatus::PendingPayment => payments::cancel_pledge(conn, &pledge, now).await?,
         PledgeStatus::Funded => {
-            payments::refund_from_escrow(conn, &pledge, pledge.amount, "revoked", now).await?;
+            give_back(conn, &pledge, pledge.amount.amount(), "revoked", now).await?;
             store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
             events::emit(
@@ -268,4 +310,24 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
         _ => return Err(not_revocable("only a pending or funded pledge can be revoked")),
     }
     Ok(store::get(conn, pledge_id).await?.expect("pledges are never deleted"))
+}
+
+/// Gives `amount` of a funded pledge's money back from escrow: its card money first (a refund
+/// to the card), then its cheque money (to the cheques, or their sponsors once they ended). The
+/// caller holds the offer's and the pledge's locks.
+pub async fn give_back(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    amount: Decimal,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let card = amount.min(pledge.card_amount);
+    if card > Decimal::ZERO {
+        payments::refund_from_escrow(conn, pledge, Money::new(card, pledge.amount.currency())?, reason, now).await?;
+    }
+    if amount > card {
+        redeem::give_back(conn, pledge, amount - card, now).await?;
+    }
+    Ok(())
 }

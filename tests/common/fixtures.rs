@@ -101,17 +101,31 @@ pub async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
 
 /// A sponsor in EUR with an empty budget.
 pub async fn sponsor(app: &TestApp, name: &str) -> String {
-    let s = ok(app.post("/v1/sponsors", json!({"name": name})).await, 201).await;
+    sponsor_in(app, name, "EUR").await
+}
+
+pub async fn sponsor_in(app: &TestApp, name: &str, currency: &str) -> String {
+    let s = ok(
+        app.post("/v1/sponsors", json!({"name": name, "currency": currency}))
+            .await,
+        201,
+    )
+    .await;
     s["id"].as_str().unwrap().to_string()
 }
 
 /// A sponsor whose deposit of `amount` EUR the sandbox has confirmed.
 pub async fn funded_sponsor(app: &TestApp, name: &str, amount: &str) -> String {
-    let id = sponsor(app, name).await;
+    funded_sponsor_in(app, name, amount, "EUR").await
+}
+
+/// A sponsor in `currency` whose deposit of `amount` the sandbox has confirmed.
+pub async fn funded_sponsor_in(app: &TestApp, name: &str, amount: &str, currency: &str) -> String {
+    let id = sponsor_in(app, name, currency).await;
     let deposit = ok(
         app.post(
             &format!("/v1/sponsors/{id}/deposits"),
-            json!({"amount": amount, "currency": "EUR"}),
+            json!({"amount": amount, "currency": currency}),
         )
         .await,
         201,

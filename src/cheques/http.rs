@@ -1,0 +1,148 @@
+//! Cheques over HTTP: operators issue, read and cancel them. They are spent as pledge funding
+//! (`POST /v1/offers/{id}/pledges`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
+use crate::http::AppState;
+use crate::http::auth::{Auth, Operators};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppPath};
+use crate::idempotency::{self, MaybeKey};
+use crate::money::{Money, format_amount};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_cheque))
+        .routes(routes!(get_cheque))
+        .routes(routes!(cancel_cheque))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChequeView {
+    id: Uuid,
+    /// Shown once, in the answer to the issue; never stored, so null on a replay and absent
+    /// from reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "CHQ-7K3M-Q9TD-X2HB-RW4N")]
+    code: Option<Option<String>>,
+    status: ChequeStatus,
+    sponsor_id: Uuid,
+    beneficiary_name: String,
+    beneficiary_email: String,
+    #[schema(example = "2000.00")]
+    face_value: String,
+    /// What is left to spend.
+    #[schema(example = "500.00")]
+    balance: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    expires_at: DateTime<Utc>,
+    eligible_themes: Vec<String>,
+    eligible_project_ids: Vec<Uuid>,
+    memo: Option<String>,
+    created_at: DateTime<Utc>,
+    /// When it expired or was cancelled.
+    ended_at: Option<DateTime<Utc>>,
+}
+
+fn view(cheque: Cheque, balance: Money, code: Option<String>) -> ChequeView {
+    ChequeView {
+        id: cheque.id,
+        code: code.map(Some),
+        status: super::status(&cheque, balance),
+        sponsor_id: cheque.sponsor_id,
+        beneficiary_name: cheque.beneficiary_name,
+        beneficiary_email: cheque.beneficiary_email,
+        face_value: format_amount(cheque.face_value, cheque.currency),
+        balance: balance.amount_string(),
+        currency: cheque.currency.code().to_string(),
+        expires_at: cheque.expires_at,
+        eligible_themes: cheque.eligible_themes,
+        eligible_project_ids: cheque.eligible_project_ids,
+        memo: cheque.memo,
+        created_at: cheque.created_at,
+        ended_at: cheque.ended_at,
+    }
+}
+
+/// Issue a cheque from a sponsor's budget. The answer carries the cheque's code, the only time
+/// it is ever shown. Honours `Idempotency-Key` (a replay answers with `code: null`).
+#[utoipa::path(post, path = "/v1/cheques", tag = "cheques", request_body = ChequeInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response (without the code) for the same key and body")),
+    security(("api_key" = [])),
+    responses((status = 201, body = ChequeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn issue_cheque(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppJson(body): AppJson<ChequeInput>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let new = NewCheque::parse(body, now)?;
+    let fingerprint = idempotency::fingerprint("POST /v1/cheques", &new);
+    idempotency::once_keeping_secret(
+        &state.pool,
+        &caller,
+        key.as_ref(),
+        &fingerprint,
+        now,
+        Some("code"),
+        async |conn| {
+            let (cheque, code) = super::issue(conn, &new, now).await?;
+            let balance = Money::new(cheque.face_value, cheque.currency)?;
+            Ok((StatusCode::CREATED, view(cheque, balance, Some(code))))
+        },
+    )
+    .await
+}
+
+/// One cheque: its status and what is left on it (never its code).
+#[utoipa::path(get, path = "/v1/cheques/{id}", tag = "cheques", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = ChequeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_cheque(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<ChequeView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let cheque = super::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cheque {id}")))?;
+    let balance = super::balance(&mut conn, &cheque, state.clock.now()).await?;
+    Ok(Json(view(cheque, balance, None)))
+}
+
+/// Cancel a cheque: what is left on it returns to the sponsor's budget, and money given back
+/// from pledges later goes there too.
+#[utoipa::path(post, path = "/v1/cheques/{id}/cancel", tag = "cheques", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = ChequeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn cancel_cheque(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<ChequeView>, ApiError> {
+    let now = state.clock.now();
+    let mut tx = state.pool.begin().await?;
+    let cheque = super::end(&mut tx, id, Stored::Cancelled, now).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "only an active cheque can be cancelled",
+        )
+    })?;
+    let balance = super::balance(&mut tx, &cheque, now).await?;
+    tx.commit().await?;
+    Ok(Json(view(cheque, balance, None)))
+}

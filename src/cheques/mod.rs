@@ -1,0 +1,330 @@
+//! Virtual prize cheques: value a sponsor sets aside for a contest winner, spendable only as
+//! pledge funding, never cashed. The value is the ledger account `cheque:<id>`:
+//! issued `sponsor budget → cheque`, spent `cheque → offer escrow`, given back `offer escrow →
+//! cheque` (or `→ sponsor budget` once the cheque has ended), ended `cheque → sponsor budget`.
+//!
+//! Locks: offer, then pledge, then the cheque's row, then ledger accounts. Spending takes no
+//! cheque row lock at all: the `no_overdraft` cheque account refuses a second spend of the same
+//! value, and ending a cheque empties that account under its row lock, so a spend that read the
+//! cheque as active just before finds nothing left.
+
+pub mod attempts;
+pub mod code;
+pub mod http;
+pub mod redeem;
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::investors::Email;
+use crate::ledger::{self, LedgerError, NewEntry};
+use crate::money::{Amount, Currency, Money};
+use crate::projects::Theme;
+use crate::projects::fields;
+use crate::{chart, events, sponsors};
+
+/// The stored state; `spent` is an active cheque with nothing left on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "cheque_status", rename_all = "snake_case")]
+pub enum Stored {
+    Active,
+    Expired,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChequeStatus {
+    Active,
+    Spent,
+    Expired,
+    Cancelled,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChequeInput {
+    pub sponsor_id: Uuid,
+    #[schema(example = "Camille Martin")]
+    pub beneficiary_name: String,
+    #[schema(example = "camille@example.org")]
+    pub beneficiary_email: String,
+    #[schema(value_type = String, example = "2000.00")]
+    pub face_value: Amount,
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: Currency,
+    pub expires_at: DateTime<Utc>,
+    /// Spendable only on projects with one of these themes (any theme when absent or empty).
+    pub eligible_themes: Option<Vec<Theme>>,
+    /// Spendable only on these projects (any project when absent or empty).
+    pub eligible_project_ids: Option<Vec<Uuid>>,
+    #[schema(example = "SenseTour Belgium 2026 contest")]
+    pub memo: Option<String>,
+}
+
+/// A cheque request that satisfies every rule that needs no database; canonical, so it is also
+/// the request's identity for `Idempotency-Key`.
+#[derive(Debug, Serialize)]
+pub struct NewCheque {
+    sponsor_id: Uuid,
+    beneficiary_name: String,
+    beneficiary_email: Email,
+    #[serde(serialize_with = "money_json")]
+    face_value: Money,
+    expires_at: DateTime<Utc>,
+    eligible_themes: Vec<Theme>,
+    eligible_project_ids: Vec<Uuid>,
+    memo: Option<String>,
+}
+
+fn money_json<S: serde::Serializer>(money: &Money, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({"amount": money.amount_string(), "currency": money.currency().code()}).serialize(s)
+}
+
+impl NewCheque {
+    pub fn parse(input: ChequeInput, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        let invalid = |e: fields::FieldError| ApiError::validation(e.to_string());
+        let face_value = Money::positive(input.face_value.value(), input.currency)
+            .map_err(|e| ApiError::validation(format!("face_value: {e}")))?;
+        if input.expires_at <= now {
+            return Err(ApiError::validation("expires_at must be in the future"));
+        }
+        let mut themes = input.eligible_themes.unwrap_or_default();
+        themes.sort();
+        themes.dedup();
+        let mut projects = input.eligible_project_ids.unwrap_or_default();
+        if projects.len() > 100 {
+            return Err(ApiError::validation("eligible_project_ids lists at most 100 projects"));
+        }
+        projects.sort();
+        projects.dedup();
+        Ok(NewCheque {
+            sponsor_id: input.sponsor_id,
+            beneficiary_name: fields::line("beneficiary_name", &input.beneficiary_name, 200).map_err(invalid)?,
+            beneficiary_email: Email::parse(&input.beneficiary_email).map_err(invalid)?,
+            face_value,
+            expires_at: input.expires_at,
+            eligible_themes: themes,
+            eligible_project_ids: projects,
+            memo: input
+                .memo
+                .as_deref()
+                .map(|m| fields::text("memo", m, 1000))
+                .transpose()
+                .map_err(invalid)?
+                .filter(|m| !m.is_empty()),
+        })
+    }
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Cheque {
+    pub id: Uuid,
+    pub sponsor_id: Uuid,
+    pub beneficiary_name: String,
+    pub beneficiary_email: String,
+    pub face_value: Decimal,
+    #[sqlx(try_from = "String")]
+    pub currency: Currency,
+    pub expires_at: DateTime<Utc>,
+    pub eligible_themes: Vec<String>,
+    pub eligible_project_ids: Vec<Uuid>,
+    pub memo: Option<String>,
+    pub status: Stored,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl Cheque {
+    /// Still spendable at `now`, whether or not the expiry job has run yet.
+    pub fn live(&self, now: DateTime<Utc>) -> bool {
+        self.status == Stored::Active && now < self.expires_at
+    }
+}
+
+const COLUMNS: &str = "id, sponsor_id, beneficiary_name, beneficiary_email, face_value, currency, expires_at, \
+                       eligible_themes, eligible_project_ids, memo, status, created_at, ended_at";
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Cheque>> {
+    sqlx::query_as(&format!("select {COLUMNS} from cheques where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The cheque's row, locked (see the module's lock order).
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Cheque>> {
+    sqlx::query_as(&format!("select {COLUMNS} from cheques where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn by_code_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Option<Cheque>> {
+    sqlx::query_as(&format!("select {COLUMNS} from cheques where code_hash = $1"))
+        .bind(hash)
+        .fetch_optional(conn)
+        .await
+}
+
+/// What is left on the cheque.
+pub async fn balance(conn: &mut PgConnection, cheque: &Cheque, now: DateTime<Utc>) -> Result<Money, ApiError> {
+    let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
+    Ok(ledger::balance(conn, account).await?)
+}
+
+pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
+    match cheque.status {
+        Stored::Expired => ChequeStatus::Expired,
+        Stored::Cancelled => ChequeStatus::Cancelled,
+        Stored::Active if balance.amount().is_zero() => ChequeStatus::Spent,
+        Stored::Active => ChequeStatus::Active,
+    }
+}
+
+/// Issues a cheque: `sponsor budget → cheque` for its face value. Returns the cheque and its
+/// code, which exists nowhere else from then on. Concurrent issues queue on the budget account;
+/// its `no_overdraft` refuses the one that would overdraw it.
+pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>) -> Result<(Cheque, String), ApiError> {
+    let sponsor = sponsors::get(conn, new.sponsor_id)
+        .await?
+        .ok_or_else(|| ApiError::validation(format!("no sponsor {}", new.sponsor_id)))?;
+    let face = new.face_value;
+    if face.currency() != sponsor.currency {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+            format!(
+                "sponsor {} issues cheques in {}, not {}",
+                sponsor.id,
+                sponsor.currency,
+                face.currency()
+            ),
+        ));
+    }
+    let code = code::generate();
+    let canonical = code::normalise(&code).expect("generated codes are canonical");
+    let themes: Vec<String> = new
+        .eligible_themes
+        .iter()
+        .map(|t| {
+            serde_json::to_value(t)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    let cheque: Cheque = sqlx::query_as(&format!(
+        "insert into cheques (id, sponsor_id, code_hash, beneficiary_name, beneficiary_email, face_value, currency,
+                              expires_at, eligible_themes, eligible_project_ids, memo, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(sponsor.id)
+    .bind(code::hash(&canonical))
+    .bind(&new.beneficiary_name)
+    .bind(new.beneficiary_email.as_str())
+    .bind(face.amount())
+    .bind(face.currency().code())
+    .bind(new.expires_at)
+    .bind(&themes)
+    .bind(&new.eligible_project_ids)
+    .bind(&new.memo)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let budget = chart::sponsor_budget(conn, sponsor.id, face.currency(), now).await?;
+    let account = chart::cheque(conn, cheque.id, face.currency(), now).await?;
+    let entry = NewEntry::new("cheque.issued", format!("cheque:{}:issued", cheque.id), now)
+        .metadata(serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": sponsor.id }))
+        .debit(budget, face)
+        .credit(account, face);
+    ledger::post(conn, entry).await.map_err(|err| match err {
+        LedgerError::Overdraft => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient_sponsor_budget",
+            format!("sponsor {}'s budget does not cover {face}", sponsor.id),
+        ),
+        other => other.into(),
+    })?;
+    events::emit(
+        conn,
+        "cheque.issued",
+        serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": sponsor.id, "face_value": face.amount_string(),
+                            "currency": face.currency(), "expires_at": cheque.expires_at }),
+        now,
+    )
+    .await?;
+    Ok((cheque, code))
+}
+
+/// Ends an active cheque (`Expired` or `Cancelled`): what is left goes back `cheque → sponsor
+/// budget`. `None` when it had already ended.
+pub async fn end(
+    conn: &mut PgConnection,
+    id: Uuid,
+    to: Stored,
+    now: DateTime<Utc>,
+) -> Result<Option<Cheque>, ApiError> {
+    let cheque = lock(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cheque {id}")))?;
+    if cheque.status != Stored::Active {
+        return Ok(None);
+    }
+    let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
+    let left = ledger::lock_balance(conn, account).await?;
+    if left.amount() > Decimal::ZERO {
+        let budget = chart::sponsor_budget(conn, cheque.sponsor_id, cheque.currency, now).await?;
+        let entry = NewEntry::new("cheque.ended", format!("cheque:{}:ended", cheque.id), now)
+            .metadata(serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id, "status": format!("{to:?}").to_lowercase() }))
+            .debit(account, left)
+            .credit(budget, left);
+        ledger::post(conn, entry).await?;
+    }
+    let ended: Cheque = sqlx::query_as(&format!(
+        "update cheques set status = $2, ended_at = $3 where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(to)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    if to == Stored::Expired {
+        events::emit(
+            conn,
+            "cheque.expired",
+            serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id,
+                                "returned_to_budget": left.amount_string(), "currency": cheque.currency }),
+            now,
+        )
+        .await?;
+    }
+    Ok(Some(ended))
+}
+
+/// Expires the cheques whose time has come, each in its own transaction. Several processes may
+/// run this at once: the row lock in [`end`] lets each cheque end once.
+pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "select id from cheques where status = 'active' and expires_at <= $1 order by expires_at limit 500",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    let mut expired = 0;
+    for id in due {
+        let mut tx = pool.begin().await?;
+        if end(&mut tx, id, Stored::Expired, now).await?.is_some() {
+            expired += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(expired)
+}

@@ -1,0 +1,209 @@
+//! Cheques as pledge funding: checked before the pledge's transaction, spent inside it
+//! (`cheque → offer escrow`, after the offer's reservation, per the lock order), and given back
+//! `offer escrow → cheque`, or `→ sponsor budget` when the cheque has ended by then.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Cheque, code};
+use crate::http::error::ApiError;
+use crate::ledger::{self, LedgerError, NewEntry};
+use crate::money::Money;
+use crate::offers::Offer;
+use crate::pledges::Pledge;
+use crate::{chart, events, projects};
+
+/// One cheque source of a pledge, checked.
+#[derive(Clone, Debug)]
+pub struct Spend {
+    pub cheque: Cheque,
+    pub amount: Money,
+}
+
+pub fn invalid(reason: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cheque_invalid", detail).with_reason(reason)
+}
+
+/// A code that names no cheque: the one refusal that counts as a guess.
+pub fn is_wrong_code(err: &ApiError) -> bool {
+    err.code() == "cheque_invalid" && err.reason() == Some("unknown_code")
+}
+
+/// Checks each `(code, amount)` against the offer: the cheque exists, is live, is in the offer's
+/// currency and may go to its project. The balance is checked when spending, under its lock.
+pub async fn check(
+    conn: &mut PgConnection,
+    sources: &[(&str, Money)],
+    offer: &Offer,
+    now: DateTime<Utc>,
+) -> Result<Vec<Spend>, ApiError> {
+    let mut spends: Vec<Spend> = Vec::with_capacity(sources.len());
+    for (given, amount) in sources {
+        let wrong = || invalid("unknown_code", "no cheque has this code");
+        let canonical = code::normalise(given).ok_or_else(wrong)?;
+        let cheque = super::by_code_hash(conn, &code::hash(&canonical))
+            .await?
+            .ok_or_else(wrong)?;
+        if spends.iter().any(|s| s.cheque.id == cheque.id) {
+            return Err(ApiError::validation("a cheque appears twice in the funding"));
+        }
+        match cheque.status {
+            super::Stored::Cancelled => return Err(invalid("cancelled", "the cheque was cancelled")),
+            super::Stored::Expired => return Err(invalid("expired", "the cheque has expired")),
+            super::Stored::Active if !cheque.live(now) => {
+                return Err(invalid("expired", "the cheque has expired"));
+            }
+            super::Stored::Active => {}
+        }
+        if cheque.currency != offer.currency {
+            return Err(invalid(
+                "currency_mismatch",
+                format!("the cheque is in {}, the offer in {}", cheque.currency, offer.currency),
+            ));
+        }
+        if !cheque.eligible_project_ids.is_empty() && !cheque.eligible_project_ids.contains(&offer.project_id) {
+            return Err(invalid(
+                "project_not_eligible",
+                "the cheque may not be spent on this project",
+            ));
+        }
+        if !cheque.eligible_themes.is_empty() {
+            let project = projects::store::get(conn, offer.project_id)
+                .await?
+                .expect("offers belong to projects");
+            let themes: Vec<String> = project
+                .themes
+                .iter()
+                .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
+                .collect();
+            if !cheque.eligible_themes.iter().any(|t| themes.contains(t)) {
+                return Err(invalid(
+                    "theme_not_eligible",
+                    format!(
+                        "the cheque may be spent on projects about {}",
+                        cheque.eligible_themes.join(", ")
+                    ),
+                ));
+            }
+        }
+        spends.push(Spend {
+            cheque,
+            amount: *amount,
+        });
+    }
+    Ok(spends)
+}
+
+/// Spends the checked cheques on `pledge`: `cheque → offer escrow` each. The cheque account's
+/// `no_overdraft` refuses what is not there, even when many pledges spend one cheque at once.
+pub async fn spend(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    spends: &[Spend],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let escrow = chart::offer_escrow(conn, pledge.offer_id, pledge.amount.currency(), now).await?;
+    for Spend { cheque, amount } in spends {
+        let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
+        let entry = NewEntry::new(
+            "cheque.redeemed",
+            format!("pledge:{}:cheque:{}", pledge.id, cheque.id),
+            now,
+        )
+        .metadata(serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id }))
+        .debit(account, *amount)
+        .credit(escrow, *amount);
+        let posted = ledger::post(conn, entry).await.map_err(|err| match err {
+            LedgerError::Overdraft => invalid("insufficient_balance", format!("the cheque does not cover {amount}")),
+            other => other.into(),
+        })?;
+        sqlx::query(
+            "insert into cheque_redemptions (id, cheque_id, pledge_id, amount, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(cheque.id)
+        .bind(pledge.id)
+        .bind(amount.amount())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        let left = posted
+            .entry
+            .postings
+            .iter()
+            .find(|p| p.account_id == account)
+            .map(|p| p.balance_after)
+            .unwrap_or_default();
+        events::emit(
+            conn,
+            "cheque.redeemed",
+            serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id,
+                                "amount": amount.amount_string(), "currency": amount.currency(),
+                                "balance": Money::new(left, cheque.currency)?.amount_string() }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Gives `amount` of a pledge's cheque money back from escrow, latest cheque first: to the
+/// cheque while it is live, else to its sponsor's budget. The caller holds the offer's and the
+/// pledge's locks.
+pub async fn give_back(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    amount: Decimal,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let redemptions: Vec<(Uuid, Uuid, Decimal)> = sqlx::query_as(
+        "select id, cheque_id, amount - returned from cheque_redemptions
+          where pledge_id = $1 and returned < amount order by created_at desc, id desc for update",
+    )
+    .bind(pledge.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut owed = amount;
+    let currency = pledge.amount.currency();
+    let escrow = chart::offer_escrow(conn, pledge.offer_id, currency, now).await?;
+    for (redemption, cheque_id, open) in redemptions {
+        if owed <= Decimal::ZERO {
+            break;
+        }
+        let part = Money::new(open.min(owed), currency)?;
+        let cheque = super::lock(conn, cheque_id).await?.expect("cheques are never deleted");
+        let (kind, to) = if cheque.live(now) {
+            ("cheque.returned", chart::cheque(conn, cheque.id, currency, now).await?)
+        } else {
+            (
+                "cheque.returned_to_sponsor",
+                chart::sponsor_budget(conn, cheque.sponsor_id, currency, now).await?,
+            )
+        };
+        let entry = NewEntry::new(
+            kind,
+            format!("pledge:{}:cheque:{}:returned:{}", pledge.id, cheque.id, open),
+            now,
+        )
+        .metadata(serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id }))
+        .debit(escrow, part)
+        .credit(to, part);
+        ledger::post(conn, entry).await?;
+        sqlx::query("update cheque_redemptions set returned = returned + $2 where id = $1")
+            .bind(redemption)
+            .bind(part.amount())
+            .execute(&mut *conn)
+            .await?;
+        owed -= part.amount();
+    }
+    if owed > Decimal::ZERO {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "pledge {} has {owed} of cheque money to give back that no cheque spent",
+            pledge.id
+        )));
+    }
+    Ok(())
+}
