@@ -10,6 +10,7 @@ pub mod cheques;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod events;
 pub mod http;
 pub mod idempotency;

@@ -172,3 +172,66 @@ async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(!log.contains(key), "the bootstrap key reached the log");
 }
+
+#[sqlx::test]
+async fn demo_loads_the_sensetour_story_through_the_api(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let key = "demo-test-operator-key-0123456789abcdef";
+    let served = common::Served::start(&db, key).await;
+    let out = crowdledger(&db, &["demo", "--url", &served.base, "--key", key], &[]);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{}{printed}", text(&out.stderr));
+    let field = |label: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {label} in {printed}"))
+    };
+    let (sponsor, investor, cheque) = (field("sponsor"), field("winner"), field("cheque"));
+    let code = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("CHQ-"))
+        .expect("the code is printed")
+        .to_string();
+    let offer = field("offers");
+
+    let client = reqwest::Client::new();
+    let get = async |path: String| -> serde_json::Value {
+        let r = client
+            .get(format!("{}{path}", served.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    };
+    let s = get(format!("/v1/sponsors/{sponsor}")).await;
+    assert_eq!(s["budget"]["amount"], "8000.00", "{s:#}");
+    let c = get(format!("/v1/cheques/{cheque}")).await;
+    assert_eq!(
+        (c["balance"].as_str(), c["status"].as_str()),
+        (Some("2000.00"), Some("active"))
+    );
+
+    // The first next step, as printed: 1500.00 of the cheque into the first round.
+    let pledge: serde_json::Value = client
+        .post(format!("{}/v1/offers/{offer}/pledges", served.base))
+        .bearer_auth(key)
+        .header("idempotency-key", "demo-1")
+        .json(
+            &serde_json::json!({"investor_id": investor, "shares": 150, "risk_acknowledged": true,
+            "funding": [{"kind": "cheque", "cheque_code": code, "amount": "1500.00"}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pledge["status"], "funded", "{pledge:#}");
+    let c = get(format!("/v1/cheques/{cheque}")).await;
+    assert_eq!(c["balance"], "500.00");
+    assert_eq!(get("/v1/ledger/verify".to_string()).await["ok"], true);
+    served.terminate().await;
+}

@@ -1,0 +1,178 @@
+//! `crowdledger demo`: the SenseTour story, loaded through a running service's own HTTP API
+//! (the sponsor's deposit confirmed by the sandbox's signed webhook like any other), so what a
+//! newcomer then sees is exactly what the API does.
+
+use anyhow::{Context, bail};
+use chrono::{TimeDelta, Utc};
+use serde_json::{Value, json};
+
+/// What the demo created.
+pub struct Demo {
+    pub sponsor: String,
+    pub investor: String,
+    pub cheque: String,
+    pub code: String,
+    pub offers: [String; 2],
+}
+
+struct Api<'a> {
+    client: reqwest::Client,
+    base: &'a str,
+    key: &'a str,
+}
+
+impl Api<'_> {
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.key)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}: is the service running at {}?", self.base))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "POST {path} answered {status}: {}",
+                answer["detail"].as_str().unwrap_or("")
+            );
+        }
+        Ok(answer)
+    }
+}
+
+fn id(v: &Value) -> anyhow::Result<String> {
+    v["id"].as_str().map(str::to_owned).context("an answer without an id")
+}
+
+async fn project(api: &Api<'_>, body: Value) -> anyhow::Result<String> {
+    let project = id(&api.post("/v1/projects", body).await?)?;
+    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
+    Ok(project)
+}
+
+async fn offer(api: &Api<'_>, project: &str, min: &str, max: &str) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let offer = id(&api
+        .post(
+            &format!("/v1/projects/{project}/offers"),
+            json!({"currency": "EUR", "share_price": "10.00", "min_target": min, "max_target": max,
+                   "min_ticket": "10.00", "opens_at": now.to_rfc3339(),
+                   "closes_at": (now + TimeDelta::days(28)).to_rfc3339(),
+                   "success_fee_rate": "0.05", "allocation": "first_come"}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
+    Ok(offer)
+}
+
+/// Loads the story into the service at `base`, as the operator `key`.
+pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: base.trim_end_matches('/'),
+        key,
+    };
+    let sponsor = id(&api
+        .post(
+            "/v1/sponsors",
+            json!({"name": "SenseTour Belgium", "email": "prizes@sensetour.example"}),
+        )
+        .await?)?;
+    let deposit = api
+        .post(
+            &format!("/v1/sponsors/{sponsor}/deposits"),
+            json!({"amount": "10000.00", "currency": "EUR"}),
+        )
+        .await?;
+    let payment = deposit["payment"]["payment_id"]
+        .as_str()
+        .context("a deposit without a payment")?;
+    api.post(&format!("/v1/sandbox/deposits/{payment}/succeed"), json!({}))
+        .await?;
+
+    let brest = project(
+        &api,
+        json!({"name": "Crois/Sens", "legal_name": "Crois/Sens SCIC", "legal_form": "SCIC", "country": "FR",
+               "territory": "Pays de Brest", "themes": ["employment", "inclusion"],
+               "description": "Work-integration workshops repairing bicycles.",
+               "impact_indicators": [{"name": "people in work", "unit": "people", "baseline": "12", "target": "40"}]}),
+    )
+    .await?;
+    let liege = project(
+        &api,
+        json!({"name": "Ressourcerie du Pays de Herve", "legal_name": "Ressourcerie du Pays de Herve SC",
+               "legal_form": "SC", "country": "BE", "territory": "Pays de Herve", "themes": ["waste", "environment"],
+               "description": "Collects, repairs and resells furniture and appliances.",
+               "impact_indicators": [{"name": "waste diverted", "unit": "t/year", "baseline": "300", "target": "900"}]}),
+    )
+    .await?;
+    let offers = [
+        offer(&api, &brest, "50000.00", "150000.00").await?,
+        offer(&api, &liege, "20000.00", "80000.00").await?,
+    ];
+
+    let investor = id(&api
+        .post(
+            "/v1/investors",
+            json!({"kind": "natural", "name": "Camille Martin", "email": "camille.martin@example.org",
+                   "country": "BE", "classification": "non_sophisticated"}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+        .await?;
+    let cheque = api
+        .post(
+            "/v1/cheques",
+            json!({"sponsor_id": sponsor, "beneficiary_name": "Camille Martin",
+                   "beneficiary_email": "camille.martin@example.org", "face_value": "2000.00", "currency": "EUR",
+                   "expires_at": (Utc::now() + TimeDelta::days(365)).to_rfc3339(),
+                   "memo": "SenseTour Belgium contest: a virtual cheque to invest in a social project"}),
+        )
+        .await?;
+    Ok(Demo {
+        sponsor,
+        investor,
+        cheque: id(&cheque)?,
+        code: cheque["code"]
+            .as_str()
+            .context("a cheque without its code")?
+            .to_string(),
+        offers,
+    })
+}
+
+/// What to call next, with this service's address and key.
+pub fn next_steps(demo: &Demo, base: &str, key: &str) -> String {
+    let auth = format!("-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'");
+    format!(
+        "The SenseTour story is loaded:
+  sponsor  {sponsor}  (budget 8000.00 EUR after issuing the cheque)
+  winner   {investor}  Camille Martin, KYC verified
+  cheque   {cheque}  2000.00 EUR, code {code}  (shown only now)
+  offers   {a}  Crois/Sens, Pays de Brest
+           {b}  Ressourcerie du Pays de Herve
+
+Invest 1500.00 of the cheque in the first round (150 shares at 10.00):
+  curl {auth} -H 'Idempotency-Key: demo-1' \\
+    -d '{{\"investor_id\":\"{investor}\",\"shares\":150,\"risk_acknowledged\":true,\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"1500.00\"}}]}}' \\
+    {base}/v1/offers/{a}/pledges
+Then the rest, 500.00, in the second:
+  curl {auth} -H 'Idempotency-Key: demo-2' \\
+    -d '{{\"investor_id\":\"{investor}\",\"shares\":50,\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"500.00\"}}]}}' \\
+    {base}/v1/offers/{b}/pledges
+See the cheque, the sponsor and the books:
+  curl {auth} {base}/v1/cheques/{cheque}
+  curl {auth} {base}/v1/sponsors/{sponsor}
+  curl {auth} {base}/v1/ledger/verify
+Docs: {base}/docs",
+        sponsor = demo.sponsor,
+        investor = demo.investor,
+        cheque = demo.cheque,
+        code = demo.code,
+        a = demo.offers[0],
+        b = demo.offers[1],
+    )
+}
