@@ -1154,3 +1154,59 @@ async fn five_wrong_codes_block_the_investor_for_an_hour(pool: PgPool) {
     assert_cheque(&app, &id, "active", "1900.00").await;
     verify_books(&app).await;
 }
+
+#[sqlx::test]
+async fn unallocated_shares_give_the_card_money_back_first_then_the_cheques(pool: PgPool) {
+    let World {
+        app,
+        sponsor,
+        id,
+        code,
+        project,
+        winner,
+        ..
+    } = world(pool, 365, "1000.00", "100000.00", 28).await;
+    // 100 shares on offer, 200 pledged: pro rata, each pledge gets half.
+    let terms = json!({"min_target": "100.00", "max_target": "1000.00", "allocation": "pro_rata"});
+    let offer_id = fixtures::open_offer(&app, &project, terms, 28).await;
+    let (mixed, payment) = mixed_pledge(&app, &offer_id, &winner, 100, (&code, "600.00"), "400.00").await;
+    settle_card(&app, &payment, "succeed", &mixed, "funded").await;
+    let other = investor_named(&app, "Bram Peeters").await;
+    fixtures::funded_pledge(&app, &offer_id, &other, 100).await;
+    let all_cheque = investor_named(&app, "Chloé Dubois").await;
+    let (second, second_code) = issue(&app, &sponsor, "500.00", 365, json!({})).await;
+    cheque_pledge(&app, &offer_id, &all_cheque, 50, &second_code, "500.00").await;
+
+    ok(app.post(&format!("/v1/offers/{offer_id}/close"), json!({})).await, 200).await;
+    app.wait_for(&format!("/v1/offers/{offer_id}"), |o| o["status"] == "succeeded")
+        .await;
+    let allocated = |p: &Value| (p["allocated_shares"].as_i64(), p["refunded_amount"].clone());
+    // 250 shares pledged for 100: 40, 40 and 20 by largest remainder.
+    assert_eq!(allocated(&pledge(&app, &mixed).await), (Some(40), json!("600.00")));
+    assert_eq!(
+        allocated(&pledge(&app, &pledge_of(&app, &offer_id, &all_cheque).await).await),
+        (Some(20), json!("300.00"))
+    );
+    // The winner's 600.00 back: the 400.00 card part to the card, then 200.00 to the cheque.
+    assert_cheque(&app, &id, "active", "1600.00").await;
+    assert_cheque(&app, &second, "active", "300.00").await;
+    let owed: Vec<(String, String)> = sqlx::query_as(
+        "select r.amount::text, r.reason from refunds r join pledges p on p.id = r.pledge_id
+          where p.investor_id = $1::uuid",
+    )
+    .bind(&winner)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(owed, [("400.00".to_string(), "not_allocated".to_string())]);
+    assert_eq!(escrow(&app, &offer_id).await, "0.00");
+    verify_books(&app).await;
+}
+
+/// The one pledge `investor` made on `offer`.
+async fn pledge_of(app: &TestApp, offer: &str, investor: &str) -> String {
+    let pledges = fixtures::pledges_of(app, offer).await;
+    let mine: Vec<&Value> = pledges.iter().filter(|p| p["investor_id"] == investor).collect();
+    assert_eq!(mine.len(), 1);
+    mine[0]["id"].as_str().unwrap().to_string()
+}
