@@ -1,0 +1,218 @@
+//! The load itself: closed loop (C clients, each sending its next request when the last one is
+//! answered) and open loop (a fixed arrival rate; latency counts from the moment a request was
+//! due, so a stalled service cannot hide behind a slowed-down client).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+/// What a flood asks of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// One card pledge.
+    Pledge,
+    /// One card pledge, then the sandbox's signed webhook that funds it.
+    Funded,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Pace {
+    Closed { clients: usize },
+    Open { rate: f64 },
+}
+
+/// The target: one hot offer and the investors taking turns on it.
+pub struct Target {
+    pub base: String,
+    pub key: String,
+    pub offer: String,
+    pub investors: Vec<String>,
+    /// Distinguishes runs, so idempotency keys never repeat.
+    pub run: String,
+    /// Numbers every request of the run, across phases: its idempotency key and investor.
+    pub seq: AtomicU64,
+}
+
+/// Latencies and outcomes, overall and per second of the run.
+pub struct Recorder {
+    started: Instant,
+    inner: Mutex<Recorded>,
+}
+
+pub struct Recorded {
+    pub all: Histogram<u64>,
+    pub seconds: Vec<(u64, Histogram<u64>)>,
+    pub outcomes: BTreeMap<String, u64>,
+    /// Pledges the service answered 201 to, with their shares.
+    pub acknowledged: Vec<(String, i64)>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, from 1 µs to 2 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+}
+
+impl Recorder {
+    pub fn new(started: Instant) -> Self {
+        Recorder {
+            started,
+            inner: Mutex::new(Recorded {
+                all: histogram(),
+                seconds: Vec::new(),
+                outcomes: BTreeMap::new(),
+                acknowledged: Vec::new(),
+            }),
+        }
+    }
+
+    fn record(&self, due: Instant, outcome: &str, acknowledged: Option<(String, i64)>) {
+        let done = Instant::now();
+        let micros = done.saturating_duration_since(due).as_micros().clamp(1, 120_000_000) as u64;
+        let second = done.saturating_duration_since(self.started).as_secs();
+        let mut r = self.inner.lock().expect("recorder poisoned");
+        *r.outcomes.entry(outcome.to_string()).or_default() += 1;
+        if let Some(ack) = acknowledged {
+            r.acknowledged.push(ack);
+            r.all.saturating_record(micros);
+            match r.seconds.last_mut() {
+                Some((s, h)) if *s == second => h.saturating_record(micros),
+                _ => {
+                    let mut h = histogram();
+                    h.saturating_record(micros);
+                    r.seconds.push((second, h));
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Recorded {
+        self.inner.into_inner().expect("recorder poisoned")
+    }
+}
+
+async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -> (String, Option<(String, i64)>) {
+    let investor = &target.investors[seq as usize % target.investors.len()];
+    let shares = 1 + (seq % 5) as i64;
+    let body = json!({"investor_id": investor, "shares": shares,
+                      "funding": [{"kind": "card", "amount": format!("{shares}.00")}]});
+    let answer = client
+        .post(format!("{}/v1/offers/{}/pledges", target.base, target.offer))
+        .bearer_auth(&target.key)
+        .header("idempotency-key", format!("bench-{}-{seq}", target.run))
+        .json(&body)
+        .send()
+        .await;
+    let response = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                format!("transport: {}", if e.is_timeout() { "timeout" } else { "error" }),
+                None,
+            );
+        }
+    };
+    let status = response.status();
+    if response.headers().contains_key("idempotent-replayed") {
+        // Every key is fresh: a replay here means the generator reused one.
+        return ("replayed (generator error)".into(), None);
+    }
+    let value: Value = response.json().await.unwrap_or_default();
+    if status != 201 {
+        return (
+            format!("{} {}", status.as_u16(), value["code"].as_str().unwrap_or("")),
+            None,
+        );
+    }
+    let id = value["id"].as_str().unwrap_or_default().to_string();
+    if work == Work::Pledge {
+        return ("201 accepted".into(), Some((id, shares)));
+    }
+    let payment = value["payment"]["payment_id"].as_str().unwrap_or_default();
+    let funded = client
+        .post(format!("{}/v1/sandbox/payments/{payment}/succeed", target.base))
+        .bearer_auth(&target.key)
+        .json(&json!({}))
+        .send()
+        .await;
+    match funded {
+        Ok(r) if r.status() == 200 => {
+            let v: Value = r.json().await.unwrap_or_default();
+            if v["applied"] == true {
+                ("200 funded".into(), Some((id, shares)))
+            } else {
+                (format!("200 {}", v["outcome"].as_str().unwrap_or("not applied")), None)
+            }
+        }
+        Ok(r) => (format!("funding {}", r.status().as_u16()), None),
+        Err(_) => ("funding transport error".into(), None),
+    }
+}
+
+/// Floods the target for `duration`; returns what was recorded.
+pub async fn flood(target: Arc<Target>, work: Work, pace: Pace, duration: Duration) -> Recorded {
+    let connections = match pace {
+        Pace::Closed { clients } => clients,
+        Pace::Open { .. } => 1024,
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("a plain HTTP client builds");
+    let started = Instant::now();
+    let deadline = started + duration;
+    let recorder = Arc::new(Recorder::new(started));
+    match pace {
+        Pace::Closed { clients } => {
+            let tasks: Vec<_> = (0..clients)
+                .map(|_| {
+                    let (client, target, recorder) = (client.clone(), target.clone(), recorder.clone());
+                    tokio::spawn(async move {
+                        while Instant::now() < deadline {
+                            let n = target.seq.fetch_add(1, Ordering::Relaxed);
+                            let due = Instant::now();
+                            let (outcome, ack) = send(&client, &target, n, work).await;
+                            recorder.record(due, &outcome, ack);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("a client task panicked");
+            }
+        }
+        Pace::Open { rate } => {
+            // In-flight requests are bounded only to keep the generator itself alive; their
+            // latency still counts from when they were due.
+            let in_flight = Arc::new(Semaphore::new(8192));
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut tasks = Vec::new();
+            let mut n = 0u64;
+            loop {
+                let due = started + interval.mul_f64(n as f64);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let permit = in_flight.clone().acquire_owned().await.expect("never closed");
+                let (client, target, recorder) = (client.clone(), target.clone(), recorder.clone());
+                let k = target.seq.fetch_add(1, Ordering::Relaxed);
+                tasks.push(tokio::spawn(async move {
+                    let (outcome, ack) = send(&client, &target, k, work).await;
+                    recorder.record(due, &outcome, ack);
+                    drop(permit);
+                }));
+                n += 1;
+            }
+            for t in tasks {
+                t.await.expect("a request task panicked");
+            }
+        }
+    }
+    Arc::into_inner(recorder).expect("every task has finished").finish()
+}

@@ -1,0 +1,278 @@
+//! `crowdledger-bench`: floods one hot `first_come` offer of a running service with pledges,
+//! then checks that nothing was oversold or lost and that the books verify. It writes the
+//! results as JSON and Markdown and draws them as an SVG chart. `scripts/bench` runs it beside
+//! `pgbench` on the same Postgres; see docs/performance.md.
+
+mod chart;
+mod load;
+mod report;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use load::{Pace, Target, Work};
+use report::{Phase, Report};
+
+#[derive(Parser)]
+#[command(about = "Flood one hot offer with pledges and check that nothing was oversold or lost")]
+struct Args {
+    /// The service's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An operator key.
+    #[arg(long, env = "CROWDLEDGER_API_KEY", hide_env_values = true)]
+    key: String,
+    /// The service's database, for the checks that every acknowledged pledge exists.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Concurrent clients of the main flood.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds of the main flood; the other phases take fractions of it.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Verified investors taking turns on the offer.
+    #[arg(long, default_value_t = 1000)]
+    investors: usize,
+    /// Client counts of the scaling sweep, comma-separated (empty: no sweep).
+    #[arg(long, default_value = "")]
+    sweep: String,
+    /// Skip the open-loop and funded phases (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// pgbench's TPS in the same run, for the ratio.
+    #[arg(long)]
+    pgbench_tps: Option<f64>,
+    /// The service's process id, to read its peak resident memory.
+    #[arg(long)]
+    service_pid: Option<u32>,
+    /// Where to write bench.json, bench.md and bench.svg.
+    #[arg(long, default_value = "target/bench")]
+    out: std::path::PathBuf,
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req
+            .send()
+            .await
+            .with_context(|| format!("{path}: is the service up?"))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn id(v: &Value) -> anyhow::Result<String> {
+    v["id"].as_str().map(str::to_owned).context("an answer without an id")
+}
+
+/// A published project with one open `first_come` offer of 5,000,000 shares at 1.00 (the
+/// ECSP cap), open for a month.
+async fn hot_offer(api: &Api) -> anyhow::Result<String> {
+    let project = id(&api
+        .post(
+            "/v1/projects",
+            json!({"name": "Mondo Bench", "legal_name": "Mondo Bench SAS", "legal_form": "SAS", "country": "FR",
+                   "territory": "Pays de Brest", "themes": ["employment"], "description": "A hot round.",
+                   "impact_indicators": []}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
+    let now = chrono::Utc::now();
+    let offer = id(&api
+        .post(
+            &format!("/v1/projects/{project}/offers"),
+            json!({"currency": "EUR", "share_price": "1.00", "min_target": "1000.00", "max_target": "5000000.00",
+                   "min_ticket": "1.00", "opens_at": now.to_rfc3339(),
+                   "closes_at": (now + chrono::TimeDelta::days(30)).to_rfc3339(),
+                   "success_fee_rate": "0.05", "allocation": "first_come"}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
+    Ok(offer)
+}
+
+async fn investors(api: &Arc<Api>, n: usize) -> anyhow::Result<Vec<String>> {
+    let made = futures::future::try_join_all((0..n).map(|i| {
+        let api = api.clone();
+        async move {
+            let investor = id(&api
+                .post(
+                    "/v1/investors",
+                    json!({"kind": "natural", "name": format!("Investor {i}"),
+                           "email": format!("investor{i}.{}@bench.example", uuid::Uuid::new_v4().simple()),
+                           "country": "FR", "classification": "sophisticated"}),
+                )
+                .await?)?;
+            api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+                .await?;
+            anyhow::Ok(investor)
+        }
+    }))
+    .await?;
+    Ok(made)
+}
+
+/// Peak resident memory of a process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The phases run so far and every pledge they saw accepted.
+#[derive(Default)]
+struct Runs {
+    phases: Vec<Phase>,
+    acknowledged: Vec<(String, i64)>,
+}
+
+impl Runs {
+    async fn run(&mut self, target: &Arc<Target>, name: String, work: Work, pace: Pace, duration: Duration) {
+        eprintln!("{name}: {} s", duration.as_secs_f64());
+        let recorded = load::flood(target.clone(), work, pace, duration).await;
+        let phase = Phase::new(name, work, pace, duration, &recorded);
+        eprintln!("  {}", phase.summary());
+        self.acknowledged.extend(recorded.acknowledged);
+        self.phases.push(phase);
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let api = Arc::new(Api {
+        client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
+        base: args.url.trim_end_matches('/').to_string(),
+        key: args.key.clone(),
+    });
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&args.database_url)
+        .await
+        .context("connecting to the service's database")?;
+
+    eprintln!("setting up: one hot offer, {} verified investors", args.investors);
+    let setup = Instant::now();
+    let offer = hot_offer(&api).await?;
+    let target = Arc::new(Target {
+        base: api.base.clone(),
+        key: args.key.clone(),
+        offer: offer.clone(),
+        investors: investors(&api, args.investors).await?,
+        run: uuid::Uuid::new_v4().simple().to_string(),
+        seq: std::sync::atomic::AtomicU64::new(0),
+    });
+    eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
+
+    let main_flood = Duration::from_secs(args.duration);
+    let mut runs = Runs::default();
+    runs.run(
+        &target,
+        format!("closed loop, {} clients", args.clients),
+        Work::Pledge,
+        Pace::Closed { clients: args.clients },
+        main_flood,
+    )
+    .await;
+    if !args.quick {
+        let peak = runs.phases[0].throughput;
+        runs.run(
+            &target,
+            format!("open loop at 80% of peak ({:.0}/s)", peak * 0.8),
+            Work::Pledge,
+            Pace::Open {
+                rate: (peak * 0.8).max(1.0),
+            },
+            main_flood * 3 / 4,
+        )
+        .await;
+        runs.run(
+            &target,
+            format!("funded end to end, {} clients", args.clients),
+            Work::Funded,
+            Pace::Closed { clients: args.clients },
+            main_flood * 3 / 4,
+        )
+        .await;
+    }
+    let sweep: Vec<usize> = args
+        .sweep
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("--sweep takes client counts like 1,8,64")?;
+    for clients in sweep {
+        runs.run(
+            &target,
+            format!("sweep, {clients} clients"),
+            Work::Pledge,
+            Pace::Closed { clients },
+            (main_flood / 4).max(Duration::from_secs(2)),
+        )
+        .await;
+    }
+    let Runs { phases, acknowledged } = runs;
+
+    eprintln!("checking: cap, acknowledged pledges, the books");
+    let offer_now = api.get(&format!("/v1/offers/{offer}")).await?;
+    let verified = api.get("/v1/ledger/verify").await?;
+    let checks = report::check(&offer_now, &pool, &offer, &acknowledged, &verified).await?;
+    let report = Report {
+        machine: report::Machine::here(),
+        offer,
+        investors: args.investors,
+        phases,
+        pgbench_tps: args.pgbench_tps,
+        peak_rss_mib: args.service_pid.and_then(peak_rss_mib),
+        checks,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("bench.json"), serde_json::to_string_pretty(&report)?)?;
+    let markdown = report.markdown();
+    std::fs::write(args.out.join("bench.md"), &markdown)?;
+    chart::draw(&report, &args.out.join("bench.svg"))?;
+    println!("{markdown}");
+    eprintln!("written to {}", args.out.display());
+    if !report.checks.passed() {
+        bail!("the benchmark's correctness checks FAILED: {:?}", report.checks);
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! What a run measured and whether it stayed correct, as JSON and as a Markdown table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::load::{Pace, Recorded, Work};
+
+#[derive(Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_gib: Option<f64>,
+}
+
+impl Machine {
+    pub fn here() -> Self {
+        let memory_gib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let kib: f64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some((kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+        });
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib,
+        }
+    }
+}
+
+/// One second of a phase.
+#[derive(Serialize)]
+pub struct Second {
+    pub t: u64,
+    pub ok: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub work: &'static str,
+    pub clients: Option<usize>,
+    pub rate: Option<f64>,
+    pub seconds: f64,
+    /// Accepted (or, for funded work, funded) per second.
+    pub throughput: f64,
+    pub ok: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub series: Vec<Second>,
+}
+
+fn ms(micros: u64) -> f64 {
+    (micros as f64 / 10.0).round() / 100.0
+}
+
+impl Phase {
+    pub fn new(name: String, work: Work, pace: Pace, duration: Duration, r: &Recorded) -> Self {
+        let ok = r.all.len();
+        let seconds = duration.as_secs_f64();
+        let (clients, rate) = match pace {
+            Pace::Closed { clients } => (Some(clients), None),
+            Pace::Open { rate } => (None, Some(rate)),
+        };
+        Phase {
+            name,
+            work: match work {
+                Work::Pledge => "pledge",
+                Work::Funded => "pledge, then funded by the sandbox's signed webhook",
+            },
+            clients,
+            rate,
+            seconds,
+            throughput: ok as f64 / seconds,
+            ok,
+            outcomes: r.outcomes.clone(),
+            p50_ms: ms(r.all.value_at_quantile(0.5)),
+            p90_ms: ms(r.all.value_at_quantile(0.9)),
+            p99_ms: ms(r.all.value_at_quantile(0.99)),
+            max_ms: ms(r.all.max()),
+            series: r
+                .seconds
+                .iter()
+                .map(|(t, h)| Second {
+                    t: *t,
+                    ok: h.len(),
+                    p50_ms: ms(h.value_at_quantile(0.5)),
+                    p99_ms: ms(h.value_at_quantile(0.99)),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms, outcomes {:?}",
+            self.throughput, self.p50_ms, self.p99_ms, self.outcomes
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Checks {
+    pub cap_shares: i64,
+    pub reserved_shares: i64,
+    pub acknowledged_pledges: usize,
+    pub acknowledged_found: i64,
+    pub acknowledged_shares: i64,
+    pub ledger_verified: bool,
+}
+
+impl Checks {
+    pub fn passed(&self) -> bool {
+        self.reserved_shares <= self.cap_shares
+            && self.acknowledged_found == self.acknowledged_pledges as i64
+            && self.reserved_shares >= self.acknowledged_shares
+            && self.ledger_verified
+    }
+}
+
+/// The cap held, every pledge a client saw accepted exists, and the books verify.
+pub async fn check(
+    offer: &Value,
+    pool: &sqlx::PgPool,
+    offer_id: &str,
+    acknowledged: &[(String, i64)],
+    verify: &Value,
+) -> anyhow::Result<Checks> {
+    let ids: Vec<uuid::Uuid> = acknowledged.iter().filter_map(|(id, _)| id.parse().ok()).collect();
+    let found: i64 = sqlx::query_scalar("select count(*) from pledges where offer_id = $1::uuid and id = any($2)")
+        .bind(offer_id)
+        .bind(&ids)
+        .fetch_one(pool)
+        .await?;
+    let cap: i64 = sqlx::query_scalar("select max_shares from offers where id = $1::uuid")
+        .bind(offer_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(Checks {
+        cap_shares: cap,
+        reserved_shares: offer["shares_reserved"].as_i64().unwrap_or(i64::MAX),
+        acknowledged_pledges: acknowledged.len(),
+        acknowledged_found: found,
+        acknowledged_shares: acknowledged.iter().map(|(_, s)| s).sum(),
+        ledger_verified: verify["ok"] == true,
+    })
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub offer: String,
+    pub investors: usize,
+    pub phases: Vec<Phase>,
+    pub pgbench_tps: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub checks: Checks,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "Machine: {} cores, {} GiB. Service peak RSS: {}.\n\n",
+            self.machine.cores,
+            self.machine.memory_gib.map_or("?".into(), |g| g.to_string()),
+            self.peak_rss_mib
+                .map_or("not measured".into(), |m| format!("{m:.0} MiB")),
+        );
+        md.push_str("| phase | work | per second | p50 ms | p90 ms | p99 ms | max ms | ok | refused or failed |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+        for p in &self.phases {
+            let other: Vec<String> = p
+                .outcomes
+                .iter()
+                .filter(|(k, _)| !k.starts_with("201 accepted") && !k.starts_with("200 funded"))
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            md.push_str(&format!(
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+                p.name,
+                p.work,
+                p.throughput,
+                p.p50_ms,
+                p.p90_ms,
+                p.p99_ms,
+                p.max_ms,
+                p.ok,
+                if other.is_empty() {
+                    "none".into()
+                } else {
+                    other.join(", ")
+                }
+            ));
+        }
+        if let (Some(tps), Some(main)) = (self.pgbench_tps, self.phases.first()) {
+            md.push_str(&format!(
+                "\npgbench tpcb-like, scale 1, same clients and duration: {tps:.0} TPS. \
+                 Accepted pledges / pgbench TPS: **{:.2}**\n",
+                main.throughput / tps
+            ));
+        }
+        let c = &self.checks;
+        md.push_str(&format!(
+            "\nChecks: reserved {} ≤ cap {} shares; {} of {} acknowledged pledges found ({} shares); \
+             ledger verified: {}. **{}**\n",
+            c.reserved_shares,
+            c.cap_shares,
+            c.acknowledged_found,
+            c.acknowledged_pledges,
+            c.acknowledged_shares,
+            c.ledger_verified,
+            if c.passed() { "PASSED" } else { "FAILED" }
+        ));
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Checks;
+
+    #[test]
+    fn any_broken_check_fails_the_run() {
+        let good = Checks {
+            cap_shares: 100,
+            reserved_shares: 60,
+            acknowledged_pledges: 30,
+            acknowledged_found: 30,
+            acknowledged_shares: 60,
+            ledger_verified: true,
+        };
+        assert!(good.passed());
+        let oversold = Checks {
+            reserved_shares: 101,
+            ..good
+        };
+        let lost = Checks {
+            acknowledged_found: 29,
+            ..good
+        };
+        let unaccounted = Checks {
+            reserved_shares: 59,
+            ..good
+        };
+        let unverified = Checks {
+            ledger_verified: false,
+            ..good
+        };
+        for broken in [oversold, lost, unaccounted, unverified] {
+            assert!(!broken.passed(), "{broken:?}");
+        }
+    }
+}
