@@ -79,7 +79,8 @@ pub fn fingerprint(route: &str, body: &impl Serialize) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-fn scope(caller: &Caller) -> String {
+/// Whose keys these are: one namespace per API key.
+pub fn scope(caller: &Caller) -> String {
     caller
         .key_id
         .map_or_else(|| "bootstrap".to_string(), |id| id.to_string())
@@ -192,4 +193,72 @@ pub async fn once_keeping_secret<T: Serialize>(
     }
     tx.commit().await?;
     Ok((status, Json(body)).into_response())
+}
+
+/// One request's key, for the batch functions below.
+pub struct KeyClaim<'a> {
+    pub scope: &'a str,
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a [u8],
+}
+
+/// Claims many keys in one statement. `true` for each key this call claimed; `false` for a key
+/// already claimed, by an earlier request or by an earlier entry of the same list (each of those
+/// is answered like any repeat, through [`once`], after the batch commits).
+pub async fn claim_many(
+    conn: &mut PgConnection,
+    claims: &[KeyClaim<'_>],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<bool>> {
+    let claimed: Vec<(String, String)> = sqlx::query_as(
+        "insert into idempotency_keys (scope, key, fingerprint, created_at)
+         select s, k, f, $4 from unnest($1::text[], $2::text[], $3::bytea[]) as u(s, k, f)
+         on conflict (scope, key) do nothing
+         returning scope, key",
+    )
+    .bind(claims.iter().map(|c| c.scope).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.key.0.as_str()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.fingerprint).collect::<Vec<_>>())
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    let mut fresh: std::collections::HashSet<(String, String)> = claimed.into_iter().collect();
+    // A key twice in the list was claimed once: the first entry has it.
+    Ok(claims
+        .iter()
+        .map(|c| fresh.remove(&(c.scope.to_string(), c.key.0.clone())))
+        .collect())
+}
+
+/// Stores the responses of claimed keys, in the transaction that made the changes.
+pub async fn store_many(
+    conn: &mut PgConnection,
+    done: &[(&KeyClaim<'_>, StatusCode, serde_json::Value)],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update idempotency_keys k set response_status = u.status, response_body = u.body
+           from unnest($1::text[], $2::text[], $3::int2[], $4::jsonb[]) as u(scope, key, status, body)
+          where k.scope = u.scope and k.key = u.key",
+    )
+    .bind(done.iter().map(|d| d.0.scope).collect::<Vec<_>>())
+    .bind(done.iter().map(|d| d.0.key.0.as_str()).collect::<Vec<_>>())
+    .bind(done.iter().map(|d| d.1.as_u16() as i16).collect::<Vec<_>>())
+    .bind(done.iter().map(|d| d.2.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives back claimed keys whose requests were refused: errors are not stored, so the same key
+/// may be tried again.
+pub async fn release_many(conn: &mut PgConnection, refused: &[&KeyClaim<'_>]) -> sqlx::Result<()> {
+    sqlx::query(
+        "delete from idempotency_keys k using unnest($1::text[], $2::text[]) as u(scope, key)
+          where k.scope = u.scope and k.key = u.key",
+    )
+    .bind(refused.iter().map(|c| c.scope).collect::<Vec<_>>())
+    .bind(refused.iter().map(|c| c.key.0.as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -54,6 +54,7 @@ impl App {
     pub fn with_pool(settings: &Settings, pool: sqlx::PgPool, clock: Clock) -> App {
         App {
             state: AppState {
+                batcher: pledges::batcher::Batcher::new(pool.clone()),
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),

@@ -120,7 +120,41 @@ async fn five_hundred_concurrent_pledges_reserve_exactly_the_cap(pool: PgPool) {
     let (created, full) = flood(std::slice::from_ref(&app.base), &offer, &investors).await;
     assert_eq!((created, full), (CAP_SHARES as usize, ATTEMPTS - CAP_SHARES as usize));
     assert_exactly_the_cap(&app, &offer).await;
+    // They were written in batches: fewer transactions than pledges.
+    let transactions: i64 = sqlx::query_scalar("select count(distinct xmin::text) from pledges")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        transactions < CAP_SHARES,
+        "{transactions} transactions for {CAP_SHARES} pledges"
+    );
     app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_refused_pledge_leaves_its_key_free(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (offer, investors) = setup(&app, 1).await;
+    let pledge = |key: &'static str, shares: i64| {
+        let body = json!({"investor_id": investors[0], "shares": shares,
+                          "funding": [{"kind": "card", "amount": format!("{shares}0.00")}]});
+        let req = app
+            .client
+            .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+            .bearer_auth(OPERATOR_KEY)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { common::read(req.send().await.unwrap()).await }
+    };
+    assert_eq!(pledge("fill", CAP_SHARES - 2).await.status, 201);
+    // Refused: the key is not kept, so the same request is decided afresh, and so is another.
+    pledge("late", 3).await.assert_problem(409, "offer_full");
+    pledge("late", 3).await.assert_problem(409, "offer_full");
+    let fits = pledge("late", 2).await;
+    assert_eq!(fits.status, 201, "{:#}", fits.body);
+    assert!(!fits.headers.contains_key("idempotent-replayed"));
+    assert_exactly_the_cap(&app, &offer).await;
 }
 
 #[sqlx::test]

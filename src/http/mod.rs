@@ -41,6 +41,8 @@ pub struct AppState {
     pub clock: Clock,
     pub auth: Arc<Authenticator>,
     pub providers: Arc<crate::payments::Providers>,
+    /// Card pledges, many per transaction per offer (pledges/batcher.rs).
+    pub batcher: crate::pledges::batcher::Batcher,
 }
 
 /// Limits applied to every request.

@@ -111,6 +111,41 @@ pub async fn create_payment(
     .await?)
 }
 
+/// [`create_payment`] for many pledges in one statement (the batcher's), in the order given.
+pub async fn create_payments(
+    conn: &mut PgConnection,
+    requests: &[(Uuid, Money, DateTime<Utc>)],
+) -> Result<Vec<Payment>, ApiError> {
+    let provider = provider::default_provider();
+    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let references = ids
+        .iter()
+        .zip(requests)
+        .map(|(id, (_, amount, _))| provider.create_payment(*id, *amount))
+        .collect::<Result<Vec<String>, _>>()?;
+    let rows: Vec<Payment> = sqlx::query_as(
+        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
+         select u.id, $2, u.reference, u.pledge_id, u.amount, u.currency, u.created_at
+           from unnest($1::uuid[], $3::text[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])
+                as u(id, reference, pledge_id, amount, currency, created_at)
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+    )
+    .bind(&ids)
+    .bind(provider.name())
+    .bind(&references)
+    .bind(requests.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+    .bind(requests.iter().map(|r| r.1.amount()).collect::<Vec<Decimal>>())
+    .bind(requests.iter().map(|r| r.1.currency().code()).collect::<Vec<&str>>())
+    .bind(requests.iter().map(|r| r.2).collect::<Vec<DateTime<Utc>>>())
+    .fetch_all(conn)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Payment> = rows.into_iter().map(|p| (p.id, p)).collect();
+    Ok(ids
+        .iter()
+        .map(|id| by_id.remove(id).expect("every payment was inserted"))
+        .collect())
+}
+
 pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(
         "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments where pledge_id = $1",

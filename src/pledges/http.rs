@@ -11,18 +11,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::cheques::attempts;
-use crate::cheques::redeem;
-use crate::payments::provider::PaymentRef;
-
 use super::rules::{self, FundingKind, PledgeRequest};
-use super::{Pledge, PledgeStatus, store};
+use super::{Pledge, PledgeStatus, batcher, store};
+use crate::cheques::{attempts, redeem};
 use crate::http::AppState;
-use crate::http::auth::{AnyRole, Auth, PlatformUsers};
+use crate::http::auth::{AnyRole, Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
-use crate::idempotency::{self, RequiredKey};
+use crate::idempotency::{self, IdempotencyKey, RequiredKey};
 use crate::money::format_amount;
+use crate::payments::provider::PaymentRef;
 use crate::payments::{self, Payment};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -117,16 +115,44 @@ async fn create_pledge(
     {
         attempts::failed(&state.pool, scopes, now).await?;
     }
-    let created = idempotency::once(&state.pool, &caller, Some(&key), &fingerprint, now, async |conn| {
-        // A replayed key answers before this runs, even once the offer is full or closed.
-        let (pledge, payment) = rules::create(conn, checked?, now).await?;
-        Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
-    })
-    .await?;
+    let created = match checked {
+        // Card pledges queue for their offer's batch (pledges/batcher.rs).
+        Ok(checked) if !checked.uses_cheques() => {
+            let job = batcher::Job {
+                scope: idempotency::scope(&caller),
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
+                checked,
+                now,
+            };
+            match state.batcher.submit(offer_id, job).await {
+                Ok(answered) => answered?,
+                Err(job) => one_by_one(&state, &caller, &key, &fingerprint, now, Ok(job.checked)).await?,
+            }
+        }
+        checked => one_by_one(&state, &caller, &key, &fingerprint, now, checked).await?,
+    };
     if let Some(scopes) = &guessing {
         attempts::succeeded(&state.pool, scopes).await?;
     }
     Ok(created)
+}
+
+/// A pledge in a transaction of its own.
+async fn one_by_one(
+    state: &AppState,
+    caller: &Caller,
+    key: &IdempotencyKey,
+    fingerprint: &[u8],
+    now: DateTime<Utc>,
+    checked: Result<rules::Checked, ApiError>,
+) -> Result<Response, ApiError> {
+    idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
+        // A replayed key answers before this runs, even once the offer is full or closed.
+        let (pledge, payment) = rules::create(conn, checked?, now).await?;
+        Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
+    })
+    .await
 }
 
 /// A pledge and its state.

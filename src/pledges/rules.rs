@@ -60,7 +60,7 @@ fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
+pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
     let why = if offer.status != offers::OfferStatus::Open {
         format!(
             "the offer is {}",
@@ -89,6 +89,22 @@ impl Checked {
     pub fn uses_cheques(&self) -> bool {
         !self.cheques.is_empty()
     }
+
+    pub fn shares(&self) -> i64 {
+        self.pledge.shares
+    }
+
+    pub fn new_pledge(&self) -> &NewPledge {
+        &self.pledge
+    }
+}
+
+pub(super) fn offer_full(shares: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "offer_full",
+        format!("the offer has no room for {shares} more shares"),
+    )
 }
 
 /// Checks a pledge request against the offer and the investor.
@@ -248,11 +264,7 @@ pub async fn create(
         .await
         .map_err(|err| {
             if err.as_database_error().and_then(|e| e.constraint()) == Some("offers_hard_cap") {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "offer_full",
-                    format!("the offer has no room for {} more shares", pledge.shares),
-                )
+                offer_full(pledge.shares)
             } else {
                 err.into()
             }

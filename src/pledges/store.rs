@@ -96,6 +96,64 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) 
     Ok(row.into())
 }
 
+/// Inserts many pledges in one statement (the batcher's); each with its own `created_at`.
+/// Returns them in the order given.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    pledges: &[(&NewPledge, DateTime<Utc>)],
+) -> sqlx::Result<Vec<Pledge>> {
+    let col = |f: fn(&NewPledge) -> _| pledges.iter().map(|(p, _)| f(p)).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = col(|p| p.id);
+    let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
+        "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
+                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at)
+         select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::numeric[], $6::text[],
+                              $7::jsonb[], $8::numeric[], $9::bool[], $10::timestamptz[], $11::timestamptz[],
+                              $12::timestamptz[])
+         returning {COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(col(|p| p.offer_id))
+    .bind(col(|p| p.investor_id))
+    .bind(pledges.iter().map(|(p, _)| p.shares).collect::<Vec<i64>>())
+    .bind(pledges.iter().map(|(p, _)| p.amount.amount()).collect::<Vec<Decimal>>())
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, _)| p.amount.currency().code())
+            .collect::<Vec<&str>>(),
+    )
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, _)| p.funding.clone())
+            .collect::<Vec<serde_json::Value>>(),
+    )
+    .bind(pledges.iter().map(|(p, _)| p.card_amount).collect::<Vec<Decimal>>())
+    .bind(pledges.iter().map(|(p, _)| p.risk_acknowledged).collect::<Vec<bool>>())
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, _)| p.reflection_ends_at)
+            .collect::<Vec<Option<DateTime<Utc>>>>(),
+    )
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, _)| p.payment_due_at)
+            .collect::<Vec<DateTime<Utc>>>(),
+    )
+    .bind(pledges.iter().map(|(_, now)| *now).collect::<Vec<DateTime<Utc>>>())
+    .fetch_all(conn)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Pledge> =
+        rows.into_iter().map(|r| (r.id, Pledge::from(r))).collect();
+    Ok(ids
+        .iter()
+        .map(|id| by_id.remove(id).expect("every pledge was inserted"))
+        .collect())
+}
+
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledge>> {
     let row: Option<PledgeRow> = sqlx::query_as(&format!("select {COLUMNS} from pledges where id = $1"))
         .bind(id)
