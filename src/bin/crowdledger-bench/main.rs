@@ -121,25 +121,30 @@ async fn hot_offer(api: &Api) -> anyhow::Result<String> {
     Ok(offer)
 }
 
+/// `n` verified investors, created 32 at a time (a platform onboards investors before the
+/// round, not in the same second as the flood).
 async fn investors(api: &Arc<Api>, n: usize) -> anyhow::Result<Vec<String>> {
-    let made = futures::future::try_join_all((0..n).map(|i| {
-        let api = api.clone();
-        async move {
-            let investor = id(&api
-                .post(
-                    "/v1/investors",
-                    json!({"kind": "natural", "name": format!("Investor {i}"),
-                           "email": format!("investor{i}.{}@bench.example", uuid::Uuid::new_v4().simple()),
-                           "country": "FR", "classification": "sophisticated"}),
-                )
-                .await?)?;
-            api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
-                .await?;
-            anyhow::Ok(investor)
-        }
-    }))
-    .await?;
-    Ok(made)
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let investor = id(&api
+                    .post(
+                        "/v1/investors",
+                        json!({"kind": "natural", "name": format!("Investor {i}"),
+                               "email": format!("investor{i}.{}@bench.example", uuid::Uuid::new_v4().simple()),
+                               "country": "FR", "classification": "sophisticated"}),
+                    )
+                    .await?)?;
+                api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+                    .await?;
+                anyhow::Ok(investor)
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await
 }
 
 /// Peak resident memory of a process (Linux `VmHWM`), in MiB.
