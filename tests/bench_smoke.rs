@@ -67,5 +67,13 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
         "{svg}"
     );
     std::fs::remove_dir_all(&out).ok();
+    // The batches show on the metrics port.
+    let metrics = reqwest::get(format!("{}/metrics", served.metrics_base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("pledge_batch_size"), "{metrics}");
     served.terminate().await;
 }

@@ -85,6 +85,11 @@ impl Batcher {
                 .clone()
         };
         if let Err(mpsc::error::SendError((job, _))) = queue.send((job, reply)).await {
+            // The offer's task is gone: forget its queue, so that the next pledge starts another.
+            let mut queues = self.queues.lock().expect("batcher queues poisoned");
+            if queues.get(&offer).is_some_and(|q| q.same_channel(&queue)) {
+                queues.remove(&offer);
+            }
             return Err(Box::new(job));
         }
         match answer.await {
@@ -114,6 +119,7 @@ async fn run(pool: PgPool, offer: Uuid, mut queue: mpsc::Receiver<Queued>) {
 /// answered; its pledge stands or not all the same.)
 async fn write(pool: &PgPool, offer: Uuid, queued: Vec<Queued>) {
     let (jobs, replies): (Vec<Job>, Vec<_>) = queued.into_iter().unzip();
+    metrics::histogram!("pledge_batch_size").record(jobs.len() as f64);
     match try_write(pool, offer, &jobs).await {
         Ok(results) => {
             for ((job, reply), result) in jobs.into_iter().zip(replies).zip(results) {
@@ -126,6 +132,7 @@ async fn write(pool: &PgPool, offer: Uuid, queued: Vec<Queued>) {
         Err(err) => {
             // Nothing of the batch was committed: each pledge goes its own way.
             tracing::warn!(error = %err.detail(), offer = %offer, size = jobs.len(), "pledge batch failed; one by one");
+            metrics::counter!("pledge_batches_failed_total").increment(1);
             for (job, reply) in jobs.into_iter().zip(replies) {
                 let _ = reply.send(Outcome::FallBack(Box::new(job)));
             }
