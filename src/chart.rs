@@ -16,14 +16,14 @@ async fn open(
     code: String,
     currency: Currency,
     kind: AccountKind,
-    no_overdraft: bool,
     now: DateTime<Utc>,
 ) -> Result<Uuid, LedgerError> {
+    // Every domain account is `no_overdraft`: none of them may ever hold less than nothing.
     let new = NewAccount {
         code: AccountCode::parse(code)?,
         currency,
         kind,
-        no_overdraft,
+        no_overdraft: true,
     };
     Ok(ledger::open_account(conn, &new, now).await?.0.id)
 }
@@ -32,93 +32,42 @@ fn suffix(currency: Currency) -> String {
     currency.code().to_ascii_lowercase()
 }
 
+type Opened = Result<Uuid, LedgerError>;
+
 /// Money held at the payment provider (segregated client money).
-pub async fn psp(
-    conn: &mut PgConnection,
-    provider: &str,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        format!("psp:{provider}:{}", suffix(currency)),
-        currency,
-        AccountKind::Asset,
-        true,
-        now,
-    )
-    .await
+pub async fn psp(conn: &mut PgConnection, provider: &str, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = format!("psp:{provider}:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Asset, now).await
 }
 
 /// Investors' money held for an offer until it closes.
-pub async fn offer_escrow(
-    conn: &mut PgConnection,
-    offer: Uuid,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
+pub async fn offer_escrow(conn: &mut PgConnection, offer: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
     open(
         conn,
         format!("offer:{offer}:escrow"),
         currency,
         AccountKind::Liability,
-        true,
         now,
     )
     .await
 }
 
 /// Refunds owed, awaiting the provider's confirmation.
-pub async fn refunds(
-    conn: &mut PgConnection,
-    provider: &str,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        format!("refunds:{provider}:{}", suffix(currency)),
-        currency,
-        AccountKind::Liability,
-        true,
-        now,
-    )
-    .await
+pub async fn refunds(conn: &mut PgConnection, provider: &str, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = format!("refunds:{provider}:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Liability, now).await
 }
 
 /// Owed to a project after a successful close, until paid out.
-pub async fn project_payable(
-    conn: &mut PgConnection,
-    project: Uuid,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        format!("project:{project}:payable:{}", suffix(currency)),
-        currency,
-        AccountKind::Liability,
-        true,
-        now,
-    )
-    .await
+pub async fn project_payable(conn: &mut PgConnection, project: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = format!("project:{project}:payable:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Liability, now).await
 }
 
 /// Success fees.
-pub async fn platform_fees(
-    conn: &mut PgConnection,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        format!("platform:fees:{}", suffix(currency)),
-        currency,
-        AccountKind::Revenue,
-        true,
-        now,
-    )
-    .await
+pub async fn platform_fees(conn: &mut PgConnection, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = format!("platform:fees:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Revenue, now).await
 }
 
 pub fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
@@ -126,37 +75,12 @@ pub fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
 }
 
 /// A sponsor's prefunded budget, not yet issued as cheques.
-pub async fn sponsor_budget(
-    conn: &mut PgConnection,
-    sponsor: Uuid,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        sponsor_budget_code(sponsor, currency),
-        currency,
-        AccountKind::Liability,
-        true,
-        now,
-    )
-    .await
+pub async fn sponsor_budget(conn: &mut PgConnection, sponsor: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = sponsor_budget_code(sponsor, currency);
+    open(conn, code, currency, AccountKind::Liability, now).await
 }
 
 /// A cheque's unspent value; it can never be paid out, only spent in pledges or returned.
-pub async fn cheque(
-    conn: &mut PgConnection,
-    cheque: Uuid,
-    currency: Currency,
-    now: DateTime<Utc>,
-) -> Result<Uuid, LedgerError> {
-    open(
-        conn,
-        format!("cheque:{cheque}"),
-        currency,
-        AccountKind::Liability,
-        true,
-        now,
-    )
-    .await
+pub async fn cheque(conn: &mut PgConnection, cheque: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+    open(conn, format!("cheque:{cheque}"), currency, AccountKind::Liability, now).await
 }

@@ -2,9 +2,11 @@
 //! (the sponsor's deposit confirmed by the sandbox's signed webhook like any other), so what a
 //! newcomer then sees is exactly what the API does.
 
-use anyhow::{Context, bail};
-use chrono::{TimeDelta, Utc};
+use anyhow::Context;
+use chrono::TimeDelta;
 use serde_json::{Value, json};
+
+use crate::client::{Api, id};
 
 /// What the demo created.
 pub struct Demo {
@@ -15,46 +17,14 @@ pub struct Demo {
     pub offers: [String; 2],
 }
 
-struct Api<'a> {
-    client: reqwest::Client,
-    base: &'a str,
-    key: &'a str,
-}
-
-impl Api<'_> {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(self.key)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}: is the service running at {}?", self.base))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "POST {path} answered {status}: {}",
-                answer["detail"].as_str().unwrap_or("")
-            );
-        }
-        Ok(answer)
-    }
-}
-
-fn id(v: &Value) -> anyhow::Result<String> {
-    v["id"].as_str().map(str::to_owned).context("an answer without an id")
-}
-
-async fn project(api: &Api<'_>, body: Value) -> anyhow::Result<String> {
+async fn project(api: &Api, body: Value) -> anyhow::Result<String> {
     let project = id(&api.post("/v1/projects", body).await?)?;
     api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
     Ok(project)
 }
 
-async fn offer(api: &Api<'_>, project: &str, min: &str, max: &str) -> anyhow::Result<String> {
-    let now = Utc::now();
+async fn offer(api: &Api, project: &str, min: &str, max: &str) -> anyhow::Result<String> {
+    let now = api.now().await?;
     let offer = id(&api
         .post(
             &format!("/v1/projects/{project}/offers"),
@@ -70,11 +40,7 @@ async fn offer(api: &Api<'_>, project: &str, min: &str, max: &str) -> anyhow::Re
 
 /// Loads the story into the service at `base`, as the operator `key`.
 pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
-    let api = Api {
-        client: reqwest::Client::new(),
-        base: base.trim_end_matches('/'),
-        key,
-    };
+    let api = Api::new(reqwest::Client::new(), base, key);
     let sponsor = id(&api
         .post(
             "/v1/sponsors",
@@ -128,7 +94,7 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
             "/v1/cheques",
             json!({"sponsor_id": sponsor, "beneficiary_name": "Camille Martin",
                    "beneficiary_email": "camille.martin@example.org", "face_value": "2000.00", "currency": "EUR",
-                   "expires_at": (Utc::now() + TimeDelta::days(365)).to_rfc3339(),
+                   "expires_at": (api.now().await? + TimeDelta::days(365)).to_rfc3339(),
                    "memo": "SenseTour Belgium contest: a virtual cheque to invest in a social project"}),
         )
         .await?;

@@ -233,7 +233,7 @@ pub async fn claim_many(
 /// Stores the responses of claimed keys, in the transaction that made the changes.
 pub async fn store_many(
     conn: &mut PgConnection,
-    done: &[(&KeyClaim<'_>, StatusCode, serde_json::Value)],
+    done: Vec<(&KeyClaim<'_>, StatusCode, serde_json::Value)>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "update idempotency_keys k set response_status = u.status, response_body = u.body
@@ -243,7 +243,7 @@ pub async fn store_many(
     .bind(done.iter().map(|d| d.0.scope).collect::<Vec<_>>())
     .bind(done.iter().map(|d| d.0.key.0.as_str()).collect::<Vec<_>>())
     .bind(done.iter().map(|d| d.1.as_u16() as i16).collect::<Vec<_>>())
-    .bind(done.iter().map(|d| d.2.clone()).collect::<Vec<_>>())
+    .bind(done.into_iter().map(|d| d.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

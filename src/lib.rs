@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod chart;
 pub mod cheques;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -83,13 +83,13 @@ pub async fn failed(pool: &PgPool, scopes: &Scopes, now: DateTime<Utc>) -> Resul
         .await?;
         sqlx::query(
             "update cheque_code_failures
-                set blocked_until = $2 + make_interval(secs => least($4, 60 * power(2, failures - $3)))
+                set blocked_until = $2 + make_interval(secs => least($4, 60 * power(2, failures - $3))::float8)
               where scope = $1 and failures >= $3",
         )
         .bind(scope)
         .bind(now)
         .bind(allowance)
-        .bind(LONGEST_BLOCK_SECONDS as f64)
+        .bind(LONGEST_BLOCK_SECONDS as i32)
         .execute(pool)
         .await?;
     }

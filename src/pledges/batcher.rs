@@ -212,10 +212,10 @@ async fn try_write(
         let mut stored = Vec::with_capacity(accepted.len());
         for ((pledge, payment), &i) in pledges.into_iter().zip(paid).zip(&accepted) {
             let body = serde_json::to_value(PledgeView::new(pledge, Some(payment))).map_err(ApiError::internal)?;
-            results[i] = Some(Ok((StatusCode::CREATED, Json(body.clone())).into_response()));
+            results[i] = Some(Ok((StatusCode::CREATED, Json(&body)).into_response()));
             stored.push((&claims[i], StatusCode::CREATED, body));
         }
-        idempotency::store_many(&mut tx, &stored).await?;
+        idempotency::store_many(&mut tx, stored).await?;
         let total: i64 = accepted.iter().map(|&i| jobs[i].checked.shares()).sum();
         if !offers::store::reserve(&mut tx, offer_id, total).await? {
             return Err(ApiError::internal(anyhow::anyhow!(

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crowdledger::client::{Api, id};
 use load::{Pace, Target, Work};
 use report::{Phase, Report};
 
@@ -55,46 +56,6 @@ struct Args {
     out: std::path::PathBuf,
 }
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    key: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = req
-            .send()
-            .await
-            .with_context(|| format!("{path}: is the service up?"))?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{path} answered {status}: {value}");
-        }
-        Ok(value)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-}
-
-fn id(v: &Value) -> anyhow::Result<String> {
-    v["id"].as_str().map(str::to_owned).context("an answer without an id")
-}
-
 /// A published project with one open `first_come` offer of 5,000,000 shares at 1.00 (the
 /// ECSP cap), open for a month.
 async fn hot_offer(api: &Api) -> anyhow::Result<String> {
@@ -107,7 +68,7 @@ async fn hot_offer(api: &Api) -> anyhow::Result<String> {
         )
         .await?)?;
     api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
-    let now = chrono::Utc::now();
+    let now = api.now().await?;
     let offer = id(&api
         .post(
             &format!("/v1/projects/{project}/offers"),
@@ -182,11 +143,11 @@ impl Runs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let api = Arc::new(Api {
-        client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
-        base: args.url.trim_end_matches('/').to_string(),
-        key: args.key.clone(),
-    });
+    let api = Arc::new(Api::new(
+        reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
+        &args.url,
+        &args.key,
+    ));
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&args.database_url)
@@ -197,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
     let setup = Instant::now();
     let offer = hot_offer(&api).await?;
     let target = Arc::new(Target {
-        base: api.base.clone(),
+        base: api.base().to_string(),
         key: args.key.clone(),
         offer: offer.clone(),
         investors: investors(&api, args.investors).await?,

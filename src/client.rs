@@ -1,0 +1,70 @@
+//! A small client of this service's own API, as an operator: what `crowdledger demo` and
+//! `crowdledger-bench` use to set things up, so that they go through the API like anyone else.
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    /// A client of the service at `base` (e.g. `http://127.0.0.1:8080`) with the key `key`.
+    pub fn new(client: reqwest::Client, base: &str, key: &str) -> Self {
+        Api {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request; a non-2xx answer is an error naming its problem's detail.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}: is the service running at {}?", self.base))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "{method} {path} answered {status}: {}",
+                answer["detail"].as_str().unwrap_or("")
+            );
+        }
+        Ok(answer)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// The service's business time, which a manual clock may have moved away from the wall's.
+    pub async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
+        let clock = self.get("/v1/sandbox/clock").await?;
+        serde_json::from_value(clock["now"].clone()).context("the service's clock answered no time")
+    }
+}
+
+/// The `id` of a created resource.
+pub fn id(v: &Value) -> anyhow::Result<String> {
+    v["id"].as_str().map(str::to_owned).context("an answer without an id")
+}
