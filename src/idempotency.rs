@@ -202,63 +202,49 @@ pub struct KeyClaim<'a> {
     pub fingerprint: &'a [u8],
 }
 
-/// Claims many keys in one statement. `true` for each key this call claimed; `false` for a key
-/// already claimed, by an earlier request or by an earlier entry of the same list (each of those
-/// is answered like any repeat, through [`once`], after the batch commits).
-pub async fn claim_many(
-    conn: &mut PgConnection,
-    claims: &[KeyClaim<'_>],
-    now: DateTime<Utc>,
-) -> sqlx::Result<Vec<bool>> {
-    let claimed: Vec<(String, String)> = sqlx::query_as(
-        "insert into idempotency_keys (scope, key, fingerprint, created_at)
-         select s, k, f, $4 from unnest($1::text[], $2::text[], $3::bytea[]) as u(s, k, f)
-         on conflict (scope, key) do nothing
-         returning scope, key",
+/// Which of these keys are already known (claimed, answered, or listed earlier in `claims`):
+/// `true` for each such key. Those requests are answered like any repeat, through [`once`].
+pub async fn known_many(conn: &mut PgConnection, claims: &[KeyClaim<'_>]) -> sqlx::Result<Vec<bool>> {
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "select k.scope, k.key from idempotency_keys k
+           join unnest($1::text[], $2::text[]) as u(scope, key) on k.scope = u.scope and k.key = u.key",
     )
     .bind(claims.iter().map(|c| c.scope).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.key.0.as_str()).collect::<Vec<_>>())
-    .bind(claims.iter().map(|c| c.fingerprint).collect::<Vec<_>>())
-    .bind(now)
     .fetch_all(conn)
     .await?;
-    let mut fresh: std::collections::HashSet<(String, String)> = claimed.into_iter().collect();
-    // A key twice in the list was claimed once: the first entry has it.
+    let mut seen: std::collections::HashSet<(&str, &str)> =
+        stored.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+    // A key twice in the list: the first entry is the request, the later ones its repeats.
     Ok(claims
         .iter()
-        .map(|c| fresh.remove(&(c.scope.to_string(), c.key.0.clone())))
+        .map(|c| !seen.insert((c.scope, c.key.0.as_str())))
         .collect())
 }
 
-/// Stores the responses of claimed keys, in the transaction that made the changes.
-pub async fn store_many(
+/// Stores claimed keys with their responses in one statement, in the transaction that made the
+/// changes. `Ok(false)` if any key was taken meanwhile (a concurrent request with the same key
+/// committed first): the caller must roll back.
+pub async fn insert_many(
     conn: &mut PgConnection,
     done: Vec<(&KeyClaim<'_>, StatusCode, serde_json::Value)>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update idempotency_keys k set response_status = u.status, response_body = u.body
-           from unnest($1::text[], $2::text[], $3::int2[], $4::jsonb[]) as u(scope, key, status, body)
-          where k.scope = u.scope and k.key = u.key",
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let count = done.len() as u64;
+    let inserted = sqlx::query(
+        "insert into idempotency_keys (scope, key, fingerprint, created_at, response_status, response_body)
+         select s, k, f, $6, st, b from unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
+                                      as u(s, k, f, st, b)
+         on conflict (scope, key) do nothing",
     )
     .bind(done.iter().map(|d| d.0.scope).collect::<Vec<_>>())
     .bind(done.iter().map(|d| d.0.key.0.as_str()).collect::<Vec<_>>())
+    .bind(done.iter().map(|d| d.0.fingerprint).collect::<Vec<_>>())
     .bind(done.iter().map(|d| d.1.as_u16() as i16).collect::<Vec<_>>())
     .bind(done.into_iter().map(|d| d.2).collect::<Vec<_>>())
+    .bind(now)
     .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Gives back claimed keys whose requests were refused: errors are not stored, so the same key
-/// may be tried again.
-pub async fn release_many(conn: &mut PgConnection, refused: &[&KeyClaim<'_>]) -> sqlx::Result<()> {
-    sqlx::query(
-        "delete from idempotency_keys k using unnest($1::text[], $2::text[]) as u(scope, key)
-          where k.scope = u.scope and k.key = u.key",
-    )
-    .bind(refused.iter().map(|c| c.scope).collect::<Vec<_>>())
-    .bind(refused.iter().map(|c| c.key.0.as_str()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(inserted == count)
 }

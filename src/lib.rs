@@ -5,6 +5,7 @@
 //! future resolves, so tests run the real app on port 0.
 
 pub mod audit;
+pub mod batch;
 pub mod chart;
 pub mod cheques;
 pub mod client;

@@ -74,6 +74,6 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("pledge_batch_size"), "{metrics}");
+    assert!(metrics.contains("batch_size{lane=\"pledges\""), "{metrics}");
     served.terminate().await;
 }

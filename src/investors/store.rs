@@ -89,6 +89,20 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Investor>, 
     row.map(Investor::try_from).transpose()
 }
 
+/// Many investors at once, by id; those that do not exist are absent from the map.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Investor>, sqlx::Error> {
+    let rows: Vec<InvestorRow> = sqlx::query_as(&format!("select {COLUMNS} from investors where id = any($1)"))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.into_iter()
+        .map(|row| Investor::try_from(row).map(|i| (i.id, i)))
+        .collect()
+}
+
 /// Records an operator's KYC decision; `None` when there is no such investor.
 pub async fn set_kyc(
     conn: &mut PgConnection,

@@ -114,6 +114,13 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offer
     Ok(row.map(Offer::from))
 }
 
+pub async fn exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from offers where id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
 /// Reads and locks the offer row: lifecycle changes of one offer run one at a time.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offer>> {
     let row: Option<OfferRow> = sqlx::query_as(&format!("select {COLUMNS} from offers where id = $1 for update"))

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::rules::{self, FundingKind, PledgeRequest};
+use super::rules::{self, PledgeRequest};
 use super::{Pledge, PledgeStatus, batcher, store};
 use crate::cheques::{attempts, redeem};
 use crate::http::AppState;
@@ -97,44 +97,39 @@ async fn create_pledge(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
-    // Guessing cheque codes is slowed down per investor and per client (cheques/attempts.rs).
-    let guessing = body
-        .funding
-        .iter()
-        .any(|s| s.kind == FundingKind::Cheque)
-        .then(|| attempts::Scopes::new(body.investor_id, caller.key_id));
-    if let Some(scopes) = &guessing {
-        attempts::guard(&state.pool, scopes, now).await?;
+    if body.card_only() {
+        // Card pledges are judged and written in their offer's batch (pledges/batcher.rs).
+        let job = batcher::Job {
+            scope: idempotency::scope(&caller),
+            key,
+            fingerprint,
+            request: body,
+            now,
+        };
+        return match state.batcher.submit(offer_id, job).await {
+            Ok(answered) => answered,
+            Err(job) => {
+                let mut conn = state.pool.acquire().await?;
+                let checked = rules::check(&mut conn, offer_id, &job.request, now).await;
+                drop(conn);
+                one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked).await
+            }
+        };
     }
+    // Guessing cheque codes is slowed down per investor and per client (cheques/attempts.rs).
+    let scopes = attempts::Scopes::new(body.investor_id, caller.key_id);
+    attempts::guard(&state.pool, &scopes, now).await?;
     // Checks that need no lock run before the transaction.
     let mut conn = state.pool.acquire().await?;
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
-    if let (Some(scopes), Err(err)) = (&guessing, &checked)
+    if let Err(err) = &checked
         && redeem::is_wrong_code(err)
     {
-        attempts::failed(&state.pool, scopes, now).await?;
+        attempts::failed(&state.pool, &scopes, now).await?;
     }
-    let created = match checked {
-        // Card pledges queue for their offer's batch (pledges/batcher.rs).
-        Ok(checked) if !checked.uses_cheques() => {
-            let job = batcher::Job {
-                scope: idempotency::scope(&caller),
-                key: key.clone(),
-                fingerprint: fingerprint.clone(),
-                checked,
-                now,
-            };
-            match state.batcher.submit(offer_id, job).await {
-                Ok(answered) => answered?,
-                Err(job) => one_by_one(&state, &caller, &key, &fingerprint, now, Ok(job.checked)).await?,
-            }
-        }
-        checked => one_by_one(&state, &caller, &key, &fingerprint, now, checked).await?,
-    };
-    if let Some(scopes) = &guessing {
-        attempts::succeeded(&state.pool, scopes).await?;
-    }
+    let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked).await?;
+    attempts::succeeded(&state.pool, &scopes).await?;
     Ok(created)
 }
 

@@ -17,7 +17,7 @@ use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::cheques::redeem::{self, Spend};
 use crate::events;
 use crate::http::error::ApiError;
-use crate::investors::{self, Classification, KycStatus};
+use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money};
 use crate::offers::{self, Offer};
 use crate::payments::{self, Payment};
@@ -84,21 +84,6 @@ pub struct Checked {
     cheques: Vec<Spend>,
 }
 
-impl Checked {
-    /// Whether any of its money comes from a cheque.
-    pub fn uses_cheques(&self) -> bool {
-        !self.cheques.is_empty()
-    }
-
-    pub fn shares(&self) -> i64 {
-        self.pledge.shares
-    }
-
-    pub fn new_pledge(&self) -> &NewPledge {
-        &self.pledge
-    }
-}
-
 pub(super) fn offer_full(shares: i64) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -107,18 +92,31 @@ pub(super) fn offer_full(shares: i64) -> ApiError {
     )
 }
 
-/// Checks a pledge request against the offer and the investor.
-pub async fn check(
-    conn: &mut PgConnection,
-    offer_id: Uuid,
-    req: &PledgeRequest,
+impl PledgeRequest {
+    /// Whether all of its money comes from a card: such pledges can be judged without looking
+    /// up cheques, so they go through the offer's batch (pledges/batcher.rs).
+    pub fn card_only(&self) -> bool {
+        self.funding.iter().all(|s| s.kind == FundingKind::Card)
+    }
+}
+
+/// The pledge's money as asked: its amount, its card part, and its cheque parts by code.
+struct Asked<'r> {
+    amount: Money,
+    card: Decimal,
+    codes: Vec<(&'r str, Money)>,
+}
+
+/// The checks that need only the offer and the investor (`None`: there is no such investor),
+/// in the order their errors take precedence.
+fn admit<'r>(
+    offer: &Offer,
+    investor: Option<&Investor>,
+    req: &'r PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<Checked, ApiError> {
-    let offer = offers::store::get(conn, offer_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+) -> Result<Asked<'r>, ApiError> {
     if !offer.accepts_pledges(now) {
-        return Err(not_open(&offer, now));
+        return Err(not_open(offer, now));
     }
     if req.shares < 1 {
         return Err(ApiError::validation("shares must be a whole number of at least 1"));
@@ -131,9 +129,7 @@ pub async fn check(
             format!("the offer takes at most {} shares in all", offer.reserve_limit),
         ));
     }
-    let investor = investors::store::get(conn, req.investor_id)
-        .await?
-        .ok_or_else(|| ApiError::validation(format!("no investor {}", req.investor_id)))?;
+    let investor = investor.ok_or_else(|| ApiError::validation(format!("no investor {}", req.investor_id)))?;
     if investor.kyc_status != KycStatus::Verified {
         return Err(unprocessable(
             "investor_not_verified",
@@ -185,8 +181,19 @@ pub async fn check(
             "the funding adds up to {total}, the pledge is {amount}"
         )));
     }
-    let cheques = redeem::check(conn, &codes, &offer, now).await?;
+    Ok(Asked { amount, card, codes })
+}
 
+/// The risk warning (ECSP art. 21(7)), then the pledge as it will be written.
+fn settle(
+    offer: &Offer,
+    investor: &Investor,
+    req: &PledgeRequest,
+    asked: &Asked<'_>,
+    cheques: &[Spend],
+    now: DateTime<Utc>,
+) -> Result<NewPledge, ApiError> {
+    let amount = asked.amount;
     let sophisticated = investor.classification == Classification::Sophisticated;
     if !sophisticated && !req.risk_acknowledged {
         let five_percent = investor
@@ -223,19 +230,58 @@ pub async fn check(
             })
             .collect::<Vec<_>>()
     );
-    let pledge = NewPledge {
+    Ok(NewPledge {
         id: Uuid::now_v7(),
-        offer_id,
+        offer_id: offer.id,
         investor_id: investor.id,
         shares: req.shares,
         amount,
         funding,
-        card_amount: card,
+        card_amount: asked.card,
         risk_acknowledged: req.risk_acknowledged,
         reflection_ends_at: (!sophisticated).then(|| now + TimeDelta::days(REFLECTION_PERIOD_DAYS)),
         payment_due_at: now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
+    })
+}
+
+/// Checks a pledge request against the offer and the investor.
+pub async fn check(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    req: &PledgeRequest,
+    now: DateTime<Utc>,
+) -> Result<Checked, ApiError> {
+    let offer = offers::store::get(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    let investor = if offer.accepts_pledges(now) {
+        investors::store::get(conn, req.investor_id).await?
+    } else {
+        None
     };
+    let asked = admit(&offer, investor.as_ref(), req, now)?;
+    let investor = investor.expect("admit refuses a missing investor");
+    let cheques = redeem::check(conn, &asked.codes, &offer, now).await?;
+    let pledge = settle(&offer, &investor, req, &asked, &cheques, now)?;
     Ok(Checked { offer, pledge, cheques })
+}
+
+/// Judges a card-only pledge against an offer and investor already read (the batch's): the same
+/// rules as [`check`], in the same order.
+pub fn judge_card(
+    offer: &Offer,
+    investor: Option<&Investor>,
+    req: &PledgeRequest,
+    now: DateTime<Utc>,
+) -> Result<NewPledge, ApiError> {
+    let asked = admit(offer, investor, req, now)?;
+    if !asked.codes.is_empty() {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "a pledge with cheques reached the card batch"
+        )));
+    }
+    let investor = investor.expect("admit refuses a missing investor");
+    settle(offer, investor, req, &asked, &[], now)
 }
 
 /// Writes a checked pledge, its payment and its event, and reserves its shares (last, to hold
