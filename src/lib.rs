@@ -57,6 +57,7 @@ impl App {
         App {
             state: AppState {
                 batcher: pledges::batcher::Batcher::new(pool.clone()),
+                inbound: payments::inbound::Batcher::new(pool.clone()),
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),

@@ -546,3 +546,96 @@ async fn a_deposit_is_credited_once_and_only_for_its_amount(pool: PgPool) {
     assert_eq!(statuses, ["succeeded", "failed"]);
     app.assert_books_verify().await;
 }
+
+/// A flood of confirmations, each delivered twice under its own id, once more under another id,
+/// and mixed with amount mismatches, all at once: every pledge is funded exactly once, in
+/// batches (fewer transactions than confirmations), every mismatch is quarantined, and the
+/// books verify.
+#[sqlx::test]
+async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool) {
+    const PLEDGES: usize = 60;
+    let wide = common::wide_pool(&pool, 40).await;
+    let app = TestApp::spawn(wide).await;
+    let project = fixtures::published_project(&app).await;
+    let offer = fixtures::open_offer(
+        &app,
+        &project,
+        json!({"min_target": "100.00", "max_target": "10000.00"}),
+        9,
+    )
+    .await;
+    let investor = fixtures::investor(&app, "Fund", "sophisticated").await;
+    let mut payments = Vec::new();
+    for _ in 0..PLEDGES {
+        let p = fixtures::ok(fixtures::pledge(&app, &offer, &investor, 2, "10.00").await, 201).await;
+        payments.push(p["payment"]["payment_id"].as_str().unwrap().to_string());
+    }
+    let now = app.clock.now().timestamp();
+    // (event id, body, what it is)
+    let mut deliveries = Vec::new();
+    for (n, payment) in payments.iter().enumerate() {
+        let good = |id: String| {
+            let body = event(&id, "payment.succeeded", payment, "20.00", "EUR", now);
+            (id, body)
+        };
+        let (id, body) = good(format!("evt_{n}"));
+        deliveries.push((id.clone(), body.clone(), "good"));
+        deliveries.push((id, body, "good"));
+        let (id, body) = good(format!("evt_{n}_again"));
+        deliveries.push((id, body, "good"));
+        if n % 10 == 0 {
+            let id = format!("evt_{n}_wrong");
+            let body = event(&id, "payment.succeeded", payment, "19.99", "EUR", now);
+            deliveries.push((id, body, "mismatch"));
+        }
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(deliveries.len()));
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = deliveries
+        .into_iter()
+        .map(|(id, body, what)| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (what, signed(&app, &id, body, 0).await)
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in futures::future::join_all(tasks).await {
+        let (what, reply) = task.unwrap();
+        assert_eq!(reply.status, 200, "{:#}", reply.body);
+        match (what, reply.body["outcome"].as_str().unwrap()) {
+            ("good", "applied") => applied += usize::from(reply.body["duplicate"] == false),
+            ("good", "ignored") => {}
+            ("mismatch", "quarantined") => {}
+            other => panic!("{other:?}: {:#}", reply.body),
+        }
+    }
+    assert_eq!(applied, PLEDGES, "one applied confirmation per payment");
+
+    let funded: i64 =
+        sqlx::query_scalar("select count(*) from pledges where offer_id = $1::uuid and status = 'funded'")
+            .bind(&offer)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(funded, PLEDGES as i64);
+    let (entries, transactions): (i64, i64) =
+        sqlx::query_as("select count(*), count(distinct xmin::text) from ledger_entries where kind = 'pledge.funded'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(entries, PLEDGES as i64);
+    assert!(
+        transactions < PLEDGES as i64,
+        "{transactions} transactions for {PLEDGES} confirmations"
+    );
+    let quarantined = app.get("/v1/webhooks/quarantine").await.body;
+    assert_eq!(quarantined.as_array().unwrap().len(), PLEDGES / 10);
+    assert_eq!(
+        fixtures::balance(&app, &format!("offer:{offer}:escrow")).await,
+        format!("{}.00", 20 * PLEDGES)
+    );
+    app.assert_books_verify().await;
+}

@@ -43,6 +43,8 @@ pub struct AppState {
     pub providers: Arc<crate::payments::Providers>,
     /// Card pledges, many per transaction per offer (pledges/batcher.rs).
     pub batcher: crate::pledges::batcher::Batcher,
+    /// Verified provider events, many per transaction (payments/inbound.rs).
+    pub inbound: crate::payments::inbound::Batcher,
 }
 
 /// Limits applied to every request.

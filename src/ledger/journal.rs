@@ -225,6 +225,65 @@ pub async fn post(conn: &mut PgConnection, new: NewEntry) -> Result<Posted, Ledg
     Ok(Posted { entry, replayed: false })
 }
 
+/// Posts many new entries at once, in two statements (the batch paths'). Unlike [`post`], it
+/// is not idempotent one entry at a time: if any reference is already taken it posts nothing
+/// and returns [`LedgerError::ReferenceReused`], and the caller's transaction must roll back
+/// (the caller sends those entries down the one-at-a-time path). Postings are written in
+/// account order across the batch, so concurrent writers lock account rows in one order.
+pub async fn post_many(conn: &mut PgConnection, entries: &[NewEntry]) -> Result<Vec<Uuid>, LedgerError> {
+    for entry in entries {
+        entry.check()?;
+        if entry.reverses.is_some() {
+            return Err(LedgerError::Invalid("post_many takes no reversals".into()));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|_| Uuid::now_v7()).collect();
+    let inserted = sqlx::query(
+        "insert into ledger_entries (id, kind, reference, effective_at, metadata)
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+         on conflict (reference) do nothing",
+    )
+    .bind(&ids)
+    .bind(entries.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.reference.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.effective_at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted != entries.len() as u64 {
+        return Err(LedgerError::ReferenceReused(format!(
+            "{} of {} references in a batch",
+            entries.len() as u64 - inserted,
+            entries.len()
+        )));
+    }
+    let mut postings: Vec<(Uuid, Uuid, Side, Money)> = entries
+        .iter()
+        .zip(&ids)
+        .flat_map(|(e, id)| e.postings.iter().map(move |p| (p.account_id, *id, p.side, p.amount)))
+        .collect();
+    postings.sort_by_key(|p| (p.0, p.1, p.2));
+    sqlx::query(
+        "insert into ledger_postings (entry_id, account_id, side, amount, currency)
+         select t.entry_id, t.account_id, t.side, t.amount, t.currency
+           from unnest($1::uuid[], $2::uuid[], $3::ledger_side[], $4::numeric[], $5::text[]) with ordinality
+                as t(entry_id, account_id, side, amount, currency, n)
+          order by t.n",
+    )
+    .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.3.amount()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.3.currency().code()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(ids)
+}
+
 fn same_entry(existing: &Entry, new: &NewEntry) -> bool {
     let mut a: Vec<(Uuid, Side, Money)> = existing
         .postings

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 pub use journal::{
     account, account_by_code, account_lines, all_accounts, balance, entry, entry_by_reference, list_accounts,
-    lock_balance, open_account, post, reverse,
+    lock_balance, open_account, post, post_many, reverse,
 };
 pub use model::{
     Account, AccountCode, AccountKind, AccountLine, Entry, LedgerError, NewAccount, NewEntry, NewPosting, Posted,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, PgConnection, PgPool};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::Applied;
 use super::provider::{self, Event, Received};
+use crate::batch::{self, Lanes};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -117,50 +118,197 @@ pub async fn receive(
             detail,
         });
     }
-
-    let (outcome, detail) = match &received.event {
-        Err(why) => (Outcome::Quarantined, Some(why.clone())),
-        Ok(events) => {
-            let mut outcome = Outcome::Ignored;
-            let mut detail = None;
-            let mut savepoint = tx.begin().await?;
-            for event in events {
-                match apply(&mut savepoint, provider, event, now).await {
-                    Ok(Applied::Done) => outcome = Outcome::Applied,
-                    Ok(Applied::Nothing) => {}
-                    Err(err) if err.status().is_client_error() => {
-                        outcome = Outcome::Quarantined;
-                        detail = Some(format!("{}: {}", err.code(), err.detail()));
-                        break;
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-            if outcome == Outcome::Quarantined {
-                // Nothing of a refused event may stick, not even the part applied before it.
-                savepoint.rollback().await?;
-            } else {
-                savepoint.commit().await?;
-            }
-            (outcome, detail)
-        }
-    };
-    sqlx::query("update inbound_events set status = $2, detail = $3 where id = $1")
-        .bind(id)
-        .bind(outcome)
-        .bind(&detail)
-        .execute(&mut *tx)
-        .await?;
+    let (outcome, detail) = settle(&mut tx, provider, &received, now).await?;
+    record(&mut tx, &[(id, outcome, detail.clone())]).await?;
     tx.commit().await?;
+    Ok(acknowledge(provider, received, outcome, detail))
+}
+
+/// Applies a stored event's meaning in a savepoint: all of it, or nothing if it is refused.
+async fn settle(
+    tx: &mut PgConnection,
+    provider: &str,
+    received: &Received,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, Option<String>), ApiError> {
+    let events = match &received.event {
+        Err(why) => return Ok((Outcome::Quarantined, Some(why.clone()))),
+        Ok(events) => events,
+    };
+    let mut outcome = Outcome::Ignored;
+    let mut detail = None;
+    let mut savepoint = tx.begin().await?;
+    for event in events {
+        match apply(&mut savepoint, provider, event, now).await {
+            Ok(Applied::Done) => outcome = Outcome::Applied,
+            Ok(Applied::Nothing) => {}
+            Err(err) if err.status().is_client_error() => {
+                outcome = Outcome::Quarantined;
+                detail = Some(format!("{}: {}", err.code(), err.detail()));
+                break;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    if outcome == Outcome::Quarantined {
+        // Nothing of a refused event may stick, not even the part applied before it.
+        savepoint.rollback().await?;
+    } else {
+        savepoint.commit().await?;
+    }
+    Ok((outcome, detail))
+}
+
+/// Records what became of stored events.
+async fn record(tx: &mut PgConnection, outcomes: &[(Uuid, Outcome, Option<String>)]) -> sqlx::Result<()> {
+    sqlx::query(
+        "update inbound_events e set status = u.status, detail = u.detail
+           from unnest($1::uuid[], $2::inbound_event_status[], $3::text[]) as u(id, status, detail)
+          where e.id = u.id",
+    )
+    .bind(outcomes.iter().map(|o| o.0).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.1).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.2.clone()).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+fn acknowledge(provider: &str, received: Received, outcome: Outcome, detail: Option<String>) -> Ack {
     if outcome == Outcome::Quarantined {
         tracing::warn!(provider, event_id = %received.event_id, detail = detail.as_deref().unwrap_or(""), "webhook event quarantined");
     }
-    Ok(Ack {
+    Ack {
         event_id: received.event_id,
         outcome,
         duplicate: false,
         detail,
-    })
+    }
+}
+
+/// A verified event waiting for its batch.
+pub struct Inbound {
+    pub provider: String,
+    pub received: Received,
+    pub body: Bytes,
+    pub now: DateTime<Utc>,
+}
+
+/// Verified events, many per transaction: one lane for the process, whose task ends when idle.
+#[derive(Clone)]
+pub struct Batcher {
+    pool: PgPool,
+    lane: Lanes<(), Inbound, Ack>,
+}
+
+/// Events per transaction, at most.
+const MAX_BATCH: usize = 256;
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Batcher {
+    pub fn new(pool: PgPool) -> Self {
+        Batcher {
+            pool,
+            lane: Lanes::default(),
+        }
+    }
+
+    /// Queues a verified event and waits for its acknowledgement. `Err(inbound)` when it must
+    /// be received on its own ([`receive`]).
+    pub async fn submit(&self, inbound: Inbound) -> Result<Result<Ack, ApiError>, Box<Inbound>> {
+        let pool = self.pool.clone();
+        self.lane
+            .submit((), inbound, |rx| {
+                tokio::spawn(batch::run(
+                    "inbound",
+                    rx,
+                    MAX_BATCH,
+                    Some(IDLE),
+                    async move |batch: &[Inbound]| {
+                        let acks = receive_many(&pool, batch).await?;
+                        Ok(acks.into_iter().map(|ack| ack.map(Ok)).collect())
+                    },
+                ));
+            })
+            .await
+    }
+}
+
+/// Stores and applies many verified events in one transaction (the `inbound` lane of crate::batch): the common payment
+/// confirmations set-wise ([`super::confirm_payments`]), the rest one by one, each in its own
+/// savepoint. `None` for an event to hand to [`receive`] after the batch commits: a repeat of
+/// a stored event id (which [`receive`] answers as a duplicate).
+pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, ApiError> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    let stored: Vec<Uuid> = sqlx::query_scalar(
+        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status)
+         select u.id, u.provider, u.event_id, u.event_type, u.body, u.received_at, 'ignored'
+           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::timestamptz[])
+                as u(id, provider, event_id, event_type, body, received_at)
+         on conflict (provider, event_id) do nothing
+         returning id",
+    )
+    .bind(&ids)
+    .bind(batch.iter().map(|i| i.provider.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|i| i.received.event_id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|i| i.received.event_type.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|i| i.body.as_ref()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|i| i.now).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let stored: std::collections::HashSet<Uuid> = stored.into_iter().collect();
+
+    let mut outcomes: Vec<Option<(Outcome, Option<String>)>> = vec![None; batch.len()];
+    // Payment confirmations first, set-wise per provider.
+    let mut providers: Vec<&str> = batch.iter().map(|i| i.provider.as_str()).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    for provider in providers {
+        let mut positions = Vec::new();
+        let mut paid = Vec::new();
+        for (n, inbound) in batch.iter().enumerate() {
+            if let (true, Ok([Event::PaymentSucceeded { payment_id, amount }])) = (
+                inbound.provider == provider && stored.contains(&ids[n]),
+                inbound.received.event.as_deref(),
+            ) {
+                positions.push(n);
+                paid.push((payment_id.as_str(), *amount));
+            }
+        }
+        if paid.is_empty() {
+            continue;
+        }
+        let now = batch.iter().map(|i| i.now).max().expect("a batch is never empty");
+        for (n, applied) in positions
+            .into_iter()
+            .zip(super::confirm_payments(&mut tx, provider, &paid, now).await?)
+        {
+            if applied.is_some() {
+                outcomes[n] = Some((Outcome::Applied, None));
+            }
+        }
+    }
+    // The rest, in arrival order.
+    for (n, inbound) in batch.iter().enumerate() {
+        if stored.contains(&ids[n]) && outcomes[n].is_none() {
+            outcomes[n] = Some(settle(&mut tx, &inbound.provider, &inbound.received, inbound.now).await?);
+        }
+    }
+    let recorded: Vec<_> = ids
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(id, o)| o.clone().map(|(outcome, detail)| (*id, outcome, detail)))
+        .collect();
+    record(&mut tx, &recorded).await?;
+    tx.commit().await?;
+    Ok(batch
+        .iter()
+        .zip(outcomes)
+        .map(|(inbound, o)| {
+            o.map(|(outcome, detail)| acknowledge(&inbound.provider, inbound.received.clone(), outcome, detail))
+        })
+        .collect())
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -183,7 +331,24 @@ async fn webhook(
     let adapter =
         provider::adapter(&provider).ok_or_else(|| ApiError::not_found(format!("no payment provider '{provider}'")))?;
     let received = adapter.read_webhook(&state.providers, &headers, &body, now.timestamp())?;
+    let inbound = Inbound {
+        provider,
+        received,
+        body,
+        now,
+    };
+    // Confirmations arrive in floods too: many per transaction (the `inbound` lane of crate::batch), else one by one.
+    let inbound = match state.inbound.submit(inbound).await {
+        Ok(ack) => return Ok(Json(ack?)),
+        Err(inbound) => inbound,
+    };
     let mut conn = state.pool.acquire().await?;
+    let Inbound {
+        provider,
+        received,
+        body,
+        now,
+    } = *inbound;
     Ok(Json(receive(&mut conn, &provider, received, &body, now).await?))
 }
 

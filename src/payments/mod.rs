@@ -188,7 +188,7 @@ async fn set_payment_status(
 }
 
 /// What a provider's confirmation did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// The state changed.
     Done,
@@ -272,6 +272,107 @@ pub async fn confirm_payment(
         ledger::post(conn, entry).await?;
     }
     Ok(Applied::Done)
+}
+
+/// [`confirm_payment`] for many payments of one provider at once, in the common case only: a
+/// pending payment of a pending pledge, confirmed in time, for its exact amount. Those are
+/// written set-wise (one ledger statement for all their entries, one update each for payments
+/// and pledges, one insert of their events) and answered `Some(Applied::Done)`; every other
+/// confirmation is `None`, for the caller to apply one by one with [`confirm_payment`] in the
+/// same transaction, afterwards.
+pub async fn confirm_payments(
+    conn: &mut PgConnection,
+    provider: &str,
+    paid: &[(&str, Money)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<Applied>>, ApiError> {
+    let references: Vec<&str> = paid.iter().map(|(id, _)| *id).collect();
+    let seen: Vec<Payment> = sqlx::query_as(
+        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
+          where provider = $1 and provider_payment_id = any($2)",
+    )
+    .bind(provider)
+    .bind(&references)
+    .fetch_all(&mut *conn)
+    .await?;
+    if seen.is_empty() {
+        return Ok(vec![None; paid.len()]);
+    }
+    // Lock order as everywhere: pledges, then payments; each in id order.
+    let pledge_ids: Vec<Uuid> = seen.iter().map(|p| p.pledge_id).collect();
+    let pledges: std::collections::HashMap<Uuid, Pledge> = pledges::store::lock_many(conn, &pledge_ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let payment_ids: Vec<Uuid> = seen.iter().map(|p| p.id).collect();
+    let locked: Vec<Payment> = sqlx::query_as(
+        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
+          where id = any($1) order by id for update",
+    )
+    .bind(&payment_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut payments: std::collections::HashMap<&str, &Payment> =
+        locked.iter().map(|p| (p.provider_payment_id.as_str(), p)).collect();
+
+    let mut results = Vec::with_capacity(paid.len());
+    let mut funded: Vec<(&Payment, &Pledge, Money)> = Vec::new();
+    for (reference, amount) in paid {
+        // `remove`: a second confirmation of the same payment in the batch takes the slow path.
+        let fast = payments.remove(reference).and_then(|payment| {
+            let pledge = &pledges[&payment.pledge_id];
+            let in_time = pledge.status == PledgeStatus::PendingPayment && now < pledge.payment_due_at;
+            let exact = amount.amount() == payment.amount && amount.currency().code() == payment.currency;
+            (payment.status == PaymentStatus::Pending && in_time && exact).then_some((payment, pledge, *amount))
+        });
+        results.push(fast.is_some().then_some(Applied::Done));
+        funded.extend(fast);
+    }
+    if funded.is_empty() {
+        return Ok(results);
+    }
+
+    let mut psp = std::collections::HashMap::new();
+    let mut escrow = std::collections::HashMap::new();
+    let mut entries = Vec::with_capacity(funded.len());
+    for (payment, pledge, amount) in &funded {
+        let currency = amount.currency();
+        let psp = match psp.get(&currency) {
+            Some(id) => *id,
+            None => *psp
+                .entry(currency)
+                .or_insert(chart::psp(conn, provider, currency, now).await?),
+        };
+        let escrow = match escrow.get(&pledge.offer_id) {
+            Some(id) => *id,
+            None => *escrow
+                .entry(pledge.offer_id)
+                .or_insert(chart::offer_escrow(conn, pledge.offer_id, currency, now).await?),
+        };
+        entries.push(
+            NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
+                .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id,
+                                              "provider_payment_id": payment.provider_payment_id }))
+                .debit(psp, *amount)
+                .credit(escrow, *amount),
+        );
+    }
+    ledger::post_many(conn, &entries).await?;
+    let ids: Vec<Uuid> = funded.iter().map(|(payment, _, _)| payment.id).collect();
+    sqlx::query("update payments set status = 'succeeded', settled_at = $2 where id = any($1)")
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let ids: Vec<Uuid> = funded.iter().map(|(_, pledge, _)| pledge.id).collect();
+    pledges::store::set_funded_many(conn, &ids, now).await?;
+    let events: Vec<_> = funded
+        .iter()
+        .map(|(_, pledge, _)| ("pledge.funded", pledge_event(pledge, PledgeStatus::Funded), now))
+        .collect();
+    events::emit_many(conn, &events).await?;
+    Ok(results)
 }
 
 /// The provider declined a payment: a pending pledge is cancelled and its shares released.
