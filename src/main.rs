@@ -12,6 +12,10 @@ use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
+// glibc's malloc keeps what a burst of requests freed (docs/performance.md); mimalloc gives it back.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "crowdledger",
