@@ -34,6 +34,7 @@ pub struct HttpSettings {
     pub metrics_bind: Option<SocketAddr>,
     pub request_timeout_seconds: u64,
     pub body_limit_bytes: usize,
+    pub max_in_flight: usize,
 }
 
 impl HttpSettings {
@@ -153,6 +154,9 @@ impl Settings {
         }
         if self.http.request_timeout_seconds == 0 {
             bail!("invalid configuration: http.request_timeout_seconds must be at least 1");
+        }
+        if self.http.max_in_flight == 0 {
+            bail!("invalid configuration: http.max_in_flight must be at least 1");
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("invalid configuration: http.body_limit_bytes must be at least 1024");

@@ -69,6 +69,7 @@ impl App {
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),
                 body_limit_bytes: settings.http.body_limit_bytes,
+                max_in_flight: settings.http.max_in_flight,
             },
         }
     }

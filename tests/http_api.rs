@@ -1410,3 +1410,45 @@ async fn the_whole_openapi_document_is_consistent(pool: PgPool) {
         }
     }
 }
+
+/// Beyond `http.max_in_flight` requests at once, a request is refused at once with 503
+/// `overloaded` and `Retry-After`, and served again once the others are done.
+#[sqlx::test]
+async fn requests_beyond_the_in_flight_limit_are_refused_at_once(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(pool, &[("CROWDLEDGER__HTTP__MAX_IN_FLIGHT", "2")]).await;
+    // Two requests whose bodies never finish arriving hold both places.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/projects HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{",
+            common::OPERATOR_KEY
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    let refused = app
+        .wait_for_value(|| async { app.get("/health").await }, |r: &Reply| r.status == 503)
+        .await;
+    refused.assert_problem(503, "overloaded");
+    assert_eq!(refused.headers["retry-after"], "1");
+    let projects: i64 = sqlx::query_scalar("select count(*) from projects")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(projects, 0);
+
+    // Once one held request ends, the service serves again.
+    let mut first = held.remove(0);
+    first.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest).await;
+    drop(first);
+    let served = app
+        .wait_for_value(|| async { app.get("/health").await }, |r: &Reply| r.status == 200)
+        .await;
+    assert_eq!(served.body["status"], "ok");
+}

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use sqlx::PgPool;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -52,6 +53,8 @@ pub struct AppState {
 pub struct Limits {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// Requests served at once; more are refused with 503 `overloaded`.
+    pub max_in_flight: usize,
 }
 
 #[derive(OpenApi)]
@@ -136,6 +139,25 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was abandoned")
                 }))
                 .layer(TimeoutLayer::new(limits.request_timeout)),
+        )
+        // Outermost: a request beyond the limit is refused before anything is spent on it.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    let mut refused = ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        "the service is at its limit of requests in flight; retry shortly",
+                    )
+                    .into_response();
+                    refused
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                    refused
+                }))
+                .load_shed()
+                // Global: `Router::layer` wraps each route apart, and the limit is the process's.
+                .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
         )
         .with_state(state)
 }

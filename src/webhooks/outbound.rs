@@ -192,19 +192,30 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid, now: DateTime<Ut
     Ok(endpoint)
 }
 
-/// Turns new outbox events into deliveries for the active endpoints that subscribe to them.
-/// `skip locked` lets several workers fan out side by side without taking the same events.
-pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
+/// Events fanned out per transaction.
+const FAN_OUT_BATCH: i64 = 1000;
+
+/// Turns new outbox events into deliveries for the active endpoints that subscribe to them, all
+/// of them: a flood writes thousands of events a second, and a tick must not fall behind.
+pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
+    while fan_out_some(pool, now).await? == FAN_OUT_BATCH as usize {}
+    Ok(())
+}
+
+/// Fans out up to [`FAN_OUT_BATCH`] events; returns how many. `skip locked` lets several
+/// workers fan out side by side without taking the same events.
+async fn fan_out_some(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<usize> {
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "select id from outbox_events where not fanned_out order by seq limit 1000 for update skip locked",
+        "select id from outbox_events where not fanned_out order by seq limit $1 for update skip locked",
     )
+    .bind(FAN_OUT_BATCH)
     .fetch_all(&mut *tx)
     .await?;
     if ids.is_empty() {
         return Ok(0);
     }
-    let created = sqlx::query(
+    sqlx::query(
         "insert into webhook_deliveries (id, endpoint_id, event_id, next_attempt_at, created_at)
          select gen_random_uuid(), w.id, e.id, $2, $2
            from outbox_events e join webhook_endpoints w on w.status = 'active' and e.event_type = any(w.events)
@@ -214,14 +225,13 @@ pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     .bind(&ids)
     .bind(now)
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .await?;
     sqlx::query("update outbox_events set fanned_out = true where id = any($1)")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(created)
+    Ok(ids.len())
 }
 
 #[derive(sqlx::FromRow)]

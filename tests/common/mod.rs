@@ -41,6 +41,7 @@ pub struct TestApp {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
