@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use crowdledger::webhooks::signature::{self, WebhookSecret};
+
 /// What a flood asks of the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
@@ -36,6 +38,9 @@ pub struct Target {
     pub run: String,
     /// Numbers every request of the run, across phases: its idempotency key and investor.
     pub seq: AtomicU64,
+    /// The sandbox's webhook secret: with it the generator plays the provider and posts the
+    /// signed `payment.succeeded` itself; without it, it asks the sandbox's control to.
+    pub sandbox_secret: Option<WebhookSecret>,
 }
 
 /// Latencies and outcomes, overall and per second of the run.
@@ -133,16 +138,41 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
         return ("201 accepted".into(), Some((id, shares)));
     }
     let payment = value["payment"]["payment_id"].as_str().unwrap_or_default();
-    let funded = client
-        .post(format!("{}/v1/sandbox/payments/{payment}/succeed", target.base))
-        .bearer_auth(&target.key)
-        .json(&json!({}))
-        .send()
-        .await;
+    let funded = match &target.sandbox_secret {
+        Some(secret) => {
+            // What the provider sends: the sandbox's event, signed the Standard Webhooks way.
+            let event_id = format!("evt_bench_{}_{seq}", target.run);
+            let now = chrono::Utc::now().timestamp();
+            let body = serde_json::to_vec(&json!({"id": event_id, "type": "payment.succeeded", "created": now,
+                "data": {"payment_id": payment, "amount": value["amount"], "currency": value["currency"]}}))
+            .expect("JSON serialises");
+            client
+                .post(format!("{}/v1/webhooks/sandbox", target.base))
+                .header("content-type", "application/json")
+                .header("webhook-id", &event_id)
+                .header("webhook-timestamp", now.to_string())
+                .header(
+                    "webhook-signature",
+                    signature::signature_header(&[secret], &event_id, now, &body),
+                )
+                .body(body)
+                .send()
+                .await
+        }
+        None => {
+            client
+                .post(format!("{}/v1/sandbox/payments/{payment}/succeed", target.base))
+                .bearer_auth(&target.key)
+                .json(&json!({}))
+                .send()
+                .await
+        }
+    };
     match funded {
         Ok(r) if r.status() == 200 => {
             let v: Value = r.json().await.unwrap_or_default();
-            if v["applied"] == true {
+            // The sandbox's control answers `applied`; the webhook endpoint its `outcome`.
+            if v["applied"] == true || (v["outcome"] == "applied" && v["duplicate"] == false) {
                 ("200 funded".into(), Some((id, shares)))
             } else {
                 (format!("200 {}", v["outcome"].as_str().unwrap_or("not applied")), None)

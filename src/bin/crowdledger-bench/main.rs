@@ -45,6 +45,11 @@ struct Args {
     /// Skip the open-loop and funded phases (a smoke run).
     #[arg(long)]
     quick: bool,
+    /// The service's sandbox webhook secret (`whsec_…`): the funded phase then posts each
+    /// signed `payment.succeeded` itself, as the provider would, instead of asking the
+    /// sandbox's control endpoint to (which costs the service two more requests per pledge).
+    #[arg(long, env = "CROWDLEDGER_BENCH_SANDBOX_SECRET", hide_env_values = true)]
+    sandbox_secret: Option<String>,
     /// pgbench's TPS in the same run, for the ratio.
     #[arg(long)]
     pgbench_tps: Option<f64>,
@@ -164,6 +169,12 @@ async fn main() -> anyhow::Result<()> {
         investors: investors(&api, args.investors).await?,
         run: uuid::Uuid::new_v4().simple().to_string(),
         seq: std::sync::atomic::AtomicU64::new(0),
+        sandbox_secret: args
+            .sandbox_secret
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--sandbox-secret: {e}"))?,
     });
     eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
 

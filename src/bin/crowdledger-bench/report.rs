@@ -77,7 +77,7 @@ impl Phase {
             name,
             work: match work {
                 Work::Pledge => "pledge",
-                Work::Funded => "pledge, then funded by the sandbox's signed webhook",
+                Work::Funded => "pledge, then its payment.succeeded: the sandbox's signed webhook",
             },
             clients,
             rate,
