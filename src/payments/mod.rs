@@ -332,16 +332,48 @@ pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTi
     Ok(())
 }
 
+/// The data of a `pledge.*` event.
+#[derive(serde::Serialize)]
+pub struct PledgeEvent {
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    shares: i64,
+    amount: String,
+    currency: Currency,
+    status: PledgeStatus,
+    /// After a round's allocation: the shares the pledge got, and the money given back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocated_shares: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_amount: Option<String>,
+}
+
+impl PledgeEvent {
+    pub fn new(pledge: &Pledge, status: PledgeStatus) -> Self {
+        PledgeEvent {
+            pledge_id: pledge.id,
+            offer_id: pledge.offer_id,
+            investor_id: pledge.investor_id,
+            shares: pledge.shares,
+            amount: pledge.amount.amount_string(),
+            currency: pledge.amount.currency(),
+            status,
+            allocated_shares: None,
+            refunded_amount: None,
+        }
+    }
+
+    /// The outcome of allocation: `allocated` shares, `refunded` given back.
+    pub fn allocated(mut self, allocated: i64, refunded: Money) -> Self {
+        self.allocated_shares = Some(allocated);
+        self.refunded_amount = Some(refunded.amount_string());
+        self
+    }
+}
+
 pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
-    serde_json::json!({
-        "pledge_id": pledge.id,
-        "offer_id": pledge.offer_id,
-        "investor_id": pledge.investor_id,
-        "shares": pledge.shares,
-        "amount": pledge.amount.amount_string(),
-        "currency": pledge.amount.currency(),
-        "status": status,
-    })
+    serde_json::to_value(PledgeEvent::new(pledge, status)).expect("a pledge event serialises")
 }
 
 async fn insert_refund(
