@@ -478,16 +478,20 @@ pub async fn refund_many_from_escrow(
     if parts.is_empty() {
         return Ok(());
     }
-    let providers: std::collections::HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("select pledge_id, provider from payments where pledge_id = any($1)")
-            .bind(parts.iter().map(|p| p.0).collect::<Vec<Uuid>>())
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+    // Each pledge's provider, as one row per provider (not one per pledge).
+    let providers: Vec<(String, Vec<Uuid>)> = sqlx::query_as(
+        "select provider, array_agg(pledge_id) from payments where pledge_id = any($1) group by provider",
+    )
+    .bind(parts.iter().map(|p| p.0).collect::<Vec<Uuid>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let provider_of: std::collections::HashMap<Uuid, &str> = providers
+        .iter()
+        .flat_map(|(provider, pledges)| pledges.iter().map(move |p| (*p, provider.as_str())))
+        .collect();
     let mut by_provider: std::collections::BTreeMap<&str, Vec<NewRefund>> = Default::default();
     for &(pledge_id, amount) in parts {
-        let provider = providers.get(&pledge_id).expect("a funded pledge has a payment");
+        let provider = provider_of.get(&pledge_id).expect("a funded pledge has a payment");
         by_provider.entry(provider).or_default().push(NewRefund {
             id: Uuid::now_v7(),
             pledge_id,
