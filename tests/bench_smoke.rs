@@ -77,3 +77,93 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
     assert!(metrics.contains("batch_size{lane=\"pledges\""), "{metrics}");
     served.terminate().await;
 }
+
+/// The close scenario and the preload, small: rounds seeded in SQL, closed through the API,
+/// timed and checked; the main flood run again after the preload.
+#[sqlx::test]
+async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let key = "bench-smoke-operator-key-0123456789abcdef";
+    let served = common::Served::start(&db, key).await;
+    let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
+    let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
+        .args(["--url", &served.base, "--key", key, "--database-url", &db])
+        .args(["--clients", "4", "--duration", "1", "--investors", "10", "--quick"])
+        .args(["--preload", "500", "--close-sizes", "200", "--pro-rata", "300"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "closed loop, 4 clients",
+            "closed loop, 4 clients, 500 pledges preloaded"
+        ]
+    );
+    let preload = &report["preload"];
+    assert_eq!(preload["pledges"], 500);
+    assert!(preload["ratio"].as_f64().unwrap() > 0.0, "{preload}");
+
+    let closes = report["closes"].as_array().unwrap();
+    assert_eq!(closes.len(), 2, "{report:#}");
+    let (first_come, pro_rata) = (&closes[0], &closes[1]);
+    assert_eq!(first_come["allocation"], "first_come");
+    assert_eq!(first_come["pledges"], 200);
+    // 200 pledges of 1 to 5 shares, sold out: everything allocated, nothing refunded.
+    assert_eq!(first_come["funded_shares"], 600);
+    assert_eq!(first_come["allocated_shares"], 600);
+    assert_eq!(first_come["refunds"], 0);
+    assert_eq!(pro_rata["allocation"], "pro_rata");
+    assert_eq!(pro_rata["pledges"], 300);
+    // Twice oversubscribed: half allocated, the other half refunded to the cards.
+    assert_eq!(pro_rata["funded_shares"], 900);
+    assert_eq!(pro_rata["allocated_shares"], 450);
+    assert_eq!(pro_rata["refunded"], "450.00");
+    assert!(pro_rata["refunds"].as_i64().unwrap() > 100, "{pro_rata}");
+    for close in closes {
+        assert_eq!(close["close_answer"], "200 succeeded", "{close}");
+        assert!(close["close_seconds"].as_f64().unwrap() > 0.0);
+        assert!(close["cap_table_seconds"].as_f64().unwrap() > 0.0);
+        assert_eq!(close["cap_table_shares"], close["allocated_shares"]);
+        assert!(close["cap_table_investors"].as_i64().unwrap() > 0);
+        for check in [
+            "succeeded",
+            "allocated_as_expected",
+            "cap_table_matches",
+            "refunds_match",
+            "ledger_verified",
+        ] {
+            assert_eq!(close["checks"][check], true, "{check}: {close:#}");
+        }
+    }
+    // The seeded pledges are what the real path leaves: funded, paid, in the books.
+    let (pledges, payments): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from pledges where offer_id <> $1::uuid),
+                (select count(*) from payments y join pledges p on p.id = y.pledge_id
+                  where p.offer_id <> $1::uuid and y.status = 'succeeded')",
+    )
+    .bind(report["offer"].as_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((pledges, payments), (1000, 1000));
+
+    let markdown = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(markdown.contains("SEEDED IN SQL"), "{markdown}");
+    assert!(markdown.contains("| pro_rata | 300 |"), "{markdown}");
+    assert!(markdown.contains("500 funded pledges seeded in SQL"), "{markdown}");
+    std::fs::remove_dir_all(&out).ok();
+    served.terminate().await;
+}

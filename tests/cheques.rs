@@ -1203,6 +1203,101 @@ async fn unallocated_shares_give_the_card_money_back_first_then_the_cheques(pool
     verify_books(&app).await;
 }
 
+/// A pro-rata close gives back the unallocated card money of every pledge in one ledger entry,
+/// with one refund per pledge that the provider confirms on its own; a mixed pledge's cheque
+/// part still goes back to its cheque.
+#[sqlx::test]
+async fn a_pro_rata_close_owes_all_card_refunds_in_one_entry_each_confirmed_on_its_own(pool: PgPool) {
+    let World {
+        app,
+        id,
+        code,
+        project,
+        winner,
+        ..
+    } = world(pool, 365, "1000.00", "100000.00", 28).await;
+    // 100 shares on offer at 10.00, 250 pledged: quotas 0.4 × shares.
+    let terms = json!({"min_target": "100.00", "max_target": "1000.00", "allocation": "pro_rata"});
+    let offer_id = fixtures::open_offer(&app, &project, terms, 28).await;
+    let mut by_card = Vec::new();
+    for (i, shares) in [33, 47, 61, 29, 41].into_iter().enumerate() {
+        let who = investor_named(&app, &format!("Investor {i}")).await;
+        let p = fixtures::funded_pledge(&app, &offer_id, &who, shares).await;
+        by_card.push(p["id"].as_str().unwrap().to_string());
+    }
+    // 39 shares, 390.00: 240.00 by cheque, 150.00 by card.
+    let (mixed, payment) = mixed_pledge(&app, &offer_id, &winner, 39, (&code, "240.00"), "150.00").await;
+    settle_card(&app, &payment, "succeed", &mixed, "funded").await;
+
+    let closed = ok(app.post(&format!("/v1/offers/{offer_id}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    // 13.2, 18.8, 24.4, 11.6, 16.4 and 15.6: the three shares left go to .8, then the .6 ties
+    // by arrival.
+    let mut expected: Vec<(String, i64, &str)> = by_card
+        .iter()
+        .cloned()
+        .zip([
+            (13, "200.00"),
+            (19, "280.00"),
+            (24, "370.00"),
+            (12, "170.00"),
+            (16, "250.00"),
+        ])
+        .map(|(id, (allocated, back))| (id, allocated, back))
+        .collect();
+    expected.push((mixed.clone(), 16, "150.00"));
+    let refunds: Vec<(String, String, String, String, Option<uuid::Uuid>)> = sqlx::query_as(
+        "select pledge_id::text, amount::text, reason, provider_refund_id, owed_entry_id from refunds order by pledge_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(refunds.len(), 6, "{refunds:?}");
+    for (pledge_id, allocated, back) in &expected {
+        let p = pledge(&app, pledge_id).await;
+        assert_eq!(p["allocated_shares"], *allocated, "{p:#}");
+        let refund = refunds.iter().find(|r| &r.0 == pledge_id).unwrap();
+        assert_eq!((refund.1.as_str(), refund.2.as_str()), (*back, "not_allocated"));
+    }
+    // The mixed pledge gets 230.00 back: its 150.00 card part to the card, 80.00 to the cheque.
+    assert_eq!(pledge(&app, &mixed).await["refunded_amount"], "230.00");
+    assert_cheque(&app, &id, "active", "1840.00").await;
+    assert_eq!(escrow(&app, &offer_id).await, "0.00");
+    assert_eq!(fixtures::balance(&app, "refunds:sandbox:eur").await, "1420.00");
+    // One entry owes them all, and every refund names it.
+    let owed: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "select e.id, sum(p.amount)::text from ledger_entries e join ledger_postings p on p.entry_id = e.id
+          where e.kind = 'pledge.refund' and p.side = 'debit' group by e.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0].1, "1420.00");
+    assert!(refunds.iter().all(|r| r.4 == Some(owed[0].0)), "{refunds:?}");
+    assert_eq!(events_of_type(&app, "pledge.refunded").await, 6);
+    verify_books(&app).await;
+
+    // The provider confirms each refund on its own: refunds → psp, once each.
+    for (_, _, _, provider_refund_id, _) in &refunds {
+        let path = format!("/v1/sandbox/refunds/{provider_refund_id}/succeed");
+        assert_eq!(ok(app.post(&path, json!({})).await, 200).await["applied"], true);
+        assert_eq!(ok(app.post(&path, json!({})).await, 200).await["applied"], false);
+    }
+    assert_eq!(fixtures::balance(&app, "refunds:sandbox:eur").await, "0.00");
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from refunds where status = 'succeeded' and settled_at is not null"
+        )
+        .await,
+        6
+    );
+    // The sponsor's 10,000.00 deposit, 2,260.00 of card payments, 1,420.00 refunded.
+    assert_eq!(fixtures::balance(&app, "psp:sandbox:eur").await, "10840.00");
+    verify_books(&app).await;
+}
+
 /// The one pledge `investor` made on `offer`.
 async fn pledge_of(app: &TestApp, offer: &str, investor: &str) -> String {
     let pledges = fixtures::pledges_of(app, offer).await;

@@ -79,18 +79,7 @@ pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>
         succeed(conn, &offer, &funded, now).await?;
         Ok(OfferStatus::Succeeded)
     } else {
-        for pledge in &funded {
-            pledges::rules::give_back(conn, pledge, pledge.amount.amount(), "offer_failed", now).await?;
-            pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
-            store::release(conn, offer.id, pledge.shares).await?;
-            events::emit(
-                conn,
-                "pledge.refunded",
-                payments::pledge_event(pledge, PledgeStatus::Refunded),
-                now,
-            )
-            .await?;
-        }
+        pledges::rules::refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
         store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
         events::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
         Ok(OfferStatus::Failed)
@@ -125,6 +114,8 @@ async fn succeed(
 
     let mut statuses = Vec::with_capacity(funded.len());
     let mut refunded = Vec::with_capacity(funded.len());
+    let mut given_back = Vec::new();
+    let mut refund_events = Vec::new();
     for (pledge, &shares) in funded.iter().zip(&allocated) {
         let back = pledge.amount.amount() - offer.price_of(shares).amount();
         refunded.push(back);
@@ -135,14 +126,14 @@ async fn succeed(
         };
         statuses.push(status);
         if back > Decimal::ZERO {
-            let amount = Money::new(back, offer.currency)?;
-            pledges::rules::give_back(conn, pledge, back, "not_allocated", now).await?;
-            let mut event = payments::pledge_event(pledge, status);
-            event["allocated_shares"] = shares.into();
-            event["refunded_amount"] = amount.amount_string().into();
-            events::emit(conn, "pledge.refunded", event, now).await?;
+            given_back.push((pledge, back));
+            refund_events
+                .push(payments::PledgeEvent::new(pledge, status).allocated(shares, Money::new(back, offer.currency)?));
         }
     }
+    // A round's unallocated money goes back in a few statements, not a few per pledge.
+    pledges::rules::give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
+    events::emit_all(conn, "pledge.refunded", &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
     pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;
     // What was reserved but not allocated goes back: afterwards reserved = allocated.

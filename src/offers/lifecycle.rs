@@ -130,22 +130,14 @@ pub async fn cancel(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>)
         return Err(invalid_transition(&offer, "cancelled"));
     }
     let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
-    for pledge in pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true).await? {
-        if pledge.status == PledgeStatus::PendingPayment {
-            payments::cancel_pledge(conn, &pledge, now).await?;
-        } else {
-            pledges::rules::give_back(conn, &pledge, pledge.amount.amount(), "offer_cancelled", now).await?;
-            pledges::store::set_status(conn, pledge.id, PledgeStatus::Refunded, now).await?;
-            store::release(conn, pledge.offer_id, pledge.shares).await?;
-            events::emit(
-                conn,
-                "pledge.refunded",
-                payments::pledge_event(&pledge, PledgeStatus::Refunded),
-                now,
-            )
-            .await?;
-        }
+    let (unpaid, funded): (Vec<_>, Vec<_>) = pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true)
+        .await?
+        .into_iter()
+        .partition(|p| p.status == PledgeStatus::PendingPayment);
+    for pledge in &unpaid {
+        payments::cancel_pledge(conn, pledge, now).await?;
     }
+    pledges::rules::refund_in_full(conn, &offer, &funded, "offer_cancelled", now).await?;
     store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
     Ok(())
 }

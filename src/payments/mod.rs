@@ -264,12 +264,27 @@ pub async fn confirm_payment(
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
         let refunds = chart::refunds(conn, provider, paid.currency(), now).await?;
-        let refund = insert_refund(conn, provider, pledge.id, paid, "payment_after_pledge_ended", now).await?;
+        let refund = Uuid::now_v7();
         let entry = NewEntry::new("payment.late", format!("payment:{}:captured", payment.id), now)
             .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund }))
             .debit(psp, paid)
             .credit(refunds, paid);
-        ledger::post(conn, entry).await?;
+        let owed = ledger::post(conn, entry).await?.entry.id;
+        let new = NewRefund {
+            id: refund,
+            pledge_id: pledge.id,
+            amount: paid.amount(),
+        };
+        insert_refunds(
+            conn,
+            provider,
+            paid.currency(),
+            &[new],
+            "payment_after_pledge_ended",
+            owed,
+            now,
+        )
+        .await?;
     }
     Ok(Applied::Done)
 }
@@ -433,43 +448,90 @@ pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTi
     Ok(())
 }
 
-pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
-    serde_json::json!({
-        "pledge_id": pledge.id,
-        "offer_id": pledge.offer_id,
-        "investor_id": pledge.investor_id,
-        "shares": pledge.shares,
-        "amount": pledge.amount.amount_string(),
-        "currency": pledge.amount.currency(),
-        "status": status,
-    })
+/// The data of a `pledge.*` event.
+#[derive(serde::Serialize)]
+pub struct PledgeEvent {
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    shares: i64,
+    amount: String,
+    currency: Currency,
+    status: PledgeStatus,
+    /// After a round's allocation: the shares the pledge got, and the money given back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocated_shares: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_amount: Option<String>,
 }
 
-async fn insert_refund(
+impl PledgeEvent {
+    pub fn new(pledge: &Pledge, status: PledgeStatus) -> Self {
+        PledgeEvent {
+            pledge_id: pledge.id,
+            offer_id: pledge.offer_id,
+            investor_id: pledge.investor_id,
+            shares: pledge.shares,
+            amount: pledge.amount.amount_string(),
+            currency: pledge.amount.currency(),
+            status,
+            allocated_shares: None,
+            refunded_amount: None,
+        }
+    }
+
+    /// The outcome of allocation: `allocated` shares, `refunded` given back.
+    pub fn allocated(mut self, allocated: i64, refunded: Money) -> Self {
+        self.allocated_shares = Some(allocated);
+        self.refunded_amount = Some(refunded.amount_string());
+        self
+    }
+}
+
+pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
+    serde_json::to_value(PledgeEvent::new(pledge, status)).expect("a pledge event serialises")
+}
+
+/// A refund to write: its id, its pledge and the amount back to the card.
+struct NewRefund {
+    id: Uuid,
+    pledge_id: Uuid,
+    amount: Decimal,
+}
+
+/// Writes refunds to one provider in one statement, each naming the entry that owes it.
+async fn insert_refunds(
     conn: &mut PgConnection,
     provider: &str,
-    pledge_id: Uuid,
-    amount: Money,
+    currency: Currency,
+    refunds: &[NewRefund],
     reason: &str,
+    owed_entry: Uuid,
     now: DateTime<Utc>,
-) -> Result<Uuid, ApiError> {
-    let id = Uuid::now_v7();
-    let provider_refund_id = provider::of_row(provider).create_refund(id, amount)?;
+) -> Result<(), ApiError> {
+    let adapter = provider::of_row(provider);
+    let provider_ids = refunds
+        .iter()
+        .map(|r| Ok(adapter.create_refund(r.id, Money::new(r.amount, currency)?)?))
+        .collect::<Result<Vec<String>, ApiError>>()?;
     sqlx::query(
-        "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, owed_entry_id,
+                              created_at)
+         select r.id, $2, r.provider_refund_id, r.pledge_id, r.amount, $5, $6, $7, $8
+           from unnest($1::uuid[], $3::text[], $4::uuid[], $9::numeric[]) as r(id, provider_refund_id, pledge_id, amount)",
     )
-    .bind(id)
+    .bind(refunds.iter().map(|r| r.id).collect::<Vec<Uuid>>())
     .bind(provider)
-    .bind(provider_refund_id)
-    .bind(pledge_id)
-    .bind(amount.amount())
-    .bind(amount.currency().code())
+    .bind(&provider_ids)
+    .bind(refunds.iter().map(|r| r.pledge_id).collect::<Vec<Uuid>>())
+    .bind(currency.code())
     .bind(reason)
+    .bind(owed_entry)
     .bind(now)
+    .bind(refunds.iter().map(|r| r.amount).collect::<Vec<Decimal>>())
     .execute(conn)
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Gives a pledge's money back from escrow: `escrow → refunds`, and a refund awaiting the
@@ -484,15 +546,75 @@ pub async fn refund_from_escrow(
     let payment = payment_of_pledge(conn, pledge.id)
         .await?
         .expect("a funded pledge has a payment");
-    let refund = insert_refund(conn, &payment.provider, pledge.id, amount, reason, now).await?;
+    let refund = Uuid::now_v7();
     let escrow = chart::offer_escrow(conn, pledge.offer_id, amount.currency(), now).await?;
     let refunds = chart::refunds(conn, &payment.provider, amount.currency(), now).await?;
     let entry = NewEntry::new("pledge.refund", format!("refund:{refund}:owed"), now)
         .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "reason": reason }))
         .debit(escrow, amount)
         .credit(refunds, amount);
-    ledger::post(conn, entry).await?;
+    let owed = ledger::post(conn, entry).await?.entry.id;
+    let new = NewRefund {
+        id: refund,
+        pledge_id: pledge.id,
+        amount: amount.amount(),
+    };
+    insert_refunds(conn, &payment.provider, amount.currency(), &[new], reason, owed, now).await?;
     Ok(refund)
+}
+
+/// [`refund_from_escrow`] for the card money of many pledges of one offer (a round's close
+/// gives back the unallocated money of each): one refund per pledge, each confirmed on its own
+/// later (`refunds → psp`), but for each provider a single entry `escrow → refunds` for their
+/// total, which every refund names. A constant number of statements, whatever the number of
+/// pledges. `parts` are `(pledge, card amount > 0)`.
+pub async fn refund_many_from_escrow(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    currency: Currency,
+    parts: &[(Uuid, Decimal)],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    // Each pledge's provider, as one row per provider (not one per pledge).
+    let providers: Vec<(String, Vec<Uuid>)> = sqlx::query_as(
+        "select provider, array_agg(pledge_id) from payments where pledge_id = any($1) group by provider",
+    )
+    .bind(parts.iter().map(|p| p.0).collect::<Vec<Uuid>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let provider_of: std::collections::HashMap<Uuid, &str> = providers
+        .iter()
+        .flat_map(|(provider, pledges)| pledges.iter().map(move |p| (*p, provider.as_str())))
+        .collect();
+    let mut by_provider: std::collections::BTreeMap<&str, Vec<NewRefund>> = Default::default();
+    for &(pledge_id, amount) in parts {
+        let provider = provider_of.get(&pledge_id).expect("a funded pledge has a payment");
+        by_provider.entry(provider).or_default().push(NewRefund {
+            id: Uuid::now_v7(),
+            pledge_id,
+            amount,
+        });
+    }
+    let escrow = chart::offer_escrow(conn, offer_id, currency, now).await?;
+    for (provider, refunds) in by_provider {
+        let total = Money::new(refunds.iter().map(|r| r.amount).sum(), currency)?;
+        let to = chart::refunds(conn, provider, currency, now).await?;
+        let entry = NewEntry::new(
+            "pledge.refund",
+            format!("offer:{offer_id}:refunds:{}:owed", refunds[0].id),
+            now,
+        )
+        .metadata(serde_json::json!({ "offer_id": offer_id, "reason": reason, "refunds": refunds.len() }))
+        .debit(escrow, total)
+        .credit(to, total);
+        let owed = ledger::post(conn, entry).await?.entry.id;
+        insert_refunds(conn, provider, currency, &refunds, reason, owed, now).await?;
+    }
+    Ok(())
 }
 
 /// The provider gave a refund back to the card: `refunds → psp`.

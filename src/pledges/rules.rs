@@ -389,3 +389,55 @@ pub async fn give_back(
     }
     Ok(())
 }
+
+/// [`give_back`] for many funded pledges of one offer at once (a round's close): the card money
+/// of all of them in a few statements ([`payments::refund_many_from_escrow`]), then the cheque
+/// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
+/// offer's and the pledges' locks.
+pub async fn give_back_many(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    parts: &[(&Pledge, Decimal)],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let cards: Vec<(Uuid, Decimal)> = parts
+        .iter()
+        .map(|(pledge, amount)| (pledge.id, (*amount).min(pledge.card_amount)))
+        .filter(|(_, card)| *card > Decimal::ZERO)
+        .collect();
+    payments::refund_many_from_escrow(conn, offer.id, offer.currency, &cards, reason, now).await?;
+    for (pledge, amount) in parts {
+        let card = (*amount).min(pledge.card_amount);
+        if *amount > card {
+            redeem::give_back(conn, pledge, *amount - card, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends funded pledges of an offer that failed or was cancelled: all their money given back,
+/// each `refunded`, their shares released, a `pledge.refunded` event each. The caller holds the
+/// offer's and the pledges' locks.
+pub async fn refund_in_full(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    funded: &[Pledge],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if funded.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<(&Pledge, Decimal)> = funded.iter().map(|p| (p, p.amount.amount())).collect();
+    give_back_many(conn, offer, &parts, reason, now).await?;
+    let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
+    store::set_statuses(conn, &ids, PledgeStatus::Refunded, now).await?;
+    offers::store::release(conn, offer.id, funded.iter().map(|p| p.shares).sum()).await?;
+    let refunded: Vec<_> = funded
+        .iter()
+        .map(|p| payments::PledgeEvent::new(p, PledgeStatus::Refunded))
+        .collect();
+    events::emit_all(conn, "pledge.refunded", &refunded, now).await?;
+    Ok(())
+}

@@ -235,6 +235,23 @@ pub async fn set_status(
     Ok(())
 }
 
+/// Ends many pledges at once in `status` (not `funded`, which has its own time column).
+pub async fn set_statuses(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    status: PledgeStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    debug_assert!(status != PledgeStatus::Funded);
+    sqlx::query("update pledges set status = $2, ended_at = $3 where id = any($1)")
+        .bind(ids)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Records the outcome of allocation for many pledges at once.
 pub async fn set_allocations(
     conn: &mut PgConnection,

@@ -2,8 +2,14 @@
 //! then checks that nothing was oversold or lost and that the books verify. It writes the
 //! results as JSON and Markdown and draws them as an SVG chart. `scripts/bench` runs it beside
 //! `pgbench` on the same Postgres; see docs/performance.md.
+//!
+//! Optionally (`--close-sizes`, `--pro-rata`) it closes big rounds through the API and times
+//! that, and (`--preload`) runs the main flood again with a million pledges already stored.
+//! Both seed their funded pledges in SQL (see `close.rs`): only the flood and the close are
+//! measured.
 
 mod chart;
+mod close;
 mod load;
 mod report;
 
@@ -12,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use close::CloseRun;
 use serde_json::json;
 
 use crowdledger::client::{Api, id};
 use load::{Pace, Target, Work};
-use report::{Phase, Report};
+use report::{Phase, Preload, Report};
 
 #[derive(Parser)]
 #[command(about = "Flood one hot offer with pledges and check that nothing was oversold or lost")]
@@ -56,6 +63,17 @@ struct Args {
     /// The service's process id, to read its peak resident memory.
     #[arg(long)]
     service_pid: Option<u32>,
+    /// Pledges to seed in SQL on other offers after the main flood, which then runs again, to
+    /// compare a hot offer's throughput in an empty database and in a loaded one (0: none).
+    #[arg(long, default_value_t = 0)]
+    preload: i64,
+    /// Sizes of sold-out `first_come` rounds to close and time, comma-separated (e.g.
+    /// 1000,10000,36000,100000); their funded pledges are seeded in SQL.
+    #[arg(long, default_value = "")]
+    close_sizes: String,
+    /// Sizes of twice oversubscribed `pro_rata` rounds to close and time, comma-separated.
+    #[arg(long, default_value = "")]
+    pro_rata: String,
     /// Where to write bench.json, bench.md and bench.svg.
     #[arg(long, default_value = "target/bench")]
     out: std::path::PathBuf,
@@ -64,27 +82,7 @@ struct Args {
 /// A published project with one open `first_come` offer of 5,000,000 shares at 1.00 (the
 /// ECSP cap), open for a month.
 async fn hot_offer(api: &Api) -> anyhow::Result<String> {
-    let project = id(&api
-        .post(
-            "/v1/projects",
-            json!({"name": "Mondo Bench", "legal_name": "Mondo Bench SAS", "legal_form": "SAS", "country": "FR",
-                   "territory": "Pays de Brest", "themes": ["employment"], "description": "A hot round.",
-                   "impact_indicators": []}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
-    let now = api.now().await?;
-    let offer = id(&api
-        .post(
-            &format!("/v1/projects/{project}/offers"),
-            json!({"currency": "EUR", "share_price": "1.00", "min_target": "1000.00", "max_target": "5000000.00",
-                   "min_ticket": "1.00", "opens_at": now.to_rfc3339(),
-                   "closes_at": (now + chrono::TimeDelta::days(30)).to_rfc3339(),
-                   "success_fee_rate": "0.05", "allocation": "first_come"}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
-    Ok(offer)
+    close::open_offer(api, "Mondo Bench", "first_come", 1000, 5_000_000).await
 }
 
 /// `n` verified investors, created 32 at a time (a platform onboards investors before the
@@ -111,6 +109,15 @@ async fn investors(api: &Arc<Api>, n: usize) -> anyhow::Result<Vec<String>> {
         .buffered(32)
         .try_collect()
         .await
+}
+
+/// Numbers from a comma-separated list (`1,8,64`); empty: none.
+fn numbers<T: std::str::FromStr>(list: &str, what: &str) -> anyhow::Result<Vec<T>> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().replace('_', "").parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("{what} takes numbers like 1,8,64, not {list:?}"))
 }
 
 /// Peak resident memory of a process (Linux `VmHWM`), in MiB.
@@ -188,6 +195,27 @@ async fn main() -> anyhow::Result<()> {
         main_flood,
     )
     .await;
+    let mut preload = None;
+    if args.preload > 0 {
+        eprintln!(
+            "preload: seeding {} funded pledges in SQL on other offers",
+            args.preload
+        );
+        let seeded = close::preload(&api, &pool, args.preload).await?;
+        eprintln!("  seeded in {:.1} s", seeded.seconds);
+        runs.run(
+            &target,
+            format!(
+                "closed loop, {} clients, {} pledges preloaded",
+                args.clients, args.preload
+            ),
+            Work::Pledge,
+            Pace::Closed { clients: args.clients },
+            main_flood,
+        )
+        .await;
+        preload = Some(Preload::new(seeded, &runs.phases[0], &runs.phases[1]));
+    }
     if !args.quick {
         let peak = runs.phases[0].throughput;
         runs.run(
@@ -209,13 +237,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     }
-    let sweep: Vec<usize> = args
-        .sweep
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()
-        .context("--sweep takes client counts like 1,8,64")?;
+    let sweep: Vec<usize> = numbers(&args.sweep, "--sweep")?;
+    let close_sizes: Vec<i64> = numbers(&args.close_sizes, "--close-sizes")?;
+    let pro_rata_sizes: Vec<i64> = numbers(&args.pro_rata, "--pro-rata")?;
     for clients in sweep {
         runs.run(
             &target,
@@ -227,6 +251,13 @@ async fn main() -> anyhow::Result<()> {
         .await;
     }
     let Runs { phases, acknowledged } = runs;
+
+    let mut closes: Vec<CloseRun> = Vec::new();
+    for (allocation, sizes) in [("first_come", &close_sizes), ("pro_rata", &pro_rata_sizes)] {
+        for &n in sizes {
+            closes.push(close::close_round(&api, &pool, allocation, n).await?);
+        }
+    }
 
     eprintln!("checking: cap, acknowledged pledges, the books");
     let offer_now = api.get(&format!("/v1/offers/{offer}")).await?;
@@ -240,6 +271,8 @@ async fn main() -> anyhow::Result<()> {
         pgbench_tps: args.pgbench_tps,
         peak_rss_mib: args.service_pid.and_then(peak_rss_mib),
         checks,
+        preload,
+        closes,
     };
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("bench.json"), serde_json::to_string_pretty(&report)?)?;
@@ -250,6 +283,14 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("written to {}", args.out.display());
     if !report.checks.passed() {
         bail!("the benchmark's correctness checks FAILED: {:?}", report.checks);
+    }
+    if let Some(failed) = report.closes.iter().find(|c| !c.checks.passed()) {
+        bail!(
+            "the close of a {} round of {} pledges FAILED its checks: {:?}",
+            failed.allocation,
+            failed.pledges,
+            failed.checks
+        );
     }
     Ok(())
 }

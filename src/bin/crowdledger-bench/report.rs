@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::close::{CloseRun, Seeded};
 use crate::load::{Pace, Recorded, Work};
 
 #[derive(Serialize)]
@@ -157,6 +158,34 @@ pub async fn check(
     })
 }
 
+/// The main flood in a near-empty database and again after a preload.
+#[derive(Serialize)]
+pub struct Preload {
+    /// Funded pledges seeded in SQL on other offers between the two floods.
+    pub pledges: i64,
+    pub seed_seconds: f64,
+    pub throughput_before: f64,
+    pub throughput_after: f64,
+    /// after / before.
+    pub ratio: f64,
+}
+
+impl Preload {
+    pub fn new(seeded: Seeded, before: &Phase, after: &Phase) -> Self {
+        Preload {
+            pledges: seeded.pledges,
+            seed_seconds: seeded.seconds,
+            throughput_before: before.throughput,
+            throughput_after: after.throughput,
+            ratio: if before.throughput > 0.0 {
+                after.throughput / before.throughput
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct Report {
     pub machine: Machine,
@@ -166,6 +195,9 @@ pub struct Report {
     pub pgbench_tps: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub checks: Checks,
+    pub preload: Option<Preload>,
+    /// Rounds closed through the API, their funded pledges seeded in SQL.
+    pub closes: Vec<CloseRun>,
 }
 
 impl Report {
@@ -222,6 +254,49 @@ impl Report {
             c.ledger_verified,
             if c.passed() { "PASSED" } else { "FAILED" }
         ));
+        if let Some(p) = &self.preload {
+            md.push_str(&format!(
+                "\nPreload: {} funded pledges seeded in SQL on other offers ({:.1} s, not timed), then \
+                 vacuum analyze and a checkpoint. Closed loop before: {:.0}/s; after: {:.0}/s; \
+                 after / before: **{:.0}%**\n",
+                p.pledges,
+                p.seed_seconds,
+                p.throughput_before,
+                p.throughput_after,
+                p.ratio * 100.0
+            ));
+        }
+        if !self.closes.is_empty() {
+            md.push_str(
+                "\nClosing rounds. The funded pledges are SEEDED IN SQL (not timed); the close \
+                 (`POST /v1/offers/{id}/close` until `succeeded`) and the cap-table read are timed \
+                 through the HTTP API.\n\n",
+            );
+            md.push_str(
+                "| allocation | pledges | funded shares | cap | seeded s | close s | cap table s | \
+                 cap-table investors | refunds | checks |\n",
+            );
+            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+            for c in &self.closes {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} |\n",
+                    c.allocation,
+                    c.pledges,
+                    c.funded_shares,
+                    c.cap_shares,
+                    c.seed_seconds,
+                    c.close_seconds,
+                    c.cap_table_seconds,
+                    c.cap_table_investors,
+                    c.refunds,
+                    if c.checks.passed() {
+                        "PASSED".to_string()
+                    } else {
+                        format!("FAILED {:?}", c.checks)
+                    }
+                ));
+            }
+        }
         md
     }
 }

@@ -1,0 +1,319 @@
+//! Closing big rounds, and preloading the database.
+//!
+//! Funding 100,000 pledges through the API (pledge, sandbox success, signed webhook) runs at a
+//! couple of hundred per second, so the funded pledges here are SEEDED IN SQL, in bulk: exactly
+//! the rows the real path leaves for a funded card pledge (the pledge, `funded`; its payment,
+//! `succeeded`; the offer's `shares_reserved`; the money `psp → offer escrow` in the ledger, one
+//! entry per chunk of pledges). Their outbox events are not written: they would have been
+//! delivered long ago and play no part in a close. Seeding is not timed as part of the close.
+//! What is measured goes through the real HTTP API: `POST /v1/offers/{id}/close` until the offer
+//! has succeeded, then `GET /v1/offers/{id}/cap-table`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crowdledger::client::{Api, id};
+use crowdledger::ledger::{self, NewEntry};
+use crowdledger::money::{Currency, Money};
+use crowdledger::{chart, payments};
+
+/// Pledges seeded per transaction (and per ledger entry).
+const CHUNK: i64 = 100_000;
+
+/// The shares of the `g`-th seeded pledge (from 0): 1 to 5, like the flood's.
+fn shares_of(g: i64) -> i64 {
+    1 + g % 5
+}
+
+/// Shares of `n` seeded pledges.
+pub fn total_shares(n: i64) -> i64 {
+    (0..n).map(shares_of).sum()
+}
+
+/// A published project with one open offer at 1.00 a share, open for a month.
+pub async fn open_offer(
+    api: &Api,
+    name: &str,
+    allocation: &str,
+    min_shares: i64,
+    max_shares: i64,
+) -> anyhow::Result<String> {
+    let project = id(&api
+        .post(
+            "/v1/projects",
+            json!({"name": name, "legal_name": format!("{name} SAS"), "legal_form": "SAS", "country": "FR",
+                   "territory": "Pays de Brest", "themes": ["employment"], "description": "A benchmark round.",
+                   "impact_indicators": []}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
+    let now = api.now().await?;
+    let offer = id(&api
+        .post(
+            &format!("/v1/projects/{project}/offers"),
+            json!({"currency": "EUR", "share_price": "1.00", "min_target": format!("{min_shares}.00"),
+                   "max_target": format!("{max_shares}.00"), "min_ticket": "1.00", "opens_at": now.to_rfc3339(),
+                   "closes_at": (now + chrono::TimeDelta::days(30)).to_rfc3339(),
+                   "success_fee_rate": "0.05", "allocation": allocation}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
+    Ok(offer)
+}
+
+/// What was seeded.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Seeded {
+    pub pledges: i64,
+    pub shares: i64,
+    pub seconds: f64,
+}
+
+/// Seeds `n` funded card pledges of verified sophisticated investors (one investor for every
+/// two pledges, also seeded) into the open EUR offer `offer`, in SQL, `CHUNK` per transaction.
+pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime<Utc>) -> anyhow::Result<Seeded> {
+    let started = Instant::now();
+    let run = Uuid::new_v4().simple().to_string();
+    let mut shares = 0;
+    let mut from = 0;
+    while from < n {
+        let count = CHUNK.min(n - from);
+        let mut tx = pool.begin().await?;
+        let investors: Vec<Uuid> = sqlx::query_scalar(
+            "insert into investors (id, kind, name, email, country, classification, kyc_status, created_at,
+                                    updated_at, kyc_decided_at)
+             select gen_random_uuid(), 'natural', 'Seeded investor ' || g, 'seeded' || g || '.' || $2 || '@bench.example',
+                    'FR', 'sophisticated', 'verified', $3, $3, $3
+               from generate_series($1::bigint, $1::bigint + ($4::bigint + 1) / 2 - 1) g
+             returning id",
+        )
+        .bind(from)
+        .bind(&run)
+        .bind(now)
+        .bind(count)
+        .fetch_all(&mut *tx)
+        .await?;
+        // One statement: the pledges, their succeeded payments and the offer's reservation. The
+        // `g`-th pledge has 1 + g % 5 shares, as `shares_of` says.
+        let (pledged, shares_in_chunk, amount): (i64, i64, Decimal) = sqlx::query_as(
+            "with o as (select id, currency, share_price, payment_window_seconds from offers
+                         where id = $1 and status = 'open'),
+                  p as (insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding,
+                                             card_amount, status, payment_due_at, created_at, funded_at)
+                        select gen_random_uuid(), o.id, ($4::uuid[])[(1 + (g - $2) / 2)::int], 1 + g % 5,
+                               (1 + g % 5) * o.share_price, o.currency,
+                               jsonb_build_array(jsonb_build_object('kind', 'card',
+                                   'amount', ((1 + g % 5) * o.share_price)::numeric(20, 2)::text)),
+                               (1 + g % 5) * o.share_price, 'funded',
+                               $5::timestamptz + make_interval(secs => o.payment_window_seconds), $5, $5
+                          from o, generate_series($2::bigint, $2::bigint + $3::bigint - 1) g
+                         order by g
+                        returning id, shares, amount, currency),
+                  pay as (insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency,
+                                                status, created_at, settled_at)
+                          select x.id, $6, 'pay_' || replace(x.id::text, '-', ''), x.pledge_id, x.amount, x.currency,
+                                 'succeeded', $5, $5
+                            from (select gen_random_uuid() as id, p.id as pledge_id, p.amount, p.currency from p) x),
+                  r as (update offers set shares_reserved = shares_reserved + (select sum(shares) from p)
+                         where id = $1)
+             select count(*), coalesce(sum(shares), 0)::bigint, coalesce(sum(amount), 0) from p",
+        )
+        .bind(offer)
+        .bind(from)
+        .bind(count)
+        .bind(&investors)
+        .bind(now)
+        .bind(payments::SANDBOX)
+        .fetch_one(&mut *tx)
+        .await
+        .context("seeding funded pledges")?;
+        if pledged != count {
+            bail!("seeded {pledged} pledges instead of {count}: is offer {offer} open?");
+        }
+        // The money those payments captured: psp → escrow, as `payments::confirm_payment` posts
+        // it, one entry for the chunk.
+        let money = Money::new(amount, Currency::parse("EUR")?)?;
+        let psp = chart::psp(&mut tx, payments::SANDBOX, money.currency(), now).await?;
+        let escrow = chart::offer_escrow(&mut tx, offer, money.currency(), now).await?;
+        let entry = NewEntry::new("pledge.funded", format!("bench:seed:{offer}:{from}"), now)
+            .metadata(json!({"offer_id": offer, "seeded_by": "crowdledger-bench", "pledges": pledged}))
+            .debit(psp, money)
+            .credit(escrow, money);
+        ledger::post(&mut tx, entry).await?;
+        tx.commit().await?;
+        shares += shares_in_chunk;
+        from += count;
+        if n > CHUNK {
+            eprintln!("  seeded {from} of {n} pledges");
+        }
+    }
+    Ok(Seeded {
+        pledges: n,
+        shares,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Seeds `n` funded pledges on offers of their own (at most a million each, within the ECSP
+/// cap), then vacuums, analyzes and checkpoints, as a database holding them for a while would be.
+pub async fn preload(api: &Api, pool: &sqlx::PgPool, n: i64) -> anyhow::Result<Seeded> {
+    let started = Instant::now();
+    let mut left = n;
+    let mut shares = 0;
+    while left > 0 {
+        let count = left.min(1_000_000);
+        let cap = total_shares(count);
+        let offer = open_offer(api, "Preloaded round", "first_come", 1, cap).await?;
+        let now = api.now().await?;
+        shares += seed_funded(pool, offer.parse()?, count, now).await?.shares;
+        left -= count;
+    }
+    sqlx::query("vacuum analyze pledges, payments, investors, offers")
+        .execute(pool)
+        .await?;
+    if let Err(err) = sqlx::query("checkpoint").execute(pool).await {
+        eprintln!("  no checkpoint after the preload ({err}); the flood may meet one");
+    }
+    Ok(Seeded {
+        pledges: n,
+        shares,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One round closed and checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct CloseRun {
+    pub allocation: String,
+    pub offer: String,
+    pub pledges: i64,
+    pub funded_shares: i64,
+    pub cap_shares: i64,
+    pub seed_seconds: f64,
+    /// From `POST /close` until the offer is `succeeded`.
+    pub close_seconds: f64,
+    /// How the close answered: `200 succeeded`, or what it said before the offer was polled.
+    pub close_answer: String,
+    pub cap_table_seconds: f64,
+    pub cap_table_investors: usize,
+    pub cap_table_shares: i64,
+    pub allocated_shares: i64,
+    pub refunds: i64,
+    pub refunded: Decimal,
+    pub checks: CloseChecks,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CloseChecks {
+    pub succeeded: bool,
+    /// first_come: every funded share; pro_rata: exactly the cap.
+    pub allocated_as_expected: bool,
+    pub cap_table_matches: bool,
+    /// The refunds owed add up to the funded money less what was allocated.
+    pub refunds_match: bool,
+    pub ledger_verified: bool,
+}
+
+impl CloseChecks {
+    pub fn passed(&self) -> bool {
+        self.succeeded
+            && self.allocated_as_expected
+            && self.cap_table_matches
+            && self.refunds_match
+            && self.ledger_verified
+    }
+}
+
+/// A round of `n` funded pledges: `first_come` sold out, or `pro_rata` oversubscribed twice.
+/// Seeds it, closes it through the API (timed), reads its cap table (timed) and checks it.
+pub async fn close_round(api: &Api, pool: &sqlx::PgPool, allocation: &str, n: i64) -> anyhow::Result<CloseRun> {
+    let funded = total_shares(n);
+    let cap = match allocation {
+        "first_come" => funded,
+        _ => (funded / 2).max(1),
+    };
+    let offer = open_offer(api, &format!("Closing round {n}"), allocation, (cap / 2).max(1), cap).await?;
+    let now = api.now().await?;
+    eprintln!("close, {allocation}, {n} pledges: seeding in SQL");
+    let seeded = seed_funded(pool, offer.parse()?, n, now).await?;
+
+    let started = Instant::now();
+    let close_answer = match api.post(&format!("/v1/offers/{offer}/close"), json!({})).await {
+        Ok(v) => format!("200 {}", v["status"].as_str().unwrap_or("?")),
+        Err(e) => format!("{e:#}"),
+    };
+    let status = settled(api, &offer).await?;
+    let close_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let table = api.get(&format!("/v1/offers/{offer}/cap-table")).await;
+    let cap_table_seconds = started.elapsed().as_secs_f64();
+    let table = table.unwrap_or(Value::Null);
+    let view = api.get(&format!("/v1/offers/{offer}")).await?;
+    let allocated = view["shares_allocated"].as_i64().unwrap_or(-1);
+    let (refunds, refunded): (i64, Decimal) = sqlx::query_as(
+        "select count(*), coalesce(sum(r.amount), 0) from refunds r join pledges p on p.id = r.pledge_id
+          where p.offer_id = $1::uuid",
+    )
+    .bind(&offer)
+    .fetch_one(pool)
+    .await?;
+    let verified = api.get("/v1/ledger/verify").await?;
+    let cap_table_shares = table["total_shares"].as_i64().unwrap_or(-1);
+    let run = CloseRun {
+        allocation: allocation.to_string(),
+        offer,
+        pledges: n,
+        funded_shares: funded,
+        cap_shares: cap,
+        seed_seconds: seeded.seconds,
+        close_seconds,
+        close_answer,
+        cap_table_seconds,
+        cap_table_investors: table["investors"].as_array().map_or(0, Vec::len),
+        cap_table_shares,
+        allocated_shares: allocated,
+        refunds,
+        refunded,
+        checks: CloseChecks {
+            succeeded: status == "succeeded",
+            allocated_as_expected: allocated == cap,
+            cap_table_matches: cap_table_shares == allocated,
+            // At 1.00 a share.
+            refunds_match: refunded == Decimal::from(funded - allocated),
+            ledger_verified: verified["ok"] == true,
+        },
+    };
+    eprintln!(
+        "  closed in {:.2} s ({}), cap table in {:.2} s ({} investors), {} refunds; checks {}",
+        run.close_seconds,
+        run.close_answer,
+        run.cap_table_seconds,
+        run.cap_table_investors,
+        run.refunds,
+        if run.checks.passed() { "passed" } else { "FAILED" }
+    );
+    Ok(run)
+}
+
+/// Waits for a closing offer to end (the background job takes it on if the request gave up).
+async fn settled(api: &Api, offer: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let view = api.get(&format!("/v1/offers/{offer}")).await?;
+        let status = view["status"].as_str().unwrap_or_default().to_string();
+        if status != "closing" && status != "open" {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("offer {offer} still {status} after an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
