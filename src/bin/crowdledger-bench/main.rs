@@ -10,6 +10,7 @@
 
 mod chart;
 mod close;
+mod cpu;
 mod load;
 mod report;
 
@@ -137,6 +138,7 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 /// The phases run so far and every pledge they saw accepted.
 #[derive(Default)]
 struct Runs {
+    service_pid: Option<u32>,
     phases: Vec<Phase>,
     acknowledged: Vec<(String, i64)>,
 }
@@ -144,8 +146,11 @@ struct Runs {
 impl Runs {
     async fn run(&mut self, target: &Arc<Target>, name: String, work: Work, pace: Pace, duration: Duration) {
         eprintln!("{name}: {} s", duration.as_secs_f64());
+        let before = cpu::Sample::now(self.service_pid);
         let recorded = load::flood(target.clone(), work, pace, duration).await;
-        let phase = Phase::new(name, work, pace, duration, &recorded);
+        let after = cpu::Sample::now(self.service_pid);
+        let mut phase = Phase::new(name, work, pace, duration, &recorded);
+        phase.cpu = cpu::PerRequest::between(before, after, phase.ok);
         eprintln!("  {}", phase.summary());
         self.acknowledged.extend(recorded.acknowledged);
         self.phases.push(phase);
@@ -186,7 +191,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
 
     let main_flood = Duration::from_secs(args.duration);
-    let mut runs = Runs::default();
+    let mut runs = Runs {
+        service_pid: args.service_pid,
+        ..Runs::default()
+    };
     runs.run(
         &target,
         format!("closed loop, {} clients", args.clients),
@@ -250,7 +258,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     }
-    let Runs { phases, acknowledged } = runs;
+    let Runs {
+        phases, acknowledged, ..
+    } = runs;
+    // The floods' peak, before the closes (which build big rounds in memory) run.
+    let flood_rss_mib = args.service_pid.and_then(peak_rss_mib);
 
     let mut closes: Vec<CloseRun> = Vec::new();
     for (allocation, sizes) in [("first_come", &close_sizes), ("pro_rata", &pro_rata_sizes)] {
@@ -269,6 +281,7 @@ async fn main() -> anyhow::Result<()> {
         investors: args.investors,
         phases,
         pgbench_tps: args.pgbench_tps,
+        flood_rss_mib,
         peak_rss_mib: args.service_pid.and_then(peak_rss_mib),
         checks,
         preload,

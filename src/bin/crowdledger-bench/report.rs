@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::close::{CloseRun, Seeded};
+use crate::cpu::PerRequest;
 use crate::load::{Pace, Recorded, Work};
 
 #[derive(Serialize)]
@@ -59,6 +60,8 @@ pub struct Phase {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU per request served, by process (None: nothing served).
+    pub cpu: Option<PerRequest>,
     pub series: Vec<Second>,
 }
 
@@ -90,6 +93,7 @@ impl Phase {
             p90_ms: ms(r.all.value_at_quantile(0.9)),
             p99_ms: ms(r.all.value_at_quantile(0.99)),
             max_ms: ms(r.all.max()),
+            cpu: None,
             series: r
                 .seconds
                 .iter()
@@ -193,6 +197,9 @@ pub struct Report {
     pub investors: usize,
     pub phases: Vec<Phase>,
     pub pgbench_tps: Option<f64>,
+    /// The service's peak resident memory after the floods, before any close.
+    pub flood_rss_mib: Option<f64>,
+    /// Its peak over the whole run, closes included.
     pub peak_rss_mib: Option<f64>,
     pub checks: Checks,
     pub preload: Option<Preload>,
@@ -202,12 +209,13 @@ pub struct Report {
 
 impl Report {
     pub fn markdown(&self) -> String {
+        let mib = |m: Option<f64>| m.map_or("not measured".into(), |m| format!("{m:.0} MiB"));
         let mut md = format!(
-            "Machine: {} cores, {} GiB. Service peak RSS: {}.\n\n",
+            "Machine: {} cores, {} GiB. Service peak RSS during the floods: {}; over the whole run: {}.\n\n",
             self.machine.cores,
             self.machine.memory_gib.map_or("?".into(), |g| g.to_string()),
-            self.peak_rss_mib
-                .map_or("not measured".into(), |m| format!("{m:.0} MiB")),
+            mib(self.flood_rss_mib),
+            mib(self.peak_rss_mib),
         );
         md.push_str("| phase | work | per second | p50 ms | p90 ms | p99 ms | max ms | ok | refused or failed |\n");
         md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
@@ -234,6 +242,15 @@ impl Report {
                     other.join(", ")
                 }
             ));
+        }
+        md.push_str("\nCPU per request served, µs (service / Postgres / generator):\n\n| phase | service | Postgres | generator |\n|---|---:|---:|---:|\n");
+        for p in &self.phases {
+            if let Some(c) = p.cpu {
+                md.push_str(&format!(
+                    "| {} | {:.0} | {:.0} | {:.0} |\n",
+                    p.name, c.service_us, c.postgres_us, c.generator_us
+                ));
+            }
         }
         if let (Some(tps), Some(main)) = (self.pgbench_tps, self.phases.first()) {
             md.push_str(&format!(
