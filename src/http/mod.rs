@@ -9,6 +9,7 @@ mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
@@ -28,7 +29,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_scalar::Scalar;
 
 pub use self::metrics::{metrics_router, prometheus_handle};
 use crate::clock::Clock;
@@ -112,54 +113,75 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole application: API routes, `/openapi.json`, `/docs`, and the middleware stack.
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (api, openapi) = api();
-    let openapi_json = openapi.clone();
+    // Rendered once into shared bytes: axum clones every route's handler for each connection
+    // (and each request), and a handler holding the document itself made each connection copy
+    // it, a megabyte and more apiece.
+    let openapi_json = Bytes::from(serde_json::to_vec(&openapi).expect("the OpenAPI document serialises"));
+    let docs_html = Bytes::from(Scalar::new(openapi).to_html());
     let request_id = HeaderName::from_static("x-request-id");
-    api.route("/openapi.json", get(move || async move { Json(openapi_json) }))
-        .merge(Scalar::with_url("/docs", openapi))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
-        })
-        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
-                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-                    tracing::info_span!("request", method = %req.method(), route, path = req.uri().path(), request_id = id)
-                }))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
-                }))
-                .layer(axum::middleware::from_fn(metrics::track))
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was abandoned")
-                }))
-                .layer(TimeoutLayer::new(limits.request_timeout)),
+    api.route(
+        "/openapi.json",
+        get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi_json.clone()))),
+    )
+    .route(
+        "/docs",
+        get(move || std::future::ready(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], docs_html.clone()))),
+    )
+    .fallback(|| async { ApiError::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
         )
-        // Outermost: a request beyond the limit is refused before anything is spent on it.
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    let mut refused = ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        "the service is at its limit of requests in flight; retry shortly",
-                    )
-                    .into_response();
-                    refused
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    refused
-                }))
-                .load_shed()
-                // Global: `Router::layer` wraps each route apart, and the limit is the process's.
-                .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
-        )
-        .with_state(state)
+    })
+    .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok());
+                let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route, path = req.uri().path(), request_id = id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+            }))
+            .layer(axum::middleware::from_fn(metrics::track))
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long and was abandoned",
+                )
+            }))
+            .layer(TimeoutLayer::new(limits.request_timeout)),
+    )
+    // Outermost: a request beyond the limit is refused before anything is spent on it.
+    .layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                let mut refused = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the service is at its limit of requests in flight; retry shortly",
+                )
+                .into_response();
+                refused
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                refused
+            }))
+            .load_shed()
+            // Global: `Router::layer` wraps each route apart, and the limit is the process's.
+            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
+    )
+    .with_state(state)
 }
 
 #[derive(Serialize, ToSchema)]
