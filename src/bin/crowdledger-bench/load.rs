@@ -24,8 +24,16 @@ pub enum Work {
 
 #[derive(Clone, Copy, Debug)]
 pub enum Pace {
-    Closed { clients: usize },
-    Open { rate: f64 },
+    Closed {
+        clients: usize,
+    },
+    /// `rate` requests a second over at most `connections` connections, as wrk2 does: a
+    /// request due while all are busy waits for one, and its latency still counts from when
+    /// it was due.
+    Open {
+        rate: f64,
+        connections: usize,
+    },
 }
 
 /// The target: one hot offer and the investors taking turns on it.
@@ -187,7 +195,7 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
 pub async fn flood(target: Arc<Target>, work: Work, pace: Pace, duration: Duration) -> Recorded {
     let connections = match pace {
         Pace::Closed { clients } => clients,
-        Pace::Open { .. } => 1024,
+        Pace::Open { connections, .. } => connections,
     };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -216,10 +224,9 @@ pub async fn flood(target: Arc<Target>, work: Work, pace: Pace, duration: Durati
                 t.await.expect("a client task panicked");
             }
         }
-        Pace::Open { rate } => {
-            // In-flight requests are bounded only to keep the generator itself alive; their
-            // latency still counts from when they were due.
-            let in_flight = Arc::new(Semaphore::new(8192));
+        Pace::Open { rate, connections } => {
+            // One request per connection at a time: the connections are reused, never piled up.
+            let in_flight = Arc::new(Semaphore::new(connections));
             let interval = Duration::from_secs_f64(1.0 / rate);
             let mut tasks = Vec::new();
             let mut n = 0u64;

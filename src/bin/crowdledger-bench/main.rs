@@ -38,6 +38,9 @@ struct Args {
     /// The service's database, for the checks that every acknowledged pledge exists.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Connections of the open-loop phase (requests due while all are busy wait for one).
+    #[arg(long, default_value_t = 256)]
+    open_connections: usize,
     /// Concurrent clients of the main flood.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -151,6 +154,7 @@ impl Runs {
         let after = cpu::Sample::now(self.service_pid);
         let mut phase = Phase::new(name, work, pace, duration, &recorded);
         phase.cpu = cpu::PerRequest::between(before, after, phase.ok);
+        phase.peak_rss_mib = self.service_pid.and_then(peak_rss_mib);
         eprintln!("  {}", phase.summary());
         self.acknowledged.extend(recorded.acknowledged);
         self.phases.push(phase);
@@ -232,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
             Work::Pledge,
             Pace::Open {
                 rate: (peak * 0.8).max(1.0),
+                connections: args.open_connections,
             },
             main_flood * 3 / 4,
         )

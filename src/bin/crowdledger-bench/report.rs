@@ -62,6 +62,8 @@ pub struct Phase {
     pub max_ms: f64,
     /// CPU per request served, by process (None: nothing served).
     pub cpu: Option<PerRequest>,
+    /// The service's peak resident memory so far, read as the phase ends.
+    pub peak_rss_mib: Option<f64>,
     pub series: Vec<Second>,
 }
 
@@ -75,7 +77,7 @@ impl Phase {
         let seconds = duration.as_secs_f64();
         let (clients, rate) = match pace {
             Pace::Closed { clients } => (Some(clients), None),
-            Pace::Open { rate } => (None, Some(rate)),
+            Pace::Open { rate, connections } => (Some(connections), Some(rate)),
         };
         Phase {
             name,
@@ -94,6 +96,7 @@ impl Phase {
             p99_ms: ms(r.all.value_at_quantile(0.99)),
             max_ms: ms(r.all.max()),
             cpu: None,
+            peak_rss_mib: None,
             series: r
                 .seconds
                 .iter()
@@ -243,12 +246,19 @@ impl Report {
                 }
             ));
         }
-        md.push_str("\nCPU per request served, µs (service / Postgres / generator):\n\n| phase | service | Postgres | generator |\n|---|---:|---:|---:|\n");
+        md.push_str(
+            "\nCPU per request served, µs, and the service's peak RSS so far as each phase ends:\n\n\
+             | phase | service | Postgres | generator | peak RSS MiB |\n|---|---:|---:|---:|---:|\n",
+        );
         for p in &self.phases {
             if let Some(c) = p.cpu {
                 md.push_str(&format!(
-                    "| {} | {:.0} | {:.0} | {:.0} |\n",
-                    p.name, c.service_us, c.postgres_us, c.generator_us
+                    "| {} | {:.0} | {:.0} | {:.0} | {} |\n",
+                    p.name,
+                    c.service_us,
+                    c.postgres_us,
+                    c.generator_us,
+                    p.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}"))
                 ));
             }
         }
