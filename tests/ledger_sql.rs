@@ -234,6 +234,35 @@ async fn an_account_balance_moves_only_through_postings(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn an_account_opens_only_with_a_valid_code_and_currency(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    for (code, currency, refused_by) in [
+        ("T:Upper", "EUR", "ledger_accounts_code_format"),
+        ("-leading", "EUR", "ledger_accounts_code_format"),
+        ("has space", "EUR", "ledger_accounts_code_format"),
+        ("t:ok", "eur", "ledger_accounts_currency_format"),
+        ("t:ok", "EURO", "ledger_accounts_currency_format"),
+    ] {
+        let err = sqlx::query(
+            "insert into ledger_accounts (id, code, currency, kind, created_at)
+             values (gen_random_uuid(), $1, $2, 'asset', now())",
+        )
+        .bind(code)
+        .bind(currency)
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+        assert_eq!(constraint(&err), refused_by, "{code} {currency}");
+    }
+    let opened: i64 = sqlx::query_scalar("select count(*) from ledger_accounts")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(opened, 0);
+    account(&mut conn, "t:ok", "EUR", "asset", false).await;
+}
+
+#[sqlx::test]
 async fn running_balances_are_computed_by_the_database_not_the_caller(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
     let b = books(&mut conn).await;
