@@ -62,7 +62,7 @@ async fn insert_all<'a, T: Serialize + 'a>(
 }
 
 /// Writes many events in one statement: `(type, data, time)` each.
-pub async fn emit_many(conn: &mut PgConnection, events: &[(&str, Value, DateTime<Utc>)]) -> sqlx::Result<()> {
+pub async fn emit_many<T: Serialize>(conn: &mut PgConnection, events: &[(&str, T, DateTime<Utc>)]) -> sqlx::Result<()> {
     insert_all(conn, events.iter().map(|(kind, data, at)| (*kind, data, *at))).await
 }
 

@@ -302,6 +302,8 @@ pub async fn confirm_payments(
     now: DateTime<Utc>,
 ) -> Result<Vec<Option<Applied>>, ApiError> {
     let references: Vec<&str> = paid.iter().map(|(id, _)| *id).collect();
+    // Unlocked: a payment's pledge, amount and currency never change; its state is checked
+    // again below, under the locks.
     let seen: Vec<Payment> = sqlx::query_as(
         "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
           where provider = $1 and provider_payment_id = any($2)",
@@ -310,42 +312,53 @@ pub async fn confirm_payments(
     .bind(&references)
     .fetch_all(&mut *conn)
     .await?;
-    if seen.is_empty() {
-        return Ok(vec![None; paid.len()]);
+    let seen: std::collections::HashMap<&str, &Payment> =
+        seen.iter().map(|p| (p.provider_payment_id.as_str(), p)).collect();
+    // One candidate per pledge: a second confirmation of a payment takes the slow path.
+    let mut candidates: std::collections::HashMap<Uuid, (usize, &Payment, Money)> = std::collections::HashMap::new();
+    for (n, (reference, amount)) in paid.iter().enumerate() {
+        if let Some(payment) = seen.get(reference)
+            && payment.status == PaymentStatus::Pending
+            && amount.amount() == payment.amount
+            && amount.currency().code() == payment.currency
+        {
+            candidates.entry(payment.pledge_id).or_insert((n, payment, *amount));
+        }
     }
-    // Lock order as everywhere: pledges, then payments; each in id order.
-    let pledge_ids: Vec<Uuid> = seen.iter().map(|p| p.pledge_id).collect();
-    let pledges: std::collections::HashMap<Uuid, Pledge> = pledges::store::lock_many(conn, &pledge_ids)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
-    let payment_ids: Vec<Uuid> = seen.iter().map(|p| p.id).collect();
-    let locked: Vec<Payment> = sqlx::query_as(
-        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
-          where id = any($1) order by id for update",
-    )
-    .bind(&payment_ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut payments: std::collections::HashMap<&str, &Payment> =
-        locked.iter().map(|p| (p.provider_payment_id.as_str(), p)).collect();
-
-    let mut results = Vec::with_capacity(paid.len());
-    let mut funded: Vec<(&Payment, &Pledge, Money)> = Vec::new();
-    for (reference, amount) in paid {
-        // `remove`: a second confirmation of the same payment in the batch takes the slow path.
-        let fast = payments.remove(reference).and_then(|payment| {
-            let pledge = &pledges[&payment.pledge_id];
-            let in_time = pledge.status == PledgeStatus::PendingPayment && now < pledge.payment_due_at;
-            let exact = amount.amount() == payment.amount && amount.currency().code() == payment.currency;
-            (payment.status == PaymentStatus::Pending && in_time && exact).then_some((payment, pledge, *amount))
-        });
-        results.push(fast.is_some().then_some(Applied::Done));
-        funded.extend(fast);
-    }
-    if funded.is_empty() {
+    let mut results = vec![None; paid.len()];
+    if candidates.is_empty() {
         return Ok(results);
+    }
+    // Lock order as everywhere: pledges, then payments. A pledge is funded only if it is still
+    // pending and in time under its lock; its payment is then pending too (the paths that end
+    // a payment end its pending pledge in the same transaction), which the update checks.
+    let pledge_ids: Vec<Uuid> = candidates.keys().copied().collect();
+    let pledges = pledges::store::fund_many(conn, &pledge_ids, now).await?;
+    if pledges.is_empty() {
+        return Ok(results);
+    }
+    let funded: Vec<(&Payment, &Pledge, Money)> = pledges
+        .iter()
+        .map(|pledge| {
+            let (n, payment, amount) = candidates[&pledge.id];
+            results[n] = Some(Applied::Done);
+            (payment, pledge, amount)
+        })
+        .collect();
+    let ids: Vec<Uuid> = funded.iter().map(|(payment, _, _)| payment.id).collect();
+    let settled = sqlx::query(
+        "update payments set status = 'succeeded', settled_at = $2 where id = any($1) and status = 'pending'",
+    )
+    .bind(&ids)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if settled != ids.len() as u64 {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "{} payments of pending pledges were not pending",
+            ids.len() as u64 - settled
+        )));
     }
 
     let mut psp = std::collections::HashMap::new();
@@ -374,19 +387,11 @@ pub async fn confirm_payments(
         );
     }
     ledger::post_many(conn, &entries).await?;
-    let ids: Vec<Uuid> = funded.iter().map(|(payment, _, _)| payment.id).collect();
-    sqlx::query("update payments set status = 'succeeded', settled_at = $2 where id = any($1)")
-        .bind(&ids)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    let ids: Vec<Uuid> = funded.iter().map(|(_, pledge, _)| pledge.id).collect();
-    pledges::store::set_funded_many(conn, &ids, now).await?;
     let events: Vec<_> = funded
         .iter()
-        .map(|(_, pledge, _)| ("pledge.funded", pledge_event(pledge, PledgeStatus::Funded), now))
+        .map(|(_, pledge, _)| PledgeEvent::new(pledge, PledgeStatus::Funded))
         .collect();
-    events::emit_many(conn, &events).await?;
+    events::emit_all(conn, "pledge.funded", &events, now).await?;
     Ok(results)
 }
 

@@ -159,7 +159,7 @@ async fn try_write(pool: &PgPool, offer_id: Uuid, jobs: &[Job]) -> Decided<Respo
         .map(|(p, (i, _))| {
             (
                 "pledge.created",
-                payments::pledge_event(p, PledgeStatus::PendingPayment),
+                payments::PledgeEvent::new(p, PledgeStatus::PendingPayment),
                 jobs[*i].now,
             )
         })

@@ -195,25 +195,21 @@ pub async fn of_offer(
     Ok(rows.into_iter().map(Pledge::from).collect())
 }
 
-/// Reads and locks many pledges, in id order (so two batches lock them in one order).
-pub async fn lock_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Pledge>> {
+/// Funds those of many pledges that are still pending and within their payment window at `now`,
+/// locking them in id order (so two batches lock them in one order); returns the funded ones.
+pub async fn fund_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<Vec<Pledge>> {
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from pledges where id = any($1) order by id for update"
+        "update pledges set status = 'funded', funded_at = $2
+          where id in (select id from pledges
+                        where id = any($1) and status = 'pending_payment' and payment_due_at > $2
+                        order by id for update)
+          returning {COLUMNS}"
     ))
     .bind(ids)
+    .bind(now)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(Pledge::from).collect())
-}
-
-/// Marks many pending pledges funded at `now` (the batched confirmation's).
-pub async fn set_funded_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("update pledges set status = 'funded', funded_at = $2 where id = any($1)")
-        .bind(ids)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 pub async fn set_status(

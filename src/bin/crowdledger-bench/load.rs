@@ -202,6 +202,8 @@ pub async fn flood(target: Arc<Target>, work: Work, pace: Pace, duration: Durati
         .timeout(Duration::from_secs(60))
         .build()
         .expect("a plain HTTP client builds");
+    // Connect first, as wrk does: the phase measures requests, not TCP handshakes.
+    futures::future::join_all((0..connections).map(|_| client.get(format!("{}/health", target.base)).send())).await;
     let started = Instant::now();
     let deadline = started + duration;
     let recorder = Arc::new(Recorder::new(started));
