@@ -240,24 +240,24 @@ impl Batcher {
 /// a stored event id (which [`receive`] answers as a duplicate).
 pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, ApiError> {
     let mut tx = pool.begin().await?;
-    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-    let stored: Vec<Uuid> = sqlx::query_scalar(
-        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status)
-         select u.id, u.provider, u.event_id, u.event_type, u.body, u.received_at, 'ignored'
-           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::timestamptz[])
-                as u(id, provider, event_id, event_type, body, received_at)
-         on conflict (provider, event_id) do nothing
-         returning id",
+    // Event ids already stored are repeats; so is an id listed again later in the batch. The
+    // new ones are stored at the end with their outcome, in one statement: written once, not
+    // stored and then updated.
+    let known: Vec<(String, String)> = sqlx::query_as(
+        "select e.provider, e.event_id from inbound_events e
+           join unnest($1::text[], $2::text[]) as u(provider, event_id)
+             on e.provider = u.provider and e.event_id = u.event_id",
     )
-    .bind(&ids)
     .bind(batch.iter().map(|i| i.provider.as_str()).collect::<Vec<_>>())
     .bind(batch.iter().map(|i| i.received.event_id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|i| i.received.event_type.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|i| i.body.as_ref()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|i| i.now).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    let stored: std::collections::HashSet<Uuid> = stored.into_iter().collect();
+    let mut seen: std::collections::HashSet<(&str, &str)> =
+        known.iter().map(|(p, e)| (p.as_str(), e.as_str())).collect();
+    let new: Vec<bool> = batch
+        .iter()
+        .map(|i| seen.insert((i.provider.as_str(), i.received.event_id.as_str())))
+        .collect();
 
     let mut outcomes: Vec<Option<(Outcome, Option<String>)>> = vec![None; batch.len()];
     // Payment confirmations first, set-wise per provider.
@@ -269,7 +269,7 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
         let mut paid = Vec::new();
         for (n, inbound) in batch.iter().enumerate() {
             if let (true, Ok([Event::PaymentSucceeded { payment_id, amount }])) = (
-                inbound.provider == provider && stored.contains(&ids[n]),
+                inbound.provider == provider && new[n],
                 inbound.received.event.as_deref(),
             ) {
                 positions.push(n);
@@ -291,16 +291,40 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
     }
     // The rest, in arrival order.
     for (n, inbound) in batch.iter().enumerate() {
-        if stored.contains(&ids[n]) && outcomes[n].is_none() {
+        if new[n] && outcomes[n].is_none() {
             outcomes[n] = Some(settle(&mut tx, &inbound.provider, &inbound.received, inbound.now).await?);
         }
     }
-    let recorded: Vec<_> = ids
+    let stored: Vec<(&Inbound, Outcome, Option<&str>)> = batch
         .iter()
         .zip(&outcomes)
-        .filter_map(|(id, o)| o.clone().map(|(outcome, detail)| (*id, outcome, detail)))
+        .filter_map(|(inbound, o)| o.as_ref().map(|(outcome, detail)| (inbound, *outcome, detail.as_deref())))
         .collect();
-    record(&mut tx, &recorded).await?;
+    let inserted = sqlx::query(
+        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status, detail)
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::timestamptz[],
+                              $7::inbound_event_status[], $8::text[])
+         on conflict (provider, event_id) do nothing",
+    )
+    .bind(stored.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.0.provider.as_str()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.0.received.event_id.as_str()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.0.received.event_type.as_str()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.0.body.as_ref()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.0.now).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(stored.iter().map(|s| s.2).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted != stored.len() as u64 {
+        // Another process stored one of these events meanwhile: roll back; one by one, each
+        // is then answered as what it is (applied once, a repeat everywhere else).
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "{} events of the batch were stored meanwhile",
+            stored.len() as u64 - inserted
+        )));
+    }
     tx.commit().await?;
     Ok(batch
         .iter()
