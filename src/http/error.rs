@@ -100,6 +100,17 @@ impl ApiError {
     pub fn detail(&self) -> &str {
         &self.detail
     }
+
+    /// Whether Postgres rolled the transaction back to break a deadlock or a serialisation
+    /// conflict: nothing of it was committed, and running it again is safe.
+    pub fn is_retryable(&self) -> bool {
+        self.cause
+            .as_ref()
+            .and_then(|c| c.downcast_ref::<sqlx::Error>())
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -77,51 +77,92 @@ async fn apply(
     }
 }
 
-/// Stores a verified event and applies it, in one transaction. A replay of a stored event id
-/// changes nothing. A domain refusal (4xx) quarantines the event; anything else (5xx) rolls
-/// back so the provider retries.
-pub async fn receive(
-    conn: &mut PgConnection,
-    provider: &str,
-    received: Received,
-    body: &[u8],
-    now: DateTime<Utc>,
-) -> Result<Ack, ApiError> {
-    let mut tx = conn.begin().await?;
-    let id = Uuid::now_v7();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status)
-         values ($1, $2, $3, $4, $5, $6, 'ignored')
-         on conflict (provider, event_id) do nothing
-         returning id",
-    )
-    .bind(id)
-    .bind(provider)
-    .bind(&received.event_id)
-    .bind(&received.event_type)
-    .bind(body)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_none() {
-        let (outcome, detail): (Outcome, Option<String>) =
-            sqlx::query_as("select status, detail from inbound_events where provider = $1 and event_id = $2")
-                .bind(provider)
-                .bind(&received.event_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        return Ok(Ack {
-            event_id: received.event_id,
-            outcome,
-            duplicate: true,
-            detail,
-        });
+/// Applies a verified event and stores it with its outcome, in one transaction. A repeat of a
+/// stored event id changes nothing. A domain refusal (4xx) quarantines the event; anything else
+/// (5xx) rolls back so the provider retries. The event is stored last, after the rows it
+/// changes are locked, in the same order as a batch's ([`receive_many`]), so the two never
+/// wait on each other in a cycle; a deadlock with anything else is retried.
+pub async fn receive(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, ApiError> {
+    let mut attempt = 1;
+    loop {
+        match receive_once(conn, inbound).await {
+            Err(err) if attempt < 3 && err.is_retryable() => {
+                attempt += 1;
+                tracing::warn!(event_id = %inbound.received.event_id, attempt, "webhook event rolled back by a deadlock; again");
+            }
+            done => return done,
+        }
     }
-    let (outcome, detail) = settle(&mut tx, provider, &received, now).await?;
-    record(&mut tx, &[(id, outcome, detail.clone())]).await?;
+}
+
+async fn receive_once(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, ApiError> {
+    let repeat = |(outcome, detail)| Ack {
+        event_id: inbound.received.event_id.clone(),
+        outcome,
+        duplicate: true,
+        detail,
+    };
+    let mut tx = conn.begin().await?;
+    if let Some(stored) = stored(&mut tx, inbound).await? {
+        tx.commit().await?;
+        return Ok(repeat(stored));
+    }
+    let (outcome, detail) = settle(&mut tx, &inbound.provider, &inbound.received, inbound.now).await?;
+    if !store(&mut tx, &[(inbound, outcome, detail.as_deref())]).await? {
+        // Stored meanwhile by a concurrent delivery, which applied it: this one is a repeat.
+        tx.rollback().await?;
+        let stored = stored(conn, inbound).await?.expect("stored by a committed transaction");
+        return Ok(repeat(stored));
+    }
     tx.commit().await?;
-    Ok(acknowledge(provider, received, outcome, detail))
+    Ok(acknowledge(
+        &inbound.provider,
+        inbound.received.clone(),
+        outcome,
+        detail,
+    ))
+}
+
+/// What a stored event became, if it is stored.
+async fn stored(conn: &mut PgConnection, inbound: &Inbound) -> sqlx::Result<Option<(Outcome, Option<String>)>> {
+    sqlx::query_as("select status, detail from inbound_events where provider = $1 and event_id = $2")
+        .bind(&inbound.provider)
+        .bind(&inbound.received.event_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Stores events with their outcomes in one statement. `false` if any of them was stored
+/// meanwhile (by a transaction that committed first): the caller must roll back.
+async fn store(conn: &mut PgConnection, events: &[(&Inbound, Outcome, Option<&str>)]) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status, detail)
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::timestamptz[],
+                              $7::inbound_event_status[], $8::text[])
+         on conflict (provider, event_id) do nothing",
+    )
+    .bind(events.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.0.provider.as_str()).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.0.received.event_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.0.received.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.0.body.as_ref()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.0.now).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.1).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == events.len() as u64)
 }
 
 /// Applies a stored event's meaning in a savepoint: all of it, or nothing if it is refused.
@@ -159,21 +200,6 @@ async fn settle(
     Ok((outcome, detail))
 }
 
-/// Records what became of stored events.
-async fn record(tx: &mut PgConnection, outcomes: &[(Uuid, Outcome, Option<String>)]) -> sqlx::Result<()> {
-    sqlx::query(
-        "update inbound_events e set status = u.status, detail = u.detail
-           from unnest($1::uuid[], $2::inbound_event_status[], $3::text[]) as u(id, status, detail)
-          where e.id = u.id",
-    )
-    .bind(outcomes.iter().map(|o| o.0).collect::<Vec<_>>())
-    .bind(outcomes.iter().map(|o| o.1).collect::<Vec<_>>())
-    .bind(outcomes.iter().map(|o| o.2.clone()).collect::<Vec<_>>())
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 fn acknowledge(provider: &str, received: Received, outcome: Outcome, detail: Option<String>) -> Ack {
     if outcome == Outcome::Quarantined {
         tracing::warn!(provider, event_id = %received.event_id, detail = detail.as_deref().unwrap_or(""), "webhook event quarantined");
@@ -204,6 +230,9 @@ pub struct Batcher {
 /// Events per transaction, at most.
 const MAX_BATCH: usize = 256;
 const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Batches in flight at once: the next one's reads and pledge locks overlap this one's ledger
+/// writes and commit; the hot `psp` account row still takes them one after the other.
+const PARALLEL: usize = 2;
 
 impl Batcher {
     pub fn new(pool: PgPool) -> Self {
@@ -223,6 +252,7 @@ impl Batcher {
                     "inbound",
                     rx,
                     MAX_BATCH,
+                    PARALLEL,
                     Some(IDLE),
                     async move |batch: &[Inbound]| {
                         let acks = receive_many(&pool, batch).await?;
@@ -298,31 +328,16 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
     let stored: Vec<(&Inbound, Outcome, Option<&str>)> = batch
         .iter()
         .zip(&outcomes)
-        .filter_map(|(inbound, o)| o.as_ref().map(|(outcome, detail)| (inbound, *outcome, detail.as_deref())))
+        .filter_map(|(inbound, o)| {
+            o.as_ref()
+                .map(|(outcome, detail)| (inbound, *outcome, detail.as_deref()))
+        })
         .collect();
-    let inserted = sqlx::query(
-        "insert into inbound_events (id, provider, event_id, event_type, body, received_at, status, detail)
-         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::timestamptz[],
-                              $7::inbound_event_status[], $8::text[])
-         on conflict (provider, event_id) do nothing",
-    )
-    .bind(stored.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.0.provider.as_str()).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.0.received.event_id.as_str()).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.0.received.event_type.as_str()).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.0.body.as_ref()).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.0.now).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.1).collect::<Vec<_>>())
-    .bind(stored.iter().map(|s| s.2).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted != stored.len() as u64 {
-        // Another process stored one of these events meanwhile: roll back; one by one, each
-        // is then answered as what it is (applied once, a repeat everywhere else).
+    if !store(&mut tx, &stored).await? {
+        // A concurrent delivery stored one of these events meanwhile: roll back; one by one,
+        // each is then answered as what it is (applied once, a repeat everywhere else).
         return Err(ApiError::internal(anyhow::anyhow!(
-            "{} events of the batch were stored meanwhile",
-            stored.len() as u64 - inserted
+            "an event of the batch was stored meanwhile"
         )));
     }
     tx.commit().await?;
@@ -367,13 +382,7 @@ async fn webhook(
         Err(inbound) => inbound,
     };
     let mut conn = state.pool.acquire().await?;
-    let Inbound {
-        provider,
-        received,
-        body,
-        now,
-    } = *inbound;
-    Ok(Json(receive(&mut conn, &provider, received, &body, now).await?))
+    Ok(Json(receive(&mut conn, &inbound).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
