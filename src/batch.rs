@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http::error::ApiError;
@@ -111,62 +110,46 @@ async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError
 }
 
 /// Runs a lane until it is idle for `idle` (or for ever, without one): each batch of at most
-/// `max` jobs goes to `write`, with up to `parallel` batches in flight at once (one batch's
-/// commit then overlaps the next one's work; whatever must not overlap is serialised by the
-/// rows the batches lock, never by this loop). If `write` fails, nothing of the batch was
-/// committed and every job falls back. `name` labels the `batch_size` and
-/// `batches_failed_total` metrics.
+/// `max` jobs goes to `write`. If `write` fails, nothing of the batch was committed and every
+/// job falls back. `name` labels the `batch_size` and `batches_failed_total` metrics.
 pub async fn run<J, A>(
     name: &'static str,
     mut queue: mpsc::Receiver<Queued<J, A>>,
     max: usize,
-    parallel: usize,
     idle: Option<Duration>,
-    write: impl AsyncFn(&[J]) -> Decided<A>,
+    mut write: impl AsyncFnMut(&[J]) -> Decided<A>,
 ) {
-    let write = &write;
-    let mut running = FuturesUnordered::new();
+    let mut taken = Vec::with_capacity(max);
     loop {
-        let mut taken = Vec::with_capacity(max);
-        let received = tokio::select! {
-            // Finished batches are answered first, so the count in flight goes down.
-            biased;
-            Some(()) = running.next() => continue,
-            received = async {
-                match idle {
-                    Some(idle) => tokio::time::timeout(idle, queue.recv_many(&mut taken, max)).await.unwrap_or(0),
-                    None => queue.recv_many(&mut taken, max).await,
-                }
-            }, if running.len() < parallel => received,
+        let received = match idle {
+            Some(idle) => tokio::time::timeout(idle, queue.recv_many(&mut taken, max))
+                .await
+                .unwrap_or(0),
+            None => queue.recv_many(&mut taken, max).await,
         };
         if received == 0 {
-            if running.is_empty() {
-                break;
-            }
-            continue;
+            break;
         }
-        let (jobs, replies): (Vec<J>, Vec<_>) = taken.into_iter().unzip();
+        let (jobs, replies): (Vec<J>, Vec<_>) = std::mem::take(&mut taken).into_iter().unzip();
         metrics::histogram!("batch_size", "lane" => name).record(jobs.len() as f64);
-        running.push(async move {
-            match write(&jobs).await {
-                Ok(decided) => {
-                    for ((job, reply), decision) in jobs.into_iter().zip(replies).zip(decided) {
-                        // A client that has gone away is not answered; its change stands or not all the same.
-                        let _ = reply.send(match decision {
-                            Some(result) => Outcome::Answered(result),
-                            None => Outcome::FallBack(Box::new(job)),
-                        });
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(lane = name, error = ?err, size = jobs.len(), "batch failed; one by one");
-                    metrics::counter!("batches_failed_total", "lane" => name).increment(1);
-                    for (job, reply) in jobs.into_iter().zip(replies) {
-                        let _ = reply.send(Outcome::FallBack(Box::new(job)));
-                    }
+        match write(&jobs).await {
+            Ok(decided) => {
+                for ((job, reply), decision) in jobs.into_iter().zip(replies).zip(decided) {
+                    // A client that has gone away is not answered; its change stands or not all the same.
+                    let _ = reply.send(match decision {
+                        Some(result) => Outcome::Answered(result),
+                        None => Outcome::FallBack(Box::new(job)),
+                    });
                 }
             }
-        });
+            Err(err) => {
+                tracing::warn!(lane = name, error = ?err, size = jobs.len(), "batch failed; one by one");
+                metrics::counter!("batches_failed_total", "lane" => name).increment(1);
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    let _ = reply.send(Outcome::FallBack(Box::new(job)));
+                }
+            }
+        }
     }
     // Idle: jobs sent from now on fail to send and fall back; any that made it into the queue
     // before it closed are handed back the same way.

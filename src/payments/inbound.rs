@@ -230,9 +230,6 @@ pub struct Batcher {
 /// Events per transaction, at most.
 const MAX_BATCH: usize = 256;
 const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
-/// Batches in flight at once: the next one's reads and pledge locks overlap this one's ledger
-/// writes and commit; the hot `psp` account row still takes them one after the other.
-const PARALLEL: usize = 2;
 
 impl Batcher {
     pub fn new(pool: PgPool) -> Self {
@@ -252,7 +249,6 @@ impl Batcher {
                     "inbound",
                     rx,
                     MAX_BATCH,
-                    PARALLEL,
                     Some(IDLE),
                     async move |batch: &[Inbound]| {
                         let acks = receive_many(&pool, batch).await?;

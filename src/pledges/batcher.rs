@@ -86,7 +86,6 @@ impl Batcher {
                     "pledges",
                     rx,
                     MAX_BATCH,
-                    1,
                     Some(IDLE),
                     async move |jobs: &[Job]| try_write(&pool, offer, jobs).await,
                 ));

@@ -148,7 +148,11 @@ struct Runs {
 
 impl Runs {
     async fn run(&mut self, target: &Arc<Target>, name: String, work: Work, pace: Pace, duration: Duration) {
-        eprintln!("{name}: {} s, from {}", duration.as_secs_f64(), chrono::Utc::now().format("%H:%M:%S%.3f"));
+        eprintln!(
+            "{name}: {} s, from {}",
+            duration.as_secs_f64(),
+            chrono::Utc::now().format("%H:%M:%S%.3f")
+        );
         let before = cpu::Sample::now(self.service_pid);
         let recorded = load::flood(target.clone(), work, pace, duration).await;
         let after = cpu::Sample::now(self.service_pid);
