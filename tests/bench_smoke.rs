@@ -167,3 +167,58 @@ async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
     std::fs::remove_dir_all(&out).ok();
     served.terminate().await;
 }
+
+/// The funded phase plays the payment provider: each pledge it saw funded was confirmed by one
+/// signed `payment.succeeded` it posted itself, applied once.
+#[sqlx::test]
+async fn the_funded_phase_posts_the_providers_signed_webhooks(pool: PgPool) {
+    let db = common::database_url(&pool);
+    let key = "bench-smoke-operator-key-0123456789abcdef";
+    let served = common::Served::start(&db, key).await;
+    let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
+    let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
+        .args(["--url", &served.base, "--key", key, "--database-url", &db])
+        .args([
+            "--clients",
+            "4",
+            "--duration",
+            "2",
+            "--investors",
+            "10",
+            "--open-connections",
+            "8",
+        ])
+        // The secret the service runs with (config/default.toml's development one).
+        .env(
+            "CROWDLEDGER_BENCH_SANDBOX_SECRET",
+            "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l",
+        )
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let funded = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "funded end to end, 4 clients")
+        .unwrap_or_else(|| panic!("no funded phase: {report:#}"));
+    let ok = funded["ok"].as_i64().unwrap();
+    assert!(ok > 0, "{funded:#}");
+    assert_eq!(funded["outcomes"]["200 funded"], ok, "{funded:#}");
+    assert_eq!(report["checks"]["ledger_verified"], true);
+    let (pledges, events): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from pledges where status = 'funded'),
+                (select count(*) from inbound_events where status = 'applied' and event_id like 'evt_bench_%')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((pledges, events), (ok, ok));
+    served.terminate().await;
+}
