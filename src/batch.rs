@@ -32,7 +32,7 @@ pub type Sender<J, A> = mpsc::Sender<Queued<J, A>>;
 pub type Decided<A> = Result<Vec<Option<Result<A, ApiError>>>, ApiError>;
 
 /// Queued jobs at most, per lane; senders wait beyond that.
-pub const QUEUE: usize = 8192;
+const QUEUE: usize = 8192;
 
 /// Lanes by key (one per offer, say), each started on first use by `start`, which spawns its
 /// task, and forgotten once that task has ended, so the next job starts another.
@@ -109,24 +109,21 @@ async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError
     }
 }
 
-/// Runs a lane until it is idle for `idle` (or for ever, without one): each batch of at most
+/// Runs a lane until it has been idle for `idle`: each batch of at most
 /// `max` jobs goes to `write`. If `write` fails, nothing of the batch was committed and every
 /// job falls back. `name` labels the `batch_size` and `batches_failed_total` metrics.
 pub async fn run<J, A>(
     name: &'static str,
     mut queue: mpsc::Receiver<Queued<J, A>>,
     max: usize,
-    idle: Option<Duration>,
+    idle: Duration,
     mut write: impl AsyncFnMut(&[J]) -> Decided<A>,
 ) {
     let mut taken = Vec::with_capacity(max);
     loop {
-        let received = match idle {
-            Some(idle) => tokio::time::timeout(idle, queue.recv_many(&mut taken, max))
-                .await
-                .unwrap_or(0),
-            None => queue.recv_many(&mut taken, max).await,
-        };
+        let received = tokio::time::timeout(idle, queue.recv_many(&mut taken, max))
+            .await
+            .unwrap_or(0);
         if received == 0 {
             break;
         }

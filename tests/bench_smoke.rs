@@ -3,38 +3,49 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
+use serde_json::Value;
 use sqlx::PgPool;
 
-#[sqlx::test]
-async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
-    let db = common::database_url(&pool);
-    let key = "bench-smoke-operator-key-0123456789abcdef";
-    let served = common::Served::start(&db, key).await;
+const KEY: &str = "bench-smoke-operator-key-0123456789abcdef";
+
+/// Runs the generator with `args` (and `env`) against a real `serve` on this test's database,
+/// asserting that it succeeded. Returns the service, still running, the folder it wrote to, and
+/// its JSON report.
+async fn run_bench(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> (common::Served, PathBuf, Value) {
+    let db = common::database_url(pool);
+    let served = common::Served::start(&db, KEY).await;
     let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
     let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
-        .args(["--url", &served.base, "--key", key, "--database-url", &db])
-        .args([
-            "--clients",
-            "8",
-            "--duration",
-            "2",
-            "--investors",
-            "20",
-            "--sweep",
-            "1,4",
-            "--quick",
-        ])
+        .args(["--url", &served.base, "--key", KEY, "--database-url", &db])
+        .args(args)
+        .envs(env.iter().copied())
         .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
+    let report = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    (served, out, report)
+}
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+#[sqlx::test]
+async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
+    let args = [
+        "--clients",
+        "8",
+        "--duration",
+        "2",
+        "--investors",
+        "20",
+        "--sweep",
+        "1,4",
+        "--quick",
+    ];
+    let (served, out, report) = run_bench(&pool, &args, &[]).await;
     let phases = report["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -82,23 +93,22 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
 /// timed and checked; the main flood run again after the preload.
 #[sqlx::test]
 async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
-    let db = common::database_url(&pool);
-    let key = "bench-smoke-operator-key-0123456789abcdef";
-    let served = common::Served::start(&db, key).await;
-    let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
-    let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
-        .args(["--url", &served.base, "--key", key, "--database-url", &db])
-        .args(["--clients", "4", "--duration", "1", "--investors", "10", "--quick"])
-        .args(["--preload", "500", "--close-sizes", "200", "--pro-rata", "300"])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let args = [
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--investors",
+        "10",
+        "--quick",
+        "--preload",
+        "500",
+        "--close-sizes",
+        "200",
+        "--pro-rata",
+        "300",
+    ];
+    let (served, out, report) = run_bench(&pool, &args, &[]).await;
     let names: Vec<&str> = report["phases"]
         .as_array()
         .unwrap()
@@ -172,36 +182,22 @@ async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
 /// signed `payment.succeeded` it posted itself, applied once.
 #[sqlx::test]
 async fn the_funded_phase_posts_the_providers_signed_webhooks(pool: PgPool) {
-    let db = common::database_url(&pool);
-    let key = "bench-smoke-operator-key-0123456789abcdef";
-    let served = common::Served::start(&db, key).await;
-    let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
-    let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
-        .args(["--url", &served.base, "--key", key, "--database-url", &db])
-        .args([
-            "--clients",
-            "4",
-            "--duration",
-            "2",
-            "--investors",
-            "10",
-            "--open-connections",
-            "8",
-        ])
-        // The secret the service runs with (config/default.toml's development one).
-        .env(
-            "CROWDLEDGER_BENCH_SANDBOX_SECRET",
-            "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l",
-        )
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let args = [
+        "--clients",
+        "4",
+        "--duration",
+        "2",
+        "--investors",
+        "10",
+        "--open-connections",
+        "8",
+    ];
+    // The secret the service runs with (config/default.toml's development one).
+    let secret = (
+        "CROWDLEDGER_BENCH_SANDBOX_SECRET",
+        "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l",
+    );
+    let (served, out, report) = run_bench(&pool, &args, &[secret]).await;
     let funded = report["phases"]
         .as_array()
         .unwrap()
@@ -220,5 +216,6 @@ async fn the_funded_phase_posts_the_providers_signed_webhooks(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!((pledges, events), (ok, ok));
+    std::fs::remove_dir_all(&out).ok();
     served.terminate().await;
 }

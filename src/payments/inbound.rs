@@ -249,7 +249,7 @@ impl Batcher {
                     "inbound",
                     rx,
                     MAX_BATCH,
-                    Some(IDLE),
+                    IDLE,
                     async move |batch: &[Inbound]| {
                         let acks = receive_many(&pool, batch).await?;
                         Ok(acks.into_iter().map(|ack| ack.map(Ok)).collect())
@@ -260,8 +260,8 @@ impl Batcher {
     }
 }
 
-/// Stores and applies many verified events in one transaction (the `inbound` lane of crate::batch): the common payment
-/// confirmations set-wise ([`super::confirm_payments`]), the rest one by one, each in its own
+/// Applies and stores many verified events in one transaction (the `inbound` lane of
+/// crate::batch): the common payment confirmations set-wise ([`super::confirm_payments`]), the rest one by one, each in its own
 /// savepoint. `None` for an event to hand to [`receive`] after the batch commits: a repeat of
 /// a stored event id (which [`receive`] answers as a duplicate).
 pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, ApiError> {

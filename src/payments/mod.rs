@@ -146,13 +146,13 @@ pub async fn create_payments(
         .collect())
 }
 
+const PAYMENT_COLUMNS: &str = "id, provider, provider_payment_id, pledge_id, amount, currency, status";
+
 pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
-    sqlx::query_as(
-        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments where pledge_id = $1",
-    )
-    .bind(pledge_id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where pledge_id = $1"))
+        .bind(pledge_id)
+        .fetch_optional(conn)
+        .await
 }
 
 async fn find_payment(
@@ -162,8 +162,7 @@ async fn find_payment(
     lock: bool,
 ) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(&format!(
-        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
-          where provider = $1 and provider_payment_id = $2 {}",
+        "select {PAYMENT_COLUMNS} from payments where provider = $1 and provider_payment_id = $2 {}",
         if lock { "for update" } else { "" }
     ))
     .bind(provider)
@@ -304,10 +303,9 @@ pub async fn confirm_payments(
     let references: Vec<&str> = paid.iter().map(|(id, _)| *id).collect();
     // Unlocked: a payment's pledge, amount and currency never change; its state is checked
     // again below, under the locks.
-    let seen: Vec<Payment> = sqlx::query_as(
-        "select id, provider, provider_payment_id, pledge_id, amount, currency, status from payments
-          where provider = $1 and provider_payment_id = any($2)",
-    )
+    let seen: Vec<Payment> = sqlx::query_as(&format!(
+        "select {PAYMENT_COLUMNS} from payments where provider = $1 and provider_payment_id = any($2)"
+    ))
     .bind(provider)
     .bind(&references)
     .fetch_all(&mut *conn)
@@ -366,17 +364,22 @@ pub async fn confirm_payments(
     let mut entries = Vec::with_capacity(funded.len());
     for (payment, pledge, amount) in &funded {
         let currency = amount.currency();
+        // Each account opened once per batch.
         let psp = match psp.get(&currency) {
-            Some(id) => *id,
-            None => *psp
-                .entry(currency)
-                .or_insert(chart::psp(conn, provider, currency, now).await?),
+            Some(&id) => id,
+            None => {
+                let id = chart::psp(conn, provider, currency, now).await?;
+                psp.insert(currency, id);
+                id
+            }
         };
         let escrow = match escrow.get(&pledge.offer_id) {
-            Some(id) => *id,
-            None => *escrow
-                .entry(pledge.offer_id)
-                .or_insert(chart::offer_escrow(conn, pledge.offer_id, currency, now).await?),
+            Some(&id) => id,
+            None => {
+                let id = chart::offer_escrow(conn, pledge.offer_id, currency, now).await?;
+                escrow.insert(pledge.offer_id, id);
+                id
+            }
         };
         entries.push(
             NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)

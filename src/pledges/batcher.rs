@@ -86,7 +86,7 @@ impl Batcher {
                     "pledges",
                     rx,
                     MAX_BATCH,
-                    Some(IDLE),
+                    IDLE,
                     async move |jobs: &[Job]| try_write(&pool, offer, jobs).await,
                 ));
             })

@@ -148,6 +148,7 @@ struct Runs {
 
 impl Runs {
     async fn run(&mut self, target: &Arc<Target>, name: String, work: Work, pace: Pace, duration: Duration) {
+        // Wall-clock time, to line phases up with the Postgres log; not business time.
         eprintln!(
             "{name}: {} s, from {}",
             duration.as_secs_f64(),
