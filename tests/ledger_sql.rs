@@ -263,28 +263,72 @@ async fn an_account_opens_only_with_a_valid_code_and_currency(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn running_balances_are_computed_by_the_database_not_the_caller(pool: PgPool) {
+async fn running_balances_are_computed_or_checked_by_the_database(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
     let b = books(&mut conn).await;
+    let forge = "insert into ledger_postings (entry_id, account_id, side, amount, currency, account_seq, balance_after)
+                 values ($1, $2, 'debit', 10, 'EUR', $4, $5), ($1, $3, 'credit', 10, 'EUR', 1, 10)";
+    // A caller may state a posting's place and running balance, but only the true ones.
+    for (seq, balance) in [(42_i64, "10"), (1, "999999"), (2, "20"), (0, "0")] {
+        let mut tx = conn.begin().await.unwrap();
+        let e = entry(&mut tx, "forged").await;
+        let err = sqlx::query(forge)
+            .bind(e)
+            .bind(b.cash)
+            .bind(b.owed)
+            .bind(seq)
+            .bind(rust_decimal::Decimal::from_str_exact(balance).unwrap())
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        assert_eq!(constraint(&err), "ledger_posting_running_balance", "{seq} {balance}");
+    }
     let mut tx = conn.begin().await.unwrap();
-    let e = entry(&mut tx, "forged").await;
-    sqlx::query(
-        "insert into ledger_postings (entry_id, account_id, side, amount, currency, account_seq, balance_after)
-         values ($1, $2, 'debit', 10, 'EUR', 42, 999999), ($1, $3, 'credit', 10, 'EUR', 43, 999999)",
-    )
-    .bind(e)
-    .bind(b.cash)
-    .bind(b.owed)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    let e = entry(&mut tx, "true").await;
+    sqlx::query(forge)
+        .bind(e)
+        .bind(b.cash)
+        .bind(b.owed)
+        .bind(1_i64)
+        .bind(rust_decimal::Decimal::from(10))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // Without them, the database fills them in from each account's previous posting.
+    let e = entry(&mut tx, "computed").await;
+    posting(&mut tx, e, b.cash, "debit", "5", "EUR").await.unwrap();
+    posting(&mut tx, e, b.owed, "credit", "5", "EUR").await.unwrap();
     tx.commit().await.unwrap();
     let rows: Vec<(i64, rust_decimal::Decimal)> =
         sqlx::query_as("select account_seq, balance_after from ledger_postings order by id")
             .fetch_all(&mut *conn)
             .await
             .unwrap();
-    assert_eq!(rows, vec![(1, 10.into()), (1, 10.into())]);
+    assert_eq!(
+        rows,
+        vec![(1, 10.into()), (1, 10.into()), (2, 15.into()), (2, 15.into())]
+    );
+    let stored: Vec<(rust_decimal::Decimal, i64)> =
+        sqlx::query_as("select balance, posting_count from ledger_accounts where id = any($1) order by code")
+            .bind([b.cash, b.owed])
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![(15.into(), 2), (15.into(), 2)]);
+}
+
+#[sqlx::test]
+async fn entries_carry_the_transaction_and_time_that_record_them(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    for forged in [
+        "insert into ledger_entries (id, kind, reference, effective_at, recorded_at)
+         values (gen_random_uuid(), 'test', 'backdated', now(), now() - interval '1 day')",
+        "insert into ledger_entries (id, kind, reference, effective_at, created_xact)
+         values (gen_random_uuid(), 'test', 'foreign', now(), '1'::xid8)",
+    ] {
+        let err = sqlx::query(forged).execute(&mut *conn).await.unwrap_err();
+        assert_eq!(constraint(&err), "ledger_entry_stamp", "{forged}");
+    }
 }
 
 #[sqlx::test]

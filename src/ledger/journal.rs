@@ -184,42 +184,10 @@ pub async fn post(conn: &mut PgConnection, new: NewEntry) -> Result<Posted, Ledg
         };
     };
 
-    // Postings go in account order so that concurrent entries lock account rows in one order
-    // and cannot deadlock.
     let mut postings = new.postings.clone();
     postings.sort_by_key(|p| (p.account_id, p.side));
-    let accounts: Vec<Uuid> = postings.iter().map(|p| p.account_id).collect();
-    let sides: Vec<Side> = postings.iter().map(|p| p.side).collect();
-    let amounts: Vec<Decimal> = postings.iter().map(|p| p.amount.amount()).collect();
-    let currencies: Vec<&str> = postings.iter().map(|p| p.amount.currency().code()).collect();
-    let result = sqlx::query(
-        "insert into ledger_postings (entry_id, account_id, side, amount, currency)
-         select $1, t.account_id, t.side, t.amount, t.currency
-           from unnest($2::uuid[], $3::ledger_side[], $4::numeric[], $5::text[]) with ordinality
-                as t(account_id, side, amount, currency, n)
-          order by t.n",
-    )
-    .bind(id)
-    .bind(&accounts)
-    .bind(&sides)
-    .bind(&amounts)
-    .bind(&currencies)
-    .execute(&mut *tx)
-    .await;
-    if let Err(err) = result {
-        if err.as_database_error().and_then(|e| e.constraint()) == Some("ledger_posting_account_exists") {
-            // The failed statement aborted the savepoint; roll it back to ask which one is missing.
-            tx.rollback().await?;
-            let known: Vec<Uuid> = sqlx::query_scalar("select id from ledger_accounts where id = any($1)")
-                .bind(&accounts)
-                .fetch_all(&mut *conn)
-                .await?;
-            if let Some(missing) = accounts.iter().find(|id| !known.contains(id)) {
-                return Err(LedgerError::UnknownAccount(*missing));
-            }
-        }
-        return Err(err.into());
-    }
+    let postings: Vec<(Uuid, &NewPosting)> = postings.iter().map(|p| (id, p)).collect();
+    insert_postings(&mut tx, &postings).await?;
     let entry = entry(&mut tx, id).await?.ok_or(LedgerError::UnknownEntry(id))?;
     tx.commit().await?;
     Ok(Posted { entry, replayed: false })
@@ -261,27 +229,90 @@ pub async fn post_many(conn: &mut PgConnection, entries: &[NewEntry]) -> Result<
             entries.len()
         )));
     }
-    let mut postings: Vec<(Uuid, Uuid, Side, Money)> = entries
+    let mut postings: Vec<(Uuid, &NewPosting)> = entries
         .iter()
         .zip(&ids)
-        .flat_map(|(e, id)| e.postings.iter().map(move |p| (p.account_id, *id, p.side, p.amount)))
+        .flat_map(|(e, id)| e.postings.iter().map(move |p| (*id, p)))
         .collect();
-    postings.sort_by_key(|p| (p.0, p.1, p.2));
-    sqlx::query(
-        "insert into ledger_postings (entry_id, account_id, side, amount, currency)
-         select t.entry_id, t.account_id, t.side, t.amount, t.currency
-           from unnest($1::uuid[], $2::uuid[], $3::ledger_side[], $4::numeric[], $5::text[]) with ordinality
-                as t(entry_id, account_id, side, amount, currency, n)
-          order by t.n",
-    )
-    .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.2).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.3.amount()).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.3.currency().code()).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
+    postings.sort_by_key(|(entry, p)| (p.account_id, *entry, p.side));
+    insert_postings(conn, &postings).await?;
     Ok(ids)
+}
+
+/// An account as a writer sees it under its row lock: what the next posting continues from.
+#[derive(sqlx::FromRow)]
+struct AccountHead {
+    id: Uuid,
+    currency: String,
+    kind: AccountKind,
+    no_overdraft: bool,
+    balance: Decimal,
+    posting_count: i64,
+}
+
+/// Writes `(entry, posting)` pairs, each with its place in its account's history and the
+/// account's balance after it. They are computed here under the accounts' row locks, taken in id
+/// order as every writer takes them, so concurrent writers to an account queue and never
+/// deadlock; the database checks them all once per statement and moves each account's row once
+/// (migration 0013). Overdrafts, unknown accounts and currency mismatches are caught here first.
+async fn insert_postings(conn: &mut PgConnection, postings: &[(Uuid, &NewPosting)]) -> Result<(), LedgerError> {
+    let mut account_ids: Vec<Uuid> = postings.iter().map(|(_, p)| p.account_id).collect();
+    account_ids.sort_unstable();
+    account_ids.dedup();
+    let heads: Vec<AccountHead> = sqlx::query_as(
+        "select id, currency, kind, no_overdraft, balance, posting_count from ledger_accounts
+          where id = any($1) order by id for update",
+    )
+    .bind(&account_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut heads: std::collections::HashMap<Uuid, AccountHead> = heads.into_iter().map(|h| (h.id, h)).collect();
+    let mut seqs = Vec::with_capacity(postings.len());
+    let mut balances = Vec::with_capacity(postings.len());
+    let (mut overdrawn, mut mismatched) = (false, false);
+    for (_, posting) in postings {
+        let head = heads
+            .get_mut(&posting.account_id)
+            .ok_or(LedgerError::UnknownAccount(posting.account_id))?;
+        mismatched |= head.currency != posting.amount.currency().code();
+        let amount = posting.amount.amount();
+        head.balance += if posting.side == head.kind.normal_side() {
+            amount
+        } else {
+            -amount
+        };
+        head.posting_count += 1;
+        overdrawn |= head.no_overdraft && head.balance < Decimal::ZERO;
+        seqs.push(head.posting_count);
+        balances.push(head.balance);
+    }
+    // The overdraft first, as the database would refuse it before the currency.
+    if overdrawn {
+        return Err(LedgerError::Overdraft);
+    }
+    if mismatched {
+        return Err(LedgerError::CurrencyMismatch);
+    }
+    sqlx::query(
+        "insert into ledger_postings (entry_id, account_id, side, amount, currency, account_seq, balance_after)
+         select * from unnest($1::uuid[], $2::uuid[], $3::ledger_side[], $4::numeric[], $5::text[], $6::bigint[],
+                              $7::numeric[])",
+    )
+    .bind(postings.iter().map(|(entry, _)| *entry).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, p)| p.account_id).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, p)| p.side).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, p)| p.amount.amount()).collect::<Vec<_>>())
+    .bind(
+        postings
+            .iter()
+            .map(|(_, p)| p.amount.currency().code())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&seqs)
+    .bind(&balances)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 fn same_entry(existing: &Entry, new: &NewEntry) -> bool {
