@@ -150,6 +150,28 @@ async fn health_and_ready_answer_without_a_key(pool: PgPool) {
     assert_eq!(r.body, json!({"status": "ready"}));
 }
 
+/// A database out of reach (here: a port nobody listens on) is a 503 the client can act on —
+/// retry later, with the same Idempotency-Key — never an opaque 500.
+#[tokio::test]
+async fn a_database_out_of_reach_is_a_503_problem_with_retry_after() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy(&format!("postgres://nobody@127.0.0.1:{port}/gone"))
+        .unwrap();
+    let app = TestApp::spawn(pool).await;
+    let r = send(&app, Method::GET, "/ready", &[], None).await;
+    assert_eq!(r.status, 503);
+    for r in [app.get("/v1/ledger/verify").await, app.get("/v1/projects").await] {
+        r.assert_problem(503, "database_unavailable");
+        assert_eq!(r.headers["retry-after"], "1", "{r:?}");
+    }
+}
+
 #[sqlx::test]
 async fn every_response_carries_a_request_id_and_echoes_the_clients(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

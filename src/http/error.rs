@@ -1,5 +1,6 @@
 //! The one API error: `application/problem+json` (RFC 9457) with a stable machine-readable
-//! `code`. Database and unexpected errors become opaque 500s whose cause is logged, never sent.
+//! `code`. Unexpected errors become opaque 500s whose cause is logged, never sent; a database out
+//! of reach is a 503 `database_unavailable` with `Retry-After`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -89,6 +90,24 @@ impl ApiError {
         }
     }
 
+    /// A database error: 503 `database_unavailable` when the database could not be reached or
+    /// went away mid-request, else an opaque 500. After a 503 a write may or may not have been
+    /// committed (the connection can drop between COMMIT and its answer): the client retries it
+    /// with the same `Idempotency-Key`, the provider with the same event id.
+    pub fn database(err: sqlx::Error) -> Self {
+        if !database_unavailable(&err) {
+            return ApiError::internal(err);
+        }
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "database_unavailable",
+            detail: "the database is unavailable; retry with the same Idempotency-Key".into(),
+            reason: None,
+            retry_after: Some(1),
+            cause: Some(err.into()),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -113,10 +132,27 @@ impl ApiError {
     }
 }
 
+/// Whether the database was out of reach: the connection failed or broke, the pool had none to
+/// give, or the server is shutting down or starting up (SQLSTATE classes 08 and 57P).
+fn database_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(cause) = &self.cause {
-            tracing::error!(error = format!("{cause:#}"), code = self.code, "request failed");
+        match &self.cause {
+            // Expected while Postgres restarts; the client is told to retry.
+            Some(cause) if self.status == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = format!("{cause:#}"), code = self.code, "request failed")
+            }
+            Some(cause) => tracing::error!(error = format!("{cause:#}"), code = self.code, "request failed"),
+            None => {}
         }
         let body = Problem {
             kind: format!("urn:crowdledger:problem:{}", self.code),
@@ -147,13 +183,16 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        ApiError::internal(err)
+        ApiError::database(err)
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        ApiError::internal(err)
+        match err.downcast::<sqlx::Error>() {
+            Ok(err) => ApiError::database(err),
+            Err(err) => ApiError::internal(err),
+        }
     }
 }
 
@@ -177,7 +216,7 @@ impl From<LedgerError> for ApiError {
             ReferenceReused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail),
             AlreadyReversed(_) => ApiError::new(StatusCode::CONFLICT, "already_reversed", detail),
             AccountConflict(_) => ApiError::new(StatusCode::CONFLICT, "account_exists", detail),
-            Database(e) => ApiError::internal(e),
+            Database(e) => ApiError::database(e),
         }
     }
 }
