@@ -7,7 +7,8 @@
 #   pg_ensure NAME [DB]  make sure cluster .pg/NAME runs and DB (default
 #                        "crowdledger") exists; exports DATABASE_URL and
 #                        PG_STARTED_BY_US (1 if this call started the server).
-#   pg_stop NAME         fast-stop cluster .pg/NAME if it is running.
+#   pg_stop NAME [MODE]  stop cluster .pg/NAME if it is running (pg_ctl's MODE,
+#                        default fast; immediate is a crash).
 #
 # Layout of a cluster folder <repo>/.pg/NAME/ (git-ignored):
 #   data/            PGDATA, owned by the server user, mode 0700
@@ -543,8 +544,9 @@ pg_ensure() {
 	return "$rc"
 }
 
+# An immediate stop writes no checkpoint: the next start recovers from the WAL.
 pg_stop() {
-	local name="${1:-}" rc=0 out
+	local name="${1:-}" mode="${2:-fast}" rc=0 out
 	_pg_check_name "$name" || return 1
 	_pg_locate "$name" || {
 		rc=$?
@@ -554,9 +556,9 @@ pg_stop() {
 	_pg_select_bindir "$_PG_DATA" || return 1
 	_pg_lock || return 1
 	if _pg_running; then
-		_pg_say "stopping cluster $(_pg_label)"
+		_pg_say "stopping cluster $(_pg_label) ($mode)"
 		out="$(mktemp)" || { _pg_unlock; return 1; }
-		if ! _pg_as "$_PG_BIN/pg_ctl" -D "$_PG_DATA" -m fast -w -t 60 stop \
+		if ! _pg_as "$_PG_BIN/pg_ctl" -D "$_PG_DATA" -m "$mode" -w -t 60 stop \
 			</dev/null >"$out" 2>&1; then
 			cat "$out" >&2
 			_pg_err "could not stop cluster $(_pg_label)"
