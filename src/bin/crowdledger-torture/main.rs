@@ -260,10 +260,18 @@ impl Report {
         );
         for check in &self.checks {
             md += &format!(
-                "| {}: items checked / violations | {} / {} |\n",
+                "| {}: items checked / violations | {} / {}{} |\n",
                 check.name,
                 check.checked,
-                check.violations.len()
+                check.violations.len(),
+                if check.noted > 0 {
+                    format!(
+                        " ({} paid after the round closed: cancelled, refunded in full)",
+                        check.noted
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
         md += &format!(
