@@ -58,8 +58,12 @@ impl Api {
     }
 
     /// The service's business time, which a manual clock may have moved away from the wall's.
+    /// Only a service with a manual clock serves it, as it does the sandbox's other controls.
     pub async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
-        let clock = self.get("/v1/sandbox/clock").await?;
+        let clock = self
+            .get("/v1/sandbox/clock")
+            .await
+            .context("reading the sandbox's clock (the service must run with clock.mode = \"manual\")")?;
         serde_json::from_value(clock["now"].clone()).context("the service's clock answered no time")
     }
 }

@@ -273,13 +273,19 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         let key = "k".repeat(40);
+        let sandbox = WebhookSecret::generate().expose_string();
+        let stripe = "whsec_stripe-secret-for-this-test";
         let s = load(&[
             ("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", &key),
             ("DATABASE_URL", "postgres://u:hunter2@h/x"),
+            ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", &sandbox),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", stripe),
         ])
         .unwrap();
-        let printed = format!("{s:?}");
-        assert!(!printed.contains(&key) && !printed.contains("hunter2"), "{printed}");
+        let printed = format!("{s:?} {s:#?}");
+        for secret in [key.as_str(), "hunter2", &sandbox, stripe] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 
     #[test]

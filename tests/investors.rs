@@ -205,10 +205,13 @@ async fn roles_decide_who_registers_reads_and_verifies(pool: PgPool) {
     )
     .await
     .assert_problem(403, "forbidden");
-    // Auditors are read-only, and may read.
-    let read = send(&app, Method::GET, &format!("/v1/investors/{id}"), &auditor, &[], None).await;
+    // Investors are the platform's (PRODUCT.md's roles table); an auditor reads the books.
+    let read = send(&app, Method::GET, &format!("/v1/investors/{id}"), &platform, &[], None).await;
     assert_eq!(read.status, 200, "{:#}", read.body);
     assert_eq!(read.body["id"], id.as_str());
+    send(&app, Method::GET, &format!("/v1/investors/{id}"), &auditor, &[], None)
+        .await
+        .assert_problem(403, "forbidden");
     for key in [&platform, &auditor] {
         send(
             &app,

@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 use utoipa_scalar::Scalar;
 
 pub use self::metrics::{metrics_router, prometheus_handle};
-use crate::clock::Clock;
+use crate::clock::{Clock, ClockMode};
 use auth::Authenticator;
 use error::{ApiError, Problem};
 
@@ -76,7 +76,7 @@ pub struct Limits {
         (name = "pledges", description = "Investors' pledges: make, read, revoke"),
         (name = "sponsors", description = "Sponsors of prize cheques and the deposits that fund their budgets"),
         (name = "cheques", description = "Virtual prize cheques: issued from a sponsor's budget, spent only in pledges"),
-        (name = "sandbox", description = "The built-in test provider's controls and the manual clock"),
+        (name = "sandbox", description = "The built-in test provider's controls and the manual clock; served only with clock.mode = \"manual\""),
         (name = "webhooks", description = "Signed events from payment providers, the quarantine, and operators' webhook endpoints"),
     )
 )]
@@ -91,9 +91,11 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document and the routes it describes, before state and middleware.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The OpenAPI document and the routes it describes, before state and middleware. The sandbox's
+/// test controls are there only with a manual clock ("sandbox and tests only"): under a system
+/// clock their paths answer 404 like any unknown path, and the document does not list them.
+pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(ready))
         .merge(crate::ledger::http::router())
@@ -104,15 +106,18 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::pledges::http::router())
         .merge(crate::sponsors::http::router())
         .merge(crate::cheques::http::router())
-        .merge(crate::payments::sandbox::router())
         .merge(crate::payments::inbound::router())
-        .merge(crate::webhooks::http::router())
-        .split_for_parts()
+        .merge(crate::webhooks::http::router());
+    match clock {
+        ClockMode::Manual => api.merge(crate::payments::sandbox::router()),
+        ClockMode::System => api,
+    }
+    .split_for_parts()
 }
 
 /// The whole application: API routes, `/openapi.json`, `/docs`, and the middleware stack.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let (api, openapi) = api();
+    let (api, openapi) = api(state.clock.mode());
     // Rendered once into shared bytes: axum clones every route's handler for each connection
     // (and each request), and a handler holding the document itself made each connection copy
     // it, a megabyte and more apiece.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Classification, Investor, InvestorError, InvestorInput, InvestorKind, KycStatus, NewInvestor};
 use crate::http::AppState;
-use crate::http::auth::{AnyRole, Auth, Operators, PlatformUsers};
+use crate::http::auth::{Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::idempotency::{self, MaybeKey};
@@ -94,13 +94,14 @@ async fn create_investor(
     .await
 }
 
-/// One investor.
+/// One investor, for the platform and operators: an auditor reads the books, not investors'
+/// records.
 #[utoipa::path(get, path = "/v1/investors/{id}", tag = "investors", params(("id" = Uuid, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = InvestorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_investor(
     State(state): State<AppState>,
-    _auth: Auth<AnyRole>,
+    _auth: Auth<PlatformUsers>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<InvestorView>, ApiError> {
     let mut conn = state.pool.acquire().await?;

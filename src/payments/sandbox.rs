@@ -2,7 +2,7 @@
 //! confirm a refund, a payout or a deposit, move the manual clock). A control never touches the
 //! books itself: it sends a signed webhook over HTTP to the service's own
 //! `POST /v1/webhooks/sandbox`, as an outside provider would, and reports what that endpoint
-//! answered.
+//! answered. The controls are routed only under a manual clock (`crate::http::api`).
 
 use axum::Json;
 use axum::extract::State;

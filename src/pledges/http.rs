@@ -15,7 +15,7 @@ use super::rules::{self, PledgeRequest};
 use super::{Pledge, PledgeStatus, batcher, store};
 use crate::cheques::{attempts, redeem};
 use crate::http::AppState;
-use crate::http::auth::{AnyRole, Auth, Caller, PlatformUsers};
+use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::idempotency::{self, IdempotencyKey, RequiredKey};
@@ -150,12 +150,13 @@ async fn one_by_one(
     .await
 }
 
-/// A pledge and its state.
+/// A pledge and its state, for the platform and operators; an auditor reads pledges in their
+/// offer's list.
 #[utoipa::path(get, path = "/v1/pledges/{id}", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
     responses((status = 200, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_pledge(
     State(state): State<AppState>,
-    _auth: Auth<AnyRole>,
+    _auth: Auth<PlatformUsers>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<PledgeView>, ApiError> {
     let mut conn = state.pool.acquire().await?;

@@ -33,7 +33,7 @@ pub enum FundingKind {
     Cheque,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FundingSource {
     pub kind: FundingKind,
@@ -41,6 +41,17 @@ pub struct FundingSource {
     /// For `cheque` sources: the code printed on the cheque.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cheque_code: Option<String>,
+}
+
+/// Leaves the cheque's code out: a code is spendable money.
+impl std::fmt::Debug for FundingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FundingSource")
+            .field("kind", &self.kind)
+            .field("amount", &self.amount)
+            .field("cheque_code", &self.cheque_code.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -440,4 +451,23 @@ pub async fn refund_in_full(
         .collect();
     events::emit_all(conn, "pledge.refunded", &refunded, now).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pledge_request_prints_without_its_cheque_codes() {
+        let code = crate::cheques::code::generate();
+        let request: PledgeRequest = serde_json::from_value(serde_json::json!({
+            "investor_id": Uuid::nil(), "shares": 15,
+            "funding": [{"kind": "cheque", "cheque_code": code, "amount": "100.00"},
+                        {"kind": "card", "amount": "50.00"}],
+        }))
+        .unwrap();
+        let printed = format!("{request:?} {request:#?}");
+        assert!(!printed.contains(&code), "{printed}");
+        assert!(printed.contains("[REDACTED]") && printed.contains("Card"), "{printed}");
+    }
 }

@@ -114,7 +114,8 @@ pub async fn check_target(url: &str, allow_private: bool) -> Result<(), TargetEr
     }
 }
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// An operator's endpoint. Its `Debug` leaves the secrets out, so it can be logged.
+#[derive(Clone, sqlx::FromRow)]
 pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
@@ -124,6 +125,21 @@ pub struct Endpoint {
     pub previous_secret_until: Option<DateTime<Utc>>,
     pub status: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &"[REDACTED]")
+            .field("previous_secret", &self.previous_secret.as_ref().map(|_| "[REDACTED]"))
+            .field("previous_secret_until", &self.previous_secret_until)
+            .field("status", &self.status)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 const ENDPOINT_COLUMNS: &str =
@@ -467,6 +483,27 @@ pub async fn deliveries(conn: &mut PgConnection, endpoint: Uuid, limit: i64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_prints_without_its_secrets() {
+        let (secret, previous) = (
+            WebhookSecret::generate().expose_string(),
+            WebhookSecret::generate().expose_string(),
+        );
+        let endpoint = Endpoint {
+            id: Uuid::now_v7(),
+            url: "https://platform.example/hooks".into(),
+            events: vec!["pledge.funded".into()],
+            secret: secret.clone(),
+            previous_secret: Some(previous.clone()),
+            previous_secret_until: None,
+            status: "active".into(),
+            created_at: Utc::now(),
+        };
+        let printed = format!("{endpoint:?} {endpoint:#?}");
+        assert!(!printed.contains(&secret) && !printed.contains(&previous), "{printed}");
+        assert!(printed.contains("https://platform.example/hooks") && printed.contains("[REDACTED]"));
+    }
 
     #[test]
     fn internal_addresses_are_recognised() {

@@ -56,7 +56,7 @@ impl TestApp {
 
     pub async fn spawn_with(pool: PgPool, extra: &[(&str, &str)]) -> TestApp {
         let settings = settings(extra);
-        let clock = Clock::manual();
+        let clock = Clock::new(settings.clock.mode);
         let app = App::with_pool(&settings, pool.clone(), clock.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -249,6 +249,8 @@ impl Served {
     pub async fn start_with(db: &str, key: &str, env: &[(&str, &str)]) -> Served {
         let (port, metrics_port) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+            // Tests drive the sandbox's controls, which only a manual clock serves; `env` may say otherwise.
+            .env("CROWDLEDGER__CLOCK__MODE", "manual")
             .envs(env.iter().copied())
             .arg("serve")
             .env("DATABASE_URL", db)
