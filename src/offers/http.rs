@@ -242,6 +242,7 @@ async fn cancel_offer(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PledgesQuery {
     /// The last `seq` of the previous page.

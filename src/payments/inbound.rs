@@ -382,6 +382,7 @@ async fn webhook(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineQuery {
     /// Page size, 1 to 1000 (default 100).

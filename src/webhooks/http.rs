@@ -105,6 +105,7 @@ async fn create_endpoint(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// How many, newest first: 1 to 500 (default 50).
