@@ -119,7 +119,7 @@ const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB B
 
 /// An ISO 3166-1 alpha-2 country code in capitals: `FR`, `BE`. Not `fr`, not `FRA`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema)]
-#[schema(value_type = String, example = "FR")]
+#[schema(value_type = String, example = "FR", pattern = "^[A-Z]{2}$")]
 pub struct Country([u8; 2]);
 
 impl Country {
