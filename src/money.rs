@@ -105,7 +105,7 @@ impl<'de> Deserialize<'de> for Currency {
 /// A decimal amount as it arrives in JSON: a string of plain decimal digits. Its currency is not
 /// known yet, so it becomes [`Money`] only with [`Money::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
-#[schema(value_type = String, example = "2000.00")]
+#[schema(value_type = String, example = "2000.00", pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
 pub struct Amount(Decimal);
 
 impl Amount {

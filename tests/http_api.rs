@@ -1429,6 +1429,17 @@ async fn the_whole_openapi_document_is_consistent(pool: PgPool) {
                     "{method} {path} documents no 4xx"
                 );
             }
+            // A parameter is in the path exactly when the path names it; the rest are queries
+            // and headers, which a client would otherwise put nowhere.
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let (name, place) = (param["name"].as_str().unwrap(), param["in"].as_str().unwrap());
+                let named = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    place == "path",
+                    named,
+                    "{method} {path}: {name} is documented in {place}"
+                );
+            }
         }
     }
 }

@@ -20,14 +20,7 @@ struct Books {
 
 /// An open offer and one unpaid pledge of 12 shares at 10.00 (120.00 EUR).
 async fn books(app: &TestApp) -> Books {
-    let project = fixtures::published_project(app).await;
-    let offer = fixtures::open_offer(
-        app,
-        &project,
-        json!({"min_target": "100.00", "max_target": "1000.00"}),
-        9,
-    )
-    .await;
+    let (_, offer) = fixtures::small_open_offer(app).await;
     let investor = fixtures::investor(app, "Fund", "sophisticated").await;
     let pledge = fixtures::ok(fixtures::pledge(app, &offer, &investor, 12, "10.00").await, 201).await;
     Books {

@@ -354,14 +354,7 @@ async fn bad_endpoints_are_refused_and_nothing_is_written(pool: PgPool) {
 
 /// A small round through the API: opened, one pledge paid, closed, paid out. Returns the offer.
 async fn full_round(app: &TestApp) -> String {
-    let project = fixtures::published_project(app).await;
-    let offer = fixtures::open_offer(
-        app,
-        &project,
-        json!({"min_target": "100.00", "max_target": "1000.00"}),
-        9,
-    )
-    .await;
+    let (_, offer) = fixtures::small_open_offer(app).await;
     let investor = fixtures::investor(app, "Ida", "sophisticated").await;
     fixtures::funded_pledge(app, &offer, &investor, 20).await;
     let closed = app.post(&format!("/v1/offers/{offer}/close"), json!({})).await;

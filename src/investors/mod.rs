@@ -72,7 +72,7 @@ impl Email {
         let dotted = domain
             .char_indices()
             .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
-        if local.is_empty() || domain.contains('@') || !dotted {
+        if local.is_empty() || domain.contains('@') || !dotted || value.chars().any(fields::is_hidden) {
             return Err(refused());
         }
         Ok(Email(value.to_string()))

@@ -191,6 +191,7 @@ fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountsQuery {
     /// Only accounts whose code starts with this, e.g. `offer:` or `psp:`.
@@ -285,6 +286,7 @@ async fn get_account(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LinesQuery {
     /// The last `account_seq` of the previous page (default: from the start).

@@ -59,6 +59,26 @@ pub struct CreateOffer {
     oversubscription_limit: Option<Amount>,
 }
 
+impl CreateOffer {
+    /// The terms asked for, if they meet every rule; the message names the field.
+    pub fn terms(&self) -> Result<Terms, String> {
+        Terms::parse(RawTerms {
+            currency: self.currency.clone(),
+            share_price: self.share_price.value(),
+            min_target: self.min_target.value(),
+            max_target: self.max_target.value(),
+            min_ticket: self.min_ticket.value(),
+            max_ticket: self.max_ticket.map(Amount::value),
+            opens_at: self.opens_at,
+            closes_at: self.closes_at,
+            success_fee_rate: self.success_fee_rate.value(),
+            allocation: self.allocation,
+            payment_window_seconds: self.payment_window_seconds,
+            oversubscription_limit: self.oversubscription_limit.map(Amount::value),
+        })
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OfferView {
     id: Uuid,
@@ -157,21 +177,7 @@ async fn create_offer(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/projects/{project_id}/offers"), &body);
-    let terms = Terms::parse(RawTerms {
-        currency: body.currency,
-        share_price: body.share_price.value(),
-        min_target: body.min_target.value(),
-        max_target: body.max_target.value(),
-        min_ticket: body.min_ticket.value(),
-        max_ticket: body.max_ticket.map(Amount::value),
-        opens_at: body.opens_at,
-        closes_at: body.closes_at,
-        success_fee_rate: body.success_fee_rate.value(),
-        allocation: body.allocation,
-        payment_window_seconds: body.payment_window_seconds,
-        oversubscription_limit: body.oversubscription_limit.map(Amount::value),
-    })
-    .map_err(ApiError::validation)?;
+    let terms = body.terms().map_err(ApiError::validation)?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
         let offer = lifecycle::create(conn, project_id, &terms, now).await?;
         Ok((StatusCode::CREATED, OfferView::new(offer, Figures::default())))
@@ -236,6 +242,7 @@ async fn cancel_offer(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PledgesQuery {
     /// The last `seq` of the previous page.

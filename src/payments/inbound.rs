@@ -24,7 +24,7 @@ use crate::batch::{self, Lanes};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AppPath, AppQuery};
+use crate::http::extract::{AppBytes, AppPath, AppQuery};
 use crate::sponsors::deposits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
@@ -360,7 +360,7 @@ async fn webhook(
     State(state): State<AppState>,
     AppPath(provider): AppPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Json<Ack>, ApiError> {
     let now = state.clock.now();
     let adapter =
@@ -382,6 +382,7 @@ async fn webhook(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineQuery {
     /// Page size, 1 to 1000 (default 100).

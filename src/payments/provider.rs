@@ -45,6 +45,61 @@ pub struct Received {
     pub event: Result<Vec<Event>, String>,
 }
 
+/// Longest id or type stored from a provider's event; real ones are a few dozen characters,
+/// and Postgres indexes only so much of a key.
+const MAX_STORED_ID: usize = 255;
+
+/// Whether the database can store and index `s` as it is: Postgres text cannot hold NUL.
+fn storable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_STORED_ID && !s.contains('\0')
+}
+
+impl Event {
+    /// The provider's id of the object the event is about.
+    fn object_id(&self) -> Option<&str> {
+        match self {
+            Event::PaymentSucceeded { payment_id, .. } | Event::PaymentFailed { payment_id } => Some(payment_id),
+            Event::RefundSucceeded { refund_id } => Some(refund_id),
+            Event::PayoutPaid { payout_id } => Some(payout_id),
+            Event::Other => None,
+        }
+    }
+}
+
+impl Received {
+    /// A verified event as read from its body. One whose id, type or object ids the database
+    /// could not store as they are is kept as [`Received::unreadable`], never half-stored.
+    pub fn read(event_id: String, event_type: String, event: Result<Vec<Event>, String>, body: &[u8]) -> Received {
+        let ids_storable = event
+            .as_ref()
+            .map_or(true, |events| events.iter().filter_map(Event::object_id).all(storable));
+        if !(storable(&event_id) && storable(&event_type) && ids_storable) {
+            return Received::unreadable(None, body, "an id or type that cannot be stored");
+        }
+        Received {
+            event_id,
+            event_type,
+            // The reason quoted what the body said, which may hold a NUL.
+            event: event.map_err(|why| why.replace('\0', "\u{fffd}")),
+        }
+    }
+
+    /// A verified body that could not be understood, to be quarantined: under `event_id` where
+    /// it can be stored, else under the body's hash, so that a repeat is still a repeat.
+    pub fn unreadable(event_id: Option<&str>, body: &[u8], why: &str) -> Received {
+        use sha2::Digest;
+        let event_id = event_id.filter(|id| storable(id)).map_or_else(
+            || format!("unreadable:{}", hex::encode(sha2::Sha256::digest(body))),
+            str::to_owned,
+        );
+        Received {
+            event_id,
+            event_type: "unknown".into(),
+            event: Err(why.into()),
+        }
+    }
+}
+
 /// Where an object of ours lives at its provider: `{provider, payment_id}`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct PaymentRef {

@@ -81,18 +81,10 @@ fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Res
     signature::verify(&[&settings.sandbox_secret], id, timestamp, signatures, body, now).map_err(invalid_signature)?;
     let parsed: Result<SandboxEvent, _> = serde_json::from_slice(body);
     let Ok(parsed) = parsed else {
-        return Ok(Received {
-            event_id: id.to_string(),
-            event_type: "unknown".into(),
-            event: Err("unreadable body".into()),
-        });
+        return Ok(Received::unreadable(Some(id), body, "unreadable body"));
     };
-    let event = sandbox_event(&parsed);
-    Ok(Received {
-        event_id: parsed.id,
-        event_type: parsed.kind,
-        event: event.map(|e| vec![e]),
-    })
+    let event = sandbox_event(&parsed).map(|e| vec![e]);
+    Ok(Received::read(parsed.id, parsed.kind, event, body))
 }
 
 fn sandbox_event(e: &SandboxEvent) -> Result<Event, String> {

@@ -67,26 +67,10 @@ fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Res
     signature::stripe_verify(secret.expose_secret().as_bytes(), sig, body, now).map_err(invalid_signature)?;
     let parsed: StripeEvent = match serde_json::from_slice(body) {
         Ok(p) => p,
-        Err(_) => {
-            let id = format!(
-                "unreadable:{}",
-                hex::encode(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
-                    body
-                )))
-            );
-            return Ok(Received {
-                event_id: id,
-                event_type: "unknown".into(),
-                event: Err("unreadable body".into()),
-            });
-        }
+        Err(_) => return Ok(Received::unreadable(None, body, "unreadable body")),
     };
     let event = stripe_events(&parsed.kind, &parsed.data.object);
-    Ok(Received {
-        event_id: parsed.id,
-        event_type: parsed.kind,
-        event,
-    })
+    Ok(Received::read(parsed.id, parsed.kind, event, body))
 }
 
 /// Stripe amounts are integers in the currency's minor unit, currencies lowercase.

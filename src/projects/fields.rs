@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 pub struct FieldError(pub String);
 
 /// A single line of text (a name, a legal form, a territory): surrounding whitespace trimmed,
-/// then 1 to `max` characters, no control characters.
+/// then 1 to `max` characters, no control characters, and shown as it is stored (see
+/// [`deceptive`]).
 pub fn line(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
     let value = value.trim();
     let count = value.chars().count();
@@ -24,7 +25,73 @@ pub fn line(field: &str, value: &str, max: usize) -> Result<String, FieldError> 
             "{field} is a single line without control characters"
         )));
     }
+    if let Some(why) = deceptive(value) {
+        return Err(FieldError(format!("{field} {why}")));
+    }
     Ok(value.to_string())
+}
+
+/// Marks that reorder the text around them when it is shown (bidirectional embeddings,
+/// overrides, isolates and marks): a name holding one can display as another name.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// Zero-width characters with no use in a single line: zero-width space, word joiner and the
+/// invisible operators, byte-order mark.
+fn is_zero_width(c: char) -> bool {
+    matches!(c, '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
+/// The joiners (ZWNJ, ZWJ) shape the letters on either side: Persian and Indic words and emoji
+/// sequences need them. Anywhere else they only hide a difference.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}')
+}
+
+/// Characters that show nothing by themselves: a line of only these looks empty.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || is_joiner(c)
+        || matches!(c, '\u{00ad}' | '\u{034f}' | '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}'
+            | '\u{180b}'..='\u{180f}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0000}'..='\u{e0fff}')
+}
+
+/// Whether `c` changes how text shows without showing itself, other than an ordinary space.
+pub fn is_hidden(c: char) -> bool {
+    is_bidi_control(c) || is_zero_width(c) || (is_invisible(c) && !c.is_whitespace())
+}
+
+/// A single line naming something by its characters alone (a URL): as [`line`], and with no
+/// hidden character at all, joiners included.
+pub fn address(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
+    let value = line(field, value, max)?;
+    if value.chars().any(is_hidden) {
+        return Err(FieldError(format!("{field} holds an invisible character")));
+    }
+    Ok(value)
+}
+
+/// Why a line would not show as what it holds, if it would not: the tricks of spoofed names.
+pub fn deceptive(value: &str) -> Option<&'static str> {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.iter().any(|&c| is_bidi_control(c)) {
+        return Some("holds a bidirectional control character");
+    }
+    if chars.iter().any(|&c| is_zero_width(c)) {
+        return Some("holds a zero-width character");
+    }
+    let stray_joiner = chars.iter().enumerate().any(|(i, &c)| {
+        let shown = |n: Option<&char>| n.is_some_and(|&n| !is_invisible(n));
+        is_joiner(c) && !(i > 0 && shown(chars.get(i - 1)) && shown(chars.get(i + 1)))
+    });
+    if stray_joiner {
+        return Some("holds a joiner that does not join two characters");
+    }
+    if chars.iter().all(|&c| is_invisible(c)) {
+        return Some("shows nothing");
+    }
+    None
 }
 
 /// A long text (a description): at most `max` characters, possibly empty; line breaks allowed,
@@ -52,7 +119,7 @@ const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB B
 
 /// An ISO 3166-1 alpha-2 country code in capitals: `FR`, `BE`. Not `fr`, not `FRA`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema)]
-#[schema(value_type = String, example = "FR")]
+#[schema(value_type = String, example = "FR", pattern = "^[A-Z]{2}$")]
 pub struct Country([u8; 2]);
 
 impl Country {
@@ -125,5 +192,35 @@ mod tests {
         assert_eq!(text("description", "a\nb", 10).unwrap(), "a\nb");
         assert!(text("description", "a\0", 10).is_err());
         assert!(text("description", &"x".repeat(11), 10).is_err());
+    }
+
+    #[test]
+    fn lines_show_what_they_hold() {
+        for spoofed in [
+            "Crois\u{202e}Sens",
+            "Crois\u{2066}Sens\u{2069}",
+            "Crois\u{200f}Sens",
+            "Crois\u{200b}Sens",
+            "\u{feff}Crois",
+            "\u{200d}",
+            "\u{200d}Crois",
+            "Crois\u{200c}",
+            "Crois\u{200d}\u{200d}Sens",
+            "Crois \u{200d} Sens",
+            "\u{3164}",
+            "\u{fe0f}\u{ad}",
+        ] {
+            assert!(line("name", spoofed, 200).is_err(), "{spoofed:?} accepted");
+        }
+        for real in [
+            "مریم\u{200c}ها",
+            "क्\u{200d}ष",
+            "👩\u{200d}🌾 Ferme",
+            "❤\u{fe0f}",
+            "Zoë",
+            "東京",
+        ] {
+            assert_eq!(line("name", real, 200).as_deref(), Ok(real));
+        }
     }
 }

@@ -116,6 +116,7 @@ const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectsQuery {
     /// Only projects with this theme.

@@ -87,9 +87,8 @@ async fn create_endpoint(
             EVENT_TYPES.join(", ")
         )));
     }
-    if body.url.len() > 2000 {
-        return Err(ApiError::validation("url has at most 2000 characters"));
-    }
+    // Shown to operators in listings: a single line that shows what it holds.
+    crate::projects::fields::address("url", &body.url, 2000)?;
     outbound::check_target(&body.url, state.providers.allow_private_targets)
         .await
         .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
@@ -106,6 +105,7 @@ async fn create_endpoint(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// How many, newest first: 1 to 500 (default 50).

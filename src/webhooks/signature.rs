@@ -193,7 +193,9 @@ pub fn stripe_verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> Resu
             // A second `t` would leave it to us which one was signed; refuse rather than guess.
             "t" if timestamp.is_some() => return Err(SignatureError::BadTimestamp),
             "t" => timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::BadTimestamp)?),
-            "v1" => {
+            // Stripe writes lowercase hex; one spelling per signature, so that no altered
+            // header verifies.
+            "v1" if value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
                 let mut mac = [0u8; 32];
                 if hex::decode_to_slice(value, &mut mac).is_ok() {
                     candidates.push(mac);

@@ -57,6 +57,15 @@ pub async fn open_offer(app: &TestApp, project: &str, terms: Value, days: i64) -
     id
 }
 
+/// A published project and its open first_come offer of 10 to 100 shares at 10.00, closing in
+/// 9 days: `(project, offer)`.
+pub async fn small_open_offer(app: &TestApp) -> (String, String) {
+    let project = published_project(app).await;
+    let terms = json!({"min_target": "100.00", "max_target": "1000.00"});
+    let offer = open_offer(app, &project, terms, 9).await;
+    (project, offer)
+}
+
 pub async fn pledge(app: &TestApp, offer: &str, investor: &str, shares: i64, price: &str) -> Reply {
     let amount = (Decimal::from(shares) * price.parse::<Decimal>().unwrap()).to_string();
     let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}]});
