@@ -134,9 +134,10 @@ async fn forged_stale_and_malformed_deliveries_get_401_and_change_nothing(pool: 
         ),
     ];
     for (id, ts, sig, body) in attempts {
-        deliver(&app, id, ts, sig, body)
-            .await
-            .assert_problem(401, "invalid_signature");
+        let r = deliver(&app, id, ts, sig, body).await;
+        r.assert_problem(401, "invalid_signature");
+        // A provider is not asked for an API key.
+        assert!(!r.headers.contains_key("www-authenticate"), "{r:?}");
     }
     // Correctly signed, but stale or from the future by more than 300 s.
     for skew in [-301, 301, -86_400] {

@@ -172,7 +172,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        // Only a missing or bad API key asks for a bearer token; a bad webhook signature
+        // (401 `invalid_signature`) is not answered by sending a key.
+        if self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized" {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
