@@ -3,13 +3,12 @@
 
 mod common;
 
+use common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
 use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// The sandbox secret of config/default.toml, which the test app runs with.
-const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret_for_crowdledger";
 
 struct Books {
@@ -37,43 +36,8 @@ async fn books(app: &TestApp) -> Books {
     }
 }
 
-fn event(id: &str, kind: &str, payment: &str, amount: &str, currency: &str, created: i64) -> Vec<u8> {
-    serde_json::to_vec(&json!({"id": id, "type": kind, "created": created,
-        "data": {"payment_id": payment, "amount": amount, "currency": currency}}))
-    .unwrap()
-}
-
 /// A delivery's webhook-id, webhook-timestamp, webhook-signature (each may be missing) and body.
 type Delivery<'a> = (Option<&'a str>, Option<String>, Option<String>, Vec<u8>);
-
-/// Posts `body` to the sandbox endpoint with the given headers (None leaves a header out).
-async fn deliver(
-    app: &TestApp,
-    id: Option<&str>,
-    timestamp: Option<String>,
-    signature: Option<String>,
-    body: Vec<u8>,
-) -> Reply {
-    let mut req = app.client.post(format!("{}/v1/webhooks/sandbox", app.base)).body(body);
-    if let Some(id) = id {
-        req = req.header("webhook-id", id);
-    }
-    if let Some(ts) = timestamp {
-        req = req.header("webhook-timestamp", ts);
-    }
-    if let Some(sig) = signature {
-        req = req.header("webhook-signature", sig);
-    }
-    common::read(req.send().await.unwrap()).await
-}
-
-/// A correctly signed sandbox delivery, `skew` seconds off the service clock.
-async fn signed(app: &TestApp, id: &str, body: Vec<u8>, skew: i64) -> Reply {
-    let secret: WebhookSecret = SANDBOX_SECRET.parse().unwrap();
-    let ts = app.clock.now().timestamp() + skew;
-    let sig = signature::signature_header(&[&secret], id, ts, &body);
-    deliver(app, Some(id), Some(ts.to_string()), Some(sig), body).await
-}
 
 async fn state(app: &TestApp, b: &Books) -> (String, String, i64, i64) {
     let pledge = app.get(&format!("/v1/pledges/{}", b.pledge)).await.body;
@@ -637,5 +601,103 @@ async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool
         fixtures::balance(&app, &format!("offer:{offer}:escrow")).await,
         format!("{}.00", 20 * PLEDGES)
     );
+    app.assert_books_verify().await;
+}
+
+/// A refund and a payout, each pending until its provider confirms it: 30.00 back to a card
+/// from a cancelled round, and 9.50 (10.00 less the 5% fee) to a project whose round succeeded.
+async fn refund_and_payout(app: &TestApp) -> ((String, String), (String, String)) {
+    let project = fixtures::published_project(app).await;
+    let investor = fixtures::investor(app, "Fund", "sophisticated").await;
+    let terms = json!({"min_target": "10.00", "max_target": "1000.00"});
+    let cancelled = fixtures::open_offer(app, &project, terms.clone(), 9).await;
+    fixtures::funded_pledge(app, &cancelled, &investor, 3).await;
+    fixtures::ok(
+        app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
+        200,
+    )
+    .await;
+    let refund: (String, String) = sqlx::query_as("select provider_refund_id, amount::text from refunds")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let succeeded = fixtures::open_offer(app, &project, terms, 9).await;
+    fixtures::funded_pledge(app, &succeeded, &investor, 1).await;
+    let closed = fixtures::ok(app.post(&format!("/v1/offers/{succeeded}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    let payout = fixtures::ok(
+        app.post(&format!("/v1/offers/{succeeded}/payouts"), json!({})).await,
+        201,
+    )
+    .await;
+    let payout = (
+        payout["payment"]["payment_id"].as_str().unwrap().to_string(),
+        payout["amount"].as_str().unwrap().to_string(),
+    );
+    (refund, payout)
+}
+
+#[sqlx::test]
+async fn refund_and_payout_confirmations_must_be_for_their_amounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ((refund, refunded), (payout, paid)) = refund_and_payout(&app).await;
+    assert_eq!((refunded.as_str(), paid.as_str()), ("30.00", "9.50"));
+    let now = app.clock.now().timestamp();
+    let entries = app.row_counts().await;
+    let cases = [
+        ("evt_r1", "refund.succeeded", &refund, "29.99", "EUR", "refund_mismatch"),
+        ("evt_r2", "refund.succeeded", &refund, "30.00", "USD", "refund_mismatch"),
+        (
+            "evt_r3",
+            "refund.succeeded",
+            &refund,
+            "300.00",
+            "EUR",
+            "refund_mismatch",
+        ),
+        ("evt_p1", "payout.paid", &payout, "9.51", "EUR", "payout_mismatch"),
+        ("evt_p2", "payout.paid", &payout, "9.50", "GBP", "payout_mismatch"),
+    ];
+    for (id, kind, object, amount, currency, code) in cases {
+        let r = signed(&app, id, event(id, kind, object, amount, currency, now), 0).await;
+        assert_eq!(r.status, 200, "{:#}", r.body);
+        assert_eq!(r.body["outcome"], "quarantined", "{id}: {:#}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().starts_with(code),
+            "{id}: {:#}",
+            r.body
+        );
+    }
+    // Nothing moved: no entry, the refund and the payout still wait, all five are listed.
+    assert_eq!(app.row_counts().await, entries);
+    let statuses: (String, String) =
+        sqlx::query_as("select (select status::text from refunds), (select status::text from payouts)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ("pending".into(), "pending".into()));
+    let listed = app.get("/v1/webhooks/quarantine").await.body;
+    assert_eq!(listed.as_array().unwrap().len(), cases.len());
+
+    // The right amounts are applied, once; a wrong one afterwards is still quarantined, not
+    // taken for a repeat.
+    let psp = fixtures::balance(&app, "psp:sandbox:eur").await;
+    assert_eq!(psp, "40.00");
+    for (id, kind, object, amount) in [
+        ("evt_r4", "refund.succeeded", &refund, "30.00"),
+        ("evt_p3", "payout.paid", &payout, "9.50"),
+    ] {
+        let r = signed(&app, id, event(id, kind, object, amount, "EUR", now), 0).await;
+        assert_eq!(r.body["outcome"], "applied", "{id}: {:#}", r.body);
+    }
+    let late = signed(
+        &app,
+        "evt_r5",
+        event("evt_r5", "refund.succeeded", &refund, "1.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(late.body["outcome"], "quarantined", "{:#}", late.body);
+    assert_eq!(fixtures::balance(&app, "psp:sandbox:eur").await, "0.50");
     app.assert_books_verify().await;
 }

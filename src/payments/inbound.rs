@@ -71,8 +71,10 @@ async fn apply(
                 super::fail_payment(conn, provider, payment_id, now).await
             }
         }
-        Event::RefundSucceeded { refund_id } => super::confirm_refund(conn, provider, refund_id, now).await,
-        Event::PayoutPaid { payout_id } => super::confirm_payout(conn, provider, payout_id, now).await,
+        Event::RefundSucceeded { refund_id, amount } => {
+            super::confirm_refund(conn, provider, refund_id, *amount, now).await
+        }
+        Event::PayoutPaid { payout_id, amount } => super::confirm_payout(conn, provider, payout_id, *amount, now).await,
         Event::Other => Ok(Applied::Nothing),
     }
 }
