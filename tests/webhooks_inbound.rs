@@ -207,7 +207,8 @@ async fn events_that_do_not_match_the_books_are_quarantined(pool: PgPool) {
 
     let listed = app.get("/v1/webhooks/quarantine").await;
     assert_eq!(listed.status, 200);
-    let listed = listed.body.as_array().unwrap().clone();
+    assert!(listed.body.get("next_before").is_none(), "one page holds them all");
+    let listed = listed.body["items"].as_array().unwrap().clone();
     assert_eq!(listed.len(), cases.len());
     let mismatch = listed.iter().find(|e| e["event_id"] == "evt_amount").unwrap();
     assert!(
@@ -486,7 +487,7 @@ async fn a_deposit_is_credited_once_and_only_for_its_amount(pool: PgPool) {
     }
     assert_eq!(budget().await, "0.00");
     let listed = app.get("/v1/webhooks/quarantine").await.body;
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 
     // The right one, delivered twice: credited once.
     let body = event("evt_d3", "payment.succeeded", &first, "1000.00", "EUR", now);
@@ -596,7 +597,7 @@ async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool
         "{transactions} transactions for {PLEDGES} confirmations"
     );
     let quarantined = app.get("/v1/webhooks/quarantine").await.body;
-    assert_eq!(quarantined.as_array().unwrap().len(), PLEDGES / 10);
+    assert_eq!(quarantined["items"].as_array().unwrap().len(), PLEDGES / 10);
     assert_eq!(
         fixtures::balance(&app, &format!("offer:{offer}:escrow")).await,
         format!("{}.00", 20 * PLEDGES)
@@ -677,7 +678,7 @@ async fn refund_and_payout_confirmations_must_be_for_their_amounts(pool: PgPool)
             .unwrap();
     assert_eq!(statuses, ("pending".into(), "pending".into()));
     let listed = app.get("/v1/webhooks/quarantine").await.body;
-    assert_eq!(listed.as_array().unwrap().len(), cases.len());
+    assert_eq!(listed["items"].as_array().unwrap().len(), cases.len());
 
     // The right amounts are applied, once; a wrong one afterwards is still quarantined, not
     // taken for a repeat.
@@ -700,4 +701,79 @@ async fn refund_and_payout_confirmations_must_be_for_their_amounts(pool: PgPool)
     assert_eq!(late.body["outcome"], "quarantined", "{:#}", late.body);
     assert_eq!(fixtures::balance(&app, "psp:sandbox:eur").await, "0.50");
     app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let now = app.clock.now().timestamp();
+    let mut sent = Vec::new();
+    for n in 0..7 {
+        let id = format!("evt_q{n}");
+        let r = signed(
+            &app,
+            &id,
+            event(&id, "payment.succeeded", "pay_nope", "1.00", "EUR", now),
+            0,
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "quarantined", "{:#}", r.body);
+        sent.push(id);
+        // Apart in business time, so newest first is also the order they were sent in, reversed.
+        app.clock.advance(1).unwrap();
+    }
+    // Unreadable (no amount to speak of) is quarantined too.
+    let unreadable = signed(
+        &app,
+        "evt_other",
+        event("evt_other", "payment.succeeded", "pay_nope", "x", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(unreadable.body["outcome"], "quarantined", "{:#}", unreadable.body);
+
+    let mut listed = Vec::new();
+    let mut path = "/v1/webhooks/quarantine?limit=3".to_string();
+    let mut pages = Vec::new();
+    loop {
+        let page = fixtures::ok(app.get(&path).await, 200).await;
+        let items = page["items"].as_array().unwrap();
+        pages.push(items.len());
+        listed.extend(items.iter().map(|e| e["event_id"].as_str().unwrap().to_string()));
+        let Some(next) = page["next_before"].as_str() else {
+            break;
+        };
+        assert_eq!(next, items.last().unwrap()["id"]);
+        path = format!("/v1/webhooks/quarantine?limit=3&before={next}");
+    }
+    assert_eq!(pages, [3, 3, 2]);
+    // Newest first: the unreadable one, sent last, then the seven in reverse.
+    let mut expected = vec!["evt_other".to_string()];
+    expected.extend(sent.iter().rev().cloned());
+    assert_eq!(listed, expected);
+
+    // A cursor must name a quarantined event.
+    let r = app
+        .get(&format!("/v1/webhooks/quarantine?before={}", uuid::Uuid::now_v7()))
+        .await;
+    r.assert_problem(422, "validation_failed");
+    app.get("/v1/webhooks/quarantine?limit=0")
+        .await
+        .assert_problem(422, "validation_failed");
+
+    // The OpenAPI document describes the paging.
+    let doc = app.get("/openapi.json").await.body;
+    let op = &doc["paths"]["/v1/webhooks/quarantine"]["get"];
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["before", "limit"]);
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/QuarantinePage"
+    );
+    assert!(doc["components"]["schemas"]["QuarantinePage"]["properties"]["next_before"].is_object());
 }
