@@ -3,13 +3,12 @@
 
 mod common;
 
+use common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
 use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// The sandbox secret of config/default.toml, which the test app runs with.
-const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret_for_crowdledger";
 
 struct Books {
@@ -30,43 +29,8 @@ async fn books(app: &TestApp) -> Books {
     }
 }
 
-fn event(id: &str, kind: &str, payment: &str, amount: &str, currency: &str, created: i64) -> Vec<u8> {
-    serde_json::to_vec(&json!({"id": id, "type": kind, "created": created,
-        "data": {"payment_id": payment, "amount": amount, "currency": currency}}))
-    .unwrap()
-}
-
 /// A delivery's webhook-id, webhook-timestamp, webhook-signature (each may be missing) and body.
 type Delivery<'a> = (Option<&'a str>, Option<String>, Option<String>, Vec<u8>);
-
-/// Posts `body` to the sandbox endpoint with the given headers (None leaves a header out).
-async fn deliver(
-    app: &TestApp,
-    id: Option<&str>,
-    timestamp: Option<String>,
-    signature: Option<String>,
-    body: Vec<u8>,
-) -> Reply {
-    let mut req = app.client.post(format!("{}/v1/webhooks/sandbox", app.base)).body(body);
-    if let Some(id) = id {
-        req = req.header("webhook-id", id);
-    }
-    if let Some(ts) = timestamp {
-        req = req.header("webhook-timestamp", ts);
-    }
-    if let Some(sig) = signature {
-        req = req.header("webhook-signature", sig);
-    }
-    common::read(req.send().await.unwrap()).await
-}
-
-/// A correctly signed sandbox delivery, `skew` seconds off the service clock.
-async fn signed(app: &TestApp, id: &str, body: Vec<u8>, skew: i64) -> Reply {
-    let secret: WebhookSecret = SANDBOX_SECRET.parse().unwrap();
-    let ts = app.clock.now().timestamp() + skew;
-    let sig = signature::signature_header(&[&secret], id, ts, &body);
-    deliver(app, Some(id), Some(ts.to_string()), Some(sig), body).await
-}
 
 async fn state(app: &TestApp, b: &Books) -> (String, String, i64, i64) {
     let pledge = app.get(&format!("/v1/pledges/{}", b.pledge)).await.body;
@@ -237,7 +201,8 @@ async fn events_that_do_not_match_the_books_are_quarantined(pool: PgPool) {
 
     let listed = app.get("/v1/webhooks/quarantine").await;
     assert_eq!(listed.status, 200);
-    let listed = listed.body.as_array().unwrap().clone();
+    assert!(listed.body.get("next_before").is_none(), "one page holds them all");
+    let listed = listed.body["items"].as_array().unwrap().clone();
     assert_eq!(listed.len(), cases.len());
     let mismatch = listed.iter().find(|e| e["event_id"] == "evt_amount").unwrap();
     assert!(
@@ -516,7 +481,7 @@ async fn a_deposit_is_credited_once_and_only_for_its_amount(pool: PgPool) {
     }
     assert_eq!(budget().await, "0.00");
     let listed = app.get("/v1/webhooks/quarantine").await.body;
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 
     // The right one, delivered twice: credited once.
     let body = event("evt_d3", "payment.succeeded", &first, "1000.00", "EUR", now);
@@ -626,10 +591,183 @@ async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool
         "{transactions} transactions for {PLEDGES} confirmations"
     );
     let quarantined = app.get("/v1/webhooks/quarantine").await.body;
-    assert_eq!(quarantined.as_array().unwrap().len(), PLEDGES / 10);
+    assert_eq!(quarantined["items"].as_array().unwrap().len(), PLEDGES / 10);
     assert_eq!(
         fixtures::balance(&app, &format!("offer:{offer}:escrow")).await,
         format!("{}.00", 20 * PLEDGES)
     );
     app.assert_books_verify().await;
+}
+
+/// A refund and a payout, each pending until its provider confirms it: 30.00 back to a card
+/// from a cancelled round, and 9.50 (10.00 less the 5% fee) to a project whose round succeeded.
+async fn refund_and_payout(app: &TestApp) -> ((String, String), (String, String)) {
+    let project = fixtures::published_project(app).await;
+    let investor = fixtures::investor(app, "Fund", "sophisticated").await;
+    let terms = json!({"min_target": "10.00", "max_target": "1000.00"});
+    let cancelled = fixtures::open_offer(app, &project, terms.clone(), 9).await;
+    fixtures::funded_pledge(app, &cancelled, &investor, 3).await;
+    fixtures::ok(
+        app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
+        200,
+    )
+    .await;
+    let refund: (String, String) = sqlx::query_as("select provider_refund_id, amount::text from refunds")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let succeeded = fixtures::open_offer(app, &project, terms, 9).await;
+    fixtures::funded_pledge(app, &succeeded, &investor, 1).await;
+    let closed = fixtures::ok(app.post(&format!("/v1/offers/{succeeded}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    let payout = fixtures::ok(
+        app.post(&format!("/v1/offers/{succeeded}/payouts"), json!({})).await,
+        201,
+    )
+    .await;
+    let payout = (
+        payout["payment"]["payment_id"].as_str().unwrap().to_string(),
+        payout["amount"].as_str().unwrap().to_string(),
+    );
+    (refund, payout)
+}
+
+#[sqlx::test]
+async fn refund_and_payout_confirmations_must_be_for_their_amounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ((refund, refunded), (payout, paid)) = refund_and_payout(&app).await;
+    assert_eq!((refunded.as_str(), paid.as_str()), ("30.00", "9.50"));
+    let now = app.clock.now().timestamp();
+    let entries = app.row_counts().await;
+    let cases = [
+        ("evt_r1", "refund.succeeded", &refund, "29.99", "EUR", "refund_mismatch"),
+        ("evt_r2", "refund.succeeded", &refund, "30.00", "USD", "refund_mismatch"),
+        (
+            "evt_r3",
+            "refund.succeeded",
+            &refund,
+            "300.00",
+            "EUR",
+            "refund_mismatch",
+        ),
+        ("evt_p1", "payout.paid", &payout, "9.51", "EUR", "payout_mismatch"),
+        ("evt_p2", "payout.paid", &payout, "9.50", "GBP", "payout_mismatch"),
+    ];
+    for (id, kind, object, amount, currency, code) in cases {
+        let r = signed(&app, id, event(id, kind, object, amount, currency, now), 0).await;
+        assert_eq!(r.status, 200, "{:#}", r.body);
+        assert_eq!(r.body["outcome"], "quarantined", "{id}: {:#}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().starts_with(code),
+            "{id}: {:#}",
+            r.body
+        );
+    }
+    // Nothing moved: no entry, the refund and the payout still wait, all five are listed.
+    assert_eq!(app.row_counts().await, entries);
+    let statuses: (String, String) =
+        sqlx::query_as("select (select status::text from refunds), (select status::text from payouts)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ("pending".into(), "pending".into()));
+    let listed = app.get("/v1/webhooks/quarantine").await.body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), cases.len());
+
+    // The right amounts are applied, once; a wrong one afterwards is still quarantined, not
+    // taken for a repeat.
+    let psp = fixtures::balance(&app, "psp:sandbox:eur").await;
+    assert_eq!(psp, "40.00");
+    for (id, kind, object, amount) in [
+        ("evt_r4", "refund.succeeded", &refund, "30.00"),
+        ("evt_p3", "payout.paid", &payout, "9.50"),
+    ] {
+        let r = signed(&app, id, event(id, kind, object, amount, "EUR", now), 0).await;
+        assert_eq!(r.body["outcome"], "applied", "{id}: {:#}", r.body);
+    }
+    let late = signed(
+        &app,
+        "evt_r5",
+        event("evt_r5", "refund.succeeded", &refund, "1.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(late.body["outcome"], "quarantined", "{:#}", late.body);
+    assert_eq!(fixtures::balance(&app, "psp:sandbox:eur").await, "0.50");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let now = app.clock.now().timestamp();
+    let mut sent = Vec::new();
+    for n in 0..7 {
+        let id = format!("evt_q{n}");
+        let r = signed(
+            &app,
+            &id,
+            event(&id, "payment.succeeded", "pay_nope", "1.00", "EUR", now),
+            0,
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "quarantined", "{:#}", r.body);
+        sent.push(id);
+        // Apart in business time, so newest first is also the order they were sent in, reversed.
+        app.clock.advance(1).unwrap();
+    }
+    // Unreadable (no amount to speak of) is quarantined too.
+    let unreadable = signed(
+        &app,
+        "evt_other",
+        event("evt_other", "payment.succeeded", "pay_nope", "x", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(unreadable.body["outcome"], "quarantined", "{:#}", unreadable.body);
+
+    let mut listed = Vec::new();
+    let mut path = "/v1/webhooks/quarantine?limit=3".to_string();
+    let mut pages = Vec::new();
+    loop {
+        let page = fixtures::ok(app.get(&path).await, 200).await;
+        let items = page["items"].as_array().unwrap();
+        pages.push(items.len());
+        listed.extend(items.iter().map(|e| e["event_id"].as_str().unwrap().to_string()));
+        let Some(next) = page["next_before"].as_str() else {
+            break;
+        };
+        assert_eq!(next, items.last().unwrap()["id"]);
+        path = format!("/v1/webhooks/quarantine?limit=3&before={next}");
+    }
+    assert_eq!(pages, [3, 3, 2]);
+    // Newest first: the unreadable one, sent last, then the seven in reverse.
+    let mut expected = vec!["evt_other".to_string()];
+    expected.extend(sent.iter().rev().cloned());
+    assert_eq!(listed, expected);
+
+    // A cursor must name a quarantined event.
+    let r = app
+        .get(&format!("/v1/webhooks/quarantine?before={}", uuid::Uuid::now_v7()))
+        .await;
+    r.assert_problem(422, "validation_failed");
+    app.get("/v1/webhooks/quarantine?limit=0")
+        .await
+        .assert_problem(422, "validation_failed");
+
+    // The OpenAPI document describes the paging.
+    let doc = app.get("/openapi.json").await.body;
+    let op = &doc["paths"]["/v1/webhooks/quarantine"]["get"];
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["before", "limit"]);
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/QuarantinePage"
+    );
+    assert!(doc["components"]["schemas"]["QuarantinePage"]["properties"]["next_before"].is_object());
 }

@@ -71,8 +71,10 @@ async fn apply(
                 super::fail_payment(conn, provider, payment_id, now).await
             }
         }
-        Event::RefundSucceeded { refund_id } => super::confirm_refund(conn, provider, refund_id, now).await,
-        Event::PayoutPaid { payout_id } => super::confirm_payout(conn, provider, payout_id, now).await,
+        Event::RefundSucceeded { refund_id, amount } => {
+            super::confirm_refund(conn, provider, refund_id, *amount, now).await
+        }
+        Event::PayoutPaid { payout_id, amount } => super::confirm_payout(conn, provider, payout_id, *amount, now).await,
         Event::Other => Ok(Applied::Nothing),
     }
 }
@@ -385,6 +387,9 @@ async fn webhook(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineQuery {
+    /// The `id` of the last event of the previous page (its `next_before`): the page goes on
+    /// with older events.
+    before: Option<Uuid>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
 }
@@ -401,28 +406,57 @@ pub struct QuarantinedEvent {
     body: String,
 }
 
-/// Events held back because they did not match what the books know (newest first).
+#[derive(Serialize, ToSchema)]
+pub struct QuarantinePage {
+    items: Vec<QuarantinedEvent>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<Uuid>,
+}
+
+/// Events held back because they did not match what the books know, newest first, a page at
+/// a time (keyset paging on `received_at, id`, so events quarantined meanwhile neither shift
+/// nor repeat the pages that follow).
 #[utoipa::path(get, path = "/v1/webhooks/quarantine", tag = "webhooks", params(QuarantineQuery),
     security(("api_key" = [])),
-    responses((status = 200, body = Vec<QuarantinedEvent>), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = QuarantinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn quarantine(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
     AppQuery(q): AppQuery<QuarantineQuery>,
-) -> Result<Json<Vec<QuarantinedEvent>>, ApiError> {
+) -> Result<Json<QuarantinePage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::validation("limit must be between 1 and 1000"));
     }
+    let mut conn = state.pool.acquire().await?;
+    // The cursor is an event's id; its place in the order is its (received_at, id).
+    let before: Option<DateTime<Utc>> = match q.before {
+        None => None,
+        Some(id) => Some(
+            sqlx::query_scalar("select received_at from inbound_events where id = $1 and status = 'quarantined'")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| ApiError::validation(format!("before: no quarantined event {id}")))?,
+        ),
+    };
     let rows: Vec<QuarantineRow> = sqlx::query_as(
         "select id, provider, event_id, event_type, received_at, detail, body from inbound_events
-          where status = 'quarantined' order by received_at desc, id desc limit $1",
+          where status = 'quarantined' and ($2::timestamptz is null or (received_at, id) < ($2, $3))
+          order by received_at desc, id desc limit $1",
     )
     .bind(limit)
-    .fetch_all(&state.pool)
+    .bind(before)
+    .bind(q.before)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(Json(
-        rows.into_iter()
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(QuarantinePage {
+        items: rows
+            .into_iter()
             .map(|r| QuarantinedEvent {
                 id: r.id,
                 provider: r.provider,
@@ -433,7 +467,8 @@ async fn quarantine(
                 body: String::from_utf8_lossy(&r.body).into_owned(),
             })
             .collect(),
-    ))
+        next_before,
+    }))
 }
 
 #[derive(sqlx::FromRow)]

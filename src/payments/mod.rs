@@ -199,6 +199,28 @@ fn unknown(what: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))
 }
 
+/// Refuses a confirmation whose money is not what the provider was asked for: 422 `code`
+/// (`payment_mismatch`, `refund_mismatch`, `payout_mismatch`), so the event is quarantined and
+/// moves nothing. Checked before the object's state, so a wrong amount is never taken for a
+/// mere repeat.
+pub(crate) fn expect_money(
+    code: &'static str,
+    what: &str,
+    provider_id: &str,
+    expected: Decimal,
+    currency: &str,
+    paid: Money,
+) -> Result<(), ApiError> {
+    if paid.amount() == expected && paid.currency().code() == currency {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        format!("{what} {provider_id} is for {expected} {currency}, not {paid}"),
+    ))
+}
+
 /// The provider captured a payment: the pledge is funded and the money moves `psp → escrow`.
 /// A payment arriving for a pledge that was cancelled meanwhile is refunded at once.
 pub async fn confirm_payment(
@@ -227,16 +249,14 @@ pub async fn confirm_payment(
     let payment = find_payment(conn, provider, provider_payment_id, true)
         .await?
         .expect("payments are never deleted");
-    if paid.amount() != payment.amount || paid.currency().code() != payment.currency {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "payment_mismatch",
-            format!(
-                "payment {provider_payment_id} is for {} {}, not {paid}",
-                payment.amount, payment.currency
-            ),
-        ));
-    }
+    expect_money(
+        "payment_mismatch",
+        "payment",
+        provider_payment_id,
+        payment.amount,
+        &payment.currency,
+        paid,
+    )?;
     match payment.status {
         PaymentStatus::Succeeded => return Ok(Applied::Nothing),
         PaymentStatus::Failed => {
@@ -625,11 +645,12 @@ pub async fn refund_many_from_escrow(
     Ok(())
 }
 
-/// The provider gave a refund back to the card: `refunds → psp`.
+/// The provider gave a refund back to the card: `refunds → psp`, for the refund's exact amount.
 pub async fn confirm_refund(
     conn: &mut PgConnection,
     provider: &str,
     provider_refund_id: &str,
+    paid: Money,
     now: DateTime<Utc>,
 ) -> Result<Applied, ApiError> {
     let row: Option<(Uuid, Decimal, String, String)> = sqlx::query_as(
@@ -640,6 +661,7 @@ pub async fn confirm_refund(
     .fetch_optional(&mut *conn)
     .await?;
     let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
+    expect_money("refund_mismatch", "refund", provider_refund_id, amount, &currency, paid)?;
     if status != "pending" {
         return Ok(Applied::Nothing);
     }
@@ -723,11 +745,12 @@ pub async fn request_payout(conn: &mut PgConnection, offer_id: Uuid, now: DateTi
     Ok(payout)
 }
 
-/// The provider paid the project: `project payable → psp`.
+/// The provider paid the project: `project payable → psp`, for the payout's exact amount.
 pub async fn confirm_payout(
     conn: &mut PgConnection,
     provider: &str,
     provider_payout_id: &str,
+    paid: Money,
     now: DateTime<Utc>,
 ) -> Result<Applied, ApiError> {
     let payout: Payout = sqlx::query_as(
@@ -739,6 +762,14 @@ pub async fn confirm_payout(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| unknown("payout", provider_payout_id))?;
+    expect_money(
+        "payout_mismatch",
+        "payout",
+        provider_payout_id,
+        payout.amount,
+        &payout.currency,
+        paid,
+    )?;
     if payout.status != "pending" {
         return Ok(Applied::Nothing);
     }

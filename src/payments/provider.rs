@@ -26,11 +26,15 @@ pub enum Event {
     PaymentFailed {
         payment_id: String,
     },
+    /// A refund reached the card, for `amount`: it must be the refund's.
     RefundSucceeded {
         refund_id: String,
+        amount: Money,
     },
+    /// A payout reached the project, for `amount`: it must be the payout's.
     PayoutPaid {
         payout_id: String,
+        amount: Money,
     },
     /// A verified event of a type we do not act on.
     Other,

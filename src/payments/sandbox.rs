@@ -89,22 +89,29 @@ fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Res
 
 fn sandbox_event(e: &SandboxEvent) -> Result<Event, String> {
     let id = e.data.payment_id.clone();
+    let money = || -> Result<Money, String> {
+        let currency = Currency::parse(&e.data.currency).map_err(|err| err.to_string())?;
+        let amount: crate::money::Amount = e
+            .data
+            .amount
+            .parse()
+            .map_err(|err: crate::money::MoneyError| err.to_string())?;
+        Money::new(amount.value(), currency).map_err(|e| e.to_string())
+    };
     Ok(match e.kind.as_str() {
-        "payment.succeeded" => {
-            let currency = Currency::parse(&e.data.currency).map_err(|err| err.to_string())?;
-            let amount: crate::money::Amount = e
-                .data
-                .amount
-                .parse()
-                .map_err(|err: crate::money::MoneyError| err.to_string())?;
-            Event::PaymentSucceeded {
-                payment_id: id,
-                amount: Money::new(amount.value(), currency).map_err(|e| e.to_string())?,
-            }
-        }
+        "payment.succeeded" => Event::PaymentSucceeded {
+            payment_id: id,
+            amount: money()?,
+        },
         "payment.failed" => Event::PaymentFailed { payment_id: id },
-        "refund.succeeded" => Event::RefundSucceeded { refund_id: id },
-        "payout.paid" => Event::PayoutPaid { payout_id: id },
+        "refund.succeeded" => Event::RefundSucceeded {
+            refund_id: id,
+            amount: money()?,
+        },
+        "payout.paid" => Event::PayoutPaid {
+            payout_id: id,
+            amount: money()?,
+        },
         _ => Event::Other,
     })
 }

@@ -100,13 +100,16 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
             .ok_or("no refunds on the charge")?
             .iter()
             .map(|r| {
-                r["id"].as_str().map(|id| Event::RefundSucceeded {
-                    refund_id: id.to_owned(),
+                Ok(Event::RefundSucceeded {
+                    refund_id: r["id"].as_str().ok_or("a refund without an id")?.to_owned(),
+                    amount: stripe_money(r)?,
                 })
             })
-            .collect::<Option<Vec<_>>>()
-            .ok_or("a refund without an id")?,
-        "payout.paid" => vec![Event::PayoutPaid { payout_id: id()? }],
+            .collect::<Result<Vec<_>, String>>()?,
+        "payout.paid" => vec![Event::PayoutPaid {
+            payout_id: id()?,
+            amount: stripe_money(object)?,
+        }],
         _ => vec![Event::Other],
     })
 }
@@ -139,16 +142,20 @@ mod tests {
         );
         let refunded = stripe_events(
             "charge.refunded",
-            &json!({"id": "ch_1", "refunds": {"data": [{"id": "re_1"}, {"id": "re_2"}]}}),
+            &json!({"id": "ch_1", "refunds": {"data": [
+                {"id": "re_1", "amount": 500, "currency": "eur"},
+                {"id": "re_2", "amount": 1250, "currency": "eur"}]}}),
         );
         assert_eq!(
             refunded,
             Ok(vec![
                 Event::RefundSucceeded {
-                    refund_id: "re_1".into()
+                    refund_id: "re_1".into(),
+                    amount: eur("5.00")
                 },
                 Event::RefundSucceeded {
-                    refund_id: "re_2".into()
+                    refund_id: "re_2".into(),
+                    amount: eur("12.50")
                 }
             ])
         );
@@ -156,7 +163,8 @@ mod tests {
         assert_eq!(
             payout,
             Ok(vec![Event::PayoutPaid {
-                payout_id: "po_1".into()
+                payout_id: "po_1".into(),
+                amount: eur("1.00")
             }])
         );
         assert_eq!(stripe_events("customer.created", &json!({})), Ok(vec![Event::Other]));
@@ -181,5 +189,14 @@ mod tests {
             .is_err()
         );
         assert!(stripe_events("charge.refunded", &json!({"id": "ch_2"})).is_err());
+        // A refund or payout without its amount cannot be checked against ours.
+        assert!(
+            stripe_events(
+                "charge.refunded",
+                &json!({"id": "ch_3", "refunds": {"data": [{"id": "re_3"}]}})
+            )
+            .is_err()
+        );
+        assert!(stripe_events("payout.paid", &json!({"id": "po_2"})).is_err());
     }
 }

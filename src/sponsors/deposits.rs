@@ -115,16 +115,14 @@ pub async fn confirm(
     let deposit = find(conn, provider, provider_deposit_id, true)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
-    if paid.amount() != deposit.amount || paid.currency() != deposit.currency {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "payment_mismatch",
-            format!(
-                "deposit {provider_deposit_id} is for {} {}, not {paid}",
-                deposit.amount, deposit.currency
-            ),
-        ));
-    }
+    crate::payments::expect_money(
+        "payment_mismatch",
+        "deposit",
+        provider_deposit_id,
+        deposit.amount,
+        deposit.currency.code(),
+        paid,
+    )?;
     if deposit.status != DepositStatus::Pending {
         // A repeat, or money for a deposit the provider already declared failed: a provider
         // does not capture a failed payment, so nothing is guessed.

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
 pub mod fixtures;
+pub mod sandbox;
 
 use std::time::Duration;
 
