@@ -46,7 +46,10 @@ impl HttpSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// What the service logs in as: the least-privileged app role (docs/database-roles.md).
     pub url: Option<SecretString>,
+    /// What `crowdledger migrate` logs in as: the tables' owner. Defaults to `url`.
+    pub migrate_url: Option<SecretString>,
     pub max_connections: u32,
     pub acquire_timeout_seconds: u64,
 }
@@ -188,11 +191,16 @@ impl Settings {
         if self.http.metrics_bind.is_some_and(|m| m == self.http.bind) {
             bail!("invalid configuration: http.metrics_bind must differ from http.bind");
         }
-        if let Some(url) = &self.database.url
-            && !url.expose_secret().starts_with("postgres://")
-            && !url.expose_secret().starts_with("postgresql://")
-        {
-            bail!("invalid configuration: database.url must be a postgres:// URL");
+        for (key, url) in [
+            ("database.url", &self.database.url),
+            ("database.migrate_url", &self.database.migrate_url),
+        ] {
+            if let Some(url) = url
+                && !url.expose_secret().starts_with("postgres://")
+                && !url.expose_secret().starts_with("postgresql://")
+            {
+                bail!("invalid configuration: {key} must be a postgres:// URL");
+            }
         }
         Ok(())
     }
@@ -203,6 +211,15 @@ impl Settings {
             .as_ref()
             .map(|u| u.expose_secret())
             .context("no database configured: set DATABASE_URL or database.url")
+    }
+
+    /// The owner's URL for migrations: `database.migrate_url`, else `database.url` (a single-role
+    /// setup, as in development).
+    pub fn migrate_url(&self) -> anyhow::Result<&str> {
+        match &self.database.migrate_url {
+            Some(url) => Ok(url.expose_secret()),
+            None => self.database_url(),
+        }
     }
 }
 
@@ -254,6 +271,22 @@ mod tests {
     }
 
     #[test]
+    fn migrations_use_their_own_url_or_fall_back_to_the_service_url() {
+        let s = load(&[("DATABASE_URL", "postgres://service@h/x")]).unwrap();
+        assert_eq!(s.migrate_url().unwrap(), "postgres://service@h/x");
+        let s = load(&[
+            ("DATABASE_URL", "postgres://service@h/x"),
+            ("CROWDLEDGER__DATABASE__MIGRATE_URL", "postgres://owner@h/x"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url().unwrap(), "postgres://service@h/x");
+        assert_eq!(s.migrate_url().unwrap(), "postgres://owner@h/x");
+        assert!(load(&[]).unwrap().migrate_url().is_err());
+        let err = message(load(&[("CROWDLEDGER__DATABASE__MIGRATE_URL", "mysql://owner@h/x")]).unwrap_err());
+        assert!(err.contains("database.migrate_url"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let err = message(load(&[("CROWDLEDGER__HTTP__BIND", "not-an-address")]).unwrap_err());
         assert!(err.contains("http.bind"), "{err}");
@@ -280,10 +313,11 @@ mod tests {
             ("DATABASE_URL", "postgres://u:hunter2@h/x"),
             ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", &sandbox),
             ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", stripe),
+            ("CROWDLEDGER__DATABASE__MIGRATE_URL", "postgres://o:swordfish@h/x"),
         ])
         .unwrap();
         let printed = format!("{s:?} {s:#?}");
-        for secret in [key.as_str(), "hunter2", &sandbox, stripe] {
+        for secret in [key.as_str(), "hunter2", "swordfish", &sandbox, stripe] {
             assert!(!printed.contains(secret), "{printed}");
         }
     }

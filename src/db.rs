@@ -11,17 +11,43 @@ use crate::config::Settings;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// A pool logged in as the service's role (`database.url`): what `serve` and the other commands use.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(settings.database.max_connections)
-        .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_seconds))
-        .connect(settings.database_url()?)
+    pool(settings, settings.database_url()?)
         .await
         .context("connecting to the database (database.url / DATABASE_URL)")
 }
 
+/// A pool logged in as the owner of the tables (`database.migrate_url`, else `database.url`).
+pub async fn connect_migrator(settings: &Settings) -> anyhow::Result<PgPool> {
+    pool(settings, settings.migrate_url()?)
+        .await
+        .context("connecting to the database (database.migrate_url, else database.url)")
+}
+
+async fn pool(settings: &Settings, url: &str) -> sqlx::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_seconds))
+        .connect(url)
+        .await
+}
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("applying migrations")
+}
+
+/// Whether the pool's role could rewrite the journal (an owner or a superuser, say): then only
+/// the triggers guard it, and a superuser can turn those off. The service should log in as a
+/// member of `crowdledger_app` instead (docs/database-roles.md).
+pub async fn can_rewrite_journal(pool: &PgPool) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "select has_table_privilege('ledger_entries', 'update, delete, truncate')
+             or has_table_privilege('ledger_postings', 'update, delete, truncate')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("reading the database role's privileges")
 }
 
 /// Fails when the database lacks a migration this binary knows, so `serve` never runs on an

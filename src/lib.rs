@@ -49,6 +49,12 @@ impl App {
     pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         let pool = db::connect(settings).await?;
         db::ensure_migrated(&pool).await?;
+        if db::can_rewrite_journal(&pool).await? {
+            tracing::warn!(
+                "database.url logs in as a role that may update, delete or truncate the journal; \
+                 serve as a member of crowdledger_app (docs/database-roles.md)"
+            );
+        }
         Ok(App::with_pool(settings, pool, Clock::new(settings.clock.mode)))
     }
 

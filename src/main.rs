@@ -134,7 +134,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
         }
         Command::Migrate => {
-            let pool = db::connect(&settings).await?;
+            let pool = db::connect_migrator(&settings).await?;
             db::migrate(&pool).await?;
             println!("migrations applied");
         }

@@ -16,7 +16,7 @@ const KEY: &str = "bench-smoke-operator-key-0123456789abcdef";
 /// its JSON report.
 async fn run_bench(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> (common::Served, PathBuf, Value) {
     let db = common::database_url(pool);
-    let served = common::Served::start(&db, KEY).await;
+    let served = common::Served::start(pool, KEY).await;
     let out = std::env::temp_dir().join(format!("crowdledger-bench-{}", uuid::Uuid::new_v4().simple()));
     let run = Command::new(env!("CARGO_BIN_EXE_crowdledger-bench"))
         .args(["--url", &served.base, "--key", KEY, "--database-url", &db])

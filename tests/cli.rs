@@ -117,6 +117,47 @@ async fn verify_exits_1_and_names_the_broken_invariant(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn migrate_logs_in_as_the_owner_named_by_migrate_url(pool: PgPool) {
+    let owner = common::database_url(&pool);
+    let service = common::service_url(&pool);
+    // The service's role owns nothing and may create nothing: alone, it cannot migrate.
+    let out = crowdledger(&service, &["migrate"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("permission denied"), "{}", text(&out.stderr));
+
+    let out = crowdledger(
+        &service,
+        &["migrate"],
+        &[("CROWDLEDGER__DATABASE__MIGRATE_URL", &owner)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let owned_by_the_migrator: Option<bool> = sqlx::query_scalar(
+        "select bool_and(pg_get_userbyid(relowner) = current_user) from pg_class where relname like 'ledger%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(owned_by_the_migrator, Some(true));
+    // The other commands use database.url: the service's role reads the books.
+    let out = crowdledger(&service, &["verify"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[sqlx::test]
+async fn serve_warns_when_its_role_could_rewrite_the_journal(pool: PgPool) {
+    let key = "warn-test-operator-key-0123456789abcdef";
+    let warning = "serve as a member of crowdledger_app";
+    let served = common::Served::start(&pool, key).await;
+    let log = text(&served.terminate().await.stderr);
+    assert!(!log.contains(warning), "{log}");
+
+    let owner = common::database_url(&pool);
+    let served = common::Served::start_with(&pool, key, &[("CROWDLEDGER__DATABASE__URL", &owner)]).await;
+    let log = text(&served.terminate().await.stderr);
+    assert!(log.contains(warning), "{log}");
+}
+
+#[sqlx::test(migrations = false)]
 async fn serve_refuses_an_unmigrated_database(pool: PgPool) {
     let db = common::database_url(&pool);
     let out = crowdledger(&db, &["serve"], &[("CROWDLEDGER__HTTP__BIND", "127.0.0.1:0")]);
@@ -148,9 +189,8 @@ fn bad_configuration_is_named_and_exits_2() {
 
 #[sqlx::test]
 async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
-    let db = common::database_url(&pool);
     let key = "serve-test-operator-key-0123456789abcdef";
-    let served = common::Served::start(&db, key).await;
+    let served = common::Served::start(&pool, key).await;
     let client = reqwest::Client::new();
     let r = client
         .get(format!("{}/v1/ledger/verify", served.base))
@@ -177,7 +217,7 @@ async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
 async fn demo_loads_the_sensetour_story_through_the_api(pool: PgPool) {
     let db = common::database_url(&pool);
     let key = "demo-test-operator-key-0123456789abcdef";
-    let served = common::Served::start(&db, key).await;
+    let served = common::Served::start(&pool, key).await;
     let out = crowdledger(&db, &["demo", "--url", &served.base, "--key", key], &[]);
     let printed = text(&out.stdout);
     assert!(out.status.success(), "{}{printed}", text(&out.stderr));

@@ -159,11 +159,10 @@ async fn a_refused_pledge_leaves_its_key_free(pool: PgPool) {
 
 #[sqlx::test]
 async fn two_serve_processes_on_one_database_never_oversell(pool: PgPool) {
-    let db = common::database_url(&pool);
     let app = TestApp::spawn(pool).await;
     let (offer, investors) = setup(&app, 20).await;
-    let a = common::Served::start(&db, OPERATOR_KEY).await;
-    let b = common::Served::start(&db, OPERATOR_KEY).await;
+    let a = common::Served::start(&app.pool, OPERATOR_KEY).await;
+    let b = common::Served::start(&app.pool, OPERATOR_KEY).await;
     let (created, full) = flood(&[a.base.clone(), b.base.clone()], &offer, &investors).await;
     assert_eq!((created, full), (CAP_SHARES as usize, ATTEMPTS - CAP_SHARES as usize));
     assert_exactly_the_cap(&app, &offer).await;

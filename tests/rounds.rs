@@ -87,12 +87,7 @@ async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {
     app.post(&format!("/v1/offers/{offer}/payouts"), json!({}))
         .await
         .assert_problem(409, "nothing_to_pay");
-    let id = payout["payment"]["payment_id"].as_str().unwrap();
-    ok(
-        app.post(&format!("/v1/sandbox/payouts/{id}/succeed"), json!({})).await,
-        200,
-    )
-    .await;
+    confirm_payout(&app, &payout).await;
     assert_eq!(balance(&app, &format!("project:{project}:payable:eur")).await, "0.00");
     assert_eq!(balance(&app, "psp:sandbox:eur").await, format!("{fee:.2}"));
     app.assert_books_verify().await;

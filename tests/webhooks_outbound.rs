@@ -407,10 +407,9 @@ async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
 
 #[sqlx::test]
 async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
-    let db = common::database_url(&pool);
     let (receiver, url) = Receiver::start(&[503, 503, 503]).await;
     let env = [("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")];
-    let first = common::Served::start_with(&db, common::OPERATOR_KEY, &env).await;
+    let first = common::Served::start_with(&pool, common::OPERATOR_KEY, &env).await;
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/v1/webhook-endpoints", first.base))
@@ -451,7 +450,7 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
         .await
         .unwrap();
 
-    let _second = common::Served::start_with(&db, common::OPERATOR_KEY, &env).await;
+    let _second = common::Served::start_with(&pool, common::OPERATOR_KEY, &env).await;
     // Retries are 5 s apart in real time here; the receiver answers 200 once its 503s are used.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {

@@ -4,9 +4,12 @@
 # Private, throw-away PostgreSQL clusters for development and tests.
 #
 # Source this file, then:
-#   pg_ensure NAME [DB]  make sure cluster .pg/NAME runs and DB (default
-#                        "crowdledger") exists; exports DATABASE_URL and
-#                        PG_STARTED_BY_US (1 if this call started the server).
+#   pg_ensure NAME [DB]  make sure cluster .pg/NAME runs, DB (default
+#                        "crowdledger") exists and so do the service's roles;
+#                        exports DATABASE_URL (the owner, for migrations),
+#                        PG_SERVICE_URL (the service's least-privileged login,
+#                        docs/database-roles.md) and PG_STARTED_BY_US (1 if
+#                        this call started the server).
 #   pg_stop NAME [MODE]  stop cluster .pg/NAME if it is running (pg_ctl's MODE,
 #                        default fast; immediate is a crash).
 #
@@ -28,6 +31,9 @@
 _PG_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 _PG_ROOT="$_PG_REPO/.pg"
 _PG_DB_USER=crowdledger
+# The service's login: a member of the app role the migrations grant to, owner of nothing.
+_PG_SERVICE_USER=crowdledger_service
+_PG_APP_ROLE=crowdledger_app
 _PG_PORT_BASE=54320
 _PG_PORT_LAST=54419
 
@@ -471,6 +477,27 @@ _pg_wait_ready() {
 	return 1
 }
 
+# Creates the app role (migrations create it too, on clusters this file never set up) and the
+# service's login in it, if missing. No password: the cluster trusts local connections.
+_pg_ensure_roles() {
+	_pg_psql -d postgres -c "set client_min_messages = warning" -c "
+		do \$\$
+		begin
+		    if not exists (select from pg_roles where rolname = '$_PG_APP_ROLE') then
+		        create role $_PG_APP_ROLE nologin;
+		    end if;
+		exception
+		    -- a migration in another database of this cluster created it just now
+		    when duplicate_object or unique_violation then null;
+		end \$\$" -c "
+		do \$\$
+		begin
+		    if not exists (select from pg_roles where rolname = '$_PG_SERVICE_USER') then
+		        create role $_PG_SERVICE_USER login;
+		    end if;
+		end \$\$" -c "grant $_PG_APP_ROLE to $_PG_SERVICE_USER" >/dev/null
+}
+
 _pg_lock() {
 	_PG_LOCK_FD=""
 	mkdir -p "$_PG_ROOT" || return 1
@@ -527,8 +554,13 @@ _pg_ensure_locked() {
 			return 1
 		}
 	fi
+	_pg_ensure_roles || {
+		_pg_err "could not create the roles $_PG_APP_ROLE and $_PG_SERVICE_USER"
+		return 1
+	}
 	DATABASE_URL="postgres://$_PG_DB_USER@127.0.0.1:$_PG_PORT/$db"
-	export DATABASE_URL PG_STARTED_BY_US
+	PG_SERVICE_URL="postgres://$_PG_SERVICE_USER@127.0.0.1:$_PG_PORT/$db"
+	export DATABASE_URL PG_SERVICE_URL PG_STARTED_BY_US
 }
 
 pg_ensure() {

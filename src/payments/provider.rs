@@ -63,8 +63,8 @@ impl Event {
     fn object_id(&self) -> Option<&str> {
         match self {
             Event::PaymentSucceeded { payment_id, .. } | Event::PaymentFailed { payment_id } => Some(payment_id),
-            Event::RefundSucceeded { refund_id } => Some(refund_id),
-            Event::PayoutPaid { payout_id } => Some(payout_id),
+            Event::RefundSucceeded { refund_id, .. } => Some(refund_id),
+            Event::PayoutPaid { payout_id, .. } => Some(payout_id),
             Event::Other => None,
         }
     }

@@ -94,6 +94,16 @@ pub async fn funded_pledge(app: &TestApp, offer: &str, investor: &str, shares: i
     p
 }
 
+/// Plays the provider confirming a payout (`POST /v1/offers/{id}/payouts`'s reply).
+pub async fn confirm_payout(app: &TestApp, payout: &Value) {
+    let id = payout["payment"]["payment_id"].as_str().unwrap();
+    ok(
+        app.post(&format!("/v1/sandbox/payouts/{id}/succeed"), json!({})).await,
+        200,
+    )
+    .await;
+}
+
 pub async fn balance(app: &TestApp, code: &str) -> String {
     let r = ok(app.get(&format!("/v1/ledger/accounts?code_prefix={code}")).await, 200).await;
     let items = r["items"].as_array().unwrap();

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub base: String,
     pub metrics_base: String,
     pub client: reqwest::Client,
+    /// The test's own pool, as the database's owner: fixtures and inspection. The app itself
+    /// serves through a pool logged in as [`SERVICE_ROLE`].
     pub pool: PgPool,
     pub clock: Clock,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -58,7 +60,8 @@ impl TestApp {
     pub async fn spawn_with(pool: PgPool, extra: &[(&str, &str)]) -> TestApp {
         let settings = settings(extra);
         let clock = Clock::new(settings.clock.mode);
-        let app = App::with_pool(&settings, pool.clone(), clock.clone());
+        // Every HTTP test thereby shows the service works with the least privilege it is given.
+        let app = App::with_pool(&settings, service_pool(&pool).await, clock.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -202,6 +205,22 @@ impl Reply {
     }
 }
 
+/// The login the service uses (scripts/lib/pg.sh creates it in the test cluster): a member of
+/// `crowdledger_app`, owner of nothing, no superuser (docs/database-roles.md).
+pub const SERVICE_ROLE: &str = "crowdledger_service";
+
+/// A pool on the same database as `pool`, as large, logged in as [`SERVICE_ROLE`]. When the app
+/// holding it stops, its connections close, and `#[sqlx::test]` can drop the database (which
+/// waits a few seconds for other sessions to end).
+pub async fn service_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_with(pool.connect_options().as_ref().clone().username(SERVICE_ROLE))
+        .await
+        .unwrap_or_else(|e| panic!("logging in as {SERVICE_ROLE} (scripts/lib/pg.sh creates it): {e}"))
+}
+
 /// A pool with room for many concurrent writers, on the same database as `pool`.
 pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
     PgPoolOptions::new()
@@ -224,6 +243,14 @@ pub fn database_url(pool: &PgPool) -> String {
     format!("{prefix}/{db}")
 }
 
+/// Like [`database_url`], logged in as [`SERVICE_ROLE`]: what `crowdledger serve` should use.
+pub fn service_url(pool: &PgPool) -> String {
+    let mut url = reqwest::Url::parse(&database_url(pool)).unwrap();
+    url.set_username(SERVICE_ROLE).unwrap();
+    url.set_password(None).unwrap();
+    url.to_string()
+}
+
 /// A TCP port that was free a moment ago, for a child process to bind.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -241,20 +268,22 @@ pub struct Served {
 }
 
 impl Served {
-    /// Starts `crowdledger serve` on `db` with the bootstrap key `key`, and waits until ready.
-    pub async fn start(db: &str, key: &str) -> Served {
-        Served::start_with(db, key, &[]).await
+    /// Starts `crowdledger serve` on `pool`'s database, logged in as [`SERVICE_ROLE`], with the
+    /// bootstrap key `key`, and waits until ready.
+    pub async fn start(pool: &PgPool, key: &str) -> Served {
+        Served::start_with(pool, key, &[]).await
     }
 
     /// Like `start`, with extra environment variables (settings).
-    pub async fn start_with(db: &str, key: &str, env: &[(&str, &str)]) -> Served {
+    pub async fn start_with(pool: &PgPool, key: &str, env: &[(&str, &str)]) -> Served {
+        let db = service_url(pool);
         let (port, metrics_port) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
             // Tests drive the sandbox's controls, which only a manual clock serves; `env` may say otherwise.
             .env("CROWDLEDGER__CLOCK__MODE", "manual")
             .envs(env.iter().copied())
             .arg("serve")
-            .env("DATABASE_URL", db)
+            .env("DATABASE_URL", &db)
             .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
             .env("CROWDLEDGER__HTTP__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", key)

@@ -49,6 +49,12 @@ struct Args {
     /// The database the dump is restored into (created by `scripts/torture restore`).
     #[arg(long)]
     restored_database_url: String,
+    /// How the `serve` processes log in: the service's least-privileged role
+    /// (docs/database-roles.md), on the run's database and on the restored one.
+    #[arg(long)]
+    serve_url: String,
+    #[arg(long)]
+    restored_serve_url: String,
     /// `serve` processes on the one database.
     #[arg(long, default_value_t = 3)]
     processes: usize,
@@ -362,7 +368,7 @@ async fn main() -> anyhow::Result<()> {
     let sandbox_secret = WebhookSecret::generate();
     let config = ServeConfig {
         bin: args.bin.clone(),
-        database_url: args.database_url.clone(),
+        database_url: args.serve_url.clone(),
         operator_key: operator_key.clone(),
         sandbox_secret: sandbox_secret.expose_string(),
         logs: args.out.clone(),
@@ -490,7 +496,7 @@ async fn main() -> anyhow::Result<()> {
     procs::script(&args.script, &["restore", &dump.to_string_lossy()]).await?;
     let restored_verify_exit_ok = verify(&args.bin, &args.restored_database_url).await?;
     let restored_config = ServeConfig {
-        database_url: args.restored_database_url.clone(),
+        database_url: args.restored_serve_url.clone(),
         ..config
     };
     let restored_resumed = resume_on_restored(
