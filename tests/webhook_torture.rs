@@ -146,7 +146,8 @@ async fn world(app: &TestApp, deliveries: usize, rng: &mut StdRng) -> (Vec<Targe
     for n in 0..4 {
         investors.push(fixtures::investor(app, &format!("Investor {n}"), "sophisticated").await);
     }
-    let small = json!({"min_target": "10.00", "max_target": "5000.00"});
+    // Room for every pledge of any round here: up to 20 shares of 10.00 each.
+    let terms = json!({"min_target": "10.00", "max_target": "100000.00"});
     let mut targets = Vec::new();
 
     // Card payments waiting for the provider, plus decoys; a window wide enough for any run.
@@ -179,7 +180,7 @@ async fn world(app: &TestApp, deliveries: usize, rng: &mut StdRng) -> (Vec<Targe
 
     // Refunds owed by a cancelled round: its pledges paid first, through the signed webhook.
     let refunds = (deliveries / 200).max(3);
-    let cancelled = fixtures::open_offer(app, &project, small.clone(), 28).await;
+    let cancelled = fixtures::open_offer(app, &project, terms.clone(), 28).await;
     for n in 0..=refunds {
         fixtures::funded_pledge(
             app,
@@ -211,7 +212,7 @@ async fn world(app: &TestApp, deliveries: usize, rng: &mut StdRng) -> (Vec<Targe
 
     // Payouts of succeeded rounds, one each.
     for (n, investor) in investors.iter().enumerate() {
-        let offer = fixtures::open_offer(app, &project, small.clone(), 28).await;
+        let offer = fixtures::open_offer(app, &project, terms.clone(), 28).await;
         fixtures::funded_pledge(app, &offer, investor, rng.random_range(1..=20)).await;
         let closed = fixtures::ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
         assert_eq!(closed["status"], "succeeded", "{closed:#}");
