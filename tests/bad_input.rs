@@ -879,6 +879,6 @@ async fn signed_events_with_hostile_contents_are_quarantined_not_failed(pool: Pg
     }
     assert_eq!(app.row_counts().await, ledger, "a hostile event touched the ledger");
     let listed = app.get("/v1/webhooks/quarantine?limit=1000").await;
-    assert_eq!(listed.body.as_array().unwrap().len(), hostile.len() + 3);
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), hostile.len() + 3);
     app.assert_books_verify().await;
 }

@@ -163,7 +163,7 @@ async fn a_database_out_of_reach_is_a_503_problem_with_retry_after() {
         .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_lazy(&format!("postgres://nobody@127.0.0.1:{port}/gone"))
         .unwrap();
-    let app = TestApp::spawn(pool).await;
+    let app = TestApp::spawn_serving(pool.clone(), pool, &[]).await;
     let r = send(&app, Method::GET, "/ready", &[], None).await;
     assert_eq!(r.status, 503);
     for r in [app.get("/v1/ledger/verify").await, app.get("/v1/projects").await] {

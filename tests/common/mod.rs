@@ -58,10 +58,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, extra: &[(&str, &str)]) -> TestApp {
+        // Every HTTP test thereby shows the service works with the least privilege it is given.
+        let serving = service_pool(&pool).await;
+        TestApp::spawn_serving(pool, serving, extra).await
+    }
+
+    /// The app serving through `serving` (e.g. a pool on a database out of reach), while the
+    /// test reads and writes through `pool`.
+    pub async fn spawn_serving(pool: PgPool, serving: PgPool, extra: &[(&str, &str)]) -> TestApp {
         let settings = settings(extra);
         let clock = Clock::new(settings.clock.mode);
-        // Every HTTP test thereby shows the service works with the least privilege it is given.
-        let app = App::with_pool(&settings, service_pool(&pool).await, clock.clone());
+        let app = App::with_pool(&settings, serving, clock.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
