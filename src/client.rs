@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub struct Api {
     client: reqwest::Client,
@@ -65,6 +65,59 @@ impl Api {
             .await
             .context("reading the sandbox's clock (the service must run with clock.mode = \"manual\")")?;
         serde_json::from_value(clock["now"].clone()).context("the service's clock answered no time")
+    }
+
+    /// A published project (`name`) with one open EUR offer at 1.00 a share, from `opens_at`
+    /// to `closes_at`, targets in shares. Returns the offer's id.
+    pub async fn open_offer(
+        &self,
+        name: &str,
+        allocation: &str,
+        (min_shares, max_shares): (i64, i64),
+        (opens_at, closes_at): (DateTime<Utc>, DateTime<Utc>),
+    ) -> anyhow::Result<String> {
+        let project = id(&self
+            .post(
+                "/v1/projects",
+                json!({"name": name, "legal_name": format!("{name} SAS"), "legal_form": "SAS", "country": "FR",
+                       "territory": "Pays de Brest", "themes": ["employment"], "description": "A load-test round.",
+                       "impact_indicators": []}),
+            )
+            .await?)?;
+        self.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
+        let offer = id(&self
+            .post(
+                &format!("/v1/projects/{project}/offers"),
+                json!({"currency": "EUR", "share_price": "1.00", "min_target": format!("{min_shares}.00"),
+                       "max_target": format!("{max_shares}.00"), "min_ticket": "1.00",
+                       "opens_at": opens_at.to_rfc3339(), "closes_at": closes_at.to_rfc3339(),
+                       "success_fee_rate": "0.05", "allocation": allocation}),
+            )
+            .await?)?;
+        self.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
+        Ok(offer)
+    }
+
+    /// `n` verified, sophisticated investors (`tag` in their names), created 32 at a time.
+    pub async fn verified_investors(&self, n: usize, tag: &str) -> anyhow::Result<Vec<String>> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(0..n)
+            .map(|i| async move {
+                let investor = id(&self
+                    .post(
+                        "/v1/investors",
+                        json!({"kind": "natural", "name": format!("{tag} investor {i}"),
+                               "email": format!("investor{i}.{}@{}.example", uuid::Uuid::new_v4().simple(), tag.to_lowercase()),
+                               "country": "FR", "classification": "sophisticated"}),
+                    )
+                    .await?)?;
+                self.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+                    .await?;
+                anyhow::Ok(investor)
+            })
+            .buffered(32)
+            .try_collect()
+            .await
     }
 }
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crowdledger::client::{Api, id};
+use crowdledger::client::Api;
 use crowdledger::ledger::{self, NewEntry};
 use crowdledger::money::{Currency, Money};
 use crowdledger::{chart, payments};
@@ -36,7 +36,8 @@ pub fn total_shares(n: i64) -> i64 {
     (0..n).map(shares_of).sum()
 }
 
-/// A published project with one open offer at 1.00 a share, open for a month.
+/// A published project with one open offer at 1.00 a share, open for a month of the service's
+/// (manual) clock.
 pub async fn open_offer(
     api: &Api,
     name: &str,
@@ -44,27 +45,14 @@ pub async fn open_offer(
     min_shares: i64,
     max_shares: i64,
 ) -> anyhow::Result<String> {
-    let project = id(&api
-        .post(
-            "/v1/projects",
-            json!({"name": name, "legal_name": format!("{name} SAS"), "legal_form": "SAS", "country": "FR",
-                   "territory": "Pays de Brest", "themes": ["employment"], "description": "A benchmark round.",
-                   "impact_indicators": []}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
     let now = api.now().await?;
-    let offer = id(&api
-        .post(
-            &format!("/v1/projects/{project}/offers"),
-            json!({"currency": "EUR", "share_price": "1.00", "min_target": format!("{min_shares}.00"),
-                   "max_target": format!("{max_shares}.00"), "min_ticket": "1.00", "opens_at": now.to_rfc3339(),
-                   "closes_at": (now + chrono::TimeDelta::days(30)).to_rfc3339(),
-                   "success_fee_rate": "0.05", "allocation": allocation}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
-    Ok(offer)
+    api.open_offer(
+        name,
+        allocation,
+        (min_shares, max_shares),
+        (now, now + chrono::TimeDelta::days(30)),
+    )
+    .await
 }
 
 /// What was seeded.

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use close::CloseRun;
-use serde_json::json;
 
-use crowdledger::client::{Api, id};
+use crowdledger::client::Api;
 use load::{Pace, Target, Work};
 use report::{Phase, Preload, Report};
 
@@ -87,32 +86,6 @@ struct Args {
 /// ECSP cap), open for a month.
 async fn hot_offer(api: &Api) -> anyhow::Result<String> {
     close::open_offer(api, "Mondo Bench", "first_come", 1000, 5_000_000).await
-}
-
-/// `n` verified investors, created 32 at a time (a platform onboards investors before the
-/// round, not in the same second as the flood).
-async fn investors(api: &Arc<Api>, n: usize) -> anyhow::Result<Vec<String>> {
-    use futures::{StreamExt, TryStreamExt};
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let investor = id(&api
-                    .post(
-                        "/v1/investors",
-                        json!({"kind": "natural", "name": format!("Investor {i}"),
-                               "email": format!("investor{i}.{}@bench.example", uuid::Uuid::new_v4().simple()),
-                               "country": "FR", "classification": "sophisticated"}),
-                    )
-                    .await?)?;
-                api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
-                    .await?;
-                anyhow::Ok(investor)
-            }
-        })
-        .buffered(32)
-        .try_collect()
-        .await
 }
 
 /// Numbers from a comma-separated list (`1,8,64`); empty: none.
@@ -187,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
         base: api.base().to_string(),
         key: args.key.clone(),
         offer: offer.clone(),
-        investors: investors(&api, args.investors).await?,
+        // A platform onboards investors before the round, not in the same second as the flood.
+        investors: api.verified_investors(args.investors, "Bench").await?,
         run: uuid::Uuid::new_v4().simple().to_string(),
         seq: std::sync::atomic::AtomicU64::new(0),
         sandbox_secret: args

@@ -83,7 +83,8 @@ struct Rounds {
     long: String,
 }
 
-/// An open offer of `project`, at 1.00 a share, closing `closes_in` from now.
+/// An open round of its own project, at 1.00 a share, closing `closes_in` from now (the
+/// processes run on the system clock).
 async fn offer(
     api: &Api,
     name: &str,
@@ -92,27 +93,9 @@ async fn offer(
     max: i64,
     closes_in: Duration,
 ) -> anyhow::Result<String> {
-    let project = id(&api
-        .post(
-            "/v1/projects",
-            json!({"name": name, "legal_name": format!("{name} SAS"), "legal_form": "SAS", "country": "FR",
-                   "territory": "Finistère", "themes": ["employment"], "description": "A torture round.",
-                   "impact_indicators": []}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/projects/{project}/publish"), json!({})).await?;
     let now = chrono::Utc::now();
-    let offer = id(&api
-        .post(
-            &format!("/v1/projects/{project}/offers"),
-            json!({"currency": "EUR", "share_price": "1.00", "min_target": format!("{min}.00"),
-                   "max_target": format!("{max}.00"), "min_ticket": "1.00", "opens_at": now.to_rfc3339(),
-                   "closes_at": (now + closes_in).to_rfc3339(), "success_fee_rate": "0.05",
-                   "allocation": allocation}),
-        )
-        .await?)?;
-    api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
-    Ok(offer)
+    api.open_offer(name, allocation, (min, max), (now, now + closes_in))
+        .await
 }
 
 async fn rounds(api: &Api) -> anyhow::Result<Rounds> {
@@ -147,24 +130,6 @@ async fn rounds(api: &Api) -> anyhow::Result<Rounds> {
     )
     .await?;
     Ok(Rounds { timed, long })
-}
-
-async fn investors(api: &Api, n: usize) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let investor = id(&api
-            .post(
-                "/v1/investors",
-                json!({"kind": "natural", "name": format!("Torture investor {i}"),
-                       "email": format!("investor{i}.{}@torture.example", uuid::Uuid::new_v4().simple()),
-                       "country": "BE", "classification": "sophisticated"}),
-            )
-            .await?)?;
-        api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
-            .await?;
-        out.push(investor);
-    }
-    Ok(out)
 }
 
 /// A sponsor's budget (a deposit the sandbox confirms by itself), then cheques: most valid for a
@@ -401,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
         bases: serves.iter().map(Serve::base).collect(),
         key: operator_key.clone(),
         sandbox_secret,
-        investors: investors(&api, 100).await?,
+        investors: api.verified_investors(100, "Torture").await?,
         offers: rounds.timed.iter().chain([&rounds.long]).cloned().collect(),
         cheque_codes: cheques(&api).await?,
         run: uuid::Uuid::new_v4().simple().to_string(),
