@@ -8,7 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+use serde_json::json;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 use tokio::sync::Semaphore;
 
 use crowdledger::webhooks::signature::{self, WebhookSecret};
@@ -39,8 +43,6 @@ pub enum Pace {
 /// The target: one hot offer and the investors taking turns on it.
 pub struct Target {
     pub base: String,
-    pub key: String,
-    pub offer: String,
     pub investors: Vec<String>,
     /// Distinguishes runs, so idempotency keys never repeat.
     pub run: String,
@@ -49,6 +51,32 @@ pub struct Target {
     /// The sandbox's webhook secret: with it the generator plays the provider and posts the
     /// signed `payment.succeeded` itself; without it, it asks the sandbox's control to.
     pub sandbox_secret: Option<WebhookSecret>,
+    // Parsed and formatted once: the generator's own cost per request is kept small, so that
+    // the machine's two cores go to the service and Postgres it measures.
+    pledges_url: reqwest::Url,
+    webhook_url: reqwest::Url,
+    authorization: HeaderValue,
+}
+
+impl Target {
+    pub fn new(
+        base: &str,
+        key: &str,
+        offer: &str,
+        investors: Vec<String>,
+        sandbox_secret: Option<WebhookSecret>,
+    ) -> anyhow::Result<Self> {
+        Ok(Target {
+            base: base.to_string(),
+            pledges_url: format!("{base}/v1/offers/{offer}/pledges").parse()?,
+            webhook_url: format!("{base}/v1/webhooks/sandbox").parse()?,
+            authorization: HeaderValue::try_from(format!("Bearer {key}"))?,
+            investors,
+            run: uuid::Uuid::new_v4().simple().to_string(),
+            seq: AtomicU64::new(0),
+            sandbox_secret,
+        })
+    }
 }
 
 /// Latencies and outcomes, overall and per second of the run.
@@ -108,16 +136,41 @@ impl Recorder {
     }
 }
 
+/// The fields of a created pledge that the generator reads.
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+    amount: String,
+    currency: String,
+    payment: Option<CreatedPayment>,
+}
+
+#[derive(Deserialize)]
+struct CreatedPayment {
+    payment_id: String,
+}
+
+/// A refusal's stable code, or a webhook's acknowledgement, or the sandbox control's answer.
+#[derive(Deserialize, Default)]
+struct Answer {
+    code: Option<String>,
+    outcome: Option<String>,
+    duplicate: Option<bool>,
+    applied: Option<bool>,
+}
+
 async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -> (String, Option<(String, i64)>) {
     let investor = &target.investors[seq as usize % target.investors.len()];
     let shares = 1 + (seq % 5) as i64;
-    let body = json!({"investor_id": investor, "shares": shares,
-                      "funding": [{"kind": "card", "amount": format!("{shares}.00")}]});
+    let body = format!(
+        r#"{{"investor_id":"{investor}","shares":{shares},"funding":[{{"kind":"card","amount":"{shares}.00"}}]}}"#
+    );
     let answer = client
-        .post(format!("{}/v1/offers/{}/pledges", target.base, target.offer))
-        .bearer_auth(&target.key)
+        .post(target.pledges_url.clone())
+        .header(AUTHORIZATION, target.authorization.clone())
+        .header(CONTENT_TYPE, APPLICATION_JSON)
         .header("idempotency-key", format!("bench-{}-{seq}", target.run))
-        .json(&body)
+        .body(body)
         .send()
         .await;
     let response = match answer {
@@ -134,18 +187,21 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
         // Every key is fresh: a replay here means the generator reused one.
         return ("replayed (generator error)".into(), None);
     }
-    let value: Value = response.json().await.unwrap_or_default();
+    let bytes = response.bytes().await.unwrap_or_default();
     if status != 201 {
+        let answer: Answer = serde_json::from_slice(&bytes).unwrap_or_default();
         return (
-            format!("{} {}", status.as_u16(), value["code"].as_str().unwrap_or("")),
+            format!("{} {}", status.as_u16(), answer.code.as_deref().unwrap_or("")),
             None,
         );
     }
-    let id = value["id"].as_str().unwrap_or_default().to_string();
+    let Ok(created) = serde_json::from_slice::<Created>(&bytes) else {
+        return ("201 unreadable".into(), None);
+    };
     if work == Work::Pledge {
-        return ("201 accepted".into(), Some((id, shares)));
+        return ("201 accepted".into(), Some((created.id, shares)));
     }
-    let payment = value["payment"]["payment_id"].as_str().unwrap_or_default();
+    let payment = created.payment.map(|p| p.payment_id).unwrap_or_default();
     let funded = match &target.sandbox_secret {
         Some(secret) => {
             // What the provider sends: the sandbox's event, signed the Standard Webhooks way.
@@ -155,11 +211,11 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
             // never moved: the wall's.
             let now = chrono::Utc::now().timestamp();
             let body = serde_json::to_vec(&json!({"id": event_id, "type": "payment.succeeded", "created": now,
-                "data": {"payment_id": payment, "amount": value["amount"], "currency": value["currency"]}}))
+                "data": {"payment_id": payment, "amount": created.amount, "currency": created.currency}}))
             .expect("JSON serialises");
             client
-                .post(format!("{}/v1/webhooks/sandbox", target.base))
-                .header("content-type", "application/json")
+                .post(target.webhook_url.clone())
+                .header(CONTENT_TYPE, APPLICATION_JSON)
                 .header("webhook-id", &event_id)
                 .header("webhook-timestamp", now.to_string())
                 .header(
@@ -173,7 +229,7 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
         None => {
             client
                 .post(format!("{}/v1/sandbox/payments/{payment}/succeed", target.base))
-                .bearer_auth(&target.key)
+                .header(AUTHORIZATION, target.authorization.clone())
                 .json(&json!({}))
                 .send()
                 .await
@@ -181,12 +237,17 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
     };
     match funded {
         Ok(r) if r.status() == 200 => {
-            let v: Value = r.json().await.unwrap_or_default();
+            let answer: Answer = serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or_default();
             // The sandbox's control answers `applied`; the webhook endpoint its `outcome`.
-            if v["applied"] == true || (v["outcome"] == "applied" && v["duplicate"] == false) {
-                ("200 funded".into(), Some((id, shares)))
+            if answer.applied == Some(true)
+                || (answer.outcome.as_deref() == Some("applied") && answer.duplicate == Some(false))
+            {
+                ("200 funded".into(), Some((created.id, shares)))
             } else {
-                (format!("200 {}", v["outcome"].as_str().unwrap_or("not applied")), None)
+                (
+                    format!("200 {}", answer.outcome.as_deref().unwrap_or("not applied")),
+                    None,
+                )
             }
         }
         Ok(r) => (format!("funding {}", r.status().as_u16()), None),
