@@ -164,6 +164,8 @@ const EXCEPTIONS: &[(&str, &[&str])] = &[
     ("ledger_entries", &["select", "insert"]),
     ("ledger_postings", &["select", "insert"]),
     ("ledger_accounts", &["select", "insert"]),
+    ("outbox_events", &["select", "insert"]),
+    ("outbox_cursor", &["select", "update"]),
 ];
 
 #[sqlx::test]

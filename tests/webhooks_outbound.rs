@@ -481,3 +481,38 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
     seen.dedup();
     assert_eq!(seen, [0, 1, 2, 3], "every event arrived, signed (at least once)");
 }
+
+#[sqlx::test]
+async fn an_event_that_commits_after_a_later_one_is_still_delivered(pool: PgPool) {
+    let (receiver, url) = Receiver::start(&[]).await;
+    let app = spawn(pool).await;
+    register(&app, &url, &["pledge.funded"]).await;
+    // The first event's transaction stays open while a later event commits.
+    let mut first = app.pool.begin().await.unwrap();
+    crowdledger::events::emit(&mut first, "pledge.funded", json!({ "n": 0 }), app.clock.now())
+        .await
+        .unwrap();
+    emit(&app, "pledge.funded", json!({ "n": 1 })).await;
+    // No fan-out may pass the open transaction: the later event waits behind it.
+    crowdledger::webhooks::outbound::fan_out(&app.pool, app.clock.now())
+        .await
+        .unwrap();
+    let fanned: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(fanned, 0);
+    first.commit().await.unwrap();
+    let mut seen: Vec<i64> = receiver
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1], "both events arrived, the late one too");
+}

@@ -218,36 +218,50 @@ pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Fans out up to [`FAN_OUT_BATCH`] events; returns how many. `skip locked` lets several
-/// workers fan out side by side without taking the same events.
+/// Fans out up to [`FAN_OUT_BATCH`] events past the cursor; returns how many. Events are taken
+/// in (transaction, seq) order, and only from transactions below the snapshot's xmin: all of
+/// those have ended, so none of their events can commit behind the cursor later (migration
+/// 0015). The cursor's row lock makes one worker at a time do it; the others skip.
 async fn fan_out_some(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<usize> {
     let mut tx = pool.begin().await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "select id from outbox_events where not fanned_out order by seq limit $1 for update skip locked",
-    )
-    .bind(FAN_OUT_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    if ids.is_empty() {
+    let Some((xact, seq)): Option<(i64, i64)> =
+        sqlx::query_as("select xact::text::bigint, seq from outbox_cursor for update skip locked")
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
         return Ok(0);
-    }
-    sqlx::query(
-        "insert into webhook_deliveries (id, endpoint_id, event_id, next_attempt_at, created_at)
-         select gen_random_uuid(), w.id, e.id, $2, $2
-           from outbox_events e join webhook_endpoints w on w.status = 'active' and e.event_type = any(w.events)
-          where e.id = any($1)
-         on conflict (endpoint_id, event_id) do nothing",
+    };
+    let last: Option<(i64, i64, i64)> = sqlx::query_as(
+        "with next as (
+             select e.id, e.event_type, e.created_xact, e.seq from outbox_events e
+              where (e.created_xact, e.seq) > ($1::text::xid8, $2)
+                and e.created_xact < pg_snapshot_xmin(pg_current_snapshot())
+              order by e.created_xact, e.seq limit $4),
+         delivered as (
+             insert into webhook_deliveries (id, endpoint_id, event_id, next_attempt_at, created_at)
+             select gen_random_uuid(), w.id, n.id, $3, $3
+               from next n join webhook_endpoints w on w.status = 'active' and n.event_type = any(w.events)
+             on conflict (endpoint_id, event_id) do nothing)
+         select count(*), (array_agg(created_xact::text::bigint order by created_xact desc, seq desc))[1],
+                (array_agg(seq order by created_xact desc, seq desc))[1]
+           from next having count(*) > 0",
     )
-    .bind(&ids)
+    .bind(xact)
+    .bind(seq)
     .bind(now)
-    .execute(&mut *tx)
+    .bind(FAN_OUT_BATCH)
+    .fetch_optional(&mut *tx)
     .await?;
-    sqlx::query("update outbox_events set fanned_out = true where id = any($1)")
-        .bind(&ids)
+    let Some((count, xact, seq)) = last else {
+        return Ok(0);
+    };
+    sqlx::query("update outbox_cursor set xact = $1::text::xid8, seq = $2")
+        .bind(xact)
+        .bind(seq)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(ids.len())
+    Ok(count as usize)
 }
 
 #[derive(sqlx::FromRow)]

@@ -513,7 +513,7 @@ async fn settle(pool: &sqlx::PgPool, offers: &[uuid::Uuid], endpoint: uuid::Uuid
         let (open, pending): (i64, i64) = sqlx::query_as(
             "select (select count(*) from offers where id = any($1) and status not in ('succeeded', 'failed')),
                     (select count(*) from webhook_deliveries where endpoint_id = $2 and status = 'pending')
-                  + (select count(*) from outbox_events where not fanned_out)",
+                  + (select count(*) from outbox_events e, outbox_cursor c where (e.created_xact, e.seq) > (c.xact, c.seq))",
         )
         .bind(offers)
         .bind(endpoint)
