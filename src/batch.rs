@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http::error::ApiError;
 
@@ -109,42 +109,75 @@ async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError
     }
 }
 
-/// Runs a lane until it has been idle for `idle`: each batch of at most
-/// `max` jobs goes to `write`. If `write` fails, nothing of the batch was committed and every
-/// job falls back. `name` labels the `batch_size` and `batches_failed_total` metrics.
-pub async fn run<J, A>(
+/// A batch's hold on its lane. Batches of a lane may be written side by side, but the next one
+/// is only taken from the queue once this one has taken the lock that orders them (an offer's
+/// row, say), or has ended: so batches take that lock in arrival order, and the next gathers
+/// what arrived meanwhile and is written while this one commits.
+pub struct Turn {
+    taken: watch::Sender<bool>,
+}
+
+impl Turn {
+    /// This batch holds the lock now: the lane may start the next.
+    pub fn taken(&mut self) {
+        self.taken.send_replace(true);
+    }
+}
+
+/// Until the batch behind `turn` has taken its lock or ended.
+async fn taken(turn: &mut watch::Receiver<bool>) {
+    // A batch that ended without the lock dropped its sender: that is a turn too.
+    let _ = turn.wait_for(|taken| *taken).await;
+}
+
+/// Runs a lane until it has been idle for `idle`: each batch of at most `max` jobs goes to
+/// `write`, with its [`Turn`]. Up to `depth` batches are written at once: the next batch is
+/// taken once the one before has taken its lock, so it gathers what arrived meanwhile and is
+/// written while the one before commits. If `write` fails, nothing of the batch was committed
+/// and every job falls back. `name` labels the `batch_size` and `batches_failed_total` metrics.
+pub async fn run<J, A, W>(
     name: &'static str,
     mut queue: mpsc::Receiver<Queued<J, A>>,
     max: usize,
+    depth: usize,
     idle: Duration,
-    mut write: impl AsyncFnMut(&[J]) -> Decided<A>,
-) {
-    let mut taken = Vec::with_capacity(max);
+    write: impl Fn(Vec<J>, Turn) -> W,
+) where
+    W: Future<Output = (Vec<J>, Decided<A>)>,
+{
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    // The last batch's turn, and whether it has been taken.
+    let mut last: Option<watch::Receiver<bool>> = None;
+    let mut last_taken = true;
+    let mut taken_buffer = Vec::with_capacity(max);
     loop {
-        let received = tokio::time::timeout(idle, queue.recv_many(&mut taken, max))
-            .await
-            .unwrap_or(0);
-        if received == 0 {
-            break;
-        }
-        let (jobs, replies): (Vec<J>, Vec<_>) = std::mem::take(&mut taken).into_iter().unzip();
-        metrics::histogram!("batch_size", "lane" => name).record(jobs.len() as f64);
-        match write(&jobs).await {
-            Ok(decided) => {
-                for ((job, reply), decision) in jobs.into_iter().zip(replies).zip(decided) {
-                    // A client that has gone away is not answered; its change stands or not all the same.
-                    let _ = reply.send(match decision {
-                        Some(result) => Outcome::Answered(result),
-                        None => Outcome::FallBack(Box::new(job)),
-                    });
+        tokio::select! {
+            received = tokio::time::timeout(idle, queue.recv_many(&mut taken_buffer, max)),
+                if in_flight.len() < depth && last_taken => {
+                let received = received.unwrap_or(0);
+                if received == 0 && in_flight.is_empty() {
+                    break;
                 }
+                if received == 0 {
+                    continue;
+                }
+                let (jobs, replies): (Vec<J>, Vec<_>) = std::mem::take(&mut taken_buffer).into_iter().unzip();
+                metrics::histogram!("batch_size", "lane" => name).record(jobs.len() as f64);
+                let (sender, receiver) = watch::channel(false);
+                let turn = Turn { taken: sender };
+                last = Some(receiver);
+                last_taken = false;
+                let written = write(jobs, turn);
+                in_flight.push(async move {
+                    let (jobs, decided) = written.await;
+                    (jobs, replies, decided)
+                });
             }
-            Err(err) => {
-                tracing::warn!(lane = name, error = ?err, size = jobs.len(), "batch failed; one by one");
-                metrics::counter!("batches_failed_total", "lane" => name).increment(1);
-                for (job, reply) in jobs.into_iter().zip(replies) {
-                    let _ = reply.send(Outcome::FallBack(Box::new(job)));
-                }
+            () = async { taken(last.as_mut().expect("a batch was taken")).await }, if !last_taken => {
+                last_taken = true;
+            }
+            Some((jobs, replies, decided)) = futures::StreamExt::next(&mut in_flight) => {
+                answer(name, jobs, replies, decided);
             }
         }
     }
@@ -153,5 +186,91 @@ pub async fn run<J, A>(
     queue.close();
     while let Ok((job, reply)) = queue.try_recv() {
         let _ = reply.send(Outcome::FallBack(Box::new(job)));
+    }
+}
+
+/// Sends each job of a written batch its outcome.
+fn answer<J, A>(name: &'static str, jobs: Vec<J>, replies: Vec<oneshot::Sender<Outcome<J, A>>>, decided: Decided<A>) {
+    match decided {
+        Ok(decided) => {
+            for ((job, reply), decision) in jobs.into_iter().zip(replies).zip(decided) {
+                // A client that has gone away is not answered; its change stands or not all the same.
+                let _ = reply.send(match decision {
+                    Some(result) => Outcome::Answered(result),
+                    None => Outcome::FallBack(Box::new(job)),
+                });
+            }
+        }
+        Err(err) => {
+            tracing::warn!(lane = name, error = ?err, size = jobs.len(), "batch failed; one by one");
+            metrics::counter!("batches_failed_total", "lane" => name).increment(1);
+            for (job, reply) in jobs.into_iter().zip(replies) {
+                let _ = reply.send(Outcome::FallBack(Box::new(job)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_next_batch_starts_once_the_one_before_holds_its_lock_and_overlaps_its_commit() {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let written = log.clone();
+        let lane = tokio::spawn(run(
+            "test",
+            jobs,
+            4,
+            2,
+            Duration::from_millis(200),
+            move |jobs: Vec<u32>, mut turn| {
+                let log = written.clone();
+                async move {
+                    let first = jobs[0];
+                    log.lock().unwrap().push(("start", first));
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    log.lock().unwrap().push(("taken", first));
+                    turn.taken();
+                    // The commit: the next batch is written meanwhile.
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    log.lock().unwrap().push(("end", first));
+                    let answers = jobs.iter().map(|j| Some(Ok(*j))).collect();
+                    (jobs, Ok(answers))
+                }
+            },
+        ));
+        let mut answers = Vec::new();
+        for n in 0..40 {
+            let queue = queue.clone();
+            answers.push(tokio::spawn(async move { submit(&queue, n).await }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for (n, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.await.unwrap().ok().unwrap().unwrap(), n as u32);
+        }
+        let log = log.lock().unwrap().clone();
+        let starts: Vec<usize> = (0..log.len()).filter(|&i| log[i].0 == "start").collect();
+        assert!(starts.len() > 2, "{log:?}");
+        let mut overlapped = 0;
+        for pair in starts.windows(2) {
+            let (before, next) = (log[pair[0]].1, pair[1]);
+            let taken = log.iter().position(|e| *e == ("taken", before)).unwrap();
+            let ended = log.iter().position(|e| *e == ("end", before)).unwrap();
+            assert!(
+                taken < next,
+                "batch {} started before batch {before} held its lock: {log:?}",
+                log[next].1
+            );
+            overlapped += usize::from(next < ended);
+        }
+        assert!(
+            overlapped > 0,
+            "no batch was written while the one before committed: {log:?}"
+        );
+        drop(queue);
+        lane.await.unwrap();
     }
 }

@@ -3,8 +3,8 @@
 //! `idempotency_key_reused`. The key is claimed in the transaction that makes the change, so the
 //! change and the stored response commit together or not at all.
 
-use axum::Json;
 use axum::extract::FromRequestParts;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,10 @@ impl IdempotencyKey {
             ));
         }
         Ok(IdempotencyKey(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -88,7 +92,8 @@ pub fn scope(caller: &Caller) -> String {
 
 enum Claim {
     Claimed,
-    Stored(StatusCode, serde_json::Value),
+    /// The first response: its status and its JSON body as sent.
+    Stored(StatusCode, String),
 }
 
 async fn claim(
@@ -114,7 +119,7 @@ async fn claim(
     if claimed {
         return Ok(Claim::Claimed);
     }
-    let (stored, status, body): (Vec<u8>, Option<i16>, Option<serde_json::Value>) = sqlx::query_as(
+    let (stored, status, body): (Vec<u8>, Option<i16>, Option<String>) = sqlx::query_as(
         "select fingerprint, response_status, response_body from idempotency_keys where scope = $1 and key = $2",
     )
     .bind(scope)
@@ -131,7 +136,7 @@ async fn claim(
     let status = status
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("idempotency key stored without a response")))?;
-    Ok(Claim::Stored(status, body.unwrap_or(serde_json::Value::Null)))
+    Ok(Claim::Stored(status, body.unwrap_or_else(|| "null".into())))
 }
 
 /// Runs `op` in a transaction, at most once per (caller, key): the first time its response is
@@ -166,21 +171,25 @@ pub async fn once_keeping_secret<T: Serialize>(
         && let Claim::Stored(status, body) = claim(&mut tx, &scope, key, fingerprint, now).await?
     {
         tx.rollback().await?;
-        let mut response = (status, Json(body)).into_response();
+        let mut response = json_response(status, body);
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
     let (status, value) = op(&mut tx).await?;
-    let body = serde_json::to_value(&value).map_err(ApiError::internal)?;
+    let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
     if let Some(key) = key {
-        let mut stored = body.clone();
-        if let Some(field) = secret
-            && let Some(value) = stored.get_mut(field)
-        {
-            *value = serde_json::Value::Null;
-        }
+        let stored = match secret {
+            None => body.clone(),
+            Some(field) => {
+                let mut stored: serde_json::Value = serde_json::from_str(&body).map_err(ApiError::internal)?;
+                if let Some(value) = stored.get_mut(field) {
+                    *value = serde_json::Value::Null;
+                }
+                stored.to_string()
+            }
+        };
         sqlx::query(
             "update idempotency_keys set response_status = $3, response_body = $4 where scope = $1 and key = $2",
         )
@@ -192,7 +201,12 @@ pub async fn once_keeping_secret<T: Serialize>(
         .await?;
     }
     tx.commit().await?;
-    Ok((status, Json(body)).into_response())
+    Ok(json_response(status, body))
+}
+
+/// A response whose body is JSON text already.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// One request's key, for the batch functions below.
@@ -227,13 +241,13 @@ pub async fn known_many(conn: &mut PgConnection, claims: &[KeyClaim<'_>]) -> sql
 /// committed first): the caller must roll back.
 pub async fn insert_many(
     conn: &mut PgConnection,
-    done: Vec<(&KeyClaim<'_>, StatusCode, serde_json::Value)>,
+    done: Vec<(&KeyClaim<'_>, StatusCode, String)>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let count = done.len() as u64;
     let inserted = sqlx::query(
         "insert into idempotency_keys (scope, key, fingerprint, created_at, response_status, response_body)
-         select s, k, f, $6, st, b from unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
+         select s, k, f, $6, st, b from unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], $5::text[])
                                       as u(s, k, f, st, b)
          on conflict (scope, key) do nothing",
     )

@@ -210,3 +210,40 @@ async fn one_idempotency_key_sent_twice_at_once_makes_one_pledge(pool: PgPool) {
     let r = app.post(&format!("/v1/offers/{offer}/pledges"), body).await;
     r.assert_problem(400, "idempotency_key_required");
 }
+
+#[sqlx::test]
+async fn a_replayed_pledge_answers_its_first_response_byte_for_byte(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (offer, investors) = setup(&app, 1).await;
+    let body = json!({"investor_id": investors[0], "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}]});
+    let send = || {
+        app.client
+            .post(format!("{}/v1/offers/{offer}/pledges", app.base))
+            .bearer_auth(OPERATOR_KEY)
+            .header("idempotency-key", "once")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let first: Vec<u8> = first.bytes().await.unwrap().to_vec();
+    let pledge: Value = serde_json::from_slice(&first).unwrap();
+    // The pledge moves on; the answer to its key does not.
+    let payment = pledge["payment"]["payment_id"].as_str().unwrap();
+    let paid = app
+        .post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
+        .await;
+    assert_eq!(paid.status, 200, "{:#}", paid.body);
+    assert_eq!(
+        app.get(&format!("/v1/pledges/{}", pledge["id"].as_str().unwrap()))
+            .await
+            .body["status"],
+        "funded"
+    );
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["content-type"], "application/json");
+    assert_eq!(again.bytes().await.unwrap().to_vec(), first);
+}

@@ -47,6 +47,10 @@ pub async fn open_account(
     new: &NewAccount,
     now: DateTime<Utc>,
 ) -> Result<(Account, bool), LedgerError> {
+    // Nearly every call finds the account already open: one read, no insert attempted.
+    if let Some(existing) = account_by_code(conn, new.code.as_str()).await? {
+        return same_account(existing, new).map(|a| (a, false));
+    }
     let inserted: Option<AccountRow> = sqlx::query_as(&format!(
         "insert into ledger_accounts (id, code, currency, kind, no_overdraft, created_at)
          values ($1, $2, $3, $4, $5, $6)
@@ -67,8 +71,13 @@ pub async fn open_account(
     let existing = account_by_code(conn, new.code.as_str())
         .await?
         .ok_or_else(|| LedgerError::AccountConflict(new.code.to_string()))?;
+    same_account(existing, new).map(|a| (a, false))
+}
+
+/// The existing account, if it is the one asked for.
+fn same_account(existing: Account, new: &NewAccount) -> Result<Account, LedgerError> {
     if existing.currency == new.currency && existing.kind == new.kind && existing.no_overdraft == new.no_overdraft {
-        Ok((existing, false))
+        Ok(existing)
     } else {
         Err(LedgerError::AccountConflict(new.code.to_string()))
     }

@@ -186,6 +186,20 @@ pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Re
     Ok(done.rows_affected() == 1)
 }
 
+/// Reserves `shares` on an open offer if they fit. `Ok(false)`, and nothing changed, when the
+/// offer is not open or has no room for them all.
+pub async fn reserve_if_room(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update offers set shares_reserved = shares_reserved + $2
+          where id = $1 and status = 'open' and shares_reserved + $2 <= reserve_limit",
+    )
+    .bind(id)
+    .bind(shares)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Gives back shares of pledges that ended without being allocated.
 pub async fn release(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<()> {
     sqlx::query("update offers set shares_reserved = shares_reserved - $2 where id = $1")

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::Applied;
 use super::provider::{self, Event, Received};
-use crate::batch::{self, Lanes};
+use crate::batch::{self, Lanes, Turn};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -231,6 +231,9 @@ pub struct Batcher {
 
 /// Events per transaction, at most.
 const MAX_BATCH: usize = 256;
+/// Batches written at once: the next one is applied while the one before holds the hot
+/// accounts until its commit.
+const DEPTH: usize = 2;
 const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Batcher {
@@ -251,10 +254,15 @@ impl Batcher {
                     "inbound",
                     rx,
                     MAX_BATCH,
+                    DEPTH,
                     IDLE,
-                    async move |batch: &[Inbound]| {
-                        let acks = receive_many(&pool, batch).await?;
-                        Ok(acks.into_iter().map(|ack| ack.map(Ok)).collect())
+                    move |batch: Vec<Inbound>, turn| {
+                        let pool = pool.clone();
+                        async move {
+                            let acks = receive_many(&pool, &batch, turn).await;
+                            let decided = acks.map(|acks| acks.into_iter().map(|ack| ack.map(Ok)).collect());
+                            (batch, decided)
+                        }
                     },
                 ));
             })
@@ -266,7 +274,7 @@ impl Batcher {
 /// crate::batch): the common payment confirmations set-wise ([`super::confirm_payments`]), the rest one by one, each in its own
 /// savepoint. `None` for an event to hand to [`receive`] after the batch commits: a repeat of
 /// a stored event id (which [`receive`] answers as a duplicate).
-pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, ApiError> {
+pub async fn receive_many(pool: &PgPool, batch: &[Inbound], mut turn: Turn) -> Result<Vec<Option<Ack>>, ApiError> {
     let mut tx = pool.begin().await?;
     // Event ids already stored are repeats; so is an id listed again later in the batch. The
     // new ones are stored at the end with their outcome, in one statement: written once, not
@@ -288,6 +296,7 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
         .collect();
 
     let mut outcomes: Vec<Option<(Outcome, Option<String>)>> = vec![None; batch.len()];
+    let mut captures = Vec::new();
     // Payment confirmations first, set-wise per provider.
     let mut providers: Vec<&str> = batch.iter().map(|i| i.provider.as_str()).collect();
     providers.sort_unstable();
@@ -308,20 +317,24 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
             continue;
         }
         let now = batch.iter().map(|i| i.now).max().expect("a batch is never empty");
-        for (n, applied) in positions
-            .into_iter()
-            .zip(super::confirm_payments(&mut tx, provider, &paid, now).await?)
-        {
+        let (applied, captured) = super::confirm_payments(&mut tx, provider, &paid, now).await?;
+        for (n, applied) in positions.into_iter().zip(applied) {
             if applied.is_some() {
                 outcomes[n] = Some((Outcome::Applied, None));
             }
         }
+        captures.push(captured);
     }
     // The rest, in arrival order.
     for (n, inbound) in batch.iter().enumerate() {
         if new[n] && outcomes[n].is_none() {
             outcomes[n] = Some(settle(&mut tx, &inbound.provider, &inbound.received, inbound.now).await?);
         }
+    }
+    // The hot accounts are locked from here to the commit: the lane's next batch may start.
+    turn.taken();
+    for captured in captures {
+        captured.post(&mut tx).await?;
     }
     let stored: Vec<(&Inbound, Outcome, Option<&str>)> = batch
         .iter()

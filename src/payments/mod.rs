@@ -309,17 +309,24 @@ pub async fn confirm_payment(
 }
 
 /// [`confirm_payment`] for many payments of one provider at once, in the common case only: a
-/// pending payment of a pending pledge, confirmed in time, for its exact amount. Those are
-/// written set-wise (one ledger statement for all their entries, one update each for payments
-/// and pledges, one insert of their events) and answered `Some(Applied::Done)`; every other
-/// confirmation is `None`, for the caller to apply one by one with [`confirm_payment`] in the
-/// same transaction, afterwards.
+/// pending payment of a pending pledge, confirmed in time, for its exact amount. Those pledges
+/// are funded and their payments settled set-wise (one update each) and answered
+/// `Some(Applied::Done)`; their ledger entries and events are returned as [`Captures`], to be
+/// written with [`Captures::post`] before the transaction commits (last, as the batch of inbound
+/// events does, so that the hot `psp` and escrow rows are locked as briefly as possible). Every
+/// other confirmation is `None`, for the caller to apply one by one with [`confirm_payment`] in
+/// the same transaction.
 pub async fn confirm_payments(
     conn: &mut PgConnection,
     provider: &str,
     paid: &[(&str, Money)],
     now: DateTime<Utc>,
-) -> Result<Vec<Option<Applied>>, ApiError> {
+) -> Result<(Vec<Option<Applied>>, Captures), ApiError> {
+    let mut captures = Captures {
+        entries: Vec::new(),
+        events: Vec::new(),
+        now,
+    };
     let references: Vec<&str> = paid.iter().map(|(id, _)| *id).collect();
     // Unlocked: a payment's pledge, amount and currency never change; its state is checked
     // again below, under the locks.
@@ -345,7 +352,7 @@ pub async fn confirm_payments(
     }
     let mut results = vec![None; paid.len()];
     if candidates.is_empty() {
-        return Ok(results);
+        return Ok((results, captures));
     }
     // Lock order as everywhere: pledges, then payments. A pledge is funded only if it is still
     // pending and in time under its lock; its payment is then pending too (the paths that end
@@ -353,7 +360,7 @@ pub async fn confirm_payments(
     let pledge_ids: Vec<Uuid> = candidates.keys().copied().collect();
     let pledges = pledges::store::fund_many(conn, &pledge_ids, now).await?;
     if pledges.is_empty() {
-        return Ok(results);
+        return Ok((results, captures));
     }
     let funded: Vec<(&Payment, &Pledge, Money)> = pledges
         .iter()
@@ -381,7 +388,6 @@ pub async fn confirm_payments(
 
     let mut psp = std::collections::HashMap::new();
     let mut escrow = std::collections::HashMap::new();
-    let mut entries = Vec::with_capacity(funded.len());
     for (payment, pledge, amount) in &funded {
         let currency = amount.currency();
         // Each account opened once per batch.
@@ -401,21 +407,32 @@ pub async fn confirm_payments(
                 id
             }
         };
-        entries.push(
+        captures.entries.push(
             NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
                 .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id,
                                               "provider_payment_id": payment.provider_payment_id }))
                 .debit(psp, *amount)
                 .credit(escrow, *amount),
         );
+        captures.events.push(PledgeEvent::new(pledge, PledgeStatus::Funded));
     }
-    ledger::post_many(conn, &entries).await?;
-    let events: Vec<_> = funded
-        .iter()
-        .map(|(_, pledge, _)| PledgeEvent::new(pledge, PledgeStatus::Funded))
-        .collect();
-    events::emit_all(conn, "pledge.funded", &events, now).await?;
-    Ok(results)
+    Ok((results, captures))
+}
+
+/// The ledger entries and events of payments [`confirm_payments`] captured, still to write.
+pub struct Captures {
+    entries: Vec<NewEntry>,
+    events: Vec<PledgeEvent>,
+    now: DateTime<Utc>,
+}
+
+impl Captures {
+    /// Posts the money `psp → escrow` in two statements for all of them, and their events.
+    pub async fn post(self, conn: &mut PgConnection) -> Result<(), ApiError> {
+        ledger::post_many(conn, &self.entries).await?;
+        events::emit_all(conn, "pledge.funded", &self.events, self.now).await?;
+        Ok(())
+    }
 }
 
 /// The provider declined a payment: a pending pledge is cancelled and its shares released.

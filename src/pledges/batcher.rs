@@ -1,42 +1,55 @@
 //! Card pledges on one offer, many per transaction. A hot offer's row is locked by every
 //! pledge's reservation until its commit's WAL flush, so one pledge per transaction means one
 //! flush per pledge, in single file. Here each offer has a queue in the process; its task takes
-//! whatever has queued up (at most [`MAX_BATCH`]) and judges and writes it in one transaction:
+//! whatever has queued up (at most [`MAX_BATCH`]) and writes it in one transaction, with two
+//! batches written side by side ([`DEPTH`]) so that one's commit overlaps the other's work:
 //!
-//! 1. lock the offer row, read the batch's investors in one statement, and find the
-//!    idempotency keys already known (those requests take the one-pledge path, which replays);
+//! 1. read the offer, the batch's investors and the idempotency keys already known (those
+//!    requests take the one-pledge path, which replays), without locking anything;
 //! 2. judge each pledge by the same rules as the one-pledge path (`rules::judge_card`), in
-//!    arrival order, and accept while the cap allows (`offer_full` after);
+//!    arrival order, and accept while the cap allows;
 //! 3. insert pledges, payments, `pledge.created` events and the keys with their responses as
-//!    multi-row statements, update `shares_reserved` once, commit.
+//!    multi-row statements;
+//! 4. reserve the accepted shares with one update of the offer row, which locks it, and commit.
+//!    The update holds only if the offer is still open and has room for them all.
+//!
+//! The lane takes its next batch once this one holds the offer's row (`batch::Turn`), so batches
+//! reserve in arrival order and one is written while the one before commits. When the
+//! unlocked read left any doubt (a pledge refused `offer_full` on it, or the update found the
+//! offer closed or full meanwhile) the batch is judged and written again with the row locked
+//! first, as it always was before: that decision is final.
 //!
 //! A request is answered only after that commit, so an acknowledged pledge is durable; a refused
 //! one wrote nothing, not even its key. The row lock and the `offers_hard_cap` check keep the
 //! cap exact across processes, whatever each process's batcher does. Anything unusual (a key
-//! already known, a key taken meanwhile, a failed batch, a queue gone) falls back to the
-//! one-pledge path (`rules::create` in `idempotency::once`), which is always correct: a batch
-//! that failed rolled back entirely.
+//! already known, a key taken meanwhile (by the lane's other batch, say), a failed batch, a queue
+//! gone) falls back to the one-pledge path (`rules::create` in `idempotency::once`), which is
+//! always correct: a batch that failed rolled back entirely.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::http::PledgeView;
 use super::rules::{self, PledgeRequest};
+use super::store::NewPledge;
 use super::{PledgeStatus, store};
-use crate::batch::{self, Decided, Lanes};
+use crate::batch::{self, Decided, Lanes, Turn};
 use crate::http::error::ApiError;
 use crate::idempotency::{self, IdempotencyKey, KeyClaim};
+use crate::investors::Investor;
 use crate::money::Money;
+use crate::offers::Offer;
 use crate::{events, investors, offers, payments};
 
 /// Pledges per transaction, at most.
 pub const MAX_BATCH: usize = 256;
+/// Batches of one offer written at once.
+const DEPTH: usize = 2;
 /// An offer's task ends after this long without a pledge; the next pledge starts another.
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -86,73 +99,163 @@ impl Batcher {
                     "pledges",
                     rx,
                     MAX_BATCH,
+                    DEPTH,
                     IDLE,
-                    async move |jobs: &[Job]| try_write(&pool, offer, jobs).await,
+                    move |jobs: Vec<Job>, turn| {
+                        let pool = pool.clone();
+                        async move {
+                            let decided = write(&pool, offer, &jobs, turn).await;
+                            (jobs, decided)
+                        }
+                    },
                 ));
             })
             .await
     }
 }
 
-/// One transaction for the batch. `None` for a job to send down the one-pledge path.
-async fn try_write(pool: &PgPool, offer_id: Uuid, jobs: &[Job]) -> Decided<Response> {
-    let mut tx = pool.begin().await?;
-    let Some(offer) = offers::store::lock(&mut tx, offer_id).await? else {
-        return Ok(jobs
-            .iter()
-            .map(|_| Some(Err(ApiError::not_found(format!("no offer {offer_id}")))))
-            .collect());
+/// One batch: judged on an unlocked read and reserved last, or, when that read left doubt,
+/// judged and written under the offer's row lock. The lane starts its next batch once this one
+/// holds the row ([`Turn::taken`]), so batches reserve in arrival order.
+async fn write(pool: &PgPool, offer_id: Uuid, jobs: &[Job], mut turn: Turn) -> Decided<Response> {
+    let claims = claims(jobs);
+    let mut conn = pool.acquire().await?;
+    let Some(offer) = offers::store::get(&mut conn, offer_id).await? else {
+        return Ok(no_offer(offer_id, jobs));
     };
-    let investor_ids: Vec<Uuid> = jobs.iter().map(|j| j.request.investor_id).collect();
-    let investors = investors::store::get_many(&mut tx, &investor_ids).await?;
-    let claims: Vec<KeyClaim> = jobs
-        .iter()
+    let judged = judge(&mut conn, &offer, jobs, &claims).await?;
+    if judged.full {
+        // The snapshot may be behind a release of shares: only the locked row says "full".
+        return write_locked(&mut conn, offer_id, jobs, &claims, turn).await;
+    }
+    if judged.accepted.is_empty() {
+        return Ok(judged.results);
+    }
+    let mut tx = conn.begin().await?;
+    let (results, total) = insert(&mut tx, &offer, jobs, &claims, judged).await?;
+    if !offers::store::reserve_if_room(&mut tx, offer_id, total).await? {
+        // Closed, or filled by others, since it was read: judged again with the row locked.
+        tx.rollback().await?;
+        return write_locked(&mut conn, offer_id, jobs, &claims, turn).await;
+    }
+    turn.taken();
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The batch judged and written with the offer's row locked first: the decision is final.
+async fn write_locked(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    jobs: &[Job],
+    claims: &[KeyClaim<'_>],
+    mut turn: Turn,
+) -> Decided<Response> {
+    let mut tx = conn.begin().await?;
+    let Some(offer) = offers::store::lock(&mut tx, offer_id).await? else {
+        return Ok(no_offer(offer_id, jobs));
+    };
+    turn.taken();
+    let judged = judge(&mut tx, &offer, jobs, claims).await?;
+    if judged.accepted.is_empty() {
+        tx.rollback().await?;
+        return Ok(judged.results);
+    }
+    let (results, total) = insert(&mut tx, &offer, jobs, claims, judged).await?;
+    if !offers::store::reserve(&mut tx, offer_id, total).await? {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "offer {offer_id} closed or filled under its row lock"
+        )));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+fn claims(jobs: &[Job]) -> Vec<KeyClaim<'_>> {
+    jobs.iter()
         .map(|j| KeyClaim {
             scope: &j.scope,
             key: &j.key,
             fingerprint: &j.fingerprint,
         })
-        .collect();
-    let known = idempotency::known_many(&mut tx, &claims).await?;
+        .collect()
+}
 
+fn no_offer(offer_id: Uuid, jobs: &[Job]) -> Vec<Option<Result<Response, ApiError>>> {
+    jobs.iter()
+        .map(|_| Some(Err(ApiError::not_found(format!("no offer {offer_id}")))))
+        .collect()
+}
+
+/// What the rules say of a batch, against one read of its offer.
+struct Judged {
+    /// Per job: its answer so far (a refusal, or a placeholder for an accepted pledge), or
+    /// `None` to send it down the one-pledge path.
+    results: Vec<Option<Result<Response, ApiError>>>,
+    /// The accepted pledges, with their job's position.
+    accepted: Vec<(usize, NewPledge)>,
+    /// Whether a pledge was refused for want of room.
+    full: bool,
+}
+
+/// Judges every job in arrival order, accepting while the offer as read has room. A job whose
+/// key is known already is not judged.
+async fn judge(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    jobs: &[Job],
+    claims: &[KeyClaim<'_>],
+) -> Result<Judged, ApiError> {
+    let investor_ids: Vec<Uuid> = jobs.iter().map(|j| j.request.investor_id).collect();
+    let investors: std::collections::HashMap<Uuid, Investor> = investors::store::get_many(conn, &investor_ids).await?;
+    let known = idempotency::known_many(conn, claims).await?;
     let mut room = offer.reserve_limit - offer.shares_reserved;
-    let mut results: Vec<Option<Result<Response, ApiError>>> = Vec::with_capacity(jobs.len());
-    let mut accepted = Vec::new();
+    let mut judged = Judged {
+        results: Vec::with_capacity(jobs.len()),
+        accepted: Vec::new(),
+        full: false,
+    };
     for (job, known) in jobs.iter().zip(known) {
         if known {
-            results.push(None);
+            judged.results.push(None);
             continue;
         }
-        let judged = rules::judge_card(&offer, investors.get(&job.request.investor_id), &job.request, job.now)
-            .and_then(|pledge| {
-                if pledge.shares > room {
-                    Err(rules::offer_full(pledge.shares))
-                } else {
-                    room -= pledge.shares;
-                    Ok(pledge)
-                }
-            });
-        match judged {
-            Ok(pledge) => {
-                accepted.push((results.len(), pledge));
-                results.push(Some(Ok(Response::default())));
+        match rules::judge_card(offer, investors.get(&job.request.investor_id), &job.request, job.now) {
+            Ok(pledge) if pledge.shares > room => {
+                judged.full = true;
+                judged.results.push(Some(Err(rules::offer_full(pledge.shares))));
             }
-            Err(err) => results.push(Some(Err(err))),
+            Ok(pledge) => {
+                room -= pledge.shares;
+                judged.accepted.push((judged.results.len(), pledge));
+                judged.results.push(Some(Ok(Response::default())));
+            }
+            Err(err) => judged.results.push(Some(Err(err))),
         }
     }
-    if accepted.is_empty() {
-        tx.rollback().await?;
-        return Ok(results);
-    }
+    Ok(judged)
+}
 
+/// Writes the accepted pledges, their payments, events and keys with their responses; returns
+/// the answers and the shares to reserve.
+async fn insert(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    jobs: &[Job],
+    claims: &[KeyClaim<'_>],
+    judged: Judged,
+) -> Result<(Vec<Option<Result<Response, ApiError>>>, i64), ApiError> {
+    let Judged {
+        mut results, accepted, ..
+    } = judged;
     let new: Vec<_> = accepted.iter().map(|(i, p)| (p, jobs[*i].now)).collect();
-    let pledges = store::insert_many(&mut tx, &new).await?;
+    let pledges = store::insert_many(conn, &new).await?;
     let requests = pledges
         .iter()
         .zip(&accepted)
         .map(|(p, (i, _))| Ok((p.id, Money::new(p.card_amount, offer.currency)?, jobs[*i].now)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let paid = payments::create_payments(&mut tx, &requests).await?;
+    let paid = payments::create_payments(conn, &requests).await?;
     let created: Vec<_> = pledges
         .iter()
         .zip(&accepted)
@@ -164,26 +267,20 @@ async fn try_write(pool: &PgPool, offer_id: Uuid, jobs: &[Job]) -> Decided<Respo
             )
         })
         .collect();
-    events::emit_many(&mut tx, &created).await?;
+    events::emit_many(conn, &created).await?;
     let total: i64 = pledges.iter().map(|p| p.shares).sum();
     let mut stored = Vec::with_capacity(accepted.len());
     for ((pledge, payment), (i, _)) in pledges.into_iter().zip(paid).zip(&accepted) {
-        let body = serde_json::to_value(PledgeView::new(pledge, Some(payment))).map_err(ApiError::internal)?;
-        results[*i] = Some(Ok((StatusCode::CREATED, Json(&body)).into_response()));
+        let body = serde_json::to_string(&PledgeView::new(pledge, Some(payment))).map_err(ApiError::internal)?;
+        results[*i] = Some(Ok(idempotency::json_response(StatusCode::CREATED, body.clone())));
         stored.push((&claims[*i], StatusCode::CREATED, body));
     }
     let now = jobs.iter().map(|j| j.now).max().expect("a batch is never empty");
-    if !idempotency::insert_many(&mut tx, stored, now).await? {
+    if !idempotency::insert_many(conn, stored, now).await? {
         // A request with one of these keys committed first, through another process or path.
         return Err(ApiError::internal(anyhow::anyhow!(
             "an idempotency key was taken during the batch"
         )));
     }
-    if !offers::store::reserve(&mut tx, offer_id, total).await? {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "offer {offer_id} closed under its row lock"
-        )));
-    }
-    tx.commit().await?;
-    Ok(results)
+    Ok((results, total))
 }
