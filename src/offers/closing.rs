@@ -70,7 +70,10 @@ pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>
     for pledge in &unpaid {
         payments::cancel_pledge(conn, pledge, now).await?;
     }
-    let funded = pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::Funded]), 0, i64::MAX, true).await?;
+    // Not locked one by one: a funded pledge changes only under its offer's lock, which is held
+    // here (revocations take it; payment confirmations touch pending pledges only). The updates
+    // below lock them; 100,000 row locks taken first would be a second write of every row.
+    let funded = pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::Funded]), 0, i64::MAX, false).await?;
     if funded.iter().any(|p| p.reflection_ends_at.is_some_and(|t| t > now)) {
         return Ok(OfferStatus::Closing);
     }

@@ -404,7 +404,7 @@ pub async fn give_back(
 /// [`give_back`] for many funded pledges of one offer at once (a round's close): the card money
 /// of all of them in a few statements ([`payments::refund_many_from_escrow`]), then the cheque
 /// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
-/// offer's and the pledges' locks.
+/// offer's lock, under which funded pledges do not change.
 pub async fn give_back_many(
     conn: &mut PgConnection,
     offer: &Offer,
@@ -429,7 +429,7 @@ pub async fn give_back_many(
 
 /// Ends funded pledges of an offer that failed or was cancelled: all their money given back,
 /// each `refunded`, their shares released, a `pledge.refunded` event each. The caller holds the
-/// offer's and the pledges' locks.
+/// offer's lock, under which funded pledges do not change.
 pub async fn refund_in_full(
     conn: &mut PgConnection,
     offer: &Offer,
