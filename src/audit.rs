@@ -37,6 +37,24 @@ const DOMAIN_CHECKS: &[DomainCheck] = &[
                where coalesce(a.balance, 0) <> coalesce(f.total, 0)",
     },
     DomainCheck {
+        name: "payments_captured",
+        description: "each succeeded card payment names the ledger entry that captured it, and each capture entry took from the provider exactly the money of the payments that name it",
+        sql: "select 'payment ' || p.id || ': ' || p.status || ', capture entry ' || coalesce(p.captured_entry_id::text, 'none')
+                from payments p left join ledger_entries e on e.id = p.captured_entry_id
+               where (p.status = 'succeeded') <> (e.id is not null)
+              union all
+              select 'entry ' || e.reference || ': from the provider ' || coalesce(d.taken, 0)
+                     || ', payments ' || coalesce(c.paid, 0)
+                from ledger_entries e
+                left join (select po.entry_id, sum(po.amount) as taken
+                             from ledger_postings po join ledger_accounts a on a.id = po.account_id
+                            where po.side = 'debit' and a.code like 'psp:%' group by po.entry_id) d on d.entry_id = e.id
+                left join (select captured_entry_id, sum(amount) as paid from payments
+                            where captured_entry_id is not null group by captured_entry_id) c
+                       on c.captured_entry_id = e.id
+               where e.kind in ('pledge.funded', 'payment.late') and coalesce(d.taken, 0) <> coalesce(c.paid, 0)",
+    },
+    DomainCheck {
         name: "cheques_balance",
         description: "each cheque's balance = face value - spent + returned - expired/cancelled, an ended cheque holds nothing, and its redemptions match what the books say was spent",
         sql: "with moves as (

@@ -563,21 +563,31 @@ async fn a_storm_of_webhooks(pool: PgPool) {
     }
 
     // Per target: exactly one of its confirmations (or, for a payment, its failure) applied;
-    // the rows and the ledger agree, with one entry at most.
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    // the rows and the ledger agree, with one entry at most. A payment names the entry that
+    // captured it, which a batch of confirmations shares (payments_captured checks its amount).
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
         "select provider_payment_id, status::text,
-                (select count(*) from ledger_entries where reference = 'payment:' || p.id || ':captured') from payments p
+                (select count(*) from ledger_entries e where e.id = p.captured_entry_id), p.captured_entry_id::text
+           from payments p
          union all
          select provider_refund_id, status::text,
-                (select count(*) from ledger_entries where reference = 'refund:' || r.id || ':paid') from refunds r
+                (select count(*) from ledger_entries where reference = 'refund:' || r.id || ':paid'), null from refunds r
          union all
          select provider_payout_id, status::text,
-                (select count(*) from ledger_entries where reference = 'payout:' || o.id || ':paid') from payouts o",
+                (select count(*) from ledger_entries where reference = 'payout:' || o.id || ':paid'), null from payouts o",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    let rows: HashMap<&str, (&str, i64)> = rows.iter().map(|(id, s, n)| (id.as_str(), (s.as_str(), *n))).collect();
+    let entry_of: HashMap<&str, &str> = rows
+        .iter()
+        .filter_map(|(id, _, _, entry)| entry.as_deref().map(|e| (id.as_str(), e)))
+        .collect();
+    let rows: HashMap<&str, (&str, i64)> = rows
+        .iter()
+        .map(|(id, s, n, _)| (id.as_str(), (s.as_str(), *n)))
+        .collect();
+    let mut capture_entries = std::collections::HashSet::new();
     let double_credits = rows.values().filter(|(_, entries)| *entries > 1).count();
     let (mut credited, mut refunded, mut paid_out) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     let mut moved = 0;
@@ -605,17 +615,27 @@ async fn a_storm_of_webhooks(pool: PgPool) {
             target.provider_id
         );
         if entries == 1 {
-            moved += 1;
             match target.object {
-                Object::Payment => credited += target.amount,
-                Object::Refund => refunded += target.amount,
-                Object::Payout => paid_out += target.amount,
+                Object::Payment => {
+                    capture_entries.insert(entry_of[target.provider_id.as_str()]);
+                    credited += target.amount
+                }
+                Object::Refund => {
+                    moved += 1;
+                    refunded += target.amount
+                }
+                Object::Payout => {
+                    moved += 1;
+                    paid_out += target.amount
+                }
             }
         }
     }
     assert_eq!(double_credits, 0);
+    moved += capture_entries.len() as i64;
 
-    // No other money moved: one entry per applied confirmation, and the balances follow.
+    // No other money moved: one entry per applied refund or payout, one per batch of captures,
+    // and the balances follow.
     let (_, entries_after, _) = app.row_counts().await;
     assert_eq!(entries_after - entries_before, moved);
     let psp: Decimal = fixtures::balance(&app, "psp:sandbox:eur").await.parse().unwrap();

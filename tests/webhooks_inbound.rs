@@ -580,15 +580,18 @@ async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool
             .await
             .unwrap();
     assert_eq!(funded, PLEDGES as i64);
-    let (entries, transactions): (i64, i64) =
-        sqlx::query_as("select count(*), count(distinct xmin::text) from ledger_entries where kind = 'pledge.funded'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(entries, PLEDGES as i64);
+    // Captured in batches: each payment names its entry, one entry per batch.
+    let (captured, entries): (i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct e.id) from payments p join ledger_entries e on e.id = p.captured_entry_id
+          where e.kind = 'pledge.funded'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(captured, PLEDGES as i64);
     assert!(
-        transactions < PLEDGES as i64,
-        "{transactions} transactions for {PLEDGES} confirmations"
+        entries < PLEDGES as i64,
+        "{entries} entries for {PLEDGES} confirmations"
     );
     let quarantined = app.get("/v1/webhooks/quarantine").await.body;
     assert_eq!(quarantined["items"].as_array().unwrap().len(), PLEDGES / 10);
@@ -770,4 +773,56 @@ async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
         "#/components/schemas/QuarantinePage"
     );
     assert!(doc["components"]["schemas"]["QuarantinePage"]["properties"]["next_before"].is_object());
+}
+
+#[sqlx::test]
+async fn a_captured_payment_names_its_entry_and_the_books_check_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await;
+    let now = app.clock.now().timestamp();
+    let r = signed(
+        &app,
+        "evt_cap",
+        event("evt_cap", "payment.succeeded", &b.payment, "120.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(r.body["outcome"], "applied", "{:#}", r.body);
+    let (payment, moved): (uuid::Uuid, String) = sqlx::query_as(
+        "select p.id, po.amount::text from payments p
+           join ledger_postings po on po.entry_id = p.captured_entry_id and po.side = 'debit'
+          where p.provider_payment_id = $1",
+    )
+    .bind(&b.payment)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(moved, "120.00");
+    app.assert_books_verify().await;
+
+    // Postgres refuses a succeeded payment that names no entry, even from the owner.
+    let err = sqlx::query("update payments set captured_entry_id = null where id = $1")
+        .bind(payment)
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.constraint()),
+        Some("payments_captured_once")
+    );
+    // A payment whose amount no longer matches what its entry took is reported by name.
+    sqlx::query("update payments set amount = amount + 1 where id = $1")
+        .bind(payment)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let report = app.get("/v1/ledger/verify").await.body;
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "payments_captured")
+        .unwrap_or_else(|| panic!("no payments_captured check: {report:#}"));
+    assert_eq!(check["ok"], false, "{check:#}");
+    assert_eq!(report["ok"], false);
 }

@@ -164,7 +164,7 @@ pub async fn post(conn: &mut PgConnection, new: NewEntry) -> Result<Posted, Ledg
          on conflict (reference) do nothing
          returning id",
     )
-    .bind(Uuid::now_v7())
+    .bind(new.id)
     .bind(&new.kind)
     .bind(&new.reference)
     .bind(new.effective_at)
@@ -217,7 +217,7 @@ pub async fn post_many(conn: &mut PgConnection, entries: &[NewEntry]) -> Result<
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = entries.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     let inserted = sqlx::query(
         "insert into ledger_entries (id, kind, reference, effective_at, metadata)
          select * from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])

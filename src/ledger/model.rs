@@ -109,6 +109,9 @@ pub struct NewPosting {
 /// [`NewEntry::credit`]; [`crate::ledger::post`] checks it before the database does.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
+    /// Chosen when the entry is made, so that the caller's own rows can name it in the same
+    /// transaction (a replayed reference keeps the first entry's id: [`super::post`] returns it).
+    pub id: Uuid,
     pub kind: String,
     /// Idempotency key: posting the same reference twice yields one entry.
     pub reference: String,
@@ -121,6 +124,7 @@ pub struct NewEntry {
 impl NewEntry {
     pub fn new(kind: impl Into<String>, reference: impl Into<String>, effective_at: DateTime<Utc>) -> Self {
         NewEntry {
+            id: Uuid::now_v7(),
             kind: kind.into(),
             reference: reference.into(),
             effective_at,

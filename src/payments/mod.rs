@@ -186,6 +186,17 @@ async fn set_payment_status(
     Ok(())
 }
 
+/// A payment has succeeded, its money captured by ledger entry `entry`.
+async fn capture(conn: &mut PgConnection, id: Uuid, entry: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("update payments set status = 'succeeded', settled_at = $3, captured_entry_id = $2 where id = $1")
+        .bind(id)
+        .bind(entry)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// What a provider's confirmation did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -269,7 +280,6 @@ pub async fn confirm_payment(
         cancel_pledge(conn, &pledge, now).await?;
         pledge.status = PledgeStatus::Cancelled;
     }
-    set_payment_status(conn, payment.id, PaymentStatus::Succeeded, now).await?;
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;
     if pledge.status == PledgeStatus::PendingPayment && payment.status == PaymentStatus::Pending {
         let escrow = chart::offer_escrow(conn, pledge.offer_id, paid.currency(), now).await?;
@@ -277,7 +287,8 @@ pub async fn confirm_payment(
             .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "provider_payment_id": provider_payment_id }))
             .debit(psp, paid)
             .credit(escrow, paid);
-        ledger::post(conn, entry).await?;
+        let captured = ledger::post(conn, entry).await?.entry.id;
+        capture(conn, payment.id, captured, now).await?;
         pledges::store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
         events::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
     } else {
@@ -289,6 +300,7 @@ pub async fn confirm_payment(
             .debit(psp, paid)
             .credit(refunds, paid);
         let owed = ledger::post(conn, entry).await?.entry.id;
+        capture(conn, payment.id, owed, now).await?;
         let new = NewRefund {
             id: refund,
             pledge_id: pledge.id,
@@ -370,52 +382,55 @@ pub async fn confirm_payments(
             (payment, pledge, amount)
         })
         .collect();
-    let ids: Vec<Uuid> = funded.iter().map(|(payment, _, _)| payment.id).collect();
+    // One entry per currency for the whole batch: the provider's money in one debit, each
+    // offer's escrow in one credit; each payment names the entry (migration 0018).
+    let mut by_currency: std::collections::BTreeMap<&str, Vec<&(&Payment, &Pledge, Money)>> = Default::default();
+    for captured in &funded {
+        by_currency
+            .entry(captured.2.currency().code())
+            .or_default()
+            .push(captured);
+    }
+    let mut captured_by = Vec::with_capacity(funded.len());
+    for group in by_currency.values() {
+        let currency = group[0].2.currency();
+        let psp = chart::psp(conn, provider, currency, now).await?;
+        let mut escrows: std::collections::BTreeMap<Uuid, Decimal> = Default::default();
+        for (_, pledge, amount) in group {
+            *escrows.entry(pledge.offer_id).or_default() += amount.amount();
+        }
+        let total = Money::new(group.iter().map(|(_, _, amount)| amount.amount()).sum(), currency)?;
+        let mut entry = NewEntry::new("pledge.funded", format!("payments:{}:captured", group[0].0.id), now)
+            .metadata(serde_json::json!({ "provider": provider, "payments": group.len() }))
+            .debit(psp, total);
+        for (offer, amount) in escrows {
+            let escrow = chart::offer_escrow(conn, offer, currency, now).await?;
+            entry = entry.credit(escrow, Money::new(amount, currency)?);
+        }
+        captured_by.extend(group.iter().map(|(payment, _, _)| (payment.id, entry.id)));
+        captures.entries.push(entry);
+    }
     let settled = sqlx::query(
-        "update payments set status = 'succeeded', settled_at = $2 where id = any($1) and status = 'pending'",
+        "update payments p set status = 'succeeded', settled_at = $3, captured_entry_id = c.entry
+           from unnest($1::uuid[], $2::uuid[]) as c(id, entry)
+          where p.id = c.id and p.status = 'pending'",
     )
-    .bind(&ids)
+    .bind(captured_by.iter().map(|(payment, _)| *payment).collect::<Vec<Uuid>>())
+    .bind(captured_by.iter().map(|(_, entry)| *entry).collect::<Vec<Uuid>>())
     .bind(now)
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    if settled != ids.len() as u64 {
+    if settled != funded.len() as u64 {
         return Err(ApiError::internal(anyhow::anyhow!(
             "{} payments of pending pledges were not pending",
-            ids.len() as u64 - settled
+            funded.len() as u64 - settled
         )));
     }
-
-    let mut psp = std::collections::HashMap::new();
-    let mut escrow = std::collections::HashMap::new();
-    for (payment, pledge, amount) in &funded {
-        let currency = amount.currency();
-        // Each account opened once per batch.
-        let psp = match psp.get(&currency) {
-            Some(&id) => id,
-            None => {
-                let id = chart::psp(conn, provider, currency, now).await?;
-                psp.insert(currency, id);
-                id
-            }
-        };
-        let escrow = match escrow.get(&pledge.offer_id) {
-            Some(&id) => id,
-            None => {
-                let id = chart::offer_escrow(conn, pledge.offer_id, currency, now).await?;
-                escrow.insert(pledge.offer_id, id);
-                id
-            }
-        };
-        captures.entries.push(
-            NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
-                .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id,
-                                              "provider_payment_id": payment.provider_payment_id }))
-                .debit(psp, *amount)
-                .credit(escrow, *amount),
-        );
-        captures.events.push(PledgeEvent::new(pledge, PledgeStatus::Funded));
-    }
+    captures.events = funded
+        .iter()
+        .map(|(_, pledge, _)| PledgeEvent::new(pledge, PledgeStatus::Funded))
+        .collect();
     Ok((results, captures))
 }
 
@@ -427,7 +442,7 @@ pub struct Captures {
 }
 
 impl Captures {
-    /// Posts the money `psp → escrow` in two statements for all of them, and their events.
+    /// Posts the money `psp → escrow` (one entry per currency) and their events.
     pub async fn post(self, conn: &mut PgConnection) -> Result<(), ApiError> {
         ledger::post_many(conn, &self.entries).await?;
         events::emit_all(conn, "pledge.funded", &self.events, self.now).await?;

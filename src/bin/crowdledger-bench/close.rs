@@ -87,6 +87,8 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
         .bind(count)
         .fetch_all(&mut *tx)
         .await?;
+        // The entry that captures the chunk's money (posted below), which its payments name.
+        let capture = Uuid::now_v7();
         // One statement: the pledges, their succeeded payments and the offer's reservation. The
         // `g`-th pledge has 1 + g % 5 shares, as `shares_of` says.
         let (pledged, shares_in_chunk, amount): (i64, i64, Decimal) = sqlx::query_as(
@@ -104,9 +106,9 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
                          order by g
                         returning id, shares, amount, currency),
                   pay as (insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency,
-                                                status, created_at, settled_at)
+                                                status, created_at, settled_at, captured_entry_id)
                           select x.id, $6, 'pay_' || replace(x.id::text, '-', ''), x.pledge_id, x.amount, x.currency,
-                                 'succeeded', $5, $5
+                                 'succeeded', $5, $5, $7
                             from (select gen_random_uuid() as id, p.id as pledge_id, p.amount, p.currency from p) x),
                   r as (update offers set shares_reserved = shares_reserved + (select sum(shares) from p)
                          where id = $1)
@@ -118,21 +120,23 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
         .bind(&investors)
         .bind(now)
         .bind(payments::SANDBOX)
+        .bind(capture)
         .fetch_one(&mut *tx)
         .await
         .context("seeding funded pledges")?;
         if pledged != count {
             bail!("seeded {pledged} pledges instead of {count}: is offer {offer} open?");
         }
-        // The money those payments captured: psp → escrow, as `payments::confirm_payment` posts
-        // it, one entry for the chunk.
+        // The money those payments captured: psp → escrow, as `payments::confirm_payments` posts
+        // it for a batch, one entry for the chunk.
         let money = Money::new(amount, Currency::parse("EUR")?)?;
         let psp = chart::psp(&mut tx, payments::SANDBOX, money.currency(), now).await?;
         let escrow = chart::offer_escrow(&mut tx, offer, money.currency(), now).await?;
-        let entry = NewEntry::new("pledge.funded", format!("bench:seed:{offer}:{from}"), now)
+        let mut entry = NewEntry::new("pledge.funded", format!("bench:seed:{offer}:{from}"), now)
             .metadata(json!({"offer_id": offer, "seeded_by": "crowdledger-bench", "pledges": pledged}))
             .debit(psp, money)
             .credit(escrow, money);
+        entry.id = capture;
         ledger::post(&mut tx, entry).await?;
         tx.commit().await?;
         shares += shares_in_chunk;
