@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-use tokio::sync::Semaphore;
 
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 
@@ -291,27 +290,30 @@ pub async fn flood(target: Arc<Target>, work: Work, pace: Pace, duration: Durati
             }
         }
         Pace::Open { rate, connections } => {
-            // One request per connection at a time: the connections are reused, never piled up.
-            let in_flight = Arc::new(Semaphore::new(connections));
+            // One task per connection, as wrk2 has: each takes the next slot of the one schedule,
+            // waits for its time and sends; a slot that comes due while every connection is
+            // busy is sent late, its latency still counted from when it was due.
             let interval = Duration::from_secs_f64(1.0 / rate);
-            let mut tasks = Vec::new();
-            let mut n = 0u64;
-            loop {
-                let due = started + interval.mul_f64(n as f64);
-                if due >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let permit = in_flight.clone().acquire_owned().await.expect("never closed");
-                let (client, target, recorder) = (client.clone(), target.clone(), recorder.clone());
-                let k = target.seq.fetch_add(1, Ordering::Relaxed);
-                tasks.push(tokio::spawn(async move {
-                    let (outcome, ack) = send(&client, &target, k, work).await;
-                    recorder.record(due, &outcome, ack);
-                    drop(permit);
-                }));
-                n += 1;
-            }
+            let slots = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..connections)
+                .map(|_| {
+                    let (client, target, recorder, slots) =
+                        (client.clone(), target.clone(), recorder.clone(), slots.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let slot = slots.fetch_add(1, Ordering::Relaxed);
+                            let due = started + interval.mul_f64(slot as f64);
+                            if due >= deadline {
+                                break;
+                            }
+                            tokio::time::sleep_until(due.into()).await;
+                            let n = target.seq.fetch_add(1, Ordering::Relaxed);
+                            let (outcome, ack) = send(&client, &target, n, work).await;
+                            recorder.record(due, &outcome, ack);
+                        }
+                    })
+                })
+                .collect();
             for t in tasks {
                 t.await.expect("a request task panicked");
             }
