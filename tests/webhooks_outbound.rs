@@ -516,3 +516,49 @@ async fn an_event_that_commits_after_a_later_one_is_still_delivered(pool: PgPool
     seen.sort();
     assert_eq!(seen, [0, 1], "both events arrived, the late one too");
 }
+
+#[sqlx::test]
+async fn a_backlog_is_delivered_in_one_pass_and_failures_wait_for_their_retry(pool: PgPool) {
+    // No service runs here: the test drives fan-out and delivery itself.
+    let events = 150;
+    let (receiver, url) = Receiver::start(&vec![500; events]).await;
+    let now = chrono::Utc::now();
+    let mut conn = pool.acquire().await.unwrap();
+    crowdledger::webhooks::outbound::create_endpoint(&mut conn, &url, &["pledge.funded".to_string()], now)
+        .await
+        .unwrap();
+    for n in 0..events {
+        crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": n }), now)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    use crowdledger::webhooks::outbound::{DELIVERY_BATCH, deliver_all_due, fan_out};
+    assert!(events > 4 * DELIVERY_BATCH, "the backlog spans several batches");
+    fan_out(&pool, now).await.unwrap();
+    let client = reqwest::Client::new();
+
+    // Every delivery is attempted once; the failed ones are not tried again until their retry.
+    let attempted = deliver_all_due(&pool, &client, now, true, || false).await.unwrap();
+    assert_eq!(attempted, events);
+    assert_eq!(receiver.count(), events);
+    let pending: i64 =
+        sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending' and attempts = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, events as i64);
+
+    // At the first retry, one pass delivers them all.
+    let retry = now + chrono::TimeDelta::seconds(crowdledger::webhooks::outbound::RETRY_DELAYS_SECONDS[0] + 1);
+    let attempted = deliver_all_due(&pool, &client, retry, true, || false).await.unwrap();
+    assert_eq!(attempted, events);
+    let delivered: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'delivered'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(delivered, events as i64);
+
+    // Asked to stop, it sends nothing.
+    assert_eq!(deliver_all_due(&pool, &client, retry, true, || true).await.unwrap(), 0);
+}

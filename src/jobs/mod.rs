@@ -19,37 +19,65 @@ use crate::webhooks::outbound;
 const TICK: Duration = Duration::from_secs(1);
 const BATCH: i64 = 500;
 
-/// Runs until `shutdown` turns true.
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+/// Runs until `shutdown` turns true: the clock's jobs and webhook delivery side by side, so a
+/// slow receiver never holds up closing offers, and a backlog of deliveries never waits a tick
+/// per batch.
+pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
+    tokio::join!(run_clocked(&state, shutdown.clone()), run_delivery(&state, shutdown));
+}
+
+async fn run_clocked(state: &AppState, mut shutdown: watch::Receiver<bool>) {
     let mut moved = state.clock.subscribe();
     loop {
         let now = state.clock.now();
         if let Err(err) = tick(&state.pool, now).await {
             tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
         }
-        // Webhook delivery runs on its own, so a slow receiver never holds up closing offers.
-        let providers = &state.providers;
+        if state.providers.auto_confirm
+            && let Err(err) = crate::payments::sandbox::auto_confirm(state).await
+        {
+            tracing::warn!(error = ?err, "sandbox auto-confirmation failed; retrying at the next tick");
+        }
+        if wait_for_tick(&mut moved, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Fans out new events, then sends every due delivery, each tick.
+async fn run_delivery(state: &AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut moved = state.clock.subscribe();
+    let providers = &state.providers;
+    loop {
         let delivered = async {
-            outbound::fan_out(&state.pool, now).await?;
-            outbound::deliver_due(&state.pool, &providers.client, now, providers.allow_private_targets).await
+            outbound::fan_out(&state.pool, state.clock.now()).await?;
+            let stopping = || *shutdown.borrow();
+            outbound::deliver_all_due(
+                &state.pool,
+                &providers.client,
+                state.clock.now(),
+                providers.allow_private_targets,
+                stopping,
+            )
+            .await
         };
         if let Err(err) = delivered.await {
             tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");
         }
-        if providers.auto_confirm
-            && let Err(err) = crate::payments::sandbox::auto_confirm(&state).await
-        {
-            tracing::warn!(error = ?err, "sandbox auto-confirmation failed; retrying at the next tick");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = moved.changed() => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
+        if wait_for_tick(&mut moved, &mut shutdown).await {
             return;
         }
     }
+}
+
+/// Sleeps until the next tick or a move of a manual clock; true when it is time to stop.
+async fn wait_for_tick(moved: &mut watch::Receiver<()>, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(TICK) => {}
+        _ = moved.changed() => {}
+        _ = shutdown.changed() => {}
+    }
+    *shutdown.borrow()
 }
 
 /// One pass of every job at `now`.

@@ -46,7 +46,8 @@ pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
 /// A delivery's lease: longer than the request timeout, so two workers never send at once.
 const LEASE_SECONDS: i64 = 60;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-const BATCH: i64 = 32;
+/// Deliveries claimed and sent at once.
+pub const DELIVERY_BATCH: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -276,7 +277,29 @@ struct Claimed {
     previous_secret_until: Option<DateTime<Utc>>,
 }
 
-/// Sends every due delivery once; returns how many were attempted.
+/// Sends due deliveries batch after batch until none is left due at `now` or `stop` says so;
+/// returns how many were attempted. One batch a tick had let a torture run's flood outpace
+/// delivery: 2,000 deliveries still waited when it ended. A failed attempt is due again only
+/// seconds later, so this ends.
+pub async fn deliver_all_due(
+    pool: &PgPool,
+    client: &reqwest::Client,
+    now: DateTime<Utc>,
+    allow_private: bool,
+    stop: impl Fn() -> bool,
+) -> sqlx::Result<usize> {
+    let mut attempted = 0;
+    while !stop() {
+        let sent = deliver_due(pool, client, now, allow_private).await?;
+        attempted += sent;
+        if sent < DELIVERY_BATCH {
+            break;
+        }
+    }
+    Ok(attempted)
+}
+
+/// Sends one batch of due deliveries, each once; returns how many were attempted.
 pub async fn deliver_due(
     pool: &PgPool,
     client: &reqwest::Client,
@@ -297,7 +320,7 @@ pub async fn deliver_due(
     )
     .bind(now)
     .bind(LEASE_SECONDS)
-    .bind(BATCH)
+    .bind(DELIVERY_BATCH as i64)
     .fetch_all(pool)
     .await?;
     let count = claimed.len();
