@@ -55,7 +55,7 @@ async fn run_delivery(state: &AppState, mut shutdown: watch::Receiver<bool>) {
             outbound::deliver_all_due(
                 &state.pool,
                 &providers.client,
-                state.clock.now(),
+                || state.clock.now(),
                 providers.allow_private_targets,
                 stopping,
             )

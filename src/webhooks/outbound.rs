@@ -277,20 +277,20 @@ struct Claimed {
     previous_secret_until: Option<DateTime<Utc>>,
 }
 
-/// Sends due deliveries batch after batch until none is left due at `now` or `stop` says so;
-/// returns how many were attempted. One batch a tick had let a torture run's flood outpace
+/// Sends due deliveries batch after batch until none is left due or `stop` says so; returns how
+/// many were attempted. `now` is read for each batch, so a long drain's leases stay current. One batch a tick had let a torture run's flood outpace
 /// delivery: 2,000 deliveries still waited when it ended. A failed attempt is due again only
 /// seconds later, so this ends.
 pub async fn deliver_all_due(
     pool: &PgPool,
     client: &reqwest::Client,
-    now: DateTime<Utc>,
+    now: impl Fn() -> DateTime<Utc>,
     allow_private: bool,
     stop: impl Fn() -> bool,
 ) -> sqlx::Result<usize> {
     let mut attempted = 0;
     while !stop() {
-        let sent = deliver_due(pool, client, now, allow_private).await?;
+        let sent = deliver_due(pool, client, now(), allow_private).await?;
         attempted += sent;
         if sent < DELIVERY_BATCH {
             break;
