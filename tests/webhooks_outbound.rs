@@ -535,7 +535,24 @@ async fn a_backlog_is_delivered_in_one_pass_and_failures_wait_for_their_retry(po
     drop(conn);
     use crowdledger::webhooks::outbound::{DELIVERY_BATCH, deliver_all_due, fan_out};
     assert!(events > 4 * DELIVERY_BATCH, "the backlog spans several batches");
-    fan_out(&pool, now).await.unwrap();
+    // Fan-out passes only transactions below the cluster's oldest running one, and parallel
+    // tests share the cluster: an open transaction elsewhere can hold it back for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        fan_out(&pool, now).await.unwrap();
+        let fanned: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if fanned == events as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {fanned} of {events} fanned out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let client = reqwest::Client::new();
 
     // Every delivery is attempted once; the failed ones are not tried again until their retry.
