@@ -367,3 +367,63 @@ async fn the_cli_closes_due_offers_and_exports_the_cap_table(pool: PgPool) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 }
+
+/// A close rewrites every funded pledge of a round; those updates must stay on their pages (HOT),
+/// so no index of `pledges` may name what a close changes (migration 0019). The overdue job's
+/// index follows a column Postgres sets from `status` only while the payment is awaited.
+#[sqlx::test]
+async fn a_close_updates_pledges_without_touching_their_indexes(pool: PgPool) {
+    use crowdledger::pledges::{PledgeStatus, store};
+    let app = TestApp::spawn(pool).await;
+    let (_, offer) = small_open_offer(&app).await;
+    let mut funded = Vec::new();
+    for name in ["A", "B", "C"] {
+        let who = investor(&app, name, "sophisticated").await;
+        let p = funded_pledge(&app, &offer, &who, 2).await;
+        funded.push(p["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+    let who = investor(&app, "D", "sophisticated").await;
+    let pending = ok(pledge(&app, &offer, &who, 2, "10.00").await, 201).await;
+    let pending: uuid::Uuid = pending["id"].as_str().unwrap().parse().unwrap();
+
+    let awaiting: Vec<(uuid::Uuid, bool)> = sqlx::query_as(
+        "select id, awaiting_payment_until is not distinct from
+                    (case when status = 'pending_payment' then payment_due_at end)
+           from pledges order by id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(awaiting.len(), 4);
+    assert!(awaiting.iter().all(|(_, ok)| *ok), "{awaiting:?}");
+    let (due,): (Option<chrono::DateTime<chrono::Utc>>,) =
+        sqlx::query_as("select awaiting_payment_until from pledges where id = $1")
+            .bind(pending)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(due.is_some(), "a pending pledge awaits its payment");
+
+    // The close's own update, counted in its transaction (rolled back).
+    let mut tx = app.pool.begin().await.unwrap();
+    let n = funded.len();
+    store::set_allocations(
+        &mut tx,
+        &funded,
+        &vec![1; n],
+        &vec![Decimal::new(1000, 2); n],
+        &vec![PledgeStatus::Allocated; n],
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    let (updated, hot): (i64, i64) = sqlx::query_as(
+        "select pg_stat_get_xact_tuples_updated('pledges'::regclass),
+                pg_stat_get_xact_tuples_hot_updated('pledges'::regclass)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((updated, hot), (n as i64, n as i64), "every allocation update is HOT");
+    tx.rollback().await.unwrap();
+}

@@ -273,11 +273,12 @@ pub async fn set_allocations(
     Ok(())
 }
 
-/// Pending pledges whose payment window has passed, oldest first.
+/// Pending pledges whose payment window has passed, oldest first (`awaiting_payment_until` is
+/// set only while a pledge is pending: migration 0019).
 pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
     sqlx::query_as(
-        "select id, offer_id from pledges where status = 'pending_payment' and payment_due_at <= $1
-          order by payment_due_at limit $2",
+        "select id, offer_id from pledges where awaiting_payment_until <= $1
+          order by awaiting_payment_until limit $2",
     )
     .bind(now)
     .bind(limit)
