@@ -95,13 +95,13 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
             "with o as (select id, currency, share_price, payment_window_seconds from offers
                          where id = $1 and status = 'open'),
                   p as (insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding,
-                                             card_amount, status, payment_due_at, created_at, funded_at)
+                                             card_amount, status, payment_due_at, created_at)
                         select gen_random_uuid(), o.id, ($4::uuid[])[(1 + (g - $2) / 2)::int], 1 + g % 5,
                                (1 + g % 5) * o.share_price, o.currency,
                                jsonb_build_array(jsonb_build_object('kind', 'card',
                                    'amount', ((1 + g % 5) * o.share_price)::numeric(20, 2)::text)),
-                               (1 + g % 5) * o.share_price, 'funded',
-                               $5::timestamptz + make_interval(secs => o.payment_window_seconds), $5, $5
+                               (1 + g % 5) * o.share_price, 'pending_payment',
+                               $5::timestamptz + make_interval(secs => o.payment_window_seconds), $5
                           from o, generate_series($2::bigint, $2::bigint + $3::bigint - 1) g
                          order by g
                         returning id, shares, amount, currency),
@@ -127,6 +127,16 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
         if pledged != count {
             bail!("seeded {pledged} pledges instead of {count}: is offer {offer} open?");
         }
+        // Funded afterwards, as the service funds them: every pledge row gets the second
+        // version a real one has, so pages hold what they would after a flood.
+        sqlx::query(
+            "update pledges set status = 'funded', funded_at = $2 where offer_id = $1 and status = 'pending_payment'",
+        )
+        .bind(offer)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("funding the seeded pledges")?;
         // The money those payments captured: psp → escrow, as `payments::confirm_payments` posts
         // it for a batch, one entry for the chunk.
         let money = Money::new(amount, Currency::parse("EUR")?)?;
