@@ -278,9 +278,9 @@ struct Claimed {
 }
 
 /// Sends due deliveries batch after batch until none is left due or `stop` says so; returns how
-/// many were attempted. `now` is read for each batch, so a long drain's leases stay current. One batch a tick had let a torture run's flood outpace
-/// delivery: 2,000 deliveries still waited when it ended. A failed attempt is due again only
-/// seconds later, so this ends.
+/// many were attempted. `now` is read for each batch, so a long drain's leases stay current.
+/// One batch a tick had let a torture run's flood outpace delivery: 2,000 deliveries still
+/// waited when it ended. A failed attempt is due again only seconds later, so this ends.
 pub async fn deliver_all_due(
     pool: &PgPool,
     client: &reqwest::Client,
