@@ -14,6 +14,10 @@ use crate::load::{Pace, Recorded, Work};
 pub struct Machine {
     pub cores: usize,
     pub memory_gib: Option<f64>,
+    /// When the kernel starts writing dirty pages back (`vm.dirty_background_*`): it decides
+    /// whether a flood's new relation pages go to disk steadily or in one burst that commits
+    /// wait behind (docs/performance.md).
+    pub dirty_background: Option<String>,
 }
 
 impl Machine {
@@ -32,7 +36,22 @@ impl Machine {
         Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_gib,
+            dirty_background: dirty_background(),
         }
+    }
+}
+
+fn dirty_background() -> Option<String> {
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    match read("dirty_background_bytes")? {
+        0 => Some(format!("{}% of memory", read("dirty_background_ratio")?)),
+        bytes => Some(format!("{} MiB", bytes / (1024 * 1024))),
     }
 }
 
@@ -214,9 +233,10 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mib = |m: Option<f64>| m.map_or("not measured".into(), |m| format!("{m:.0} MiB"));
         let mut md = format!(
-            "Machine: {} cores, {} GiB. Service peak RSS during the floods: {}; over the whole run: {}.\n\n",
+            "Machine: {} cores, {} GiB, background writeback from {} dirty. Service peak RSS during the floods: {}; over the whole run: {}.\n\n",
             self.machine.cores,
             self.machine.memory_gib.map_or("?".into(), |g| g.to_string()),
+            self.machine.dirty_background.as_deref().unwrap_or("?"),
             mib(self.flood_rss_mib),
             mib(self.peak_rss_mib),
         );
