@@ -1103,12 +1103,23 @@ async fn payment_outcomes_apply_once_and_in_order(pool: PgPool) {
         events_of_pledge(&app, &id_of(&failing)).await,
         ["pledge.created", "pledge.cancelled"]
     );
-    // Neither a second failure nor a success after the failure changes anything.
+    // A second failure changes nothing.
+    let before = snapshot(&app).await;
+    let r = ok(sandbox(&app, "payments", &payment_of(&failing), "fail").await, 200);
+    assert_eq!(r["applied"], false, "fail after fail");
+    assert_eq!(snapshot(&app).await, before, "fail after fail");
+    // A success after the failure is money captured all the same (issue 20, finding 4): the
+    // pledge stays cancelled, and the money is owed back in full; once booked, nothing more.
+    let r = ok(sandbox(&app, "payments", &payment_of(&failing), "succeed").await, 200);
+    assert_eq!(r["applied"], true, "succeed after fail");
+    assert_eq!(pledge_status(&app, &id_of(&failing)).await, "cancelled");
+    assert_eq!(shares_reserved(&app, &offer).await, 0);
+    assert_eq!(balance(&app, "refunds:sandbox:eur").await, "120.00");
     let before = snapshot(&app).await;
     for action in ["fail", "succeed"] {
         let r = ok(sandbox(&app, "payments", &payment_of(&failing), action).await, 200);
-        assert_eq!(r["applied"], false, "{action} after fail");
-        assert_eq!(snapshot(&app).await, before, "{action} after fail");
+        assert_eq!(r["applied"], false, "{action} after a success after a failure");
+        assert_eq!(snapshot(&app).await, before, "{action} after a success after a failure");
     }
     assert_eq!(balance(&app, &escrow).await, "0.00");
 
@@ -1124,7 +1135,8 @@ async fn payment_outcomes_apply_once_and_in_order(pool: PgPool) {
     }
     assert_eq!(pledge_status(&app, &id_of(&paid)).await, "funded");
     assert_eq!(balance(&app, &escrow).await, "300.00");
-    assert_eq!(balance(&app, "psp:sandbox:eur").await, "300.00");
+    // The 300.00 funded, and the 120.00 captured after its failure, still owed back.
+    assert_eq!(balance(&app, "psp:sandbox:eur").await, "420.00");
     assert_eq!(shares_reserved(&app, &offer).await, 30);
 
     // Unknown ids.

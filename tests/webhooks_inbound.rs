@@ -489,20 +489,24 @@ async fn a_deposit_is_credited_once_and_only_for_its_amount(pool: PgPool) {
     assert_eq!(signed(&app, "evt_d3", body, 0).await.body["duplicate"], true);
     assert_eq!(budget().await, "1000.00");
 
-    // A failure after the success changes nothing; a failed deposit is never credited later.
+    // A failure after the success changes nothing; money the provider captures after declaring
+    // a deposit failed is credited all the same (issue 20, finding 4), once.
     let late = event("evt_d4", "payment.failed", &first, "1000.00", "EUR", now);
     assert_eq!(signed(&app, "evt_d4", late, 0).await.body["outcome"], "ignored");
     let second = deposit("500.00").await;
     let failed = event("evt_d5", "payment.failed", &second, "500.00", "EUR", now);
     assert_eq!(signed(&app, "evt_d5", failed, 0).await.body["outcome"], "applied");
-    let paid = event("evt_d6", "payment.succeeded", &second, "500.00", "EUR", now);
-    assert_eq!(signed(&app, "evt_d6", paid, 0).await.body["outcome"], "ignored");
     assert_eq!(budget().await, "1000.00");
+    let paid = event("evt_d6", "payment.succeeded", &second, "500.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d6", paid, 0).await.body["outcome"], "applied");
+    let again = event("evt_d7", "payment.succeeded", &second, "500.00", "EUR", now);
+    assert_eq!(signed(&app, "evt_d7", again, 0).await.body["outcome"], "ignored");
+    assert_eq!(budget().await, "1500.00");
     let statuses: Vec<String> = sqlx::query_scalar("select status::text from deposits order by created_at")
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    assert_eq!(statuses, ["succeeded", "failed"]);
+    assert_eq!(statuses, ["succeeded", "succeeded"]);
     app.assert_books_verify().await;
 }
 

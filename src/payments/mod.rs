@@ -233,7 +233,9 @@ pub(crate) fn expect_money(
 }
 
 /// The provider captured a payment: the pledge is funded and the money moves `psp → escrow`.
-/// A payment arriving for a pledge that was cancelled meanwhile is refunded at once.
+/// Money captured is always booked (PRODUCT.md section 10): a payment arriving for a pledge
+/// that ended meanwhile (its window lapsed, its round closed, or the provider had declared the
+/// payment failed) is captured `psp → refunds` and refunded in full at once.
 pub async fn confirm_payment(
     conn: &mut PgConnection,
     provider: &str,
@@ -268,20 +270,18 @@ pub async fn confirm_payment(
         &payment.currency,
         paid,
     )?;
-    match payment.status {
-        PaymentStatus::Succeeded => return Ok(Applied::Nothing),
-        PaymentStatus::Failed => {
-            // A provider does not capture a failed payment; record nothing rather than guess.
-            return Ok(Applied::Nothing);
-        }
-        PaymentStatus::Pending | PaymentStatus::Cancelled => {}
+    if payment.status == PaymentStatus::Succeeded {
+        return Ok(Applied::Nothing);
     }
     if overdue && pledge.status == PledgeStatus::PendingPayment {
         cancel_pledge(conn, &pledge, now).await?;
         pledge.status = PledgeStatus::Cancelled;
     }
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;
-    if pledge.status == PledgeStatus::PendingPayment && payment.status == PaymentStatus::Pending {
+    // A success after a failure is money moved all the same (a provider may retry a declined
+    // card): it funds the pledge if that is still waiting, as a pending payment's would.
+    let fundable = matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Failed);
+    if pledge.status == PledgeStatus::PendingPayment && fundable {
         let escrow = chart::offer_escrow(conn, pledge.offer_id, paid.currency(), now).await?;
         let entry = NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
             .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "provider_payment_id": provider_payment_id }))
@@ -293,10 +293,15 @@ pub async fn confirm_payment(
         events::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
+        let reason = if payment.status == PaymentStatus::Failed {
+            "payment_after_failure"
+        } else {
+            "payment_after_pledge_ended"
+        };
         let refunds = chart::refunds(conn, provider, paid.currency(), now).await?;
         let refund = Uuid::now_v7();
         let entry = NewEntry::new("payment.late", format!("payment:{}:captured", payment.id), now)
-            .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund }))
+            .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund, "reason": reason }))
             .debit(psp, paid)
             .credit(refunds, paid);
         let owed = ledger::post(conn, entry).await?.entry.id;
@@ -306,16 +311,7 @@ pub async fn confirm_payment(
             pledge_id: pledge.id,
             amount: paid.amount(),
         };
-        insert_refunds(
-            conn,
-            provider,
-            paid.currency(),
-            &[new],
-            "payment_after_pledge_ended",
-            owed,
-            now,
-        )
-        .await?;
+        insert_refunds(conn, provider, paid.currency(), &[new], reason, owed, now).await?;
     }
     Ok(Applied::Done)
 }
@@ -471,7 +467,8 @@ pub async fn fail_payment(
         .await?
         .expect("payments are never deleted");
     if payment.status != PaymentStatus::Pending {
-        // A failure after a success (or a repeat) changes nothing.
+        // A failure after a success (or a repeat) changes nothing: the money was captured and
+        // stays booked where the success put it.
         return Ok(Applied::Nothing);
     }
     set_payment_status(conn, payment.id, PaymentStatus::Failed, now).await?;

@@ -104,7 +104,8 @@ pub async fn find(
     .await
 }
 
-/// The provider received the deposit: the budget grows, `psp → sponsor budget`, once.
+/// The provider received the deposit: the budget grows, `psp → sponsor budget`, once, even
+/// after the provider had declared the deposit failed.
 pub async fn confirm(
     conn: &mut PgConnection,
     provider: &str,
@@ -123,18 +124,19 @@ pub async fn confirm(
         deposit.currency.code(),
         paid,
     )?;
-    if deposit.status != DepositStatus::Pending {
-        // A repeat, or money for a deposit the provider already declared failed: a provider
-        // does not capture a failed payment, so nothing is guessed.
+    if deposit.status == DepositStatus::Succeeded {
         return Ok(Applied::Nothing);
     }
+    // Money captured is always booked (PRODUCT.md section 10): a success after a failure (a
+    // provider retrying a declined payment) credits the budget too, which can always take it.
     set_status(conn, deposit.id, DepositStatus::Succeeded, now).await?;
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;
     let budget = chart::sponsor_budget(conn, deposit.sponsor_id, paid.currency(), now).await?;
     let entry = NewEntry::new("deposit.confirmed", format!("deposit:{}:captured", deposit.id), now)
         .metadata(
             serde_json::json!({ "sponsor_id": deposit.sponsor_id, "deposit_id": deposit.id,
-                                      "provider_deposit_id": provider_deposit_id }),
+                                      "provider_deposit_id": provider_deposit_id,
+                                      "after_failure": deposit.status == DepositStatus::Failed }),
         )
         .debit(psp, paid)
         .credit(budget, paid);
@@ -142,7 +144,8 @@ pub async fn confirm(
     Ok(Applied::Done)
 }
 
-/// The provider declined the deposit: nothing was ever credited, the request is closed.
+/// The provider declined the deposit: nothing was ever credited. A success the provider sends
+/// after all is still credited ([`confirm`]).
 pub async fn fail(
     conn: &mut PgConnection,
     provider: &str,
