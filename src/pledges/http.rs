@@ -116,21 +116,26 @@ async fn create_pledge(
             }
         };
     }
-    // Guessing cheque codes is slowed down per investor and per client (cheques/attempts.rs).
+    // Guessing cheque codes is slowed down (cheques/attempts.rs): the attempt is claimed before
+    // any code is tested, so racing requests cannot all slip under the investor's allowance.
     let scopes = attempts::Scopes::new(body.investor_id, caller.key_id);
-    attempts::guard(&state.pool, &scopes, now).await?;
+    let claim = attempts::claim(&state.pool, scopes, now).await?;
     // Checks that need no lock run before the transaction.
     let mut conn = state.pool.acquire().await?;
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
-    if let Err(err) = &checked
-        && redeem::is_wrong_code(err)
-    {
-        attempts::failed(&state.pool, &scopes, now).await?;
+    let wrong = matches!(&checked, Err(err) if redeem::is_wrong_code(err));
+    let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked).await;
+    let tested = match &created {
+        _ if wrong => attempts::Tested::Wrong,
+        Ok(_) => attempts::Tested::Right,
+        Err(_) => attempts::Tested::NotAGuess,
+    };
+    // The answer stands either way: an unsettled claim only counts against the investor.
+    if let Err(err) = claim.settle(&state.pool, tested, now).await {
+        tracing::error!(error = ?err, "a cheque-code attempt was not settled");
     }
-    let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked).await?;
-    attempts::succeeded(&state.pool, &scopes).await?;
-    Ok(created)
+    created
 }
 
 /// A pledge in a transaction of its own.
