@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::{Reply, TestApp};
 
-/// The sandbox secret of config/default.toml, which the test app runs with.
-pub const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
+/// The sandbox's built-in development secret, which the test app (manual clock, no
+/// `payments.sandbox.webhook_secret`) runs with.
+pub const SANDBOX_SECRET: &str = crowdledger::payments::sandbox::DEVELOPMENT_SECRET;
 
 pub fn secret() -> WebhookSecret {
     SANDBOX_SECRET.parse().unwrap()
