@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::Applied;
 use super::provider::{Event, Received};
 use crate::batch::{self, Lanes};
+use crate::clock::wall_clock;
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -367,7 +368,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Events from a payment provider (`stripe`, or `sandbox` with a manual clock only),
-/// authenticated by their signature.
+/// authenticated by their signature, whose timestamp is judged by the wall clock.
 #[utoipa::path(post, path = "/v1/webhooks/{provider}", tag = "webhooks", params(("provider" = String, Path)),
     request_body(content = String, description = "the provider's signed event, verified byte for byte"),
     responses((status = 200, body = Ack), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -384,7 +385,8 @@ async fn webhook(
         .providers
         .adapter(&provider)
         .ok_or_else(crate::http::no_such_route)?;
-    let received = adapter.read_webhook(&state.providers, &headers, &body, now.timestamp())?;
+    // The provider signed by its real clock, not by our business time (PRODUCT.md section 7).
+    let received = adapter.read_webhook(&state.providers, &headers, &body, wall_clock().timestamp())?;
     let inbound = Inbound {
         provider,
         received,

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::Providers;
 use super::SANDBOX;
 use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
-use crate::clock::ClockError;
+use crate::clock::{ClockError, wall_clock};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -187,7 +187,8 @@ async fn send(
     amount: Decimal,
     currency: String,
 ) -> Result<Json<Outcome>, ApiError> {
-    let now = state.clock.now().timestamp();
+    // A provider stamps and signs with its own clock, the real one: the manual clock is ours.
+    let now = wall_clock().timestamp();
     let currency_code = Currency::parse(&currency)?;
     let event = SandboxEvent {
         id: format!("evt_{}", Uuid::now_v7().simple()),

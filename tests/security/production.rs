@@ -1,14 +1,21 @@
-//! Finding 1: the sandbox in production.
+//! Findings 1 and 11: the sandbox in production, and transport time.
 //!
 //! 1. Under the system clock the sandbox provider does not exist: its webhook answers 404 like
 //!    any unknown path and changes nothing, money that needs a provider is refused with 422
 //!    `payment_provider_unavailable` before anything is written, cheque-only pledges still work,
 //!    and settings that would bring the sandbox back keep the service from starting.
+//! 11. Webhook signature timestamps, in and out, are wall-clock time however far a manual clock
+//!     has moved: the official Standard Webhooks library verifies our deliveries, and a provider
+//!     signing with its real clock is accepted.
 //!
 //! Worlds that need the sandbox (a pending card payment, a funded sponsor, a succeeded offer)
 //! are made through the API by an app on a manual clock, then served by one on the system clock
 //! over the same database, as a database once served in development would be.
 
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -16,6 +23,9 @@ use sqlx::PgPool;
 
 use crate::common::fixtures::{self, ok};
 use crate::common::{self, Reply, TestApp, sandbox};
+
+const WEEKS_3: i64 = 21 * fixtures::DAY;
+const STRIPE_SECRET: &str = "whsec_stripe-test-secret-for-production-tests";
 
 async fn system_app(pool: &PgPool, extra: &[(&str, &str)]) -> TestApp {
     let mut env = vec![("CROWDLEDGER__CLOCK__MODE", "system")];
@@ -276,4 +286,153 @@ async fn the_service_refuses_to_start_with_the_sandbox_under_the_system_clock(po
     let health = reqwest::get(format!("{}/health", served.base)).await.unwrap();
     assert_eq!(health.status(), 200);
     served.terminate().await;
+}
+
+/// A webhook receiver on loopback that keeps what it gets.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let receiver = Receiver::default();
+        let kept = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let kept = kept.clone();
+                async move {
+                    kept.got.lock().unwrap().push((headers, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    /// Waits until a delivery of event `kind` has arrived, and returns it.
+    async fn delivery_of(&self, app: &TestApp, kind: &str) -> (HeaderMap, Bytes) {
+        app.wait_for_value(
+            || async {
+                self.got
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(_, body)| serde_json::from_slice::<Value>(body).unwrap()["type"] == kind)
+                    .cloned()
+            },
+            Option::is_some,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[sqlx::test]
+async fn outbound_deliveries_verify_with_the_official_library_after_the_clock_moved_weeks(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, &[("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")]).await;
+    let (receiver, url) = Receiver::start().await;
+    let endpoint = ok(
+        app.post(
+            "/v1/webhook-endpoints",
+            json!({"url": url, "events": ["pledge.created", "pledge.funded"]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // The official Standard Webhooks library, which checks the timestamp against its own clock.
+    let official = standardwebhooks::Webhook::new(endpoint["secret"].as_str().unwrap()).unwrap();
+
+    // Weeks ahead, as a sandbox user does to see a round close.
+    ok(
+        app.post("/v1/sandbox/clock", json!({"advance_seconds": WEEKS_3})).await,
+        200,
+    )
+    .await;
+    let (_, offer) = fixtures::small_open_offer(&app).await;
+    let who = fixtures::investor(&app, "Sophie", "sophisticated").await;
+    // pledge.created, then pledge.funded through the sandbox's own signed webhook.
+    fixtures::funded_pledge(&app, &offer, &who, 10).await;
+
+    for kind in ["pledge.created", "pledge.funded"] {
+        let (headers, body) = receiver.delivery_of(&app, kind).await;
+        official
+            .verify(&body, &headers)
+            .unwrap_or_else(|e| panic!("{kind}: the official library refused our delivery: {e} ({headers:?})"));
+    }
+}
+
+#[sqlx::test]
+async fn inbound_signatures_are_judged_by_the_wall_clock_after_the_clock_moved_weeks(pool: PgPool) {
+    let app = TestApp::spawn_with(
+        pool,
+        &[("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", STRIPE_SECRET)],
+    )
+    .await;
+    ok(
+        app.post("/v1/sandbox/clock", json!({"advance_seconds": WEEKS_3})).await,
+        200,
+    )
+    .await;
+    let business = app.clock.now().timestamp();
+    let wall = Utc::now().timestamp();
+    assert!(business - wall >= WEEKS_3);
+
+    let (_, offer) = fixtures::small_open_offer(&app).await;
+    let who = fixtures::investor(&app, "Sophie", "sophisticated").await;
+    let pledge = ok(fixtures::pledge(&app, &offer, &who, 10, "10.00").await, 201).await;
+    let payment = pledge["payment"]["payment_id"].as_str().unwrap();
+
+    // Stamped with the moved business time: weeks off the real time, stale.
+    sandbox_event(&app, "evt_business", "payment.succeeded", payment, "100.00", business)
+        .await
+        .assert_problem(401, "invalid_signature");
+    // Stamped by a provider's real clock: accepted, and the pledge funded.
+    let r = sandbox_event(&app, "evt_wall", "payment.succeeded", payment, "100.00", wall).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["outcome"].as_str()),
+        (200, Some("applied")),
+        "{:#}",
+        r.body
+    );
+    let funded = ok(
+        app.get(&format!("/v1/pledges/{}", pledge["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(funded["status"], "funded", "{funded:#}");
+
+    // The sandbox's own controls sign with the real time too, so they still verify.
+    let other = fixtures::investor(&app, "Léa", "sophisticated").await;
+    fixtures::funded_pledge(&app, &offer, &other, 5).await;
+
+    // A real provider's test mode, after the same move: Stripe's signature by its clock is
+    // accepted (pi_unknown is no payment of ours: quarantined), by ours refused.
+    let body = serde_json::to_vec(&json!({"id": "evt_stripe", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_unknown", "amount": 100, "currency": "eur"}}}))
+    .unwrap();
+    let stripe = |timestamp: i64| {
+        let header = crowdledger::webhooks::signature::stripe_sign(STRIPE_SECRET.as_bytes(), timestamp, &body);
+        let req = app
+            .client
+            .post(format!("{}/v1/webhooks/stripe", app.base))
+            .header("stripe-signature", header)
+            .body(body.clone());
+        async move { common::read(req.send().await.unwrap()).await }
+    };
+    stripe(business).await.assert_problem(401, "invalid_signature");
+    let r = stripe(wall).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["outcome"].as_str()),
+        (200, Some("quarantined")),
+        "{:#}",
+        r.body
+    );
+    app.assert_books_verify().await;
 }
