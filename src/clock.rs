@@ -1,5 +1,8 @@
 //! The one source of business time. Nothing else in the service reads the wall clock, so tests
 //! and the sandbox can move time and every rule (windows, expiries, closing) moves with it.
+//! Transport times are not business times: webhook signature timestamps, in and out, are checked
+//! by providers' and platforms' own real clocks, so they come from [`wall_clock`] (PRODUCT.md
+//! section 7).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,8 +28,10 @@ pub enum ClockError {
     OutOfRange,
 }
 
-/// The one place the service reads the wall clock.
-fn wall_clock() -> DateTime<Utc> {
+/// The one place the service reads the wall clock. Business rules use [`Clock::now`]; this is
+/// for transport times only (webhook signature timestamps, in and out), which must be real
+/// however far a manual clock has been moved.
+pub fn wall_clock() -> DateTime<Utc> {
     Utc::now()
 }
 

@@ -10,7 +10,10 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use subtle::ConstantTimeEq;
+
 use crate::clock::ClockMode;
+use crate::payments::sandbox::DEVELOPMENT_SECRET;
 use crate::webhooks::signature::WebhookSecret;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -69,14 +72,26 @@ pub struct ClockSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsSettings {
+    /// The provider that takes card pledges (and, for now, sponsors' deposits and projects'
+    /// payouts). Unset: the sandbox under a manual clock, none under the system clock.
+    pub card_provider: Option<CardProvider>,
     pub sandbox: SandboxSettings,
     pub stripe: StripeSettings,
+}
+
+/// The providers that can take card payments here (a real one comes with its adapter's API).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CardProvider {
+    /// With `clock.mode = "manual"` only.
+    Sandbox,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSettings {
-    pub webhook_secret: SecretString,
+    /// Unset: [`crate::payments::sandbox::DEVELOPMENT_SECRET`], with a manual clock only.
+    pub webhook_secret: Option<SecretString>,
     pub auto_confirm: bool,
 }
 
@@ -164,18 +179,14 @@ impl Settings {
         if self.http.body_limit_bytes < 1024 {
             bail!("invalid configuration: http.body_limit_bytes must be at least 1024");
         }
-        if self
-            .payments
-            .sandbox
-            .webhook_secret
-            .expose_secret()
-            .parse::<WebhookSecret>()
-            .is_err()
+        if let Some(secret) = &self.payments.sandbox.webhook_secret
+            && secret.expose_secret().parse::<WebhookSecret>().is_err()
         {
             bail!(
                 "invalid configuration: payments.sandbox.webhook_secret must be whsec_ and base64 of at least 16 bytes"
             );
         }
+        self.validate_sandbox()?;
         if self
             .payments
             .stripe
@@ -201,6 +212,37 @@ impl Settings {
             {
                 bail!("invalid configuration: {key} must be a postgres:// URL");
             }
+        }
+        Ok(())
+    }
+
+    /// The sandbox is for tests: under the system clock it does not exist (PRODUCT.md section
+    /// 10), so a setting that would bring it, or its public secret, into production is refused.
+    fn validate_sandbox(&self) -> anyhow::Result<()> {
+        if self.clock.mode != ClockMode::System {
+            return Ok(());
+        }
+        let sandbox = &self.payments.sandbox;
+        if sandbox.auto_confirm {
+            bail!(
+                "invalid configuration: payments.sandbox.auto_confirm = true needs clock.mode = \"manual\"; \
+                 the sandbox does not exist under the system clock"
+            );
+        }
+        if self.payments.card_provider == Some(CardProvider::Sandbox) {
+            bail!(
+                "invalid configuration: payments.card_provider = \"sandbox\" needs clock.mode = \"manual\"; \
+                 the sandbox takes no payments under the system clock"
+            );
+        }
+        // Canonical base64 (checked above): one spelling per key, so comparing strings suffices.
+        if let Some(secret) = &sandbox.webhook_secret
+            && bool::from(secret.expose_secret().as_bytes().ct_eq(DEVELOPMENT_SECRET.as_bytes()))
+        {
+            bail!(
+                "invalid configuration: payments.sandbox.webhook_secret is the public development secret, \
+                 refused with clock.mode = \"system\" (leave it unset: the sandbox does not exist there)"
+            );
         }
         Ok(())
     }
@@ -301,6 +343,57 @@ mod tests {
             err.contains("payments.sandbox.webhook_secret") && !err.contains("hunter2"),
             "{err}"
         );
+    }
+
+    const SYSTEM: (&str, &str) = ("CROWDLEDGER__CLOCK__MODE", "system");
+    const MANUAL: (&str, &str) = ("CROWDLEDGER__CLOCK__MODE", "manual");
+
+    /// Refused under the system clock, naming `key`; the sandbox's own with a manual clock.
+    fn refused_under_the_system_clock(setting: (&str, &str), key: &str) {
+        let err = message(load(&[SYSTEM, setting]).unwrap_err());
+        assert!(err.contains(key) && err.contains("clock.mode"), "{err}");
+        assert!(!err.contains(DEVELOPMENT_SECRET), "{err}");
+        load(&[MANUAL, setting]).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_defaults_hold_no_sandbox_setting_and_start_under_the_system_clock() {
+        let s = load(&[SYSTEM]).unwrap();
+        assert!(s.payments.sandbox.webhook_secret.is_none());
+        assert!(!s.payments.sandbox.auto_confirm);
+        assert_eq!(s.payments.card_provider, None);
+        // A secret of one's own is no public one; unused there, it is no reason to refuse.
+        let own = WebhookSecret::generate().expose_string();
+        load(&[SYSTEM, ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", &own)]).unwrap();
+    }
+
+    #[test]
+    fn sandbox_auto_confirm_is_refused_under_the_system_clock() {
+        refused_under_the_system_clock(
+            ("CROWDLEDGER__PAYMENTS__SANDBOX__AUTO_CONFIRM", "true"),
+            "payments.sandbox.auto_confirm",
+        );
+    }
+
+    #[test]
+    fn the_development_secret_is_refused_under_the_system_clock() {
+        refused_under_the_system_clock(
+            ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", DEVELOPMENT_SECRET),
+            "payments.sandbox.webhook_secret",
+        );
+    }
+
+    #[test]
+    fn the_sandbox_as_card_provider_is_refused_under_the_system_clock() {
+        refused_under_the_system_clock(
+            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "sandbox"),
+            "payments.card_provider",
+        );
+        let s = load(&[MANUAL, ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "sandbox")]).unwrap();
+        assert_eq!(s.payments.card_provider, Some(CardProvider::Sandbox));
+        // No adapter here takes real card payments yet.
+        let err = message(load(&[MANUAL, ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe")]).unwrap_err());
+        assert!(err.contains("card_provider"), "{err}");
     }
 
     #[test]

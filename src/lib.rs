@@ -60,17 +60,20 @@ impl App {
 
     /// An application over an existing pool (tests hand in their fresh database).
     pub fn with_pool(settings: &Settings, pool: sqlx::PgPool, clock: Clock) -> App {
+        // Which providers exist follows the clock that serves, as the sandbox's controls do.
+        let providers = payments::Providers::new(
+            &settings.payments,
+            clock.mode(),
+            settings.webhooks.allow_private_targets,
+        );
         App {
             state: AppState {
-                batcher: pledges::batcher::Batcher::new(pool.clone()),
+                batcher: pledges::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
                 inbound: payments::inbound::Batcher::new(pool.clone()),
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
-                providers: std::sync::Arc::new(payments::Providers::new(
-                    &settings.payments,
-                    settings.webhooks.allow_private_targets,
-                )),
+                providers: std::sync::Arc::new(providers),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

@@ -132,7 +132,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         "/docs",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], docs_html.clone()))),
     )
-    .fallback(|| async { ApiError::not_found("no such route") })
+    .fallback(|| async { no_such_route() })
     .method_not_allowed_fallback(|| async {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -187,6 +187,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
     )
     .with_state(state)
+}
+
+/// What a path the service does not serve answers, whoever asks: 404 `not_found`.
+pub fn no_such_route() -> ApiError {
+    ApiError::not_found("no such route")
 }
 
 #[derive(Serialize, ToSchema)]

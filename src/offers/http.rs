@@ -433,8 +433,10 @@ async fn create_payout(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{id}/payouts"), &());
+    // Without a provider to pay through, refused before anything is written.
+    let provider = state.providers.card_provider()?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
-        let p = payments::request_payout(conn, id, now).await?;
+        let p = payments::request_payout(conn, provider, id, now).await?;
         let amount = p.amount;
         Ok((
             StatusCode::CREATED,

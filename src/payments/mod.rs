@@ -18,6 +18,9 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use self::provider::PaymentProvider;
+use crate::clock::ClockMode;
+use crate::config::CardProvider;
 use crate::events;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
@@ -28,40 +31,74 @@ use crate::{chart, offers};
 /// The built-in test-mode provider.
 pub const SANDBOX: &str = "sandbox";
 
-/// What the service needs to talk to payment providers.
+/// What the service needs to talk to payment providers: the providers that exist here, built
+/// once from the settings and the clock's mode.
 pub struct Providers {
-    /// Signs the sandbox's webhooks and verifies them on arrival.
-    pub sandbox_secret: crate::webhooks::signature::WebhookSecret,
+    /// The sandbox, with a manual clock only. Under the system clock it does not exist: its
+    /// webhook is an unknown path and it takes no payments (PRODUCT.md section 10).
+    pub sandbox: Option<sandbox::SandboxSetup>,
+    /// Where new card payments, deposits and payouts go (`payments.card_provider`).
+    card: Option<&'static dyn PaymentProvider>,
     /// Verifies `Stripe-Signature`; without it the stripe endpoint answers 404.
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
     pub self_url: std::sync::OnceLock<String>,
     /// Outbound webhooks may target private and loopback addresses (`webhooks.allow_private_targets`).
     pub allow_private_targets: bool,
-    /// The sandbox confirms refunds and payouts by itself (`payments.sandbox.auto_confirm`).
-    pub auto_confirm: bool,
     pub client: reqwest::Client,
 }
 
 impl Providers {
-    pub fn new(settings: &crate::config::PaymentsSettings, allow_private_targets: bool) -> Self {
+    pub fn new(settings: &crate::config::PaymentsSettings, clock: ClockMode, allow_private_targets: bool) -> Self {
         use secrecy::ExposeSecret;
-        Providers {
-            sandbox_secret: settings
+        let sandbox = (clock == ClockMode::Manual).then(|| sandbox::SandboxSetup {
+            secret: settings
                 .sandbox
                 .webhook_secret
-                .expose_secret()
+                .as_ref()
+                .map_or(sandbox::DEVELOPMENT_SECRET, |s| s.expose_secret())
                 .parse()
                 .expect("validated when the settings were loaded"),
+            auto_confirm: settings.sandbox.auto_confirm,
+        });
+        let card: Option<&'static dyn PaymentProvider> = match (clock, settings.card_provider) {
+            // No adapter here creates real payments yet; the settings refuse the sandbox.
+            (ClockMode::System, _) => None,
+            (ClockMode::Manual, None | Some(CardProvider::Sandbox)) => Some(&sandbox::Sandbox),
+        };
+        Providers {
+            sandbox,
+            card,
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
             allow_private_targets,
-            auto_confirm: settings.sandbox.auto_confirm,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()
                 .expect("a plain HTTP client builds"),
         }
+    }
+
+    /// The adapter of `POST /v1/webhooks/{name}`: the sandbox only where it exists; stripe
+    /// always (its endpoint answers 404 until its secret is set).
+    pub fn adapter(&self, name: &str) -> Option<&'static dyn PaymentProvider> {
+        match name {
+            SANDBOX if self.sandbox.is_some() => Some(&sandbox::Sandbox),
+            stripe::STRIPE => Some(&stripe::Stripe),
+            _ => None,
+        }
+    }
+
+    /// The provider new card payments go to, and sponsors' deposits and projects' payouts
+    /// until each has a setting of its own: `payments.card_provider`, the sandbox by default
+    /// under a manual clock. None under the system clock: 422 `payment_provider_unavailable`.
+    pub fn card_provider(&self) -> Result<&'static dyn PaymentProvider, ApiError> {
+        self.card.ok_or_else(provider::unavailable)
+    }
+
+    /// Whether the sandbox confirms refunds, payouts and deposits by itself.
+    pub fn auto_confirm(&self) -> bool {
+        self.sandbox.as_ref().is_some_and(|s| s.auto_confirm)
     }
 }
 
@@ -85,15 +122,15 @@ pub struct Payment {
     pub status: PaymentStatus,
 }
 
-/// Asks the provider for a card payment of a pledge's card part.
+/// Asks `provider` for a card payment of a pledge's card part.
 pub async fn create_payment(
     conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
     pledge_id: Uuid,
     amount: Money,
     now: DateTime<Utc>,
 ) -> Result<Payment, ApiError> {
     let id = Uuid::now_v7();
-    let provider = provider::default_provider();
     let provider_payment_id = provider.create_payment(id, amount)?;
     Ok(sqlx::query_as(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
@@ -114,9 +151,9 @@ pub async fn create_payment(
 /// [`create_payment`] for many pledges in one statement (the batcher's), in the order given.
 pub async fn create_payments(
     conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
     requests: &[(Uuid, Money, DateTime<Utc>)],
 ) -> Result<Vec<Payment>, ApiError> {
-    let provider = provider::default_provider();
     let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
     let references = ids
         .iter()
@@ -722,8 +759,13 @@ pub struct Payout {
     pub created_at: DateTime<Utc>,
 }
 
-/// Asks the provider to pay a succeeded offer's project what it is still owed for that offer.
-pub async fn request_payout(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<Payout, ApiError> {
+/// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer.
+pub async fn request_payout(
+    conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
+    offer_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Payout, ApiError> {
     let offer = offers::store::lock(conn, offer_id)
         .await?
         .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
@@ -755,7 +797,6 @@ pub async fn request_payout(conn: &mut PgConnection, offer_id: Uuid, now: DateTi
         ));
     }
     let id = Uuid::now_v7();
-    let provider = provider::default_provider();
     let provider_payout_id = provider.create_payout(id, Money::new(owed, offer.currency)?)?;
     let payout = sqlx::query_as(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)

@@ -4,9 +4,10 @@
 //!
 //! Creating runs inside the transaction that writes our row, so an adapter does no I/O there: it
 //! names the provider's object for our row id, which is also the idempotency key a networked
-//! adapter would send. The sandbox is built in and needs nothing more. For Stripe only the
-//! inbound half exists (no network reaches Stripe from here), so its `create_*` refuse; it is never
-//! the provider new payments go to (docs/payments.md).
+//! adapter would send. The sandbox is built in and needs nothing more, and exists only with a
+//! manual clock (`super::Providers`). For Stripe only the inbound half exists (no network
+//! reaches Stripe from here), so its `create_*` refuse; it is never the provider new payments go
+//! to (docs/payments.md).
 
 use axum::http::HeaderMap;
 use uuid::Uuid;
@@ -182,8 +183,9 @@ pub trait PaymentProvider: Sync {
     }
 }
 
-/// The adapter registered under `name`.
-pub fn adapter(name: &str) -> Option<&'static dyn PaymentProvider> {
+/// Every adapter this code has, by name, whatever exists in this process: which providers
+/// receive webhooks and take new payments is [`super::Providers`]'s to say.
+fn known(name: &str) -> Option<&'static dyn PaymentProvider> {
     match name {
         super::SANDBOX => Some(&super::sandbox::Sandbox),
         super::stripe::STRIPE => Some(&super::stripe::Stripe),
@@ -191,15 +193,20 @@ pub fn adapter(name: &str) -> Option<&'static dyn PaymentProvider> {
     }
 }
 
-/// The provider new payments, payouts and deposits go to. Refunds go back through the provider
+/// The adapter of a provider named in one of our rows: refunds go back through the provider
 /// of the payment they return.
-pub fn default_provider() -> &'static dyn PaymentProvider {
-    &super::sandbox::Sandbox
+pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
+    known(name).expect("rows only name registered providers")
 }
 
-/// The adapter of a provider named in one of our rows.
-pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
-    adapter(name).expect("rows only name registered providers")
+/// 422 `payment_provider_unavailable`: money that needs a provider to create it, where none is
+/// configured to (`payments.card_provider`).
+pub fn unavailable() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "payment_provider_unavailable",
+        "no payment provider is configured to take this money (payments.card_provider)",
+    )
 }
 
 pub(super) fn invalid_signature(err: crate::webhooks::signature::SignatureError) -> ApiError {
@@ -221,13 +228,27 @@ pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ClockMode;
+    use crate::config::{PaymentsSettings, SandboxSettings, StripeSettings};
     use crate::money::Currency;
+
+    fn providers(clock: ClockMode) -> super::super::Providers {
+        let settings = PaymentsSettings {
+            card_provider: None,
+            sandbox: SandboxSettings {
+                webhook_secret: None,
+                auto_confirm: false,
+            },
+            stripe: StripeSettings { webhook_secret: None },
+        };
+        super::super::Providers::new(&settings, clock, false)
+    }
 
     #[test]
     fn adapters_are_found_by_name_and_create_what_they_can() {
         let amount = Money::new("10.00".parse().unwrap(), Currency::EUR).unwrap();
         let id = Uuid::nil();
-        let sandbox = adapter("sandbox").unwrap();
+        let sandbox = of_row("sandbox");
         assert_eq!(sandbox.name(), "sandbox");
         assert_eq!(
             [
@@ -248,7 +269,7 @@ mod tests {
             sandbox.create_payment(id, amount).unwrap(),
             sandbox.create_payment(id, amount).unwrap()
         );
-        let stripe = adapter("stripe").unwrap();
+        let stripe = of_row("stripe");
         assert_eq!(stripe.name(), "stripe");
         assert!(matches!(
             stripe.create_payment(id, amount),
@@ -257,7 +278,23 @@ mod tests {
                 ..
             })
         ));
-        assert!(adapter("paypal").is_none());
-        assert_eq!(default_provider().name(), "sandbox");
+        assert!(known("paypal").is_none());
+    }
+
+    #[test]
+    fn the_sandbox_exists_only_with_a_manual_clock() {
+        let manual = providers(ClockMode::Manual);
+        assert_eq!(manual.adapter("sandbox").map(|a| a.name()), Some("sandbox"));
+        assert_eq!(manual.card_provider().unwrap().name(), "sandbox");
+        let system = providers(ClockMode::System);
+        assert!(system.sandbox.is_none() && system.adapter("sandbox").is_none());
+        assert_eq!(
+            system.card_provider().map(|p| p.name()).unwrap_err().code(),
+            "payment_provider_unavailable"
+        );
+        for p in [&manual, &system] {
+            assert_eq!(p.adapter("stripe").map(|a| a.name()), Some("stripe"));
+            assert!(p.adapter("paypal").is_none());
+        }
     }
 }

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::Providers;
 use super::SANDBOX;
 use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
-use crate::clock::ClockError;
+use crate::clock::{ClockError, wall_clock};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -28,6 +28,26 @@ use uuid::Uuid;
 
 /// The built-in test-mode provider. Its objects are our rows; its ids name them.
 pub struct Sandbox;
+
+/// The sandbox's signing secret when `payments.sandbox.webhook_secret` is unset: public (it is
+/// in this repository), so it serves only with a manual clock, and the settings refuse it under
+/// the system clock.
+pub const DEVELOPMENT_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
+
+/// The sandbox where it exists (a manual clock).
+pub struct SandboxSetup {
+    /// Signs the sandbox's webhooks and verifies them on arrival.
+    pub secret: signature::WebhookSecret,
+    /// The sandbox confirms refunds, payouts and deposits by itself (`payments.sandbox.auto_confirm`).
+    pub auto_confirm: bool,
+}
+
+impl Providers {
+    /// The sandbox, or the answer of a path that does not exist where it does not.
+    fn sandbox_setup(&self) -> Result<&SandboxSetup, ApiError> {
+        self.sandbox.as_ref().ok_or_else(crate::http::no_such_route)
+    }
+}
 
 impl PaymentProvider for Sandbox {
     fn name(&self) -> &'static str {
@@ -78,7 +98,15 @@ fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Res
     let id = header(headers, "webhook-id")?;
     let timestamp = header(headers, "webhook-timestamp")?;
     let signatures = header(headers, "webhook-signature")?;
-    signature::verify(&[&settings.sandbox_secret], id, timestamp, signatures, body, now).map_err(invalid_signature)?;
+    signature::verify(
+        &[&settings.sandbox_setup()?.secret],
+        id,
+        timestamp,
+        signatures,
+        body,
+        now,
+    )
+    .map_err(invalid_signature)?;
     let parsed: Result<SandboxEvent, _> = serde_json::from_slice(body);
     let Ok(parsed) = parsed else {
         return Ok(Received::unreadable(Some(id), body, "unreadable body"));
@@ -159,12 +187,13 @@ async fn send(
     amount: Decimal,
     currency: String,
 ) -> Result<Json<Outcome>, ApiError> {
-    let now = state.clock.now();
+    // A provider stamps and signs with its own clock, the real one: the manual clock is ours.
+    let now = wall_clock().timestamp();
     let currency_code = Currency::parse(&currency)?;
     let event = SandboxEvent {
         id: format!("evt_{}", Uuid::now_v7().simple()),
         kind: kind.to_string(),
-        created: now.timestamp(),
+        created: now,
         data: SandboxData {
             payment_id: id.clone(),
             amount: format_amount(amount, currency_code),
@@ -172,7 +201,7 @@ async fn send(
         },
     };
     let body = serde_json::to_vec(&event).map_err(ApiError::internal)?;
-    let signature = signature::signature_header(&[&state.providers.sandbox_secret], &event.id, now.timestamp(), &body);
+    let signature = signature::signature_header(&[&state.providers.sandbox_setup()?.secret], &event.id, now, &body);
     let base = state
         .providers
         .self_url
@@ -184,7 +213,7 @@ async fn send(
         .post(format!("{base}/v1/webhooks/{SANDBOX}"))
         .header("content-type", "application/json")
         .header("webhook-id", &event.id)
-        .header("webhook-timestamp", now.timestamp().to_string())
+        .header("webhook-timestamp", now.to_string())
         .header("webhook-signature", signature)
         .body(body)
         .send()

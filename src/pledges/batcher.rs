@@ -44,6 +44,7 @@ use crate::idempotency::{self, IdempotencyKey, KeyClaim};
 use crate::investors::Investor;
 use crate::money::Money;
 use crate::offers::Offer;
+use crate::payments::provider::PaymentProvider;
 use crate::{events, investors, offers, payments};
 
 /// Pledges per transaction, at most.
@@ -67,19 +68,25 @@ pub struct Job {
 pub struct Batcher {
     pool: PgPool,
     lanes: Lanes<Uuid, Job, Response>,
+    /// The provider card payments go to; without one the one-pledge path refuses them.
+    card: Option<&'static dyn PaymentProvider>,
 }
 
 impl Batcher {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, card: Option<&'static dyn PaymentProvider>) -> Self {
         Batcher {
             pool,
             lanes: Lanes::default(),
+            card,
         }
     }
 
     /// Queues a card pledge on its offer and waits for the outcome. `Err(job)` when it must
     /// take the one-pledge path instead.
     pub async fn submit(&self, offer: Uuid, job: Job) -> Result<Result<Response, ApiError>, Box<Job>> {
+        let Some(card) = self.card else {
+            return Err(Box::new(job));
+        };
         // No lane is ever made for a made-up offer id.
         if !self.lanes.running(&offer) {
             let exists = async {
@@ -104,7 +111,7 @@ impl Batcher {
                     move |jobs: Vec<Job>, turn| {
                         let pool = pool.clone();
                         async move {
-                            let decided = write(&pool, offer, &jobs, turn).await;
+                            let decided = write(&pool, card, offer, &jobs, turn).await;
                             (jobs, decided)
                         }
                     },
@@ -117,7 +124,13 @@ impl Batcher {
 /// One batch: judged on an unlocked read and reserved last, or, when that read left doubt,
 /// judged and written under the offer's row lock. The lane starts its next batch once this one
 /// holds the row ([`Turn::taken`]), so batches reserve in arrival order.
-async fn write(pool: &PgPool, offer_id: Uuid, jobs: &[Job], mut turn: Turn) -> Decided<Response> {
+async fn write(
+    pool: &PgPool,
+    card: &dyn PaymentProvider,
+    offer_id: Uuid,
+    jobs: &[Job],
+    mut turn: Turn,
+) -> Decided<Response> {
     let claims = claims(jobs);
     let mut conn = pool.acquire().await?;
     let Some(offer) = offers::store::get(&mut conn, offer_id).await? else {
@@ -126,17 +139,17 @@ async fn write(pool: &PgPool, offer_id: Uuid, jobs: &[Job], mut turn: Turn) -> D
     let judged = judge(&mut conn, &offer, jobs, &claims).await?;
     if judged.full {
         // The snapshot may be behind a release of shares: only the locked row says "full".
-        return write_locked(&mut conn, offer_id, jobs, &claims, turn).await;
+        return write_locked(&mut conn, card, offer_id, jobs, &claims, turn).await;
     }
     if judged.accepted.is_empty() {
         return Ok(judged.results);
     }
     let mut tx = conn.begin().await?;
-    let (results, total) = insert(&mut tx, &offer, jobs, &claims, judged).await?;
+    let (results, total) = insert(&mut tx, card, &offer, jobs, &claims, judged).await?;
     if !offers::store::reserve_if_room(&mut tx, offer_id, total).await? {
         // Closed, or filled by others, since it was read: judged again with the row locked.
         tx.rollback().await?;
-        return write_locked(&mut conn, offer_id, jobs, &claims, turn).await;
+        return write_locked(&mut conn, card, offer_id, jobs, &claims, turn).await;
     }
     turn.taken();
     tx.commit().await?;
@@ -146,6 +159,7 @@ async fn write(pool: &PgPool, offer_id: Uuid, jobs: &[Job], mut turn: Turn) -> D
 /// The batch judged and written with the offer's row locked first: the decision is final.
 async fn write_locked(
     conn: &mut PgConnection,
+    card: &dyn PaymentProvider,
     offer_id: Uuid,
     jobs: &[Job],
     claims: &[KeyClaim<'_>],
@@ -161,7 +175,7 @@ async fn write_locked(
         tx.rollback().await?;
         return Ok(judged.results);
     }
-    let (results, total) = insert(&mut tx, &offer, jobs, claims, judged).await?;
+    let (results, total) = insert(&mut tx, card, &offer, jobs, claims, judged).await?;
     if !offers::store::reserve(&mut tx, offer_id, total).await? {
         return Err(ApiError::internal(anyhow::anyhow!(
             "offer {offer_id} closed or filled under its row lock"
@@ -240,6 +254,7 @@ async fn judge(
 /// the answers and the shares to reserve.
 async fn insert(
     conn: &mut PgConnection,
+    card: &dyn PaymentProvider,
     offer: &Offer,
     jobs: &[Job],
     claims: &[KeyClaim<'_>],
@@ -255,7 +270,7 @@ async fn insert(
         .zip(&accepted)
         .map(|(p, (i, _))| Ok((p.id, Money::new(p.card_amount, offer.currency)?, jobs[*i].now)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let paid = payments::create_payments(conn, &requests).await?;
+    let paid = payments::create_payments(conn, card, &requests).await?;
     let created: Vec<_> = pledges
         .iter()
         .zip(&accepted)

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::rules::{self, PledgeRequest};
+use super::rules::{self, FundingKind, PledgeRequest};
 use super::{Pledge, PledgeStatus, batcher, store};
 use crate::cheques::{attempts, redeem};
 use crate::http::AppState;
@@ -20,7 +20,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::idempotency::{self, IdempotencyKey, RequiredKey};
 use crate::money::format_amount;
-use crate::payments::provider::PaymentRef;
+use crate::payments::provider::{PaymentProvider, PaymentRef};
 use crate::payments::{self, Payment};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -96,6 +96,13 @@ async fn create_pledge(
     AppJson(body): AppJson<PledgeRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    // Card money needs a provider to take it: without one, refused before anything is read or
+    // written (no pledge, no key to replay). Cheque-only pledges need none.
+    let card = if body.funding.iter().any(|s| s.kind == FundingKind::Card) {
+        Some(state.providers.card_provider()?)
+    } else {
+        None
+    };
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
     if body.card_only() {
         // Card pledges are judged and written in their offer's batch (pledges/batcher.rs).
@@ -112,7 +119,7 @@ async fn create_pledge(
                 let mut conn = state.pool.acquire().await?;
                 let checked = rules::check(&mut conn, offer_id, &job.request, now).await;
                 drop(conn);
-                one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked).await
+                one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked, card).await
             }
         };
     }
@@ -125,7 +132,7 @@ async fn create_pledge(
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
     let wrong = matches!(&checked, Err(err) if redeem::is_wrong_code(err));
-    let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked).await;
+    let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked, card).await;
     let tested = match &created {
         _ if wrong => attempts::Tested::Wrong,
         Ok(_) => attempts::Tested::Right,
@@ -146,10 +153,11 @@ async fn one_by_one(
     fingerprint: &[u8],
     now: DateTime<Utc>,
     checked: Result<rules::Checked, ApiError>,
+    card: Option<&'static dyn PaymentProvider>,
 ) -> Result<Response, ApiError> {
     idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
-        let (pledge, payment) = rules::create(conn, checked?, now).await?;
+        let (pledge, payment) = rules::create(conn, checked?, card, now).await?;
         Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
     })
     .await

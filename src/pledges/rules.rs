@@ -20,6 +20,7 @@ use crate::http::error::ApiError;
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money};
 use crate::offers::{self, Offer};
+use crate::payments::provider::{self, PaymentProvider};
 use crate::payments::{self, Payment};
 
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
@@ -295,18 +296,26 @@ pub fn judge_card(
     settle(offer, investor, req, &asked, &[], now)
 }
 
-/// Writes a checked pledge, its payment and its event, and reserves its shares (last, to hold
-/// the offer's row lock as briefly as possible). Call inside a transaction.
+/// Writes a checked pledge, its payment (through `card`, the provider card money goes to) and
+/// its event, and reserves its shares (last, to hold the offer's row lock as briefly as
+/// possible). Call inside a transaction.
 pub async fn create(
     conn: &mut PgConnection,
     checked: Checked,
+    card: Option<&dyn PaymentProvider>,
     now: DateTime<Utc>,
 ) -> Result<(Pledge, Option<Payment>), ApiError> {
     let Checked { offer, pledge, cheques } = checked;
+    // Refused before anything is written (the handler has checked already).
+    let card = match card {
+        _ if pledge.card_amount.is_zero() => None,
+        Some(provider) => Some(provider),
+        None => return Err(provider::unavailable()),
+    };
     let pledge = store::insert(conn, &pledge, now).await?;
-    let payment = if pledge.card_amount > Decimal::ZERO {
-        let card = Money::new(pledge.card_amount, offer.currency)?;
-        Some(payments::create_payment(conn, pledge.id, card, now).await?)
+    let payment = if let Some(provider) = card {
+        let money = Money::new(pledge.card_amount, offer.currency)?;
+        Some(payments::create_payment(conn, provider, pledge.id, money, now).await?)
     } else {
         None
     };

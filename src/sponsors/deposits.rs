@@ -17,7 +17,7 @@ use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 use crate::payments::Applied;
-use crate::payments::provider;
+use crate::payments::provider::PaymentProvider;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
 #[sqlx(type_name = "deposit_status", rename_all = "snake_case")]
@@ -43,9 +43,10 @@ pub struct Deposit {
 
 const COLUMNS: &str = "id, provider, provider_deposit_id, sponsor_id, amount, currency, status, created_at";
 
-/// Asks the provider for a deposit into the sponsor's budget. Nothing is credited yet.
+/// Asks `provider` for a deposit into the sponsor's budget. Nothing is credited yet.
 pub async fn request(
     conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
     sponsor: &Sponsor,
     amount: Money,
     now: DateTime<Utc>,
@@ -63,7 +64,6 @@ pub async fn request(
         ));
     }
     let id = Uuid::now_v7();
-    let provider = provider::default_provider();
     let provider_deposit_id = provider.create_deposit(id, amount)?;
     Ok(sqlx::query_as(&format!(
         "insert into deposits (id, provider, provider_deposit_id, sponsor_id, amount, currency, created_at)

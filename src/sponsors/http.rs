@@ -145,9 +145,11 @@ async fn create_deposit(
         .map_err(|e| ApiError::validation(format!("amount: {e}")))?;
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/sponsors/{id}/deposits"), &body);
     let now = state.clock.now();
+    // Without a provider to take it, refused before anything is written.
+    let provider = state.providers.card_provider()?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
         let sponsor = super::require(conn, id).await?;
-        let deposit = deposits::request(conn, &sponsor, amount, now).await?;
+        let deposit = deposits::request(conn, provider, &sponsor, amount, now).await?;
         Ok((StatusCode::CREATED, DepositView::from(deposit)))
     })
     .await

@@ -368,13 +368,15 @@ async fn send(client: &reqwest::Client, c: &Claimed, now: DateTime<Utc>, allow_p
     let body = c.payload.to_string().into_bytes();
     let refs: Vec<&WebhookSecret> = secrets.iter().collect();
     let msg_id = c.event_id.to_string();
-    let header = signature::signature_header(&refs, &msg_id, now.timestamp(), &body);
+    // Transport time: the receiver checks it against its own real clock, whatever ours says.
+    let timestamp = crate::clock::wall_clock().timestamp();
+    let header = signature::signature_header(&refs, &msg_id, timestamp, &body);
     let response = client
         .post(&c.url)
         .timeout(REQUEST_TIMEOUT)
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
-        .header("webhook-timestamp", now.timestamp().to_string())
+        .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", header)
         .body(body)
         .send()

@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::{Reply, TestApp};
 
-/// The sandbox secret of config/default.toml, which the test app runs with.
-pub const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";
+/// The sandbox's built-in development secret, which the test app (manual clock, no
+/// `payments.sandbox.webhook_secret`) runs with.
+pub const SANDBOX_SECRET: &str = crowdledger::payments::sandbox::DEVELOPMENT_SECRET;
 
 pub fn secret() -> WebhookSecret {
     SANDBOX_SECRET.parse().unwrap()
@@ -41,9 +42,10 @@ pub async fn deliver(
     super::read(req.send().await.unwrap()).await
 }
 
-/// A correctly signed sandbox delivery, `skew` seconds off the service clock.
+/// A correctly signed sandbox delivery, `skew` seconds off the real time: a provider signs by
+/// its own clock, and the service judges signatures by the wall clock, not its business time.
 pub async fn signed(app: &TestApp, id: &str, body: Vec<u8>, skew: i64) -> Reply {
-    let ts = app.clock.now().timestamp() + skew;
+    let ts = chrono::Utc::now().timestamp() + skew;
     let sig = signature::signature_header(&[&secret()], id, ts, &body);
     deliver(app, Some(id), Some(ts.to_string()), Some(sig), body).await
 }

@@ -206,8 +206,7 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
             // What the provider sends: the sandbox's event, signed the Standard Webhooks way.
             let event_id = format!("evt_bench_{}_{seq}", target.run);
             // The provider's own clock, as a real provider's would be: the service checks the
-            // timestamp against its clock (300 s tolerance), which in the bench is a manual clock
-            // never moved: the wall's.
+            // timestamp against the wall clock (300 s tolerance), however its manual clock moved.
             let now = chrono::Utc::now().timestamp();
             let body = serde_json::to_vec(&json!({"id": event_id, "type": "payment.succeeded", "created": now,
                 "data": {"payment_id": payment, "amount": created.amount, "currency": created.currency}}))

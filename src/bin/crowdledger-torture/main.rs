@@ -84,7 +84,7 @@ struct Rounds {
 }
 
 /// An open round of its own project, at 1.00 a share, closing `closes_in` from now (the
-/// processes run on the system clock).
+/// processes run on a manual clock that is never moved: the real time).
 async fn offer(
     api: &Api,
     name: &str,

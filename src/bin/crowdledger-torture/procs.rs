@@ -51,8 +51,9 @@ impl Serve {
             .env("CROWDLEDGER__PAYMENTS__SANDBOX__AUTO_CONFIRM", "true")
             // The run's own webhook receiver listens on 127.0.0.1.
             .env("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
-            // Three processes share one database, so they share the system's clock.
-            .env("CROWDLEDGER__CLOCK__MODE", "system")
+            // The sandbox (its auto-confirmation, its webhook) exists only with a manual clock.
+            // Never moved, it keeps the real time, so the three processes share one time.
+            .env("CROWDLEDGER__CLOCK__MODE", "manual")
             .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{}", self.port))
             .env(
                 "CROWDLEDGER__HTTP__METRICS_BIND",
