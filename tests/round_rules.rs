@@ -770,15 +770,16 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
     }
     assert_eq!(shares_reserved(&app, &offer).await, 0);
 
-    // What passes: Carol up to her threshold without acknowledgement (4,990 and exactly 5,000),
-    // above it with; Dan at exactly 1,000; Sophie at the maximum ticket without any warning.
+    // What passes: Carol up to her threshold without acknowledgement (4,900, then 100 more to
+    // exactly 5,000), above it with; Dan at exactly 1,000; Sophie up to the maximum ticket without
+    // any warning. The limits apply to an investor's pledges on the offer taken together.
     let mut reserved = 0;
     for (who, shares, ack) in [
-        (&carol, 499, false),
-        (&carol, 500, false),
+        (&carol, 490, false),
+        (&carol, 10, false),
         (&carol, 501, true),
         (&dan, 100, false),
-        (&sophie, 2000, false),
+        (&sophie, 1990, false),
         (&sophie, 10, false),
     ] {
         let mut body = card(who, shares, "10.00");

@@ -278,8 +278,14 @@ async fn non_sophisticated_investors_get_a_warning_and_four_days_to_revoke(pool:
     )
     .await;
 
+    // Her pledges on the offer count together: past €1,000 already, a small one needs the warning too.
+    pledge(&app, &offer, &carol, 60, "10.00")
+        .await
+        .assert_problem(422, "risk_warning_required");
+
     // Revoked inside the period: the money goes back.
-    let small = funded_pledge(&app, &offer, &carol, 60).await;
+    let dan = investor(&app, "Dan", "non_sophisticated").await;
+    let small = funded_pledge(&app, &offer, &dan, 60).await;
     let id = small["id"].as_str().unwrap();
     let revoked = ok(app.post(&format!("/v1/pledges/{id}/revoke"), json!({})).await, 200).await;
     assert_eq!(revoked["status"], "revoked");

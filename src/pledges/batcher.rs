@@ -7,7 +7,11 @@
 //! 1. read the offer, the batch's investors and the idempotency keys already known (those
 //!    requests take the one-pledge path, which replays), without locking anything;
 //! 2. judge each pledge by the same rules as the one-pledge path (`rules::judge_card`), in
-//!    arrival order, and accept while the cap allows;
+//!    arrival order, and accept while the cap allows. Where a pledge's investor's total on the
+//!    offer could refuse it (a `max_ticket`, a risk warning not acknowledged), the transaction
+//!    begins before: it takes those investors' ticket locks and reads their totals
+//!    (`store::lock_ticket_totals`), and an investor's earlier pledges in the batch count toward
+//!    the later ones;
 //! 3. insert pledges, payments, `pledge.created` events and the keys with their responses as
 //!    multi-row statements;
 //! 4. reserve the accepted shares with one update of the offer row, which locks it, and commit.
@@ -26,11 +30,13 @@
 //! gone) falls back to the one-pledge path (`rules::create` in `idempotency::once`), which is
 //! always correct: a batch that failed rolled back entirely.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -123,7 +129,9 @@ impl Batcher {
 
 /// One batch: judged on an unlocked read and reserved last, or, when that read left doubt,
 /// judged and written under the offer's row lock. The lane starts its next batch once this one
-/// holds the row ([`Turn::taken`]), so batches reserve in arrival order.
+/// holds the row ([`Turn::taken`]), so batches reserve in arrival order. A batch with pledges
+/// that their investor's total on the offer could refuse takes those investors' ticket locks
+/// and reads their totals first, in its transaction (`store::lock_ticket_totals`).
 async fn write(
     pool: &PgPool,
     card: &dyn PaymentProvider,
@@ -136,49 +144,78 @@ async fn write(
     let Some(offer) = offers::store::get(&mut conn, offer_id).await? else {
         return Ok(no_offer(offer_id, jobs));
     };
-    let judged = judge(&mut conn, &offer, jobs, &claims).await?;
-    if judged.full {
-        // The snapshot may be behind a release of shares: only the locked row says "full".
-        return write_locked(&mut conn, card, offer_id, jobs, &claims, turn).await;
-    }
-    if judged.accepted.is_empty() {
-        return Ok(judged.results);
-    }
-    let mut tx = conn.begin().await?;
+    let read = Read::new(&mut conn, jobs, &claims).await?;
+    let counted = read.ticket_investors(&offer, jobs);
+    let judged;
+    let mut tx = if counted.is_empty() {
+        // The common case (no max_ticket, no risk warning pending): nothing to lock before.
+        judged = judge(&offer, jobs, &read, Default::default());
+        if judged.full {
+            // The snapshot may be behind a release of shares: only the locked row says "full".
+            return write_locked(&mut conn, card, &offer, jobs, &claims, turn).await;
+        }
+        if judged.accepted.is_empty() {
+            return Ok(judged.results);
+        }
+        conn.begin().await?
+    } else {
+        let mut tx = conn.begin().await?;
+        let totals = store::lock_ticket_totals(&mut tx, offer_id, &counted).await?;
+        judged = judge(&offer, jobs, &read, totals);
+        if judged.full {
+            tx.rollback().await?;
+            return write_locked(&mut conn, card, &offer, jobs, &claims, turn).await;
+        }
+        if judged.accepted.is_empty() {
+            tx.rollback().await?;
+            return Ok(judged.results);
+        }
+        tx
+    };
     let (results, total) = insert(&mut tx, card, &offer, jobs, &claims, judged).await?;
     if !offers::store::reserve_if_room(&mut tx, offer_id, total).await? {
         // Closed, or filled by others, since it was read: judged again with the row locked.
         tx.rollback().await?;
-        return write_locked(&mut conn, card, offer_id, jobs, &claims, turn).await;
+        return write_locked(&mut conn, card, &offer, jobs, &claims, turn).await;
     }
     turn.taken();
     tx.commit().await?;
     Ok(results)
 }
 
-/// The batch judged and written with the offer's row locked first: the decision is final.
+/// The batch judged and written with the offer's row locked first (after the ticket locks, if
+/// any: the order every path takes them in): the decision is final. `unlocked` is the offer as
+/// read before, for its terms.
 async fn write_locked(
     conn: &mut PgConnection,
     card: &dyn PaymentProvider,
-    offer_id: Uuid,
+    unlocked: &Offer,
     jobs: &[Job],
     claims: &[KeyClaim<'_>],
     mut turn: Turn,
 ) -> Decided<Response> {
     let mut tx = conn.begin().await?;
-    let Some(offer) = offers::store::lock(&mut tx, offer_id).await? else {
-        return Ok(no_offer(offer_id, jobs));
+    let inputs = Read::new(&mut tx, jobs, claims).await?;
+    let counted = inputs.ticket_investors(unlocked, jobs);
+    let totals = if counted.is_empty() {
+        Default::default()
+    } else {
+        store::lock_ticket_totals(&mut tx, unlocked.id, &counted).await?
+    };
+    let Some(offer) = offers::store::lock(&mut tx, unlocked.id).await? else {
+        return Ok(no_offer(unlocked.id, jobs));
     };
     turn.taken();
-    let judged = judge(&mut tx, &offer, jobs, claims).await?;
+    let judged = judge(&offer, jobs, &inputs, totals);
     if judged.accepted.is_empty() {
         tx.rollback().await?;
         return Ok(judged.results);
     }
     let (results, total) = insert(&mut tx, card, &offer, jobs, claims, judged).await?;
-    if !offers::store::reserve(&mut tx, offer_id, total).await? {
+    if !offers::store::reserve(&mut tx, offer.id, total).await? {
         return Err(ApiError::internal(anyhow::anyhow!(
-            "offer {offer_id} closed or filled under its row lock"
+            "offer {} closed or filled under its row lock",
+            offer.id
         )));
     }
     tx.commit().await?;
@@ -201,6 +238,40 @@ fn no_offer(offer_id: Uuid, jobs: &[Job]) -> Vec<Option<Result<Response, ApiErro
         .collect()
 }
 
+/// What a batch is judged on besides its offer: its investors, and which keys are known already.
+struct Read {
+    investors: HashMap<Uuid, Investor>,
+    known: Vec<bool>,
+}
+
+impl Read {
+    async fn new(conn: &mut PgConnection, jobs: &[Job], claims: &[KeyClaim<'_>]) -> Result<Read, ApiError> {
+        let investor_ids: Vec<Uuid> = jobs.iter().map(|j| j.request.investor_id).collect();
+        Ok(Read {
+            investors: investors::store::get_many(conn, &investor_ids).await?,
+            known: idempotency::known_many(conn, claims).await?,
+        })
+    }
+
+    /// The investors some of whose pledges here their total on the offer could refuse.
+    fn ticket_investors(&self, offer: &Offer, jobs: &[Job]) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = jobs
+            .iter()
+            .zip(&self.known)
+            .filter(|(_, known)| !**known)
+            .filter_map(|(job, _)| {
+                let investor = self.investors.get(&job.request.investor_id)?;
+                rules::TicketLimits::of(offer, investor, job.request.risk_acknowledged)
+                    .apply()
+                    .then_some(investor.id)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 /// What the rules say of a batch, against one read of its offer.
 struct Judged {
     /// Per job: its answer so far (a refusal, or a placeholder for an accepted pledge), or
@@ -213,41 +284,46 @@ struct Judged {
 }
 
 /// Judges every job in arrival order, accepting while the offer as read has room. A job whose
-/// key is known already is not judged.
-async fn judge(
-    conn: &mut PgConnection,
-    offer: &Offer,
-    jobs: &[Job],
-    claims: &[KeyClaim<'_>],
-) -> Result<Judged, ApiError> {
-    let investor_ids: Vec<Uuid> = jobs.iter().map(|j| j.request.investor_id).collect();
-    let investors: std::collections::HashMap<Uuid, Investor> = investors::store::get_many(conn, &investor_ids).await?;
-    let known = idempotency::known_many(conn, claims).await?;
+/// key is known already is not judged. `totals` are the live totals on the offer of the
+/// investors whose ticket locks the batch holds; the pledges accepted here add to them, so an
+/// investor's earlier pledges in the batch count toward the later ones.
+fn judge(offer: &Offer, jobs: &[Job], read: &Read, mut totals: HashMap<Uuid, Decimal>) -> Judged {
     let mut room = offer.reserve_limit - offer.shares_reserved;
     let mut judged = Judged {
         results: Vec::with_capacity(jobs.len()),
         accepted: Vec::new(),
         full: false,
     };
-    for (job, known) in jobs.iter().zip(known) {
-        if known {
+    for (job, known) in jobs.iter().zip(&read.known) {
+        if *known {
             judged.results.push(None);
             continue;
         }
-        match rules::judge_card(offer, investors.get(&job.request.investor_id), &job.request, job.now) {
+        let investor = read.investors.get(&job.request.investor_id);
+        let ruled = rules::judge_card(offer, investor, &job.request, job.now).and_then(|(pledge, limits)| {
+            if limits.apply() {
+                let before = totals.get(&pledge.investor_id).copied().unwrap_or_default();
+                limits.check(before, pledge.amount)?;
+            }
+            Ok(pledge)
+        });
+        match ruled {
             Ok(pledge) if pledge.shares > room => {
                 judged.full = true;
                 judged.results.push(Some(Err(rules::offer_full(pledge.shares))));
             }
             Ok(pledge) => {
                 room -= pledge.shares;
+                if pledge.in_ticket_totals {
+                    *totals.entry(pledge.investor_id).or_default() += pledge.amount.amount();
+                }
                 judged.accepted.push((judged.results.len(), pledge));
                 judged.results.push(Some(Ok(Response::default())));
             }
             Err(err) => judged.results.push(Some(Err(err))),
         }
     }
-    Ok(judged)
+    judged
 }
 
 /// Writes the accepted pledges, their payments, events and keys with their responses; returns

@@ -3,6 +3,11 @@
 //! A pledge is checked against the offer and the investor before its transaction, then written
 //! with the shortest possible hold on the offer's row: the pledge and its payment are inserted
 //! first, the reservation (`update offers … shares_reserved`) comes last, just before commit.
+//!
+//! `max_ticket` and the risk warning apply to the investor's live pledges on the offer taken
+//! together ([`TicketLimits`]). Where they could refuse a pledge, its transaction first takes the
+//! investor's ticket lock on the offer and reads that total (`store::lock_ticket_totals`), so two
+//! racing pledges of one investor are judged one after the other (docs/rounds.md).
 
 use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,7 +23,7 @@ use crate::cheques::redeem::{self, Spend};
 use crate::events;
 use crate::http::error::ApiError;
 use crate::investors::{self, Classification, Investor, KycStatus};
-use crate::money::{Amount, Money};
+use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
 use crate::payments::provider::{self, PaymentProvider};
 use crate::payments::{self, Payment};
@@ -26,6 +31,88 @@ use crate::payments::{self, Payment};
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
 /// risk warning (ECSP art. 21(7)).
 pub const RISK_WARNING_FLOOR_EUR: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
+
+/// The limits a pledge is held to over the investor's live pledges (pending, funded or allocated)
+/// on its offer, itself included: `max_ticket`, and the risk warning (ECSP art. 21(7) speaks of
+/// the amount invested in the offer) unless acknowledged. PRODUCT.md section 12.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TicketLimits {
+    max_ticket: Option<Money>,
+    /// For a non-sophisticated investor who did not acknowledge the risk warning.
+    risk_threshold: Option<Decimal>,
+}
+
+impl TicketLimits {
+    /// The limits of a pledge by `investor` on `offer`.
+    pub fn of(offer: &Offer, investor: &Investor, risk_acknowledged: bool) -> Self {
+        let risk_threshold =
+            (investor.classification != Classification::Sophisticated && !risk_acknowledged).then(|| {
+                let five_percent = investor
+                    .net_worth
+                    .filter(|w| w.currency() == offer.currency)
+                    .map(|w| w.amount() * Decimal::new(5, 2))
+                    .unwrap_or_default();
+                RISK_WARNING_FLOOR_EUR.max(five_percent)
+            });
+        TicketLimits {
+            max_ticket: offer.max_ticket,
+            risk_threshold,
+        }
+    }
+
+    /// Whether a limit could refuse the pledge: only then is the investor's total read, under
+    /// its ticket lock.
+    pub fn apply(&self) -> bool {
+        self.max_ticket.is_some() || self.risk_threshold.is_some()
+    }
+
+    /// Judges a pledge of `amount` when the investor's live pledges on the offer already come to
+    /// `before`.
+    pub fn check(&self, before: Decimal, amount: Money) -> Result<(), ApiError> {
+        let total = before + amount.amount();
+        let currency = amount.currency();
+        let so_far = || {
+            format!(
+                "the investor's live pledges on this offer come to {} {currency}; with this {amount} they \
+                 would come to {} {currency}, ",
+                format_amount(before, currency),
+                format_amount(total, currency)
+            )
+        };
+        if let Some(max) = self.max_ticket
+            && total > max.amount()
+        {
+            let detail = if before.is_zero() {
+                format!("{amount} is above the maximum ticket of {max}")
+            } else {
+                format!("{}above the maximum ticket of {max}", so_far())
+            };
+            return Err(unprocessable("above_max_ticket", detail));
+        }
+        if let Some(threshold) = self.risk_threshold
+            && total > threshold
+        {
+            let threshold = format_amount(threshold, currency);
+            let detail = if before.is_zero() {
+                format!("a pledge above {threshold} {currency} needs risk_acknowledged: true")
+            } else {
+                format!(
+                    "{}above {threshold} {currency}: this pledge needs risk_acknowledged: true",
+                    so_far()
+                )
+            };
+            return Err(unprocessable("risk_warning_required", detail));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a pledge by `investor` on `offer` counts toward totals that [`TicketLimits`] may
+/// read: it does on an offer with a `max_ticket` and for a non-sophisticated investor (both
+/// fixed for good), so other pledges are left out of the index those reads use (migration 0023).
+fn in_ticket_totals(offer: &Offer, investor: &Investor) -> bool {
+    offer.max_ticket.is_some() || investor.classification != Classification::Sophisticated
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -63,7 +150,8 @@ pub struct PledgeRequest {
     pub shares: i64,
     /// Where the money comes from; the amounts add up to shares × share_price.
     pub funding: Vec<FundingSource>,
-    /// Required (true) for non-sophisticated investors above the risk-warning threshold.
+    /// Required (true) for a non-sophisticated investor whose live pledges on the offer, this one
+    /// included, come to more than the risk-warning threshold.
     #[serde(default)]
     pub risk_acknowledged: bool,
 }
@@ -94,6 +182,7 @@ pub struct Checked {
     offer: Offer,
     pledge: NewPledge,
     cheques: Vec<Spend>,
+    limits: TicketLimits,
 }
 
 pub(super) fn offer_full(shares: i64) -> ApiError {
@@ -155,14 +244,12 @@ fn admit<'r>(
             format!("{amount} is below the minimum ticket of {}", offer.min_ticket),
         ));
     }
-    if let Some(max) = offer.max_ticket
-        && amount.amount() > max.amount()
-    {
-        return Err(unprocessable(
-            "above_max_ticket",
-            format!("{amount} is above the maximum ticket of {max}"),
-        ));
+    // Alone above the maximum ticket: refused without reading the investor's total.
+    TicketLimits {
+        max_ticket: offer.max_ticket,
+        risk_threshold: None,
     }
+    .check(Decimal::ZERO, amount)?;
 
     if req.funding.is_empty() || req.funding.len() > 10 {
         return Err(ApiError::validation("funding lists 1 to 10 sources"));
@@ -196,7 +283,8 @@ fn admit<'r>(
     Ok(Asked { amount, card, codes })
 }
 
-/// The risk warning (ECSP art. 21(7)), then the pledge as it will be written.
+/// The risk warning (ECSP art. 21(7)) for the pledge alone, then the pledge as it will be
+/// written and the limits its investor's total on the offer is still held to.
 fn settle(
     offer: &Offer,
     investor: &Investor,
@@ -204,26 +292,11 @@ fn settle(
     asked: &Asked<'_>,
     cheques: &[Spend],
     now: DateTime<Utc>,
-) -> Result<NewPledge, ApiError> {
+) -> Result<(NewPledge, TicketLimits), ApiError> {
     let amount = asked.amount;
     let sophisticated = investor.classification == Classification::Sophisticated;
-    if !sophisticated && !req.risk_acknowledged {
-        let five_percent = investor
-            .net_worth
-            .filter(|w| w.currency() == offer.currency)
-            .map(|w| w.amount() * Decimal::new(5, 2))
-            .unwrap_or_default();
-        let threshold = RISK_WARNING_FLOOR_EUR.max(five_percent);
-        if amount.amount() > threshold {
-            return Err(unprocessable(
-                "risk_warning_required",
-                format!(
-                    "a pledge above {threshold} {} needs risk_acknowledged: true",
-                    offer.currency
-                ),
-            ));
-        }
-    }
+    let limits = TicketLimits::of(offer, investor, req.risk_acknowledged);
+    limits.check(Decimal::ZERO, amount)?;
 
     // What is kept of the funding: kinds, amounts and which cheque, never a cheque's code.
     let mut spent = cheques.iter();
@@ -242,7 +315,7 @@ fn settle(
             })
             .collect::<Vec<_>>()
     );
-    Ok(NewPledge {
+    let pledge = NewPledge {
         id: Uuid::now_v7(),
         offer_id: offer.id,
         investor_id: investor.id,
@@ -253,7 +326,9 @@ fn settle(
         risk_acknowledged: req.risk_acknowledged,
         reflection_ends_at: (!sophisticated).then(|| now + TimeDelta::days(REFLECTION_PERIOD_DAYS)),
         payment_due_at: now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
-    })
+        in_ticket_totals: in_ticket_totals(offer, investor),
+    };
+    Ok((pledge, limits))
 }
 
 /// Checks a pledge request against the offer and the investor.
@@ -274,18 +349,23 @@ pub async fn check(
     let asked = admit(&offer, investor.as_ref(), req, now)?;
     let investor = investor.expect("admit refuses a missing investor");
     let cheques = redeem::check(conn, &asked.codes, &offer, now).await?;
-    let pledge = settle(&offer, &investor, req, &asked, &cheques, now)?;
-    Ok(Checked { offer, pledge, cheques })
+    let (pledge, limits) = settle(&offer, &investor, req, &asked, &cheques, now)?;
+    Ok(Checked {
+        offer,
+        pledge,
+        cheques,
+        limits,
+    })
 }
 
 /// Judges a card-only pledge against an offer and investor already read (the batch's): the same
-/// rules as [`check`], in the same order.
+/// rules as [`check`], in the same order. The batch holds the pledge to its [`TicketLimits`].
 pub fn judge_card(
     offer: &Offer,
     investor: Option<&Investor>,
     req: &PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<NewPledge, ApiError> {
+) -> Result<(NewPledge, TicketLimits), ApiError> {
     let asked = admit(offer, investor, req, now)?;
     if !asked.codes.is_empty() {
         return Err(ApiError::internal(anyhow::anyhow!(
@@ -296,22 +376,33 @@ pub fn judge_card(
     settle(offer, investor, req, &asked, &[], now)
 }
 
-/// Writes a checked pledge, its payment (through `card`, the provider card money goes to) and
-/// its event, and reserves its shares (last, to hold the offer's row lock as briefly as
-/// possible). Call inside a transaction.
+/// Holds a checked pledge to its limits over the investor's total on the offer, writes it, its
+/// payment (through `card`, the provider card money goes to) and its event, and reserves its
+/// shares (last, to hold the offer's row lock as briefly as possible). Call inside a transaction.
 pub async fn create(
     conn: &mut PgConnection,
     checked: Checked,
     card: Option<&dyn PaymentProvider>,
     now: DateTime<Utc>,
 ) -> Result<(Pledge, Option<Payment>), ApiError> {
-    let Checked { offer, pledge, cheques } = checked;
+    let Checked {
+        offer,
+        pledge,
+        cheques,
+        limits,
+    } = checked;
     // Refused before anything is written (the handler has checked already).
     let card = match card {
         _ if pledge.card_amount.is_zero() => None,
         Some(provider) => Some(provider),
         None => return Err(provider::unavailable()),
     };
+    if limits.apply() {
+        // The investor's ticket lock on the offer comes before the offer's row, as in batches.
+        let totals = store::lock_ticket_totals(conn, offer.id, &[pledge.investor_id]).await?;
+        let before = totals.get(&pledge.investor_id).copied().unwrap_or_default();
+        limits.check(before, pledge.amount)?;
+    }
     let pledge = store::insert(conn, &pledge, now).await?;
     let payment = if let Some(provider) = card {
         let money = Money::new(pledge.card_amount, offer.currency)?;
@@ -465,6 +556,43 @@ pub async fn refund_in_full(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Currency;
+
+    #[test]
+    fn ticket_limits_judge_the_investors_total_with_the_new_pledge() {
+        let eur = Currency::parse("EUR").unwrap();
+        let money = |s: &str| Money::new(s.parse().unwrap(), eur).unwrap();
+        let code = |r: Result<(), ApiError>| r.err().map(|e| e.code());
+        let limits = TicketLimits {
+            max_ticket: Some(money("2000.00")),
+            risk_threshold: Some(RISK_WARNING_FLOOR_EUR),
+        };
+        assert!(limits.apply());
+        assert_eq!(code(limits.check(Decimal::ZERO, money("1000.00"))), None);
+        assert_eq!(code(limits.check(money("250.00").amount(), money("750.00"))), None);
+        // Past the threshold together, though each is under it.
+        let split = limits.check(money("750.00").amount(), money("750.00")).unwrap_err();
+        assert_eq!(split.code(), "risk_warning_required");
+        assert!(
+            split.detail().contains("750.00 EUR") && split.detail().contains("1500.00 EUR"),
+            "{}",
+            split.detail()
+        );
+        // max_ticket first, as for a pledge alone.
+        assert_eq!(
+            code(limits.check(money("1500.00").amount(), money("600.00"))),
+            Some("above_max_ticket")
+        );
+        let acknowledged = TicketLimits {
+            risk_threshold: None,
+            ..limits
+        };
+        assert_eq!(
+            code(acknowledged.check(money("1500.00").amount(), money("500.00"))),
+            None
+        );
+        assert!(!TicketLimits::default().apply());
+    }
 
     #[test]
     fn a_pledge_request_prints_without_its_cheque_codes() {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -70,13 +71,16 @@ pub struct NewPledge {
     pub risk_acknowledged: bool,
     pub reflection_ends_at: Option<DateTime<Utc>>,
     pub payment_due_at: DateTime<Utc>,
+    /// Whether it counts in the totals [`lock_ticket_totals`] reads (migration 0023).
+    pub in_ticket_totals: bool,
 }
 
 pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) -> sqlx::Result<Pledge> {
     let row: PledgeRow = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
-                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
+                              in_ticket_totals)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          returning {COLUMNS}"
     ))
     .bind(p.id)
@@ -91,6 +95,7 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) 
     .bind(p.reflection_ends_at)
     .bind(p.payment_due_at)
     .bind(now)
+    .bind(p.in_ticket_totals)
     .fetch_one(conn)
     .await?;
     Ok(row.into())
@@ -106,10 +111,11 @@ pub async fn insert_many(
     let ids: Vec<Uuid> = col(|p| p.id);
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
-                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at)
+                              risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
+                              in_ticket_totals)
          select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::numeric[], $6::text[],
                               $7::jsonb[], $8::numeric[], $9::bool[], $10::timestamptz[], $11::timestamptz[],
-                              $12::timestamptz[])
+                              $12::timestamptz[], $13::bool[])
          returning {COLUMNS}"
     ))
     .bind(&ids)
@@ -144,6 +150,7 @@ pub async fn insert_many(
             .collect::<Vec<DateTime<Utc>>>(),
     )
     .bind(pledges.iter().map(|(_, now)| *now).collect::<Vec<DateTime<Utc>>>())
+    .bind(pledges.iter().map(|(p, _)| p.in_ticket_totals).collect::<Vec<bool>>())
     .fetch_all(conn)
     .await?;
     let mut by_id: std::collections::HashMap<Uuid, Pledge> =
@@ -154,6 +161,53 @@ pub async fn insert_many(
         .collect())
 }
 
+/// The key of an investor's ticket lock on an offer: a transaction-scoped Postgres advisory lock,
+/// so it holds across `serve` processes and ends with the transaction. The first 8 bytes of a
+/// SHA-256, the same in every process and release; two pairs that happened to share a key would
+/// only wait for each other.
+fn ticket_lock_key(offer_id: Uuid, investor_id: Uuid) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(b"ticket:")
+        .chain_update(offer_id.as_bytes())
+        .chain_update(investor_id.as_bytes())
+        .finalize();
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
+}
+
+/// Takes the ticket locks of these investors on an offer, in ascending key order (so two
+/// transactions never wait on each other in a cycle), then reads each one's total of live
+/// pledges (pending, funded or allocated) on it. Investors with none are left out. Call inside
+/// a transaction, before locking the offer's row: the locks are held until it ends, so each
+/// pledge of these investors on the offer that could be refused for its total is judged after
+/// the ones before it commit (docs/rounds.md, "Per-offer totals").
+pub async fn lock_ticket_totals(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    investor_ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, Decimal>> {
+    let mut keys: Vec<i64> = investor_ids.iter().map(|i| ticket_lock_key(offer_id, *i)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // `unnest` yields the keys in the array's order.
+    sqlx::query("select pg_advisory_xact_lock(k) from unnest($1::bigint[]) as k")
+        .bind(&keys)
+        .execute(&mut *conn)
+        .await?;
+    // A statement of its own, begun once the locks are held: under read committed its snapshot
+    // then sees every pledge committed by the lock's previous holders.
+    let totals: Vec<(Uuid, Decimal)> = sqlx::query_as(
+        "select investor_id, sum(amount) from pledges
+          where offer_id = $1 and investor_id = any($2) and in_ticket_totals
+            and status in ('pending_payment', 'funded', 'allocated')
+          group by investor_id",
+    )
+    .bind(offer_id)
+    .bind(investor_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(totals.into_iter().collect())
+}
+
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledge>> {
     let row: Option<PledgeRow> = sqlx::query_as(&format!("select {COLUMNS} from pledges where id = $1"))
         .bind(id)
@@ -162,7 +216,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledg
     Ok(row.map(Pledge::from))
 }
 
-/// Reads and locks a pledge. Lock order everywhere: offer, then pledge, then payment.
+/// Reads and locks a pledge. Lock order everywhere: ticket locks ([`lock_ticket_totals`]), offer,
+/// then pledge, then payment.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pledge>> {
     let row: Option<PledgeRow> = sqlx::query_as(&format!("select {COLUMNS} from pledges where id = $1 for update"))
         .bind(id)
