@@ -28,6 +28,7 @@ pub struct Settings {
     pub payments: PaymentsSettings,
     pub webhooks: WebhooksSettings,
     pub log: LogSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,12 +39,27 @@ pub struct HttpSettings {
     pub request_timeout_seconds: u64,
     pub body_limit_bytes: usize,
     pub max_in_flight: usize,
+    /// A request's head must arrive within this, or its connection is closed (slow clients).
+    pub header_read_timeout_seconds: u64,
+    /// A body on a route that takes no API key must arrive within this (slow clients).
+    pub unauthenticated_body_timeout_seconds: u64,
 }
 
 impl HttpSettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
     }
+}
+
+/// The per-client budgets (src/http/rate_limit.rs): a sustained rate and a burst, per API key
+/// and per remote address; a rate of 0 turns that limit off.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub key_per_second: f64,
+    pub key_burst: u32,
+    pub address_per_second: f64,
+    pub address_burst: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +194,35 @@ impl Settings {
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("invalid configuration: http.body_limit_bytes must be at least 1024");
+        }
+        for (key, seconds) in [
+            (
+                "http.header_read_timeout_seconds",
+                self.http.header_read_timeout_seconds,
+            ),
+            (
+                "http.unauthenticated_body_timeout_seconds",
+                self.http.unauthenticated_body_timeout_seconds,
+            ),
+        ] {
+            if seconds == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
+        }
+        let limits = &self.rate_limit;
+        for (scope, rate, burst) in [
+            ("key", limits.key_per_second, limits.key_burst),
+            ("address", limits.address_per_second, limits.address_burst),
+        ] {
+            // A thousandth a second at least (one request in 1,000 s); a billion at most.
+            if rate != 0.0 && !(0.001..=1e9).contains(&rate) {
+                bail!(
+                    "invalid configuration: rate_limit.{scope}_per_second must be 0 (off) or between 0.001 and 1000000000"
+                );
+            }
+            if rate > 0.0 && burst == 0 {
+                bail!("invalid configuration: rate_limit.{scope}_burst must be at least 1");
+            }
         }
         if let Some(secret) = &self.payments.sandbox.webhook_secret
             && secret.expose_secret().parse::<WebhookSecret>().is_err()
@@ -338,6 +383,24 @@ mod tests {
         assert!(err.contains("bindd"), "{err}");
         let err = message(load(&[("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", "short")]).unwrap_err());
         assert!(err.contains("auth.bootstrap_operator_key"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__HTTP__HEADER_READ_TIMEOUT_SECONDS", "0")]).unwrap_err());
+        assert!(err.contains("http.header_read_timeout_seconds"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__HTTP__UNAUTHENTICATED_BODY_TIMEOUT_SECONDS", "0")]).unwrap_err());
+        assert!(err.contains("http.unauthenticated_body_timeout_seconds"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__RATE_LIMIT__KEY_PER_SECOND", "-1")]).unwrap_err());
+        assert!(err.contains("rate_limit.key_per_second"), "{err}");
+        let err = message(load(&[("CROWDLEDGER__RATE_LIMIT__ADDRESS_BURST", "0")]).unwrap_err());
+        assert!(err.contains("rate_limit.address_burst"), "{err}");
+        let s = load(&[
+            ("CROWDLEDGER__RATE_LIMIT__KEY_PER_SECOND", "0.001"),
+            ("CROWDLEDGER__RATE_LIMIT__ADDRESS_PER_SECOND", "0"),
+            ("CROWDLEDGER__RATE_LIMIT__ADDRESS_BURST", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.rate_limit.key_per_second, s.rate_limit.address_per_second),
+            (0.001, 0.0)
+        );
         let err = message(load(&[("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", "hunter2")]).unwrap_err());
         assert!(
             err.contains("payments.sandbox.webhook_secret") && !err.contains("hunter2"),

@@ -29,6 +29,7 @@ pub mod sponsors;
 pub mod webhooks;
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -79,6 +80,9 @@ impl App {
                 request_timeout: settings.http.request_timeout(),
                 body_limit_bytes: settings.http.body_limit_bytes,
                 max_in_flight: settings.http.max_in_flight,
+                header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_seconds),
+                unauthenticated_body_timeout: Duration::from_secs(settings.http.unauthenticated_body_timeout_seconds),
+                rate_limit: settings.rate_limit,
             },
         }
     }
@@ -92,12 +96,14 @@ pub async fn launch(
     metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let header_read_timeout = app.limits.header_read_timeout;
     if let Some(metrics) = metrics {
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(metrics, http::metrics_router()).await {
-                tracing::error!(error = %err, "metrics listener stopped");
-            }
-        });
+        tokio::spawn(http::serve::serve(
+            metrics,
+            http::metrics_router(),
+            header_read_timeout,
+            std::future::pending(),
+        ));
     }
     // The sandbox posts its webhooks to this very listener.
     let local = listener.local_addr().context("reading the listener's address")?;
@@ -114,12 +120,9 @@ pub async fn launch(
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs = tokio::spawn(jobs::run(app.state.clone(), jobs_stopped));
     let router = http::router(app.state, app.limits);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    http::serve::serve(listener, router, header_read_timeout, shutdown).await;
     // Requests are done; let the jobs finish their current item, then stop.
     let _ = stop_jobs.send(true);
     let _ = jobs.await;
-    served
+    Ok(())
 }

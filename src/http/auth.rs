@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
@@ -99,6 +100,18 @@ impl Caller {
     }
 }
 
+/// The key in an `Authorization: Bearer <key>` header, if the header has that form.
+pub fn bearer_key(header: &HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -107,14 +120,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
-        let key = header
-            .to_str()
-            .ok()
-            // The scheme name is case-insensitive (RFC 9110, section 11.1).
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .filter(|k| !k.is_empty() && k.len() <= 200)
+        let key = bearer_key(header)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
         let presented = keys::hash(key);
         if let Some(bootstrap) = &state.auth.bootstrap

@@ -2,9 +2,12 @@
 //! and are thin: parse, authorise, call the domain, render.
 
 pub mod auth;
+pub mod body_deadline;
 pub mod error;
 pub mod extract;
 mod metrics;
+pub mod rate_limit;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use sqlx::PgPool;
 use tower::ServiceBuilder;
@@ -56,6 +59,12 @@ pub struct Limits {
     pub body_limit_bytes: usize,
     /// Requests served at once; more are refused with 503 `overloaded`.
     pub max_in_flight: usize,
+    /// A request's head must arrive within this, or its connection is closed ([`serve`]).
+    pub header_read_timeout: Duration,
+    /// A body on a route that takes no API key must arrive within this ([`body_deadline`]).
+    pub unauthenticated_body_timeout: Duration,
+    /// Each client's budget ([`rate_limit`]).
+    pub rate_limit: crate::config::RateLimitSettings,
 }
 
 #[derive(OpenApi)]
@@ -141,6 +150,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+    .layer(Extension(body_deadline::BodyDeadline {
+        timeout: limits.unauthenticated_body_timeout,
+        limit_bytes: limits.body_limit_bytes,
+    }))
     .layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
@@ -186,6 +199,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             // Global: `Router::layer` wraps each route apart, and the limit is the process's.
             .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
     )
+    // Outside even that: a client beyond its budget takes no slot from the others.
+    .layer(axum::middleware::from_fn_with_state(
+        rate_limit::RateLimits::new(&limits.rate_limit),
+        rate_limit::limit,
+    ))
     .with_state(state)
 }
 

@@ -364,6 +364,10 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(webhook))
+        // Anyone may post here: the body has a deadline of its own (src/http/body_deadline.rs).
+        .route_layer(axum::middleware::from_fn(
+            crate::http::body_deadline::unauthenticated_body,
+        ))
         .routes(routes!(quarantine))
 }
 
