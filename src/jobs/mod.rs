@@ -52,14 +52,7 @@ async fn run_delivery(state: &AppState, mut shutdown: watch::Receiver<bool>) {
         let delivered = async {
             outbound::fan_out(&state.pool, state.clock.now()).await?;
             let stopping = || *shutdown.borrow();
-            outbound::deliver_all_due(
-                &state.pool,
-                &providers.client,
-                || state.clock.now(),
-                providers.allow_private_targets,
-                stopping,
-            )
-            .await
+            outbound::deliver_all_due(&state.pool, &providers.webhooks, || state.clock.now(), stopping).await
         };
         if let Err(err) = delivered.await {
             tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");

@@ -36,8 +36,9 @@ pub struct Providers {
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
     pub self_url: std::sync::OnceLock<String>,
-    /// Outbound webhooks may target private and loopback addresses (`webhooks.allow_private_targets`).
-    pub allow_private_targets: bool,
+    /// Delivers outbound webhooks, only where they may go (`webhooks/guard.rs`; private and
+    /// loopback addresses too with `webhooks.allow_private_targets`).
+    pub webhooks: crate::webhooks::guard::GuardedClient,
     /// The sandbox confirms refunds and payouts by itself (`payments.sandbox.auto_confirm`).
     pub auto_confirm: bool,
     pub client: reqwest::Client,
@@ -55,7 +56,10 @@ impl Providers {
                 .expect("validated when the settings were loaded"),
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
-            allow_private_targets,
+            webhooks: crate::webhooks::guard::GuardedClient::new(
+                allow_private_targets,
+                crate::webhooks::outbound::REQUEST_TIMEOUT,
+            ),
             auto_confirm: settings.sandbox.auto_confirm,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))

@@ -89,7 +89,10 @@ async fn create_endpoint(
     }
     // Shown to operators in listings: a single line that shows what it holds.
     crate::projects::fields::address("url", &body.url, 2000)?;
-    outbound::check_target(&body.url, state.providers.allow_private_targets)
+    state
+        .providers
+        .webhooks
+        .check(&body.url)
         .await
         .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
     let mut events = body.events.clone();
