@@ -71,6 +71,7 @@ impl App {
                     &settings.payments,
                     settings.webhooks.allow_private_targets,
                 )),
+                seed_key: offers::ballot::SeedKey::from_settings(settings),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

@@ -206,7 +206,7 @@ async fn open_offer(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    lifecycle::open(&mut tx, id, state.clock.now()).await?;
+    lifecycle::open(&mut tx, id, state.seed_key.as_ref(), state.clock.now()).await?;
     tx.commit().await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
@@ -221,7 +221,7 @@ async fn close_offer(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
-    closing::close(&state.pool, id, state.clock.now()).await?;
+    closing::close(&state.pool, id, state.seed_key.as_ref(), state.clock.now()).await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
 }
