@@ -528,6 +528,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_allowed_name_is_reached_on_the_port_of_its_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await
+                .unwrap();
+        });
+        // The resolver answers port 0, as the system's does; the URL's port is the one used.
+        let client = GuardedClient::with_resolver(fixed(&["127.0.0.1"]), true, Duration::from_secs(5));
+        let response = client
+            .post(&format!("http://receiver.test:{port}/hook"))
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(read_at_most(response, 1).await.0, b"o");
+    }
+
+    #[tokio::test]
     async fn targets_are_checked_before_any_request() {
         let client = GuardedClient::new(false, Duration::from_secs(5));
         assert!(matches!(

@@ -505,6 +505,16 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_kept_as_text_of_at_most_64_kib() {
+        assert_eq!(answer_text(b""), None);
+        assert_eq!(answer_text(b"ok\0\xff").as_deref(), Some("ok\u{fffd}"));
+        let long = "é".repeat(guard::MAX_ANSWER_BYTES);
+        let kept = answer_text(long.as_bytes()).unwrap();
+        assert_eq!(kept.len(), guard::MAX_ANSWER_BYTES);
+        assert!(long.starts_with(&kept));
+    }
+
+    #[test]
     fn the_retry_schedule_is_the_documented_one() {
         assert_eq!(MAX_ATTEMPTS, 8);
         assert_eq!(

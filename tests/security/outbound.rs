@@ -67,13 +67,16 @@ async fn emit_payout(app: &TestApp) {
         .unwrap();
 }
 
-/// The endpoint's only delivery, once its first attempt is logged.
+/// The endpoint's only delivery, once its first attempt is logged. (The listing reads the
+/// delivery and its attempts in two statements: the attempt may show before the delivery's
+/// own count and status do, so both are waited for.)
 async fn first_attempt(app: &TestApp, endpoint: &str) -> Value {
     let path = format!("/v1/webhook-endpoints/{endpoint}/deliveries");
     let deliveries = app
         .wait_for(&path, |d| {
-            d.as_array()
-                .is_some_and(|d| d.len() == 1 && !d[0]["attempt_log"].as_array().unwrap().is_empty())
+            d.as_array().is_some_and(|d| {
+                d.len() == 1 && d[0]["attempts"] == 1 && !d[0]["attempt_log"].as_array().unwrap().is_empty()
+            })
         })
         .await;
     deliveries[0].clone()
@@ -210,4 +213,18 @@ async fn a_name_resolving_to_an_internal_address_is_refused_when_connecting(pool
         assert_eq!(delivery["status"], "pending", "{delivery:#}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "an internal address was reached");
+}
+
+#[sqlx::test]
+async fn a_name_is_still_delivered_to_through_the_guarded_resolver(pool: PgPool) {
+    // The guard resolves names itself; with private targets allowed, `localhost` is reached on
+    // the port of its URL.
+    let app = TestApp::spawn_with(pool, &[ALLOW_PRIVATE]).await;
+    let (hits, receiver) = counting_server(|| (StatusCode::OK, "thanks")).await;
+    let endpoint = register(&app, &format!("http://localhost:{}/hook", receiver.port())).await;
+    emit_payout(&app).await;
+    let delivery = first_attempt(&app, &endpoint).await;
+    assert_eq!(delivery["status"], "delivered", "{delivery:#}");
+    assert_eq!(delivery["attempt_log"][0]["response_body"], "thanks");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
