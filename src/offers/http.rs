@@ -107,7 +107,7 @@ pub struct OfferView {
     /// Ballot only: sha256(seed), hex, published when the offer opens.
     #[serde(skip_serializing_if = "Option::is_none")]
     commitment: Option<String>,
-    /// Ballot only: the seed, hex, revealed once the offer has closed.
+    /// Ballot only: the seed, hex, revealed once the draw is made (the offer succeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<String>,
     created_at: DateTime<Utc>,
