@@ -29,6 +29,8 @@ pub struct Settings {
     pub webhooks: WebhooksSettings,
     pub log: LogSettings,
     pub rate_limit: RateLimitSettings,
+    #[serde(default)]
+    pub ballot: BallotSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +123,16 @@ pub struct StripeSettings {
 #[serde(deny_unknown_fields)]
 pub struct WebhooksSettings {
     pub allow_private_targets: bool,
+}
+
+/// The ballot's server secret (docs/ballot.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BallotSettings {
+    /// Ballot seeds are derived from it: standard base64 of at least 32 random bytes. Without
+    /// it, ballot offers cannot open under the system clock (409 `ballot_key_missing`); the
+    /// manual clock falls back to a development key.
+    pub seed_key: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +252,11 @@ impl Settings {
             .is_some_and(|s| s.expose_secret().is_empty())
         {
             bail!("invalid configuration: payments.stripe.webhook_secret must not be empty");
+        }
+        if let Some(key) = &self.ballot.seed_key
+            && let Err(err) = crate::offers::ballot::SeedKey::parse(key.expose_secret())
+        {
+            bail!("invalid configuration: {err}");
         }
         if self.database.max_connections == 0 {
             bail!("invalid configuration: database.max_connections must be at least 1");
@@ -406,6 +423,8 @@ mod tests {
             err.contains("payments.sandbox.webhook_secret") && !err.contains("hunter2"),
             "{err}"
         );
+        let err = message(load(&[("CROWDLEDGER__BALLOT__SEED_KEY", "aHVudGVyMg==")]).unwrap_err());
+        assert!(err.contains("ballot.seed_key") && !err.contains("aHVudGVyMg"), "{err}");
     }
 
     const SYSTEM: (&str, &str) = ("CROWDLEDGER__CLOCK__MODE", "system");
@@ -464,7 +483,9 @@ mod tests {
         let key = "k".repeat(40);
         let sandbox = WebhookSecret::generate().expose_string();
         let stripe = "whsec_stripe-secret-for-this-test";
+        let ballot = "YmFsbG90LXNlZWQta2V5LWZvci10aGlzLXRlc3QtMDEyMzQ1Njc4OQ==";
         let s = load(&[
+            ("CROWDLEDGER__BALLOT__SEED_KEY", ballot),
             ("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", &key),
             ("DATABASE_URL", "postgres://u:hunter2@h/x"),
             ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", &sandbox),
@@ -473,7 +494,7 @@ mod tests {
         ])
         .unwrap();
         let printed = format!("{s:?} {s:#?}");
-        for secret in [key.as_str(), "hunter2", "swordfish", &sandbox, stripe] {
+        for secret in [key.as_str(), "hunter2", "swordfish", &sandbox, stripe, ballot] {
             assert!(!printed.contains(secret), "{printed}");
         }
     }

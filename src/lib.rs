@@ -75,6 +75,7 @@ impl App {
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
                 providers: std::sync::Arc::new(providers),
+                seed_key: offers::ballot::SeedKey::from_settings(settings),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

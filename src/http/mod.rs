@@ -50,6 +50,9 @@ pub struct AppState {
     pub batcher: crate::pledges::batcher::Batcher,
     /// Verified provider events, many per transaction (payments/inbound.rs).
     pub inbound: crate::payments::inbound::Batcher,
+    /// Ballot seeds are derived from it (`ballot.seed_key`, offers/ballot.rs); none under the
+    /// system clock when not configured.
+    pub seed_key: Option<crate::offers::ballot::SeedKey>,
 }
 
 /// Limits applied to every request.

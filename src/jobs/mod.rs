@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::offers::ballot::SeedKey;
 use crate::offers::{self, closing};
 use crate::payments;
 use crate::pledges::{self, PledgeStatus};
@@ -30,7 +31,7 @@ async fn run_clocked(state: &AppState, mut shutdown: watch::Receiver<bool>) {
     let mut moved = state.clock.subscribe();
     loop {
         let now = state.clock.now();
-        if let Err(err) = tick(&state.pool, now).await {
+        if let Err(err) = tick(&state.pool, state.seed_key.as_ref(), now).await {
             tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
         }
         if state.providers.auto_confirm()
@@ -52,14 +53,7 @@ async fn run_delivery(state: &AppState, mut shutdown: watch::Receiver<bool>) {
         let delivered = async {
             outbound::fan_out(&state.pool, state.clock.now()).await?;
             let stopping = || *shutdown.borrow();
-            outbound::deliver_all_due(
-                &state.pool,
-                &providers.client,
-                || state.clock.now(),
-                providers.allow_private_targets,
-                stopping,
-            )
-            .await
+            outbound::deliver_all_due(&state.pool, &providers.webhooks, || state.clock.now(), stopping).await
         };
         if let Err(err) = delivered.await {
             tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");
@@ -80,10 +74,10 @@ async fn wait_for_tick(moved: &mut watch::Receiver<()>, shutdown: &mut watch::Re
     *shutdown.borrow()
 }
 
-/// One pass of every job at `now`.
-pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<(), ApiError> {
+/// One pass of every job at `now` (`seed_key` draws ballots).
+pub async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), ApiError> {
     expire_unpaid(pool, now).await?;
-    closing::close_due(pool, now, |_, _| {}).await?;
+    closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::expire_due(pool, now).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::allocation::{self, Claim};
+use super::ballot::{self, SeedKey};
 use super::{Allocation, Offer, OfferStatus, store};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
@@ -57,8 +58,14 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
     Ok(offer)
 }
 
-/// Takes a closing offer as far as it can go at `now`; returns its status afterwards.
-pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<OfferStatus, ApiError> {
+/// Takes a closing offer as far as it can go at `now`; returns its status afterwards. A ballot's
+/// seed is derived with `seed_key` for the draw.
+pub async fn advance(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    seed_key: Option<&SeedKey>,
+    now: DateTime<Utc>,
+) -> Result<OfferStatus, ApiError> {
     let offer = store::lock(conn, offer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
@@ -79,7 +86,7 @@ pub async fn advance(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>
     }
     let funded_shares: i64 = funded.iter().map(|p| p.shares).sum();
     if funded_shares >= offer.min_shares {
-        succeed(conn, &offer, &funded, now).await?;
+        succeed(conn, &offer, &funded, seed_key, now).await?;
         Ok(OfferStatus::Succeeded)
     } else {
         pledges::rules::refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
@@ -93,6 +100,7 @@ async fn succeed(
     conn: &mut PgConnection,
     offer: &Offer,
     funded: &[pledges::Pledge],
+    seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     let claims: Vec<Claim> = funded
@@ -103,15 +111,13 @@ async fn succeed(
             shares: p.shares,
         })
         .collect();
+    let mut seed = None;
     let allocated = match offer.allocation {
         Allocation::FirstCome => allocation::first_come(offer.max_shares, &claims),
         Allocation::ProRata => allocation::pro_rata(offer.max_shares, &claims),
         Allocation::Ballot => {
-            let seed = offer
-                .ballot_seed
-                .as_deref()
-                .expect("ballot offers get their seed when they open");
-            allocation::ballot(offer.max_shares, &claims, seed)
+            let drawn = seed.insert(ballot::seed_for_draw(seed_key, offer)?);
+            allocation::ballot(offer.max_shares, &claims, drawn)
         }
     };
 
@@ -166,17 +172,26 @@ async fn succeed(
         ledger::post(conn, entry).await?;
     }
     store::set_status(conn, offer.id, OfferStatus::Succeeded, now).await?;
+    // Stored once succeeded (migration 0025's check): the offer reveals the seed from now on.
+    if let Some(seed) = &seed {
+        store::reveal_ballot_seed(conn, offer.id, seed).await?;
+    }
     events::emit(conn, "offer.succeeded", offer_event(offer, OfferStatus::Succeeded), now).await?;
     Ok(())
 }
 
 /// Closes an offer at the operator's request: to `closing`, then as far as it can go now.
-pub async fn close(pool: &PgPool, offer_id: Uuid, now: DateTime<Utc>) -> Result<OfferStatus, ApiError> {
+pub async fn close(
+    pool: &PgPool,
+    offer_id: Uuid,
+    seed_key: Option<&SeedKey>,
+    now: DateTime<Utc>,
+) -> Result<OfferStatus, ApiError> {
     let mut tx = pool.begin().await?;
     start(&mut tx, offer_id, now).await?;
     tx.commit().await?;
     let mut tx = pool.begin().await?;
-    let status = advance(&mut tx, offer_id, now).await?;
+    let status = advance(&mut tx, offer_id, seed_key, now).await?;
     tx.commit().await?;
     Ok(status)
 }
@@ -186,6 +201,7 @@ pub async fn close(pool: &PgPool, offer_id: Uuid, now: DateTime<Utc>) -> Result<
 /// told `(done, total)` after each offer.
 pub async fn close_due(
     pool: &PgPool,
+    seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<usize, ApiError> {
@@ -200,7 +216,7 @@ pub async fn close_due(
         if offer.status == OfferStatus::Open && offer.closes_at <= now {
             start(&mut tx, id, now).await?;
         }
-        let status = advance(&mut tx, id, now).await?;
+        let status = advance(&mut tx, id, seed_key, now).await?;
         tx.commit().await?;
         ended += usize::from(matches!(status, OfferStatus::Succeeded | OfferStatus::Failed));
         progress(done + 1, total);

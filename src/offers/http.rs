@@ -107,7 +107,7 @@ pub struct OfferView {
     /// Ballot only: sha256(seed), hex, published when the offer opens.
     #[serde(skip_serializing_if = "Option::is_none")]
     commitment: Option<String>,
-    /// Ballot only: the seed, hex, revealed once the offer has closed.
+    /// Ballot only: the seed, hex, revealed once the draw is made (the offer succeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<String>,
     created_at: DateTime<Utc>,
@@ -206,7 +206,7 @@ async fn open_offer(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    lifecycle::open(&mut tx, id, state.clock.now()).await?;
+    lifecycle::open(&mut tx, id, state.seed_key.as_ref(), state.clock.now()).await?;
     tx.commit().await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
@@ -221,7 +221,7 @@ async fn close_offer(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
-    closing::close(&state.pool, id, state.clock.now()).await?;
+    closing::close(&state.pool, id, state.seed_key.as_ref(), state.clock.now()).await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
 }

@@ -2,13 +2,12 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Months, Utc};
-use rand::TryRngCore;
-use rand::rngs::OsRng;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::ballot::{self, SeedKey};
 use super::closing::offer_event;
-use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, allocation, store};
+use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, store};
 use crate::http::error::ApiError;
 use crate::money::Money;
 use crate::pledges::{self, PledgeStatus};
@@ -81,8 +80,14 @@ pub async fn create(
 }
 
 /// `draft → open`: the project must be published and the cap respected; a ballot publishes its
-/// commitment `sha256(seed)` now and keeps the seed until the close.
-pub async fn open(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+/// commitment `sha256(seed)` now, and stores only the nonce its seed is derived from with
+/// `seed_key` (409 `ballot_key_missing` without one).
+pub async fn open(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    seed_key: Option<&SeedKey>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let unlocked = store::get(conn, offer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
@@ -107,11 +112,8 @@ pub async fn open(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -
     }
     check_ecsp_cap(conn, offer.project_id, offer.max_target(), now).await?;
     if offer.allocation == Allocation::Ballot {
-        let mut seed = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("random source: {e}")))?;
-        store::set_ballot(conn, offer_id, &seed, &allocation::commitment(&seed)).await?;
+        let (nonce, commitment) = ballot::commit(seed_key, offer_id)?;
+        store::set_ballot(conn, offer_id, &nonce, &commitment).await?;
     }
     store::set_status(conn, offer_id, OfferStatus::Open, now).await?;
     let mut event = offer_event(&offer, OfferStatus::Open);

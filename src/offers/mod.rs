@@ -1,6 +1,7 @@
 //! Share offers (funding rounds): their terms, lifecycle and closing. See docs/rounds.md.
 
 pub mod allocation;
+pub mod ballot;
 pub mod closing;
 pub mod http;
 pub mod lifecycle;
@@ -62,7 +63,11 @@ pub struct Offer {
     pub status: OfferStatus,
     pub shares_reserved: i64,
     pub ballot_commitment: Option<String>,
+    /// Ballot: stored only once the draw is made (or, for offers opened before migration 0025,
+    /// since the open).
     pub ballot_seed: Option<Vec<u8>>,
+    /// Ballot: the seed's nonce (`ballot::SeedKey::seed`).
+    pub ballot_nonce: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     pub opened_at: Option<DateTime<Utc>>,
     pub closing_at: Option<DateTime<Utc>>,

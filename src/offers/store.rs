@@ -29,6 +29,7 @@ struct OfferRow {
     shares_reserved: i64,
     ballot_commitment: Option<String>,
     ballot_seed: Option<Vec<u8>>,
+    ballot_nonce: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
     opened_at: Option<DateTime<Utc>>,
     closing_at: Option<DateTime<Utc>>,
@@ -59,6 +60,7 @@ impl From<OfferRow> for Offer {
             shares_reserved: r.shares_reserved,
             ballot_commitment: r.ballot_commitment,
             ballot_seed: r.ballot_seed,
+            ballot_nonce: r.ballot_nonce,
             created_at: r.created_at,
             opened_at: r.opened_at,
             closing_at: r.closing_at,
@@ -69,7 +71,7 @@ impl From<OfferRow> for Offer {
 
 const COLUMNS: &str = "id, project_id, currency, share_price, min_shares, max_shares, min_ticket, max_ticket,
     opens_at, closes_at, success_fee_rate, allocation, payment_window_seconds, oversubscription_limit,
-    reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, created_at, opened_at,
+    reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, ballot_nonce, created_at, opened_at,
     closing_at, closed_at";
 
 pub async fn insert(
@@ -164,11 +166,22 @@ pub async fn set_status(
     Ok(())
 }
 
-pub async fn set_ballot(conn: &mut PgConnection, id: Uuid, seed: &[u8], commitment: &str) -> sqlx::Result<()> {
-    sqlx::query("update offers set ballot_seed = $2, ballot_commitment = $3 where id = $1")
+/// At open: the ballot's nonce and the commitment to its seed (the seed itself is not stored).
+pub async fn set_ballot(conn: &mut PgConnection, id: Uuid, nonce: &[u8], commitment: &str) -> sqlx::Result<()> {
+    sqlx::query("update offers set ballot_nonce = $2, ballot_commitment = $3 where id = $1")
+        .bind(id)
+        .bind(nonce)
+        .bind(commitment)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// At the draw: the seed, stored so the offer reveals it.
+pub async fn reveal_ballot_seed(conn: &mut PgConnection, id: Uuid, seed: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("update offers set ballot_seed = $2 where id = $1")
         .bind(id)
         .bind(seed)
-        .bind(commitment)
         .execute(conn)
         .await?;
     Ok(())

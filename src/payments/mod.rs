@@ -43,8 +43,9 @@ pub struct Providers {
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
     pub self_url: std::sync::OnceLock<String>,
-    /// Outbound webhooks may target private and loopback addresses (`webhooks.allow_private_targets`).
-    pub allow_private_targets: bool,
+    /// Delivers outbound webhooks, only where they may go (`webhooks/guard.rs`; private and
+    /// loopback addresses too with `webhooks.allow_private_targets`).
+    pub webhooks: crate::webhooks::guard::GuardedClient,
     pub client: reqwest::Client,
 }
 
@@ -71,7 +72,10 @@ impl Providers {
             card,
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
-            allow_private_targets,
+            webhooks: crate::webhooks::guard::GuardedClient::new(
+                allow_private_targets,
+                crate::webhooks::outbound::REQUEST_TIMEOUT,
+            ),
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
                 .build()

@@ -41,7 +41,8 @@ pub struct EndpointView {
     url: String,
     events: Vec<String>,
     status: String,
-    /// The signing secret (`whsec_…`): shown only in this response.
+    /// The signing secret (`whsec_…`): shown only in the response that creates or rotates it;
+    /// null in a replay of the registration for the same `Idempotency-Key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
     /// After a rotation, the old secret also signs until then.
@@ -68,8 +69,10 @@ fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-/// Register an endpoint for events. Its signing secret is returned once.
+/// Register an endpoint for events. Its signing secret is returned once. Honours
+/// `Idempotency-Key` (a replay answers with `secret: null`: the secret is never stored with it).
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response (without the secret) for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_endpoint(
@@ -89,7 +92,10 @@ async fn create_endpoint(
     }
     // Shown to operators in listings: a single line that shows what it holds.
     crate::projects::fields::address("url", &body.url, 2000)?;
-    outbound::check_target(&body.url, state.providers.allow_private_targets)
+    state
+        .providers
+        .webhooks
+        .check(&body.url)
         .await
         .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
     let mut events = body.events.clone();
@@ -97,10 +103,18 @@ async fn create_endpoint(
     events.dedup();
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint("POST /v1/webhook-endpoints", &body);
-    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
-        let endpoint = outbound::create_endpoint(conn, &body.url, &events, now).await?;
-        Ok((StatusCode::CREATED, EndpointView::with_secret(endpoint)))
-    })
+    idempotency::once_keeping_secret(
+        &state.pool,
+        &caller,
+        key.as_ref(),
+        &fingerprint,
+        now,
+        Some("secret"),
+        async |conn| {
+            let endpoint = outbound::create_endpoint(conn, &body.url, &events, now).await?;
+            Ok((StatusCode::CREATED, EndpointView::with_secret(endpoint)))
+        },
+    )
     .await
 }
 
@@ -133,7 +147,8 @@ async fn list_deliveries(
     Ok(Json(outbound::deliveries(&mut conn, id, limit).await?))
 }
 
-/// A new signing secret, returned once; the old one keeps signing for 24 hours.
+/// A new signing secret, returned once; the old one keeps signing for 24 hours. Each call
+/// rotates: no answer is stored to be replayed, so the secret is in no other place.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]

@@ -1,6 +1,8 @@
 //! Webhooks in and out: signatures of inbound provider events, and the events we send to
-//! operators' endpoints (outbox fan-out, leased delivery with retries).
+//! operators' endpoints (outbox fan-out, leased delivery with retries, and what a delivery may
+//! reach).
 
+pub mod guard;
 pub mod http;
 pub mod outbound;
 pub mod signature;

@@ -6,9 +6,8 @@
 //! transaction open, and records each attempt. A failed attempt is retried after 5 s, 5 min,
 //! 30 min, 2 h, 5 h, 10 h and 10 h; after the eighth failure the delivery is exhausted and the
 //! endpoint disabled. Delivery is at least once: a worker that dies mid-request loses its lease,
-//! and another sends again.
+//! and another sends again. What a delivery may reach is `super::guard`'s to decide.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -17,6 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::guard::{self, GuardedClient};
 use super::signature::{self, WebhookSecret};
 use crate::events;
 
@@ -48,72 +48,6 @@ const LEASE_SECONDS: i64 = 60;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deliveries claimed and sent at once.
 pub const DELIVERY_BATCH: usize = 32;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("the URL is not an http(s) URL with a host")]
-    BadUrl,
-    #[error("the host does not resolve")]
-    Unresolvable,
-    #[error("the URL resolves to a private, loopback or otherwise internal address ({0})")]
-    Private(IpAddr),
-}
-
-/// True for addresses a webhook must not reach: loopback, private, link-local, shared (CGNAT),
-/// unique-local, unspecified, multicast, broadcast, documentation.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// Refuses a URL that is not http(s) or resolves to an internal address (unless allowed).
-pub async fn check_target(url: &str, allow_private: bool) -> Result<(), TargetError> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| TargetError::BadUrl)?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(TargetError::BadUrl);
-    }
-    let host = parsed.host_str().ok_or(TargetError::BadUrl)?;
-    let port = parsed.port_or_known_default().ok_or(TargetError::BadUrl)?;
-    if allow_private {
-        return Ok(());
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| TargetError::Unresolvable)?
-        .map(|a| a.ip())
-        .collect();
-    if addrs.is_empty() {
-        return Err(TargetError::Unresolvable);
-    }
-    match addrs.into_iter().find(|ip| is_internal(*ip)) {
-        Some(ip) => Err(TargetError::Private(ip)),
-        None => Ok(()),
-    }
-}
 
 /// An operator's endpoint. Its `Debug` leaves the secrets out, so it can be logged.
 #[derive(Clone, sqlx::FromRow)]
@@ -283,14 +217,13 @@ struct Claimed {
 /// waited when it ended. A failed attempt is due again only seconds later, so this ends.
 pub async fn deliver_all_due(
     pool: &PgPool,
-    client: &reqwest::Client,
+    client: &GuardedClient,
     now: impl Fn() -> DateTime<Utc>,
-    allow_private: bool,
     stop: impl Fn() -> bool,
 ) -> sqlx::Result<usize> {
     let mut attempted = 0;
     while !stop() {
-        let sent = deliver_due(pool, client, now(), allow_private).await?;
+        let sent = deliver_due(pool, client, now()).await?;
         attempted += sent;
         if sent < DELIVERY_BATCH {
             break;
@@ -300,12 +233,7 @@ pub async fn deliver_all_due(
 }
 
 /// Sends one batch of due deliveries, each once; returns how many were attempted.
-pub async fn deliver_due(
-    pool: &PgPool,
-    client: &reqwest::Client,
-    now: DateTime<Utc>,
-    allow_private: bool,
-) -> sqlx::Result<usize> {
+pub async fn deliver_due(pool: &PgPool, client: &GuardedClient, now: DateTime<Utc>) -> sqlx::Result<usize> {
     let claimed: Vec<Claimed> = sqlx::query_as(
         "with due as (
              select d.id from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
@@ -325,7 +253,7 @@ pub async fn deliver_due(
     .await?;
     let count = claimed.len();
     let sends = claimed.into_iter().map(|c| async move {
-        let outcome = send(client, &c, now, allow_private).await;
+        let outcome = send(client, &c, now).await;
         record(pool, &c, outcome, now).await
     });
     for result in futures::future::join_all(sends).await {
@@ -337,20 +265,24 @@ pub async fn deliver_due(
 struct Sent {
     status_code: Option<u16>,
     error: Option<String>,
+    /// The first [`guard::MAX_ANSWER_BYTES`] of the answer, if it had a body.
+    answer: Option<String>,
     elapsed: Duration,
 }
 
-async fn send(client: &reqwest::Client, c: &Claimed, now: DateTime<Utc>, allow_private: bool) -> Sent {
+async fn send(client: &GuardedClient, c: &Claimed, now: DateTime<Utc>) -> Sent {
     let started = Instant::now();
     let failed = |error: String| Sent {
         status_code: None,
         error: Some(error),
+        answer: None,
         elapsed: started.elapsed(),
     };
-    // Checked again at send time: a name may resolve elsewhere than when it was registered.
-    if let Err(err) = check_target(&c.url, allow_private).await {
-        return failed(err.to_string());
-    }
+    // Judged again at each send: the guard checks the very address it connects to.
+    let request = match client.post(&c.url) {
+        Ok(request) => request,
+        Err(err) => return failed(err.to_string()),
+    };
     let mut secrets = Vec::new();
     for s in std::iter::once(Some(&c.secret))
         .chain(std::iter::once(
@@ -371,8 +303,7 @@ async fn send(client: &reqwest::Client, c: &Claimed, now: DateTime<Utc>, allow_p
     // Transport time: the receiver checks it against its own real clock, whatever ours says.
     let timestamp = crate::clock::wall_clock().timestamp();
     let header = signature::signature_header(&refs, &msg_id, timestamp, &body);
-    let response = client
-        .post(&c.url)
+    let response = request
         .timeout(REQUEST_TIMEOUT)
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
@@ -382,25 +313,52 @@ async fn send(client: &reqwest::Client, c: &Claimed, now: DateTime<Utc>, allow_p
         .send()
         .await;
     match response {
-        Ok(r) => Sent {
-            status_code: Some(r.status().as_u16()),
-            error: None,
-            elapsed: started.elapsed(),
-        },
-        Err(err) => failed(err.to_string()),
+        Ok(r) => {
+            let status = r.status();
+            let (body, unread) = guard::read_at_most(r, guard::MAX_ANSWER_BYTES).await;
+            // A 3xx is an answer like any other non-2xx: a failed attempt, retried on schedule.
+            let error = if status.is_redirection() {
+                Some(format!("answered {status}: redirects are not followed"))
+            } else {
+                unread.map(|e| format!("reading the answer: {}", guard::describe(&e)))
+            };
+            Sent {
+                status_code: Some(status.as_u16()),
+                error,
+                answer: answer_text(&body),
+                elapsed: started.elapsed(),
+            }
+        }
+        Err(err) => failed(guard::describe(&err)),
     }
+}
+
+/// An answer as text to keep: invalid UTF-8 replaced, NULs (which Postgres text refuses)
+/// dropped, at most [`guard::MAX_ANSWER_BYTES`].
+fn answer_text(body: &[u8]) -> Option<String> {
+    let mut text = String::from_utf8_lossy(body).replace('\0', "");
+    if text.len() > guard::MAX_ANSWER_BYTES {
+        let mut end = guard::MAX_ANSWER_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 async fn record(pool: &PgPool, c: &Claimed, sent: Sent, now: DateTime<Utc>) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "insert into webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms) values ($1, $2, $3, $4, $5)",
+        "insert into webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms, response_body)
+         values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(c.id)
     .bind(now)
     .bind(sent.status_code.map(i32::from))
     .bind(sent.error.as_deref())
     .bind(i32::try_from(sent.elapsed.as_millis()).unwrap_or(i32::MAX))
+    .bind(sent.answer.as_deref())
     .execute(&mut *tx)
     .await?;
     let attempts = c.attempts + 1;
@@ -461,6 +419,9 @@ pub struct AttemptView {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: i32,
+    /// What the receiver answered: at most its first 64 KiB (the rest is never read); null
+    /// when there was no answer or it had no body.
+    pub response_body: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -500,7 +461,8 @@ pub async fn deliveries(conn: &mut PgConnection, endpoint: Uuid, limit: i64) -> 
     let mut views = Vec::with_capacity(rows.len());
     for r in rows {
         let attempt_log: Vec<AttemptView> = sqlx::query_as(
-            "select attempted_at, status_code, error, duration_ms from webhook_attempts where delivery_id = $1 order by id",
+            "select attempted_at, status_code, error, duration_ms, response_body from webhook_attempts
+              where delivery_id = $1 order by id",
         )
         .bind(r.id)
         .fetch_all(&mut *conn)
@@ -545,51 +507,13 @@ mod tests {
     }
 
     #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "224.0.0.1",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
-        }
-        for public in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "2606:4700::1111"] {
-            assert!(!is_internal(public.parse().unwrap()), "{public}");
-        }
-    }
-
-    #[tokio::test]
-    async fn targets_are_checked_before_any_request() {
-        assert!(matches!(
-            check_target("ftp://example.org/x", false).await,
-            Err(TargetError::BadUrl)
-        ));
-        assert!(matches!(
-            check_target("not a url", true).await,
-            Err(TargetError::BadUrl)
-        ));
-        assert!(matches!(
-            check_target("http://127.0.0.1:9/hook", false).await,
-            Err(TargetError::Private(_))
-        ));
-        assert!(matches!(
-            check_target("http://[::1]:9/hook", false).await,
-            Err(TargetError::Private(_))
-        ));
-        assert!(matches!(
-            check_target("http://localhost:9/hook", false).await,
-            Err(TargetError::Private(_))
-        ));
-        assert!(check_target("http://127.0.0.1:9/hook", true).await.is_ok());
+    fn answers_are_kept_as_text_of_at_most_64_kib() {
+        assert_eq!(answer_text(b""), None);
+        assert_eq!(answer_text(b"ok\0\xff").as_deref(), Some("ok\u{fffd}"));
+        let long = "é".repeat(guard::MAX_ANSWER_BYTES);
+        let kept = answer_text(long.as_bytes()).unwrap();
+        assert_eq!(kept.len(), guard::MAX_ANSWER_BYTES);
+        assert!(long.starts_with(&kept));
     }
 
     #[test]
