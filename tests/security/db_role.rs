@@ -214,3 +214,196 @@ async fn postings_still_move_balances_through_functions_run_as_the_owner(pool: P
             .unwrap();
     assert!(!callable, "only the app role may lock accounts through the owner");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 10: verify ties refunds, payouts and deposits to their entries.
+// ---------------------------------------------------------------------------------------------
+
+const SETTLEMENT_CHECKS: [&str; 3] = ["refunds_paid", "payouts_paid", "deposits_captured"];
+
+/// The ids of one settled refund, payout and deposit, made through the API.
+struct Settled {
+    refund: uuid::Uuid,
+    payout: uuid::Uuid,
+    deposit: uuid::Uuid,
+}
+
+/// A sponsor's deposit received; a round that succeeded, paid out; a round cancelled, its
+/// pledge's refund paid back: each confirmed by the sandbox provider's signed webhook.
+async fn settle_one_of_each(app: &TestApp) -> Settled {
+    funded_sponsor(app, "Fondation Iroise", "100.00").await;
+
+    let (project, offer) = small_open_offer(app).await;
+    let alice = investor(app, "Alice", "sophisticated").await;
+    funded_pledge(app, &offer, &alice, 20).await;
+    let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
+    confirm_payout(app, &payout).await;
+    assert_eq!(balance(app, &format!("project:{project}:payable:eur")).await, "0.00");
+
+    let (_, cancelled) = small_open_offer(app).await;
+    let bob = investor(app, "Bob", "sophisticated").await;
+    funded_pledge(app, &cancelled, &bob, 5).await;
+    ok(
+        app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
+        200,
+    )
+    .await;
+    let refund: String = sqlx::query_scalar("select provider_refund_id from refunds")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let paid = ok(
+        app.post(&format!("/v1/sandbox/refunds/{refund}/succeed"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(paid["applied"], true, "{paid:#}");
+
+    let (refund, payout, deposit) = sqlx::query_as(
+        "select (select id from refunds where status = 'succeeded'), (select id from payouts where status = 'paid'),
+                (select id from deposits where status = 'succeeded')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    Settled {
+        refund,
+        payout,
+        deposit,
+    }
+}
+
+/// The names of the checks `GET /v1/ledger/verify` reports failing, and its whole report.
+async fn failing_checks(app: &TestApp) -> (Vec<String>, serde_json::Value) {
+    let report = ok(app.get("/v1/ledger/verify").await, 200).await;
+    let failing = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    (failing, report)
+}
+
+async fn owner(app: &TestApp, sql: &str) {
+    sqlx::query(sql).execute(&app.pool).await.unwrap();
+}
+
+#[sqlx::test]
+async fn verify_checks_the_entry_that_settled_each_refund_payout_and_deposit(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let settled = settle_one_of_each(&app).await;
+    let report = ok(app.get("/v1/ledger/verify").await, 200).await;
+    for name in SETTLEMENT_CHECKS {
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("verify has no check {name}: {report:#}"));
+        assert_eq!(check["ok"], true, "{check:#}");
+    }
+    assert_eq!(report["ok"], true, "{report:#}");
+
+    // Each settled row names its entry, and Postgres refuses one that names none.
+    let named: (String, String, String) = sqlx::query_as(
+        "select (select e.kind from refunds r join ledger_entries e on e.id = r.paid_entry_id where r.id = $1),
+                (select e.kind from payouts p join ledger_entries e on e.id = p.paid_entry_id where p.id = $2),
+                (select e.kind from deposits d join ledger_entries e on e.id = d.captured_entry_id where d.id = $3)",
+    )
+    .bind(settled.refund)
+    .bind(settled.payout)
+    .bind(settled.deposit)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        named,
+        ("refund.paid".into(), "payout.paid".into(), "deposit.confirmed".into())
+    );
+    for (sql, constraint) in [
+        ("update refunds set paid_entry_id = null", "refunds_paid_once"),
+        ("update payouts set paid_entry_id = null", "payouts_paid_once"),
+        ("update deposits set captured_entry_id = null", "deposits_captured_once"),
+    ] {
+        let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.constraint()),
+            Some(constraint),
+            "{sql}"
+        );
+    }
+}
+
+#[sqlx::test]
+async fn tampering_with_a_settlement_fails_exactly_its_check(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let Settled {
+        refund,
+        payout,
+        deposit,
+    } = settle_one_of_each(&app).await;
+    assert_eq!(failing_checks(&app).await.0, Vec::<String>::new());
+
+    // A refund pointed at another settlement's entry (the payout's).
+    owner(
+        &app,
+        &format!(
+            "update refunds set paid_entry_id = (select paid_entry_id from payouts where id = '{payout}')
+              where id = '{refund}'"
+        ),
+    )
+    .await;
+    let (failing, report) = failing_checks(&app).await;
+    assert_eq!(failing, ["refunds_paid"], "{report:#}");
+    owner(
+        &app,
+        &format!(
+            "update refunds set paid_entry_id = (select id from ledger_entries where reference = 'refund:{refund}:paid')
+              where id = '{refund}'"
+        ),
+    )
+    .await;
+    assert_eq!(failing_checks(&app).await.0, Vec::<String>::new());
+
+    // A payout's entry forgotten, which only the owner dropping the constraint allows.
+    owner(&app, "alter table payouts drop constraint payouts_paid_once").await;
+    owner(
+        &app,
+        &format!("update payouts set paid_entry_id = null where id = '{payout}'"),
+    )
+    .await;
+    let (failing, report) = failing_checks(&app).await;
+    assert_eq!(failing, ["payouts_paid"], "{report:#}");
+
+    // A deposit recorded as received for more than its entry moved, and one naming no entry.
+    owner(
+        &app,
+        &format!("update deposits set amount = amount + 1 where id = '{deposit}'"),
+    )
+    .await;
+    owner(
+        &app,
+        &format!(
+            "insert into deposits (id, provider, provider_deposit_id, sponsor_id, amount, currency, status,
+                                   created_at, settled_at, captured_entry_id)
+             select gen_random_uuid(), provider, 'forged', sponsor_id, 5000, currency, 'succeeded',
+                    created_at, settled_at, gen_random_uuid()
+               from deposits where id = '{deposit}'"
+        ),
+    )
+    .await;
+    let (failing, report) = failing_checks(&app).await;
+    assert_eq!(failing, ["payouts_paid", "deposits_captured"], "{report:#}");
+    let deposits = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "deposits_captured")
+        .unwrap();
+    assert_eq!(deposits["violations"], 2, "{deposits:#}");
+}
