@@ -2,6 +2,8 @@
 //! checked by name on one snapshot. Serves `GET /v1/ledger/verify` and `crowdledger verify`.
 //! The ledger knows no domain words, so the domain checks live here, not in `ledger`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -218,13 +220,10 @@ async fn run_domain_checks(conn: &mut PgConnection) -> Result<Vec<CheckResult>, 
     Ok(results)
 }
 
-/// Every check, ledger first, on one consistent snapshot.
-pub async fn verify(pool: &PgPool) -> Result<Vec<CheckResult>, LedgerError> {
-    let mut tx = pool.begin().await?;
-    // One moment for all checks: a change committed between two of them is not a violation.
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
+/// Every check, ledger first, on one consistent snapshot, each statement cancelled after
+/// `timeout` (`database.read_statement_timeout_ms`).
+pub async fn verify(pool: &PgPool, timeout: Duration) -> Result<Vec<CheckResult>, LedgerError> {
+    let mut tx = ledger::read_snapshot(pool, Some(timeout)).await?;
     let mut results = ledger::run_checks(&mut tx).await?;
     results.extend(run_domain_checks(&mut tx).await?);
     tx.commit().await?;
@@ -247,7 +246,7 @@ pub struct VerifyReport {
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger", security(("api_key" = [])),
     responses((status = 200, body = VerifyReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn verify_books(State(state): State<AppState>, _auth: Auth<BookReaders>) -> Result<Json<VerifyReport>, ApiError> {
-    let checks = verify(&state.pool).await?;
+    let checks = verify(&state.pool, state.read_timeout).await?;
     Ok(Json(VerifyReport {
         ok: checks.iter().all(|c| c.ok),
         checked_at: state.clock.now(),

@@ -71,6 +71,8 @@ impl App {
                     &settings.payments,
                     settings.webhooks.allow_private_targets,
                 )),
+                read_timeout: settings.database.read_statement_timeout(),
+                retention: settings.retention,
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

@@ -47,6 +47,10 @@ pub struct AppState {
     pub batcher: crate::pledges::batcher::Batcher,
     /// Verified provider events, many per transaction (payments/inbound.rs).
     pub inbound: crate::payments::inbound::Batcher,
+    /// How long a statement of a full read of the books (verify, trial balance) may run.
+    pub read_timeout: Duration,
+    /// How long the background job keeps idempotency keys, inbound events, webhook attempts.
+    pub retention: crate::config::RetentionSettings,
 }
 
 /// Limits applied to every request.

@@ -407,3 +407,161 @@ async fn tampering_with_a_settlement_fails_exactly_its_check(pool: PgPool) {
         .unwrap();
     assert_eq!(deposits["violations"], 2, "{deposits:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 10: full reads of the books have a time limit.
+// ---------------------------------------------------------------------------------------------
+
+/// A read held up past its limit is cancelled by Postgres and answered with a clear 503, on the
+/// API and in `crowdledger verify`. What holds it up is the owner's lock on the ledger's tables
+/// (a statement timeout counts the wait for a lock), so the read cannot finish in time however
+/// fast the machine is, and nothing sleeps.
+#[sqlx::test]
+async fn a_read_of_the_books_past_its_time_limit_is_a_clear_503(pool: PgPool) {
+    let limit = ("CROWDLEDGER__DATABASE__READ_STATEMENT_TIMEOUT_MS", "200");
+    let app = TestApp::spawn_with(pool, &[limit]).await;
+    let (_, offer) = small_open_offer(&app).await;
+    let who = investor(&app, "Alice", "sophisticated").await;
+    funded_pledge(&app, &offer, &who, 3).await;
+
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("lock table ledger_accounts, ledger_postings in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    for path in ["/v1/ledger/verify", "/v1/ledger/trial-balance"] {
+        let r = app.get(path).await;
+        r.assert_problem(503, "statement_timeout");
+    }
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .arg("verify")
+        .env("DATABASE_URL", common::service_url(&app.pool))
+        .env_remove("CROWDLEDGER_CONFIG")
+        .env(limit.0, limit.1)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(!cli.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("statement timeout") && stderr.contains("database.read_statement_timeout_ms"),
+        "{stderr}"
+    );
+    lock.rollback().await.unwrap();
+
+    // The limit is per statement of a read, not a broken connection: the same reads pass now.
+    app.assert_books_verify().await;
+    let trial = ok(app.get("/v1/ledger/trial-balance").await, 200).await;
+    assert_eq!(trial["balanced"], true, "{trial:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding 10: retention.
+// ---------------------------------------------------------------------------------------------
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
+}
+
+/// `POST /v1/sponsors` with an Idempotency-Key: the reply's id, and whether it was a replay.
+async fn sponsor_with_key(app: &TestApp, key: &str) -> (String, bool) {
+    let r = common::send_as(
+        app,
+        reqwest::Method::POST,
+        "/v1/sponsors",
+        common::OPERATOR_KEY,
+        &[("idempotency-key", key)],
+        Some(&json!({"name": "Fondation Iroise", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    let replayed = r.headers.get("idempotent-replayed").is_some();
+    (common::id_of(&r), replayed)
+}
+
+/// Waits until the background job has deleted every row `sql` counts.
+async fn wait_until_purged(app: &TestApp, sql: &str) {
+    app.wait_for_value(|| count(app, sql), |n| *n == 0).await;
+}
+
+#[sqlx::test]
+async fn records_past_their_retention_are_purged_and_recent_ones_kept(pool: PgPool) {
+    // Idempotency keys keep the default, 30 days.
+    let app = TestApp::spawn_with(
+        pool,
+        &[
+            ("CROWDLEDGER__RETENTION__WEBHOOK_ATTEMPTS_DAYS", "10"),
+            ("CROWDLEDGER__RETENTION__INBOUND_EVENTS_DAYS", "60"),
+            ("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let start = app.clock.now();
+
+    // Day 0: a POST with a key; a provider event applied, one quarantined; failed deliveries to
+    // an endpoint nobody listens on.
+    let (first, replayed) = sponsor_with_key(&app, "sponsor-iroise").await;
+    assert!(!replayed);
+    assert_eq!(sponsor_with_key(&app, "sponsor-iroise").await, (first.clone(), true));
+    funded_sponsor(&app, "Fondation Aber", "50.00").await;
+    let now = app.clock.now().timestamp();
+    let body = common::sandbox::event("evt_stray", "payment.succeeded", "pay_nope", "9.00", "EUR", now);
+    let r = common::sandbox::signed(&app, "evt_stray", body, 0).await;
+    assert_eq!(r.body["outcome"], "quarantined", "{:#}", r.body);
+    let url = format!("http://127.0.0.1:{}/hooks", common::free_port());
+    ok(
+        app.post("/v1/webhook-endpoints", json!({"url": url, "events": ["offer.opened"]}))
+            .await,
+        201,
+    )
+    .await;
+    small_open_offer(&app).await;
+    app.wait_for_value(|| count(&app, "select count(*) from webhook_attempts"), |n| *n > 0)
+        .await;
+    let old = |table: &str, time: &str| {
+        format!(
+            "select count(*) from {table} where {time} < '{}'::timestamptz",
+            start + chrono::TimeDelta::days(1)
+        )
+    };
+    let keys = old("idempotency_keys", "created_at");
+    let applied = old("inbound_events", "received_at") + " and status <> 'quarantined'";
+    let quarantined = old("inbound_events", "received_at") + " and status = 'quarantined'";
+    let attempts = old("webhook_attempts", "attempted_at");
+    assert_eq!(
+        (
+            count(&app, &keys).await,
+            count(&app, &applied).await,
+            count(&app, &quarantined).await
+        ),
+        (1, 1, 1)
+    );
+
+    // Day 11: the attempts are past their 10 days; the rest is kept.
+    app.clock.advance(11 * DAY).unwrap();
+    wait_until_purged(&app, &attempts).await;
+    assert_eq!(
+        (
+            count(&app, &keys).await,
+            count(&app, &applied).await,
+            count(&app, &quarantined).await
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(sponsor_with_key(&app, "sponsor-iroise").await, (first.clone(), true));
+
+    // Day 31: the key is past its 30 days, and the same request with it is new again.
+    app.clock.advance(20 * DAY).unwrap();
+    wait_until_purged(&app, &keys).await;
+    assert_eq!((count(&app, &applied).await, count(&app, &quarantined).await), (1, 1));
+    let (again, replayed) = sponsor_with_key(&app, "sponsor-iroise").await;
+    assert!(!replayed && again != first, "a purged key was replayed: {again}");
+
+    // Day 60: the applied event is past its 60 days; the quarantined one waits for a person, and
+    // the key used again on day 31 is 29 days old.
+    app.clock.advance(29 * DAY).unwrap();
+    wait_until_purged(&app, &applied).await;
+    assert_eq!(count(&app, &quarantined).await, 1);
+    assert_eq!(count(&app, "select count(*) from idempotency_keys").await, 1);
+    assert_eq!(sponsor_with_key(&app, "sponsor-iroise").await, (again, true));
+}
