@@ -2,6 +2,8 @@
 //! checked by name on one snapshot. Serves `GET /v1/ledger/verify` and `crowdledger verify`.
 //! The ledger knows no domain words, so the domain checks live here, not in `ledger`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -104,21 +106,124 @@ const DOMAIN_CHECKS: &[DomainCheck] = &[
     },
 ];
 
+/// Rows the provider settles, each naming the ledger entry that settled them (`payments` have
+/// their own check above: a batch of captures shares one entry). One entry per row, of one kind,
+/// moving exactly the row's amount from one account to another.
+struct Settlement {
+    name: &'static str,
+    description: &'static str,
+    /// The table, as `r`.
+    table: &'static str,
+    /// What the account codes below need besides `r`, e.g. `join offers o on …`.
+    joins: &'static str,
+    /// When a row is settled, in SQL over `r`.
+    settled: &'static str,
+    /// The column naming the entry (migration 0022).
+    entry_column: &'static str,
+    kind: &'static str,
+    /// The codes of the accounts debited and credited, in SQL over `r` and `joins`.
+    debit: &'static str,
+    credit: &'static str,
+}
+
+const SETTLEMENTS: &[Settlement] = &[
+    Settlement {
+        name: "refunds_paid",
+        description: "each succeeded refund names the ledger entry that paid it back, which moved exactly its amount from the provider's refunds account to the provider's, and each such entry is named by one refund",
+        table: "refunds",
+        joins: "",
+        settled: "r.status = 'succeeded'",
+        entry_column: "paid_entry_id",
+        kind: "refund.paid",
+        debit: "'refunds:' || r.provider || ':' || lower(r.currency)",
+        credit: "'psp:' || r.provider || ':' || lower(r.currency)",
+    },
+    Settlement {
+        name: "payouts_paid",
+        description: "each paid payout names the ledger entry that paid it, which moved exactly its amount from the project's payable account to the provider's, and each such entry is named by one payout",
+        table: "payouts",
+        joins: "join offers o on o.id = r.offer_id",
+        settled: "r.status = 'paid'",
+        entry_column: "paid_entry_id",
+        kind: "payout.paid",
+        debit: "'project:' || o.project_id || ':payable:' || lower(r.currency)",
+        credit: "'psp:' || r.provider || ':' || lower(r.currency)",
+    },
+    Settlement {
+        name: "deposits_captured",
+        description: "each succeeded deposit names the ledger entry that captured it, which moved exactly its amount from the provider's account to the sponsor's budget, and each such entry is named by one deposit",
+        table: "deposits",
+        joins: "",
+        settled: "r.status = 'succeeded'",
+        entry_column: "captured_entry_id",
+        kind: "deposit.confirmed",
+        debit: "'psp:' || r.provider || ':' || lower(r.currency)",
+        credit: "'sponsor:' || r.sponsor_id || ':budget:' || lower(r.currency)",
+    },
+];
+
+impl Settlement {
+    /// One row per violation: a settled row without its entry (or a row naming one it should
+    /// not), an entry that is not the one expected, an entry of the kind named by no row or many.
+    fn sql(&self) -> String {
+        let Settlement {
+            table,
+            joins,
+            settled,
+            entry_column: column,
+            kind,
+            debit,
+            credit,
+            ..
+        } = self;
+        format!(
+            "with moved as (
+                select p.entry_id, count(*) as postings,
+                       min(a.code) filter (where p.side = 'debit') as debited,
+                       min(a.code) filter (where p.side = 'credit') as credited,
+                       sum(p.amount) filter (where p.side = 'debit') as debit_amount,
+                       sum(p.amount) filter (where p.side = 'credit') as credit_amount,
+                       min(p.currency) as currency
+                  from ledger_postings p
+                  join ledger_entries e on e.id = p.entry_id
+                  join ledger_accounts a on a.id = p.account_id
+                 where e.kind = '{kind}'
+                 group by p.entry_id)
+             select '{table} ' || r.id || ': ' || r.status || ', entry ' || coalesce(e.reference, r.{column}::text, 'none')
+               from {table} r {joins}
+               left join ledger_entries e on e.id = r.{column}
+               left join moved m on m.entry_id = e.id
+              where ({settled}) <> (e.id is not null)
+                 or (e.id is not null
+                     and (e.kind <> '{kind}' or m.postings is distinct from 2
+                          or m.debited is distinct from {debit} or m.credited is distinct from {credit}
+                          or m.debit_amount is distinct from r.amount or m.credit_amount is distinct from r.amount
+                          or m.currency is distinct from r.currency))
+             union all
+             select 'entry ' || e.reference || ': named by ' || count(r.id) || ' of {table}'
+               from ledger_entries e left join {table} r on r.{column} = e.id
+              where e.kind = '{kind}'
+              group by e.id, e.reference
+             having count(r.id) <> 1"
+        )
+    }
+}
+
 async fn run_domain_checks(conn: &mut PgConnection) -> Result<Vec<CheckResult>, LedgerError> {
-    let mut results = Vec::with_capacity(DOMAIN_CHECKS.len());
+    let mut results = Vec::with_capacity(DOMAIN_CHECKS.len() + SETTLEMENTS.len());
     for check in DOMAIN_CHECKS {
         results.push(ledger::run_check(conn, check.name, check.description, check.sql).await?);
+    }
+    for settlement in SETTLEMENTS {
+        results.push(ledger::run_check(conn, settlement.name, settlement.description, &settlement.sql()).await?);
     }
     Ok(results)
 }
 
-/// Every check, ledger first, on one consistent snapshot.
-pub async fn verify(pool: &PgPool) -> Result<Vec<CheckResult>, LedgerError> {
-    let mut tx = pool.begin().await?;
-    // One moment for all checks: a change committed between two of them is not a violation.
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
+/// Every check, ledger first, on one consistent snapshot, each statement cancelled after
+/// `timeout` (`database.read_statement_timeout_ms`).
+pub async fn verify(pool: &PgPool, timeout: Duration) -> Result<Vec<CheckResult>, LedgerError> {
+    let mut tx = ledger::read_snapshot(pool, Some(timeout)).await?;
     let mut results = ledger::run_checks(&mut tx).await?;
     results.extend(run_domain_checks(&mut tx).await?);
     tx.commit().await?;
@@ -141,7 +246,7 @@ pub struct VerifyReport {
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger", security(("api_key" = [])),
     responses((status = 200, body = VerifyReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn verify_books(State(state): State<AppState>, _auth: Auth<BookReaders>) -> Result<Json<VerifyReport>, ApiError> {
-    let checks = verify(&state.pool).await?;
+    let checks = verify(&state.pool, state.read_timeout).await?;
     Ok(Json(VerifyReport {
         ok: checks.iter().all(|c| c.ok),
         checked_at: state.clock.now(),

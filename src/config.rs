@@ -31,6 +31,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     #[serde(default)]
     pub ballot: BallotSettings,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,15 @@ pub struct DatabaseSettings {
     pub migrate_url: Option<SecretString>,
     pub max_connections: u32,
     pub acquire_timeout_seconds: u64,
+    /// Verify and the trial balance read the whole books: each of their statements is cancelled
+    /// after this long (503 `statement_timeout`).
+    pub read_statement_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn read_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_statement_timeout_ms)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +144,22 @@ pub struct BallotSettings {
     /// manual clock falls back to a development key.
     pub seed_key: Option<SecretString>,
 }
+
+/// How many days of the service clock the background job keeps each kind of record before
+/// deleting it (docs/reliability.md, "Retention").
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A replay of a POST with the same Idempotency-Key is recognised for this long.
+    pub idempotency_keys_days: u32,
+    /// Verified provider events that were applied or ignored; quarantined ones are kept.
+    pub inbound_events_days: u32,
+    /// The log of outbound webhook delivery attempts (the deliveries themselves are kept).
+    pub webhook_attempts_days: u32,
+}
+
+/// At most a century: any longer is "never", and would overflow a date.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,8 +287,21 @@ impl Settings {
         if self.database.max_connections == 0 {
             bail!("invalid configuration: database.max_connections must be at least 1");
         }
+        // Postgres reads 0 as "no limit", and takes at most i32::MAX milliseconds.
+        if !(1..=i32::MAX as u64).contains(&self.database.read_statement_timeout_ms) {
+            bail!("invalid configuration: database.read_statement_timeout_ms must be between 1 and 2147483647");
+        }
         if self.http.metrics_bind.is_some_and(|m| m == self.http.bind) {
             bail!("invalid configuration: http.metrics_bind must differ from http.bind");
+        }
+        for (key, days) in [
+            ("retention.idempotency_keys_days", self.retention.idempotency_keys_days),
+            ("retention.inbound_events_days", self.retention.inbound_events_days),
+            ("retention.webhook_attempts_days", self.retention.webhook_attempts_days),
+        ] {
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                bail!("invalid configuration: {key} must be between 1 and {MAX_RETENTION_DAYS}");
+            }
         }
         for (key, url) in [
             ("database.url", &self.database.url),
@@ -476,6 +515,33 @@ mod tests {
         // No adapter here takes real card payments yet.
         let err = message(load(&[MANUAL, ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe")]).unwrap_err());
         assert!(err.contains("card_provider"), "{err}");
+    }
+
+    #[test]
+    fn read_timeout_and_retention_have_defaults_and_name_their_keys() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.database.read_statement_timeout(), Duration::from_secs(60));
+        assert_eq!(
+            (
+                s.retention.idempotency_keys_days,
+                s.retention.inbound_events_days,
+                s.retention.webhook_attempts_days
+            ),
+            (30, 180, 30)
+        );
+        for (key, value) in [
+            ("CROWDLEDGER__DATABASE__READ_STATEMENT_TIMEOUT_MS", "0"),
+            ("CROWDLEDGER__RETENTION__IDEMPOTENCY_KEYS_DAYS", "0"),
+            ("CROWDLEDGER__RETENTION__INBOUND_EVENTS_DAYS", "36501"),
+            ("CROWDLEDGER__RETENTION__WEBHOOK_ATTEMPTS_DAYS", "0"),
+        ] {
+            let err = message(load(&[(key, value)]).unwrap_err());
+            let name = key
+                .trim_start_matches("CROWDLEDGER__")
+                .replace("__", ".")
+                .to_lowercase();
+            assert!(err.contains(&name), "{key}={value}: {err}");
+        }
     }
 
     #[test]

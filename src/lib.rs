@@ -76,6 +76,8 @@ impl App {
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
                 providers: std::sync::Arc::new(providers),
                 seed_key: offers::ballot::SeedKey::from_settings(settings),
+                read_timeout: settings.database.read_statement_timeout(),
+                retention: settings.retention,
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

@@ -178,7 +178,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Verify => {
             let pool = db::connect(&settings).await?;
             db::ensure_migrated(&pool).await?;
-            let checks = audit::verify(&pool).await?;
+            let checks = audit::verify(&pool, settings.database.read_statement_timeout())
+                .await
+                .context("verifying the books (each check may run database.read_statement_timeout_ms)")?;
             let mut ok = true;
             for c in &checks {
                 ok &= c.ok;

@@ -95,6 +95,20 @@ impl ApiError {
     /// committed (the connection can drop between COMMIT and its answer): the client retries it
     /// with the same `Idempotency-Key`, the provider with the same event id.
     pub fn database(err: sqlx::Error) -> Self {
+        // Cancelled by a statement timeout (long reads run under one: ledger::read_snapshot):
+        // a clear 503, not an opaque 500. Nothing was written; retrying soon is unlikely to help.
+        if err.as_database_error().and_then(|e| e.code()).as_deref() == Some("57014") {
+            return ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "statement_timeout",
+                detail: "the read took longer than the database allows (database.read_statement_timeout_ms); \
+                         nothing was changed"
+                    .into(),
+                reason: None,
+                retry_after: None,
+                cause: Some(err.into()),
+            };
+        }
         if !database_unavailable(&err) {
             return ApiError::internal(err);
         }

@@ -53,6 +53,10 @@ pub struct AppState {
     /// Ballot seeds are derived from it (`ballot.seed_key`, offers/ballot.rs); none under the
     /// system clock when not configured.
     pub seed_key: Option<crate::offers::ballot::SeedKey>,
+    /// How long a statement of a full read of the books (verify, trial balance) may run.
+    pub read_timeout: Duration,
+    /// How long the background job keeps idempotency keys, inbound events, webhook attempts.
+    pub retention: crate::config::RetentionSettings,
 }
 
 /// Limits applied to every request.

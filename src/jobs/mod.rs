@@ -1,7 +1,9 @@
 //! Background work driven by the service clock: expiring unpaid pledges and closing offers whose
-//! time has come. It runs every second and at once when a manual clock is moved. Several serve
-//! processes may run it together: every item is handled under its rows' locks and re-checked
-//! there, so each is acted on once.
+//! time has come, and deleting records past their retention (`retention.rs`). It runs every
+//! second and at once when a manual clock is moved. Several serve processes may run it together:
+//! every item is handled under its rows' locks and re-checked there, so each is acted on once.
+
+pub mod retention;
 
 use std::time::Duration;
 
@@ -24,7 +26,36 @@ const BATCH: i64 = 500;
 /// slow receiver never holds up closing offers, and a backlog of deliveries never waits a tick
 /// per batch.
 pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
-    tokio::join!(run_clocked(&state, shutdown.clone()), run_delivery(&state, shutdown));
+    tokio::join!(
+        run_clocked(&state, shutdown.clone()),
+        run_delivery(&state, shutdown.clone()),
+        run_retention(&state, shutdown)
+    );
+}
+
+/// Purges what is past its retention once per [`retention::EVERY`] of the service clock, on
+/// its own, so a long first purge never holds up closing offers.
+async fn run_retention(state: &AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut moved = state.clock.subscribe();
+    let mut last: Option<DateTime<Utc>> = None;
+    loop {
+        let now = state.clock.now();
+        if last.is_none_or(|last| now < last || now - last >= retention::EVERY) {
+            let stopping = || *shutdown.borrow();
+            match retention::purge(&state.pool, now, &state.retention, stopping).await {
+                Ok(purged) => {
+                    last = Some(now);
+                    for (table, deleted) in purged.into_iter().filter(|(_, n)| *n > 0) {
+                        tracing::info!(table, deleted, "deleted records past their retention");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "retention purge failed; retrying at the next tick"),
+            }
+        }
+        if wait_for_tick(&mut moved, &mut shutdown).await {
+            return;
+        }
+    }
 }
 
 async fn run_clocked(state: &AppState, mut shutdown: watch::Receiver<bool>) {

@@ -487,8 +487,10 @@ async fn trial_balance(
     State(state): State<AppState>,
     _auth: Auth<BookReaders>,
 ) -> Result<Json<TrialBalance>, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    let accounts = super::all_accounts(&mut conn).await?;
+    // Every account: a full read, on one snapshot and within the time limit for reads.
+    let mut tx = super::read_snapshot(&state.pool, Some(state.read_timeout)).await?;
+    let accounts = super::all_accounts(&mut tx).await?;
+    tx.commit().await?;
     let mut currencies: Vec<TrialBalanceCurrency> = Vec::new();
     let mut totals: Vec<(Currency, rust_decimal::Decimal, rust_decimal::Decimal)> = Vec::new();
     for account in accounts {

@@ -112,7 +112,7 @@ pub async fn balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerE
 /// meanwhile, so a decision taken on this balance (move all of it, say) still holds at commit.
 pub async fn lock_balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerError> {
     let row: Option<AccountRow> = sqlx::query_as(&format!(
-        "select {ACCOUNT_COLUMNS} from ledger_accounts where id = $1 for update"
+        "select {ACCOUNT_COLUMNS} from ledger_lock_accounts(array[$1::uuid])"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -268,13 +268,13 @@ async fn insert_postings(conn: &mut PgConnection, postings: &[(Uuid, &NewPosting
     let mut account_ids: Vec<Uuid> = postings.iter().map(|(_, p)| p.account_id).collect();
     account_ids.sort_unstable();
     account_ids.dedup();
-    let heads: Vec<AccountHead> = sqlx::query_as(
-        "select id, currency, kind, no_overdraft, balance, posting_count from ledger_accounts
-          where id = any($1) order by id for update",
-    )
-    .bind(&account_ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    // The service may not lock account rows itself (`for update` needs UPDATE, which it does
+    // not hold): this function locks them as their owner, in id order (migration 0021).
+    let heads: Vec<AccountHead> =
+        sqlx::query_as("select id, currency, kind, no_overdraft, balance, posting_count from ledger_lock_accounts($1)")
+            .bind(&account_ids)
+            .fetch_all(&mut *conn)
+            .await?;
     let mut heads: std::collections::HashMap<Uuid, AccountHead> = heads.into_iter().map(|h| (h.id, h)).collect();
     let mut seqs = Vec::with_capacity(postings.len());
     let mut balances = Vec::with_capacity(postings.len());

@@ -10,7 +10,9 @@ mod verify;
 
 pub mod http;
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Transaction};
 
 pub use journal::{
     account, account_by_code, account_lines, all_accounts, balance, entry, entry_by_reference, list_accounts,
@@ -23,15 +25,33 @@ pub use model::{
 pub use verify::{CheckResult, run_check, run_checks};
 
 /// Runs the ledger's own checks against one consistent snapshot of the books (domain checks
-/// are added by `crate::audit`).
+/// are added by `crate::audit`), with no time limit.
 pub async fn verify(pool: &PgPool) -> Result<Vec<CheckResult>, LedgerError> {
-    let mut tx = pool.begin().await?;
-    // All checks must see the same moment, or a posting committed between two of them would
-    // look like a violation.
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = read_snapshot(pool, None).await?;
     let results = run_checks(&mut tx).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// A read-only transaction on one snapshot of the books, for reads that scan them whole (verify,
+/// the trial balance): every statement sees the same moment, so a posting committed between two
+/// of them cannot look like a violation. With `timeout`, each statement is cancelled after it
+/// (SQLSTATE 57014, which the API answers with 503 `statement_timeout`): such a read must not
+/// hold a connection, and a snapshot that keeps vacuum from cleaning up, for ever.
+pub async fn read_snapshot(
+    pool: &PgPool,
+    timeout: Option<Duration>,
+) -> Result<Transaction<'static, Postgres>, LedgerError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    if let Some(timeout) = timeout {
+        // Local: it ends with the transaction, and the pooled connection forgets it.
+        sqlx::query("select set_config('statement_timeout', $1, true)")
+            .bind(format!("{}ms", timeout.as_millis().max(1)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
 }

@@ -736,18 +736,21 @@ pub async fn confirm_refund(
         return Ok(Applied::Nothing);
     }
     let amount = Money::new(amount, Currency::parse(&currency)?)?;
-    sqlx::query("update refunds set status = 'succeeded', settled_at = $2 where id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
     let refunds = chart::refunds(conn, provider, amount.currency(), now).await?;
     let psp = chart::psp(conn, provider, amount.currency(), now).await?;
     let entry = NewEntry::new("refund.paid", format!("refund:{id}:paid"), now)
         .metadata(serde_json::json!({ "refund_id": id, "provider_refund_id": provider_refund_id }))
         .debit(refunds, amount)
         .credit(psp, amount);
-    ledger::post(conn, entry).await?;
+    let paid = ledger::post(conn, entry).await?.entry.id;
+    // Settled and named in one statement: Postgres refuses either without the other
+    // (`refunds_paid_once`), and verify checks the entry (`refunds_paid`).
+    sqlx::query("update refunds set status = 'succeeded', settled_at = $2, paid_entry_id = $3 where id = $1")
+        .bind(id)
+        .bind(now)
+        .bind(paid)
+        .execute(&mut *conn)
+        .await?;
     Ok(Applied::Done)
 }
 
@@ -851,18 +854,20 @@ pub async fn confirm_payout(
         .await?
         .expect("payouts belong to offers");
     let amount = Money::new(payout.amount, offer.currency)?;
-    sqlx::query("update payouts set status = 'paid', settled_at = $2 where id = $1")
-        .bind(payout.id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
     let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
     let psp = chart::psp(conn, provider, offer.currency, now).await?;
     let entry = NewEntry::new("payout.paid", format!("payout:{}:paid", payout.id), now)
         .metadata(serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id }))
         .debit(payable, amount)
         .credit(psp, amount);
-    ledger::post(conn, entry).await?;
+    let paid = ledger::post(conn, entry).await?.entry.id;
+    // Settled and named in one statement (`payouts_paid_once`; verify: `payouts_paid`).
+    sqlx::query("update payouts set status = 'paid', settled_at = $2, paid_entry_id = $3 where id = $1")
+        .bind(payout.id)
+        .bind(now)
+        .bind(paid)
+        .execute(&mut *conn)
+        .await?;
     events::emit(
         conn,
         "payout.paid",

@@ -129,7 +129,6 @@ pub async fn confirm(
     }
     // Money captured is always booked (PRODUCT.md section 10): a success after a failure (a
     // provider retrying a declined payment) credits the budget too, which can always take it.
-    set_status(conn, deposit.id, DepositStatus::Succeeded, now).await?;
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;
     let budget = chart::sponsor_budget(conn, deposit.sponsor_id, paid.currency(), now).await?;
     let entry = NewEntry::new("deposit.confirmed", format!("deposit:{}:captured", deposit.id), now)
@@ -140,7 +139,8 @@ pub async fn confirm(
         )
         .debit(psp, paid)
         .credit(budget, paid);
-    ledger::post(conn, entry).await?;
+    let captured = ledger::post(conn, entry).await?.entry.id;
+    set_status(conn, deposit.id, DepositStatus::Succeeded, Some(captured), now).await?;
     Ok(Applied::Done)
 }
 
@@ -158,15 +158,24 @@ pub async fn fail(
     if deposit.status != DepositStatus::Pending {
         return Ok(Applied::Nothing);
     }
-    set_status(conn, deposit.id, DepositStatus::Failed, now).await?;
+    set_status(conn, deposit.id, DepositStatus::Failed, None, now).await?;
     Ok(Applied::Done)
 }
 
-async fn set_status(conn: &mut PgConnection, id: Uuid, status: DepositStatus, now: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("update deposits set status = $2, settled_at = $3 where id = $1")
+/// Settles a deposit; a succeeded one names the entry that captured it, in the same statement
+/// (`deposits_captured_once`; verify: `deposits_captured`).
+async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: DepositStatus,
+    captured_entry: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("update deposits set status = $2, settled_at = $3, captured_entry_id = $4 where id = $1")
         .bind(id)
         .bind(status)
         .bind(now)
+        .bind(captured_entry)
         .execute(conn)
         .await?;
     Ok(())
