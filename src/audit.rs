@@ -118,7 +118,7 @@ struct Settlement {
     joins: &'static str,
     /// When a row is settled, in SQL over `r`.
     settled: &'static str,
-    /// The column naming the entry (migration 0022).
+    /// The column naming the entry (migration 0021).
     entry_column: &'static str,
     kind: &'static str,
     /// The codes of the accounts debited and credited, in SQL over `r` and `joins`.

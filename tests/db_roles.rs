@@ -199,7 +199,7 @@ async fn every_table_grants_the_app_role_what_the_service_needs_and_no_more(pool
     }
 
     // On accounts, no column at all: postings move balances through the owner's functions
-    // (migration 0021).
+    // (migration 0020).
     let updatable: Vec<String> = sqlx::query_scalar(
         "select attname::text from pg_attribute
           where attrelid = 'ledger_accounts'::regclass and attnum > 0 and not attisdropped

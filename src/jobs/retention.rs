@@ -57,7 +57,7 @@ pub async fn purge(
     for purge in PURGES {
         let cutoff = now - TimeDelta::days(i64::from((purge.days)(retention)));
         // By ctid: the rows just found, without a second lookup by key. The times are indexed
-        // by BRIN (migration 0022), so a pass reads the old end of the table, not all of it.
+        // by BRIN (migration 0021), so a pass reads the old end of the table, not all of it.
         let sql = format!(
             "delete from {table} where ctid = any(array(
                  select ctid from {table} where {time} < $1 and not ({keep}) limit $2))",

@@ -269,7 +269,7 @@ async fn insert_postings(conn: &mut PgConnection, postings: &[(Uuid, &NewPosting
     account_ids.sort_unstable();
     account_ids.dedup();
     // The service may not lock account rows itself (`for update` needs UPDATE, which it does
-    // not hold): this function locks them as their owner, in id order (migration 0021).
+    // not hold): this function locks them as their owner, in id order (migration 0020).
     let heads: Vec<AccountHead> =
         sqlx::query_as("select id, currency, kind, no_overdraft, balance, posting_count from ledger_lock_accounts($1)")
             .bind(&account_ids)

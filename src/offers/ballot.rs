@@ -96,14 +96,14 @@ pub fn commit(key: Option<&SeedKey>, offer: Uuid) -> Result<([u8; 32], String), 
 }
 
 /// At the draw: the seed committed to at open. An offer opened before seeds were derived
-/// (migration 0025) holds its seed. A derived seed that does not match the commitment (the key
+/// (migration 0023) holds its seed. A derived seed that does not match the commitment (the key
 /// was changed since the open) is refused: the draw could not be checked against it.
 pub fn seed_for_draw(key: Option<&SeedKey>, offer: &Offer) -> Result<Vec<u8>, ApiError> {
     let Some(nonce) = &offer.ballot_nonce else {
         return Ok(offer
             .ballot_seed
             .clone()
-            .expect("ballot offers opened before migration 0025 hold their seed"));
+            .expect("ballot offers opened before migration 0023 hold their seed"));
     };
     let seed = key.ok_or_else(key_missing)?.seed(offer.id, nonce);
     if offer.ballot_commitment.as_deref() != Some(allocation::commitment(&seed).as_str()) {

@@ -172,7 +172,7 @@ async fn succeed(
         ledger::post(conn, entry).await?;
     }
     store::set_status(conn, offer.id, OfferStatus::Succeeded, now).await?;
-    // Stored once succeeded (migration 0025's check): the offer reveals the seed from now on.
+    // Stored once succeeded (migration 0023's check): the offer reveals the seed from now on.
     if let Some(seed) = &seed {
         store::reveal_ballot_seed(conn, offer.id, seed).await?;
     }

@@ -63,7 +63,7 @@ pub struct Offer {
     pub status: OfferStatus,
     pub shares_reserved: i64,
     pub ballot_commitment: Option<String>,
-    /// Ballot: stored only once the draw is made (or, for offers opened before migration 0025,
+    /// Ballot: stored only once the draw is made (or, for offers opened before migration 0023,
     /// since the open).
     pub ballot_seed: Option<Vec<u8>>,
     /// Ballot: the seed's nonce (`ballot::SeedKey::seed`).

@@ -109,7 +109,7 @@ impl TicketLimits {
 
 /// Whether a pledge by `investor` on `offer` counts toward totals that [`TicketLimits`] may
 /// read: it does on an offer with a `max_ticket` and for a non-sophisticated investor (both
-/// fixed for good), so other pledges are left out of the index those reads use (migration 0023).
+/// fixed for good), so other pledges are left out of the index those reads use (migration 0022).
 fn in_ticket_totals(offer: &Offer, investor: &Investor) -> bool {
     offer.max_ticket.is_some() || investor.classification != Classification::Sophisticated
 }

@@ -71,7 +71,7 @@ pub struct NewPledge {
     pub risk_acknowledged: bool,
     pub reflection_ends_at: Option<DateTime<Utc>>,
     pub payment_due_at: DateTime<Utc>,
-    /// Whether it counts in the totals [`lock_ticket_totals`] reads (migration 0023).
+    /// Whether it counts in the totals [`lock_ticket_totals`] reads (migration 0022).
     pub in_ticket_totals: bool,
 }
 

@@ -174,7 +174,7 @@ async fn a_ballot_seed_cannot_be_read_from_the_database_before_the_close(pool: P
 async fn a_ballot_opened_before_seeds_were_derived_still_closes_with_its_stored_seed(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let offer = oversubscribed_ballot(&app).await;
-    // As migration 0025 found an offer opened earlier: its seed stored, committed to, no nonce.
+    // As migration 0023 found an offer opened earlier: its seed stored, committed to, no nonce.
     let legacy_seed = [7u8; 32];
     let commitment = hex::encode(Sha256::digest(legacy_seed));
     sqlx::query("update offers set ballot_nonce = null, ballot_seed = $2, ballot_commitment = $3 where id = $1::uuid")
@@ -258,17 +258,17 @@ async fn without_a_seed_key_the_system_clock_opens_no_ballot(pool: PgPool) {
     assert!(opened["commitment"].is_string(), "{opened:#}");
 }
 
-/// The service's migrations before 0025.
+/// The service's migrations before 0023.
 #[derive(Debug)]
-struct Before0025;
+struct Before0023;
 
-impl sqlx::migrate::MigrationSource<'static> for Before0025 {
+impl sqlx::migrate::MigrationSource<'static> for Before0023 {
     fn resolve(
         self,
     ) -> futures::future::BoxFuture<'static, Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> {
         let earlier = crowdledger::db::MIGRATOR
             .iter()
-            .filter(|m| m.version < 25)
+            .filter(|m| m.version < 23)
             .cloned()
             .collect();
         Box::pin(async move { Ok(earlier) })
@@ -276,9 +276,9 @@ impl sqlx::migrate::MigrationSource<'static> for Before0025 {
 }
 
 #[sqlx::test(migrations = false)]
-async fn migration_0025_scrubs_endpoint_secrets_already_stored_for_replays(pool: PgPool) {
+async fn migration_0023_scrubs_endpoint_secrets_already_stored_for_replays(pool: PgPool) {
     use crowdledger::db::MIGRATOR;
-    sqlx::migrate::Migrator::new(Before0025)
+    sqlx::migrate::Migrator::new(Before0023)
         .await
         .unwrap()
         .run(&pool)
