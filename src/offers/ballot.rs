@@ -6,6 +6,8 @@
 //! commitment `sha256(seed)` is published at open as before, and the seed itself is stored (and
 //! revealed) when the draw is made.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -32,8 +34,10 @@ const DOMAIN: &[u8] = b"crowdledger/ballot-seed/v1";
 
 /// The server secret ballot seeds are derived from (`ballot.seed_key`). Its `Debug` shows
 /// nothing of it.
+/// Shared, not copied: the app's state (which holds it) is cloned for every request, and a
+/// copied secret would be allocated and wiped each time.
 #[derive(Clone)]
-pub struct SeedKey(SecretSlice<u8>);
+pub struct SeedKey(Arc<SecretSlice<u8>>);
 
 impl std::fmt::Debug for SeedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +57,7 @@ impl SeedKey {
         if bytes.len() < MIN_KEY_BYTES {
             return Err(BadSeedKey);
         }
-        Ok(SeedKey(bytes.into()))
+        Ok(SeedKey(Arc::new(bytes.into())))
     }
 
     /// The configured key; without one, the development key under the manual clock, and none
@@ -61,7 +65,9 @@ impl SeedKey {
     pub fn from_settings(settings: &Settings) -> Option<SeedKey> {
         match &settings.ballot.seed_key {
             Some(key) => Some(SeedKey::parse(key.expose_secret()).expect("validated when the settings were loaded")),
-            None if settings.clock.mode == ClockMode::Manual => Some(SeedKey(DEVELOPMENT_KEY.to_vec().into())),
+            None if settings.clock.mode == ClockMode::Manual => {
+                Some(SeedKey(Arc::new(DEVELOPMENT_KEY.to_vec().into())))
+            }
             None => None,
         }
     }
