@@ -146,16 +146,7 @@ async fn investor_named(app: &TestApp, name: &str) -> String {
 
 /// Pledges with this body (a fresh Idempotency-Key each time).
 async fn pledge_req(app: &TestApp, offer: &str, body: &Value) -> Reply {
-    let r = app
-        .client
-        .post(format!("{}/v1/offers/{offer}/pledges", app.base))
-        .bearer_auth(OPERATOR_KEY)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    common::read(r).await
+    fixtures::pledge_at(&app.client, &app.base, offer, body).await
 }
 
 /// Pledges `shares` with this list of funding sources.

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use common::TestApp;
 use common::fixtures::*;
-use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -193,27 +192,6 @@ async fn an_oversubscribed_pro_rata_round_scales_down_by_largest_remainder(pool:
     app.assert_books_verify().await;
 }
 
-/// The ballot, recomputed here from the revealed seed and the public pledge list, independently
-/// of the service's code (docs/ballot.md).
-fn recompute_ballot(seed_hex: &str, pledges: &[Value], cap: i64) -> Vec<i64> {
-    let seed = hex::decode(seed_hex).unwrap();
-    let key = |id: &str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&seed).unwrap();
-        mac.update(id.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    };
-    let mut order: Vec<usize> = (0..pledges.len()).collect();
-    order.sort_by_key(|&i| key(pledges[i]["id"].as_str().unwrap()));
-    let mut left = cap;
-    let mut out = vec![0; pledges.len()];
-    for i in order {
-        let take = pledges[i]["shares"].as_i64().unwrap().min(left);
-        out[i] = take;
-        left -= take;
-    }
-    out
-}
-
 #[sqlx::test]
 async fn a_ballot_round_can_be_recomputed_from_the_revealed_seed(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -239,7 +217,7 @@ async fn a_ballot_round_can_be_recomputed_from_the_revealed_seed(pool: PgPool) {
         .iter()
         .map(|p| p["allocated_shares"].as_i64().unwrap())
         .collect();
-    assert_eq!(allocated, recompute_ballot(seed, &pledges, 100));
+    assert_eq!(allocated, recompute_ballot(&hex::decode(seed).unwrap(), &pledges, 100));
     assert_eq!(allocated.iter().sum::<i64>(), 100);
     app.assert_books_verify().await;
 }

@@ -218,6 +218,16 @@ impl From<crate::money::MoneyError> for ApiError {
     }
 }
 
+impl From<crate::offers::ballot::BallotError> for ApiError {
+    fn from(err: crate::offers::ballot::BallotError) -> Self {
+        use crate::offers::ballot::BallotError;
+        match err {
+            BallotError::KeyMissing => ApiError::new(StatusCode::CONFLICT, "ballot_key_missing", err.to_string()),
+            BallotError::Random(_) | BallotError::SeedMismatch(_) => ApiError::internal(anyhow::Error::new(err)),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(err: LedgerError) -> Self {
         use LedgerError::*;
@@ -234,5 +244,19 @@ impl From<LedgerError> for ApiError {
             AccountConflict(_) => ApiError::new(StatusCode::CONFLICT, "account_exists", detail),
             Database(e) => ApiError::database(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offers::ballot::{self, BallotError};
+
+    #[test]
+    fn a_ballot_without_its_key_is_a_conflict_named_ballot_key_missing() {
+        let err = ApiError::from(ballot::commit(None, uuid::Uuid::now_v7()).unwrap_err());
+        assert_eq!((err.status(), err.code()), (StatusCode::CONFLICT, "ballot_key_missing"));
+        let err = ApiError::from(BallotError::SeedMismatch(uuid::Uuid::nil()));
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

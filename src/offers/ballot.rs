@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -21,7 +20,6 @@ use uuid::Uuid;
 use super::{Offer, allocation};
 use crate::clock::ClockMode;
 use crate::config::Settings;
-use crate::http::error::ApiError;
 
 /// A shorter key would be easier to guess than the seed it protects.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -82,41 +80,42 @@ impl SeedKey {
     }
 }
 
-fn key_missing() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "ballot_key_missing",
-        "ballot offers need ballot.seed_key to be configured",
-    )
+/// Why a ballot cannot be committed to or drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum BallotError {
+    /// No `ballot.seed_key` under the system clock: ballot offers cannot open (409).
+    #[error("ballot offers need ballot.seed_key to be configured")]
+    KeyMissing,
+    #[error("random source: {0}")]
+    Random(rand::rand_core::OsError),
+    /// The key was changed since the offer opened: the draw could not be checked against its
+    /// commitment.
+    #[error("the ballot seed of offer {0} does not match its commitment: ballot.seed_key changed since it opened")]
+    SeedMismatch(Uuid),
 }
 
 /// At open: a new nonce, and the commitment to the seed it gives. Neither lets anyone without
 /// the key compute the seed.
-pub fn commit(key: Option<&SeedKey>, offer: Uuid) -> Result<([u8; 32], String), ApiError> {
-    let key = key.ok_or_else(key_missing)?;
+pub fn commit(key: Option<&SeedKey>, offer: Uuid) -> Result<([u8; 32], String), BallotError> {
+    let key = key.ok_or(BallotError::KeyMissing)?;
     let mut nonce = [0u8; 32];
-    OsRng
-        .try_fill_bytes(&mut nonce)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("random source: {e}")))?;
+    OsRng.try_fill_bytes(&mut nonce).map_err(BallotError::Random)?;
     Ok((nonce, allocation::commitment(&key.seed(offer, &nonce))))
 }
 
 /// At the draw: the seed committed to at open. An offer opened before seeds were derived
 /// (migration 0023) holds its seed. A derived seed that does not match the commitment (the key
 /// was changed since the open) is refused: the draw could not be checked against it.
-pub fn seed_for_draw(key: Option<&SeedKey>, offer: &Offer) -> Result<Vec<u8>, ApiError> {
+pub fn seed_for_draw(key: Option<&SeedKey>, offer: &Offer) -> Result<Vec<u8>, BallotError> {
     let Some(nonce) = &offer.ballot_nonce else {
         return Ok(offer
             .ballot_seed
             .clone()
             .expect("ballot offers opened before migration 0023 hold their seed"));
     };
-    let seed = key.ok_or_else(key_missing)?.seed(offer.id, nonce);
+    let seed = key.ok_or(BallotError::KeyMissing)?.seed(offer.id, nonce);
     if offer.ballot_commitment.as_deref() != Some(allocation::commitment(&seed).as_str()) {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "the ballot seed of offer {} does not match its commitment: ballot.seed_key changed since it opened",
-            offer.id
-        )));
+        return Err(BallotError::SeedMismatch(offer.id));
     }
     Ok(seed)
 }
@@ -154,7 +153,7 @@ mod tests {
     #[test]
     fn opening_needs_a_key() {
         let err = commit(None, Uuid::now_v7()).unwrap_err();
-        assert_eq!((err.status(), err.code()), (StatusCode::CONFLICT, "ballot_key_missing"));
+        assert!(matches!(err, BallotError::KeyMissing), "{err}");
         let (nonce, commitment) = commit(Some(&key(1)), Uuid::nil()).unwrap();
         assert_eq!(commitment, allocation::commitment(&key(1).seed(Uuid::nil(), &nonce)));
     }

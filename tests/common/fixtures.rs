@@ -160,3 +160,39 @@ pub async fn funded_sponsor_in(app: &TestApp, name: &str, amount: &str, currency
     assert_eq!(sent["applied"], true, "{sent:#}");
     id
 }
+
+/// The ballot, recomputed from the revealed seed and the public pledge list, independently of
+/// the service's code (docs/ballot.md): pledges in the order of HMAC-SHA256(seed, pledge id),
+/// each taking its shares until the cap is reached.
+pub fn recompute_ballot(seed: &[u8], pledges: &[Value], cap: i64) -> Vec<i64> {
+    use hmac::{Hmac, Mac};
+    let key = |id: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(seed).unwrap();
+        mac.update(id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let mut order: Vec<usize> = (0..pledges.len()).collect();
+    order.sort_by_key(|&i| key(pledges[i]["id"].as_str().unwrap()));
+    let mut left = cap;
+    let mut out = vec![0; pledges.len()];
+    for i in order {
+        let take = pledges[i]["shares"].as_i64().unwrap().min(left);
+        out[i] = take;
+        left -= take;
+    }
+    out
+}
+
+/// Sends a pledge with this body and a fresh Idempotency-Key to `base` (a test app or a `serve`
+/// process), as the operator.
+pub async fn pledge_at(client: &reqwest::Client, base: &str, offer: &str, body: &Value) -> Reply {
+    let r = client
+        .post(format!("{base}/v1/offers/{offer}/pledges"))
+        .bearer_auth(super::OPERATOR_KEY)
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    super::read(r).await
+}

@@ -2,7 +2,6 @@
 //! shows the signing secret, and no stored response holds it; a ballot's seed cannot be read
 //! (or recomputed) from the database before the offer has closed and revealed it.
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -71,26 +70,6 @@ async fn a_replayed_endpoint_registration_never_shows_the_secret_nor_stores_it(p
             "a secret is stored in idempotency_keys"
         );
     }
-}
-
-/// The draw of docs/ballot.md, recomputed here from the revealed seed and the public pledge
-/// list, independently of the service's code.
-fn recompute_ballot(seed: &[u8], pledges: &[Value], cap: i64) -> Vec<i64> {
-    let key = |id: &str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(seed).unwrap();
-        mac.update(id.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    };
-    let mut order: Vec<usize> = (0..pledges.len()).collect();
-    order.sort_by_key(|&i| key(pledges[i]["id"].as_str().unwrap()));
-    let mut left = cap;
-    let mut out = vec![0; pledges.len()];
-    for i in order {
-        let take = pledges[i]["shares"].as_i64().unwrap().min(left);
-        out[i] = take;
-        left -= take;
-    }
-    out
 }
 
 /// Every column of the offer's row, as the database's owner reads it (bytea as `\x…` hex).

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::Barrier;
 
-use crate::common::fixtures::{self, ok};
+use crate::common::fixtures::{self, ok, pledge_at};
 use crate::common::{self, OPERATOR_KEY, Reply, TestApp};
 
 /// An open offer at 10.00 a share (room for 10,000 shares) with these terms on top.
@@ -25,19 +25,6 @@ async fn offer_with(app: &TestApp, terms: Value) -> String {
 fn card(investor: &str, shares: i64, risk_acknowledged: bool) -> Value {
     json!({"investor_id": investor, "shares": shares, "risk_acknowledged": risk_acknowledged,
            "funding": [{"kind": "card", "amount": format!("{shares}0.00")}]})
-}
-
-/// Sends a pledge with a fresh Idempotency-Key to `base` (this app or a `serve` process).
-async fn pledge_at(client: &reqwest::Client, base: &str, offer: &str, body: &Value) -> Reply {
-    let r = client
-        .post(format!("{base}/v1/offers/{offer}/pledges"))
-        .bearer_auth(OPERATOR_KEY)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    common::read(r).await
 }
 
 async fn pledge(app: &TestApp, offer: &str, body: &Value) -> Reply {
