@@ -4,16 +4,16 @@
 //! settings into a pool and state, [`launch`] serves a router on a listener until a shutdown
 //! future resolves, so tests run the real app on port 0.
 
-pub mod audit;
+mod app;
 pub mod batch;
-pub mod chart;
+pub mod books;
 pub mod cheques;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod events;
+pub mod fields;
 pub mod http;
 pub mod idempotency;
 pub mod investors;
@@ -22,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 pub mod money;
 pub mod offers;
+pub mod outbox;
 pub mod payments;
 pub mod pledges;
 pub mod projects;
@@ -37,7 +38,7 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::auth::Authenticator;
-use crate::http::{AppState, Limits};
+use crate::http::state::{AppState, Limits};
 
 /// A configured application, ready to launch.
 pub struct App {
@@ -103,7 +104,7 @@ pub async fn launch(
     if let Some(metrics) = metrics {
         tokio::spawn(http::serve::serve(
             metrics,
-            http::metrics_router(),
+            http::metrics::metrics_router(),
             header_read_timeout,
             std::future::pending(),
         ));
@@ -122,7 +123,7 @@ pub async fn launch(
         .set(format!("http://{}", std::net::SocketAddr::new(host, local.port())));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs = tokio::spawn(jobs::run(app.state.clone(), jobs_stopped));
-    let router = http::router(app.state, app.limits);
+    let router = app::router(app.state, app.limits);
     http::serve::serve(listener, router, header_read_timeout, shutdown).await;
     // Requests are done; let the jobs finish their current item, then stop.
     let _ = stop_jobs.send(true);

@@ -13,10 +13,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
-use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::money::{Money, format_amount};
 

@@ -21,13 +21,15 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::books::chart;
+use crate::fields;
+use crate::fields::Email;
 use crate::http::error::ApiError;
-use crate::investors::Email;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Amount, Currency, Money};
+use crate::outbox;
 use crate::projects::Theme;
-use crate::projects::fields;
-use crate::{chart, events, sponsors};
+use crate::sponsors;
 
 /// The stored state; `spent` is an active cheque with nothing left on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
@@ -253,7 +255,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
         ),
         other => other.into(),
     })?;
-    events::emit(
+    outbox::emit(
         conn,
         "cheque.issued",
         serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": sponsor.id, "face_value": face.amount_string(),
@@ -297,7 +299,7 @@ pub async fn end(
     .fetch_one(&mut *conn)
     .await?;
     if to == Stored::Expired {
-        events::emit(
+        outbox::emit(
             conn,
             "cheque.expired",
             serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id,

@@ -9,12 +9,14 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Cheque, code};
+use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::Money;
 use crate::offers::Offer;
+use crate::outbox;
 use crate::pledges::Pledge;
-use crate::{chart, events, projects};
+use crate::projects;
 
 /// One cheque source of a pledge, checked.
 #[derive(Clone, Debug)]
@@ -137,7 +139,7 @@ pub async fn spend(
             .find(|p| p.account_id == account)
             .map(|p| p.balance_after)
             .unwrap_or_default();
-        events::emit(
+        outbox::emit(
             conn,
             "cheque.redeemed",
             serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id,

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::keys::{self, KeyHash, Role};
 
 /// A set of roles a route admits, named by a marker type: `Auth<Operators>`, `Auth<BookReaders>`.

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Classification, Investor, InvestorError, InvestorInput, InvestorKind, KycStatus, NewInvestor};
-use crate::http::AppState;
 use crate::http::auth::{Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::money::MoneyView;
 

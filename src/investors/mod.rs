@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::fields::{self, Country, Email, FieldError};
 use crate::money::{Amount, Currency, Money};
-use crate::projects::fields::{self, Country, FieldError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, Serialize, Deserialize, ToSchema)]
 #[sqlx(type_name = "investor_kind", rename_all = "lowercase")]
@@ -53,34 +53,6 @@ pub enum InvestorError {
     NotFound(Uuid),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// An e-mail address of the usual shape, `local@domain.tld`, at most 254 bytes. Mirrors the
-/// `investors_email_format` check; whether mail reaches it is for the platform to find out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Email(String);
-
-impl Email {
-    pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let value = value.trim();
-        let refused = || FieldError("email is not an address of the shape name@domain.tld".into());
-        if value.is_empty() || value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(refused());
-        }
-        let (local, domain) = value.split_once('@').ok_or_else(refused)?;
-        // A dot with something on each side, somewhere in the domain.
-        let dotted = domain
-            .char_indices()
-            .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
-        if local.is_empty() || domain.contains('@') || !dotted || value.chars().any(fields::is_hidden) {
-            return Err(refused());
-        }
-        Ok(Email(value.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// A declared net worth as a client sends it.

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::offers::ballot::SeedKey;
 use crate::offers::{self, closing};
 use crate::payments;

@@ -14,10 +14,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Account, AccountCode, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
-use crate::http::AppState;
 use crate::http::auth::{Auth, BookReaders, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::state::AppState;
 use crate::money::{Amount, Currency, Money, format_amount};
 
 /// Account codes operators may create and post to by hand. Manual references get the same

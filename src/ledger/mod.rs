@@ -25,7 +25,7 @@ pub use model::{
 pub use verify::{CheckResult, run_check, run_checks};
 
 /// Runs the ledger's own checks against one consistent snapshot of the books (domain checks
-/// are added by `crate::audit`), with no time limit.
+/// are added by `crate::books::audit`), with no time limit.
 pub async fn verify(pool: &PgPool) -> Result<Vec<CheckResult>, LedgerError> {
     let mut tx = read_snapshot(pool, None).await?;
     let results = run_checks(&mut tx).await?;

@@ -13,11 +13,13 @@ use uuid::Uuid;
 use super::allocation::{self, Claim};
 use super::ballot::{self, SeedKey};
 use super::{Allocation, Offer, OfferStatus, store};
+use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
+use crate::outbox;
+use crate::payments;
 use crate::pledges::{self, PledgeStatus};
-use crate::{chart, events, payments};
 
 /// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
 pub fn settlement_reference(offer: Uuid) -> String {
@@ -54,7 +56,7 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
         }
     }
     store::set_status(conn, offer_id, OfferStatus::Closing, now).await?;
-    events::emit(conn, "offer.closing", offer_event(&offer, OfferStatus::Closing), now).await?;
+    outbox::emit(conn, "offer.closing", offer_event(&offer, OfferStatus::Closing), now).await?;
     Ok(offer)
 }
 
@@ -91,7 +93,7 @@ pub async fn advance(
     } else {
         pledges::rules::refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
         store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
-        events::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
+        outbox::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
         Ok(OfferStatus::Failed)
     }
 }
@@ -142,7 +144,7 @@ async fn succeed(
     }
     // A round's unallocated money goes back in a few statements, not a few per pledge.
     pledges::rules::give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
-    events::emit_all(conn, "pledge.refunded", &refund_events, now).await?;
+    outbox::emit_all(conn, "pledge.refunded", &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
     pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;
     // What was reserved but not allocated goes back: afterwards reserved = allocated.
@@ -176,7 +178,7 @@ async fn succeed(
     if let Some(seed) = &seed {
         store::reveal_ballot_seed(conn, offer.id, seed).await?;
     }
-    events::emit(conn, "offer.succeeded", offer_event(offer, OfferStatus::Succeeded), now).await?;
+    outbox::emit(conn, "offer.succeeded", offer_event(offer, OfferStatus::Succeeded), now).await?;
     Ok(())
 }
 

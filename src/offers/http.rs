@@ -15,10 +15,10 @@ use crate::payments::provider::PaymentRef;
 
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, closing, lifecycle, store};
-use crate::http::AppState;
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::money::Amount;
 use crate::payments;

@@ -10,8 +10,9 @@ use super::closing::offer_event;
 use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, store};
 use crate::http::error::ApiError;
 use crate::money::Money;
+use crate::outbox;
+use crate::payments;
 use crate::pledges::{self, PledgeStatus};
-use crate::{events, payments};
 
 fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
     let status = serde_json::to_value(offer.status)
@@ -119,7 +120,7 @@ pub async fn open(
     let mut event = offer_event(&offer, OfferStatus::Open);
     event["opens_at"] = serde_json::json!(offer.opens_at);
     event["closes_at"] = serde_json::json!(offer.closes_at);
-    events::emit(conn, "offer.opened", event, now).await?;
+    outbox::emit(conn, "offer.opened", event, now).await?;
     Ok(())
 }
 

@@ -22,10 +22,10 @@ use super::Applied;
 use super::provider::{Event, Received};
 use crate::batch::{self, Lanes};
 use crate::clock::wall_clock;
-use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppBytes, AppPath, AppQuery};
+use crate::http::state::AppState;
 use crate::sponsors::deposits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]

@@ -19,14 +19,15 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use self::provider::PaymentProvider;
+use crate::books::chart;
 use crate::clock::ClockMode;
 use crate::config::CardProvider;
-use crate::events;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
+use crate::offers;
+use crate::outbox;
 use crate::pledges::{self, Pledge, PledgeStatus};
-use crate::{chart, offers};
 
 /// The built-in test-mode provider.
 pub const SANDBOX: &str = "sandbox";
@@ -331,7 +332,7 @@ pub async fn confirm_payment(
         let captured = ledger::post(conn, entry).await?.entry.id;
         capture(conn, payment.id, captured, now).await?;
         pledges::store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
-        events::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
+        outbox::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
         let reason = if payment.status == PaymentStatus::Failed {
@@ -482,7 +483,7 @@ impl Captures {
     /// Posts the money `psp → escrow` (one entry per currency) and their events.
     pub async fn post(self, conn: &mut PgConnection) -> Result<(), ApiError> {
         ledger::post_many(conn, &self.entries).await?;
-        events::emit_all(conn, "pledge.funded", &self.events, self.now).await?;
+        outbox::emit_all(conn, "pledge.funded", &self.events, self.now).await?;
         Ok(())
     }
 }
@@ -536,7 +537,7 @@ pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTi
     .execute(&mut *conn)
     .await?;
     offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
-    events::emit(
+    outbox::emit(
         conn,
         "pledge.cancelled",
         pledge_event(pledge, PledgeStatus::Cancelled),
@@ -868,7 +869,7 @@ pub async fn confirm_payout(
         .bind(paid)
         .execute(&mut *conn)
         .await?;
-    events::emit(
+    outbox::emit(
         conn,
         "payout.paid",
         serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id,

@@ -50,8 +50,9 @@ use crate::idempotency::{self, IdempotencyKey, KeyClaim};
 use crate::investors::Investor;
 use crate::money::Money;
 use crate::offers::Offer;
+use crate::outbox;
 use crate::payments::provider::PaymentProvider;
-use crate::{events, investors, offers, payments};
+use crate::{investors, offers, payments};
 
 /// Pledges per transaction, at most.
 pub const MAX_BATCH: usize = 256;
@@ -358,7 +359,7 @@ async fn insert(
             )
         })
         .collect();
-    events::emit_many(conn, &created).await?;
+    outbox::emit_many(conn, &created).await?;
     let total: i64 = pledges.iter().map(|p| p.shares).sum();
     let mut stored = Vec::with_capacity(accepted.len());
     for ((pledge, payment), (i, _)) in pledges.into_iter().zip(paid).zip(&accepted) {

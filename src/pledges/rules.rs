@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::cheques::redeem::{self, Spend};
-use crate::events;
 use crate::http::error::ApiError;
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
+use crate::outbox;
 use crate::payments::provider::{self, PaymentProvider};
 use crate::payments::{self, Payment};
 
@@ -410,7 +410,7 @@ pub async fn create(
     } else {
         None
     };
-    events::emit(
+    outbox::emit(
         conn,
         "pledge.created",
         payments::pledge_event(&pledge, PledgeStatus::PendingPayment),
@@ -434,7 +434,7 @@ pub async fn create(
     if pledge.card_amount.is_zero() {
         // Nothing to wait for: a pledge paid by cheques alone is funded at once.
         store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
-        events::emit(
+        outbox::emit(
             conn,
             "pledge.funded",
             payments::pledge_event(&pledge, PledgeStatus::Funded),
@@ -468,7 +468,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
             give_back(conn, &pledge, pledge.amount.amount(), "revoked", now).await?;
             store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
-            events::emit(
+            outbox::emit(
                 conn,
                 "pledge.revoked",
                 payments::pledge_event(&pledge, PledgeStatus::Revoked),
@@ -549,7 +549,7 @@ pub async fn refund_in_full(
         .iter()
         .map(|p| payments::PledgeEvent::new(p, PledgeStatus::Refunded))
         .collect();
-    events::emit_all(conn, "pledge.refunded", &refunded, now).await?;
+    outbox::emit_all(conn, "pledge.refunded", &refunded, now).await?;
     Ok(())
 }
 

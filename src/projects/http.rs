@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, ProjectInput, ProjectStatus, Theme};
-use crate::http::AppState;
 use crate::http::auth::{AnyRole, Auth, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::keys::Role;
 

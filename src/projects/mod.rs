@@ -4,7 +4,6 @@
 //!
 //! Offers are made for projects: they read them through [`store::get`].
 
-pub mod fields;
 pub mod http;
 pub mod store;
 
@@ -18,7 +17,8 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use fields::{Country, FieldError};
+use crate::fields;
+pub use crate::fields::{Country, FieldError};
 
 use crate::money::Amount;
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Sponsor;
-use crate::chart;
+use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};

@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::deposits::{self, Deposit, DepositStatus};
 use super::{NewSponsor, Sponsor, SponsorInput};
-use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::money::{Amount, Currency, Money, MoneyView};
 use crate::payments::provider::PaymentRef;

@@ -13,11 +13,12 @@ use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::books::chart;
+use crate::fields::Email;
+use crate::fields::{self, FieldError};
 use crate::http::error::ApiError;
-use crate::investors::Email;
+use crate::ledger;
 use crate::money::{Currency, Money};
-use crate::projects::fields::{self, FieldError};
-use crate::{chart, ledger};
 
 /// A sponsor as a client describes it.
 #[derive(Deserialize, ToSchema)]

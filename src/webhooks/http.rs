@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::outbound::{self, DeliveryView, EVENT_TYPES, Endpoint};
-use crate::http::AppState;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,7 +91,7 @@ async fn create_endpoint(
         )));
     }
     // Shown to operators in listings: a single line that shows what it holds.
-    crate::projects::fields::address("url", &body.url, 2000)?;
+    crate::fields::address("url", &body.url, 2000)?;
     state
         .providers
         .webhooks

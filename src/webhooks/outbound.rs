@@ -1,6 +1,6 @@
 //! Outbound webhooks: telling the platform what happened.
 //!
-//! Events are written to the outbox in the transaction of their change (`crate::events`). The
+//! Events are written to the outbox in the transaction of their change (`crate::outbox`). The
 //! worker fans each new event out into one delivery per matching endpoint, then delivers: it
 //! leases due deliveries in a short transaction, sends them signed (Standard Webhooks) with no
 //! transaction open, and records each attempt. A failed attempt is retried after 5 s, 5 min,
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::guard::{self, GuardedClient};
 use super::signature::{self, WebhookSecret};
-use crate::events;
+use crate::outbox;
 
 /// Every event the service emits (PRODUCT.md section 6).
 pub const EVENT_TYPES: &[&str] = &[
@@ -391,7 +391,7 @@ async fn record(pool: &PgPool, c: &Claimed, sent: Sent, now: DateTime<Utc>) -> s
         .rows_affected();
         if disabled == 1 {
             tracing::warn!(endpoint = %endpoint, "webhook endpoint disabled: a delivery exhausted its retries");
-            events::emit(
+            outbox::emit(
                 &mut tx,
                 "endpoint.disabled",
                 serde_json::json!({ "endpoint_id": endpoint, "url": c.url }),

@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::AppState;
 use crate::http::auth::{Auth, BookReaders};
 use crate::http::error::{ApiError, Problem};
+use crate::http::state::AppState;
 use crate::ledger::{self, CheckResult, LedgerError};
 
 struct DomainCheck {

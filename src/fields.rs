@@ -1,5 +1,5 @@
-//! Small field types and text rules shared by the catalogue and the investors: a country code,
-//! and the two shapes of free text (a single line, a long text).
+//! Small field types and text rules every domain parses its input with (parse, don't validate): a
+//! country code, an e-mail address, and the two shapes of free text (a single line, a long text).
 
 use std::fmt;
 
@@ -222,5 +222,33 @@ mod tests {
         ] {
             assert_eq!(line("name", real, 200).as_deref(), Ok(real));
         }
+    }
+}
+
+/// An e-mail address of the usual shape, `local@domain.tld`, at most 254 bytes. Mirrors the
+/// `investors_email_format` check; whether mail reaches it is for the platform to find out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(value: &str) -> Result<Self, FieldError> {
+        let value = value.trim();
+        let refused = || FieldError("email is not an address of the shape name@domain.tld".into());
+        if value.is_empty() || value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(refused());
+        }
+        let (local, domain) = value.split_once('@').ok_or_else(refused)?;
+        // A dot with something on each side, somewhere in the domain.
+        let dotted = domain
+            .char_indices()
+            .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
+        if local.is_empty() || domain.contains('@') || !dotted || value.chars().any(is_hidden) {
+            return Err(refused());
+        }
+        Ok(Email(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
