@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod payments;
 pub mod pledges;
 pub mod projects;
+pub mod rounds;
 pub mod sponsors;
 pub mod webhooks;
 

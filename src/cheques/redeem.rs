@@ -12,11 +12,24 @@ use super::{Cheque, code};
 use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, LedgerError, NewEntry};
-use crate::money::Money;
-use crate::offers::Offer;
+use crate::money::{Currency, Money};
 use crate::outbox;
-use crate::pledges::Pledge;
 use crate::projects;
+
+/// Where a pledge's cheque money would go: an offer's project, in the offer's currency.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination {
+    pub project_id: Uuid,
+    pub currency: Currency,
+}
+
+/// The pledge cheque money funds: its id, its offer (whose escrow holds the money), its currency.
+#[derive(Clone, Copy, Debug)]
+pub struct Funded {
+    pub pledge_id: Uuid,
+    pub offer_id: Uuid,
+    pub currency: Currency,
+}
 
 /// One cheque source of a pledge, checked.
 #[derive(Clone, Debug)]
@@ -39,7 +52,7 @@ pub fn is_wrong_code(err: &ApiError) -> bool {
 pub async fn check(
     conn: &mut PgConnection,
     sources: &[(&str, Money)],
-    offer: &Offer,
+    offer: Destination,
     now: DateTime<Utc>,
 ) -> Result<Vec<Spend>, ApiError> {
     let mut spends: Vec<Spend> = Vec::with_capacity(sources.len());
@@ -103,19 +116,21 @@ pub async fn check(
 /// `no_overdraft` refuses what is not there, even when many pledges spend one cheque at once.
 pub async fn spend(
     conn: &mut PgConnection,
-    pledge: &Pledge,
+    pledge: Funded,
     spends: &[Spend],
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let escrow = chart::offer_escrow(conn, pledge.offer_id, pledge.amount.currency(), now).await?;
+    let escrow = chart::offer_escrow(conn, pledge.offer_id, pledge.currency, now).await?;
     for Spend { cheque, amount } in spends {
         let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
         let entry = NewEntry::new(
             "cheque.redeemed",
-            format!("pledge:{}:cheque:{}", pledge.id, cheque.id),
+            format!("pledge:{}:cheque:{}", pledge.pledge_id, cheque.id),
             now,
         )
-        .metadata(serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id }))
+        .metadata(
+            serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.pledge_id, "offer_id": pledge.offer_id }),
+        )
         .debit(account, *amount)
         .credit(escrow, *amount);
         let posted = ledger::post(conn, entry).await.map_err(|err| match err {
@@ -127,7 +142,7 @@ pub async fn spend(
         )
         .bind(Uuid::now_v7())
         .bind(cheque.id)
-        .bind(pledge.id)
+        .bind(pledge.pledge_id)
         .bind(amount.amount())
         .bind(now)
         .execute(&mut *conn)
@@ -142,7 +157,7 @@ pub async fn spend(
         outbox::emit(
             conn,
             "cheque.redeemed",
-            serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id,
+            serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.pledge_id, "offer_id": pledge.offer_id,
                                 "amount": amount.amount_string(), "currency": amount.currency(),
                                 "balance": Money::new(left, cheque.currency)?.amount_string() }),
             now,
@@ -157,7 +172,7 @@ pub async fn spend(
 /// pledge's locks.
 pub async fn give_back(
     conn: &mut PgConnection,
-    pledge: &Pledge,
+    pledge: Funded,
     amount: Decimal,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
@@ -165,11 +180,11 @@ pub async fn give_back(
         "select id, cheque_id, amount - returned from cheque_redemptions
           where pledge_id = $1 and returned < amount order by created_at desc, id desc for update",
     )
-    .bind(pledge.id)
+    .bind(pledge.pledge_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut owed = amount;
-    let currency = pledge.amount.currency();
+    let currency = pledge.currency;
     let escrow = chart::offer_escrow(conn, pledge.offer_id, currency, now).await?;
     for (redemption, cheque_id, open) in redemptions {
         if owed <= Decimal::ZERO {
@@ -187,10 +202,12 @@ pub async fn give_back(
         };
         let entry = NewEntry::new(
             kind,
-            format!("pledge:{}:cheque:{}:returned:{}", pledge.id, cheque.id, open),
+            format!("pledge:{}:cheque:{}:returned:{}", pledge.pledge_id, cheque.id, open),
             now,
         )
-        .metadata(serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.id, "offer_id": pledge.offer_id }))
+        .metadata(
+            serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.pledge_id, "offer_id": pledge.offer_id }),
+        )
         .debit(escrow, part)
         .credit(to, part);
         ledger::post(conn, entry).await?;
@@ -204,7 +221,7 @@ pub async fn give_back(
     if owed > Decimal::ZERO {
         return Err(ApiError::internal(anyhow::anyhow!(
             "pledge {} has {owed} of cheque money to give back that no cheque spent",
-            pledge.id
+            pledge.pledge_id
         )));
     }
     Ok(())

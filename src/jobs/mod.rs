@@ -14,13 +14,11 @@ use tokio::sync::watch;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::offers::ballot::SeedKey;
-use crate::offers::{self, closing};
-use crate::payments;
-use crate::pledges::{self, PledgeStatus};
+use crate::rounds::closing;
+use crate::rounds::ending::expire_unpaid;
 use crate::webhooks::outbound;
 
 const TICK: Duration = Duration::from_secs(1);
-const BATCH: i64 = 500;
 
 /// Runs until `shutdown` turns true: the clock's jobs and webhook delivery side by side, so a
 /// slow receiver never holds up closing offers, and a backlog of deliveries never waits a tick
@@ -111,29 +109,4 @@ pub async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>)
     closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::expire_due(pool, now).await?;
     Ok(())
-}
-
-/// Cancels pledges whose payment window has passed, releasing their shares.
-pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
-    let mut expired = 0;
-    loop {
-        let mut conn = pool.acquire().await?;
-        let due = pledges::store::overdue(&mut conn, now, BATCH).await?;
-        drop(conn);
-        if due.is_empty() {
-            return Ok(expired);
-        }
-        for (pledge_id, offer_id) in due {
-            let mut tx = pool.begin().await?;
-            offers::store::lock(&mut tx, offer_id).await?;
-            let pledge = pledges::store::lock(&mut tx, pledge_id)
-                .await?
-                .expect("pledges are never deleted");
-            if pledge.status == PledgeStatus::PendingPayment && pledge.payment_due_at <= now {
-                payments::cancel_pledge(&mut tx, &pledge, now).await?;
-                expired += 1;
-            }
-            tx.commit().await?;
-        }
-    }
 }

@@ -14,14 +14,13 @@ use uuid::Uuid;
 use crate::payments::provider::PaymentRef;
 
 use super::store::Figures;
-use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, closing, lifecycle, store};
+use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
 use crate::money::Amount;
-use crate::payments;
 use crate::pledges::http::PledgeView;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -221,7 +220,7 @@ async fn close_offer(
     _auth: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
-    closing::close(&state.pool, id, state.seed_key.as_ref(), state.clock.now()).await?;
+    crate::rounds::closing::close(&state.pool, id, state.seed_key.as_ref(), state.clock.now()).await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
 }
@@ -235,7 +234,7 @@ async fn cancel_offer(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<OfferView>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    lifecycle::cancel(&mut tx, id, state.clock.now()).await?;
+    crate::rounds::ending::cancel_offer(&mut tx, id, state.clock.now()).await?;
     tx.commit().await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))
@@ -436,7 +435,7 @@ async fn create_payout(
     // Without a provider to pay through, refused before anything is written.
     let provider = state.providers.card_provider()?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
-        let p = payments::request_payout(conn, provider, id, now).await?;
+        let p = crate::rounds::payouts::request_payout(conn, provider, id, now).await?;
         let amount = p.amount;
         Ok((
             StatusCode::CREATED,

@@ -6,15 +6,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::ballot::{self, SeedKey};
-use super::closing::offer_event;
-use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, store};
+use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, offer_event, store};
 use crate::http::error::ApiError;
 use crate::money::Money;
 use crate::outbox;
-use crate::payments;
-use crate::pledges::{self, PledgeStatus};
 
-fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
+pub(crate) fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
     let status = serde_json::to_value(offer.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -121,26 +118,5 @@ pub async fn open(
     event["opens_at"] = serde_json::json!(offer.opens_at);
     event["closes_at"] = serde_json::json!(offer.closes_at);
     outbox::emit(conn, "offer.opened", event, now).await?;
-    Ok(())
-}
-
-/// `draft | open → cancelled`: unpaid pledges are cancelled, funded ones refunded in full.
-pub async fn cancel(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
-    let offer = store::lock(conn, offer_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
-    if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
-        return Err(invalid_transition(&offer, "cancelled"));
-    }
-    let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
-    let (unpaid, funded): (Vec<_>, Vec<_>) = pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true)
-        .await?
-        .into_iter()
-        .partition(|p| p.status == PledgeStatus::PendingPayment);
-    for pledge in &unpaid {
-        payments::cancel_pledge(conn, pledge, now).await?;
-    }
-    pledges::rules::refund_in_full(conn, &offer, &funded, "offer_cancelled", now).await?;
-    store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
     Ok(())
 }

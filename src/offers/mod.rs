@@ -2,7 +2,6 @@
 
 pub mod allocation;
 pub mod ballot;
-pub mod closing;
 pub mod http;
 pub mod lifecycle;
 pub mod store;
@@ -330,4 +329,9 @@ mod tests {
             assert!(err.starts_with(field), "{field}: {err}");
         }
     }
+}
+
+/// The data of an `offer.*` event.
+pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
+    serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
 }

@@ -62,20 +62,22 @@ async fn apply(
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
                 deposits::confirm(conn, provider, payment_id, *amount, now).await
             } else {
-                super::confirm_payment(conn, provider, payment_id, *amount, now).await
+                crate::rounds::funding::confirm_payment(conn, provider, payment_id, *amount, now).await
             }
         }
         Event::PaymentFailed { payment_id } => {
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
                 deposits::fail(conn, provider, payment_id, now).await
             } else {
-                super::fail_payment(conn, provider, payment_id, now).await
+                crate::rounds::funding::fail_payment(conn, provider, payment_id, now).await
             }
         }
         Event::RefundSucceeded { refund_id, amount } => {
             super::confirm_refund(conn, provider, refund_id, *amount, now).await
         }
-        Event::PayoutPaid { payout_id, amount } => super::confirm_payout(conn, provider, payout_id, *amount, now).await,
+        Event::PayoutPaid { payout_id, amount } => {
+            crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await
+        }
         Event::Other => Ok(Applied::Nothing),
     }
 }
@@ -318,7 +320,7 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
             continue;
         }
         let now = batch.iter().map(|i| i.now).max().expect("a batch is never empty");
-        let (applied, captured) = super::confirm_payments(&mut tx, provider, &paid, now).await?;
+        let (applied, captured) = crate::rounds::funding::confirm_payments(&mut tx, provider, &paid, now).await?;
         for (n, applied) in positions.into_iter().zip(applied) {
             if applied.is_some() {
                 outcomes[n] = Some((Outcome::Applied, None));

@@ -354,7 +354,7 @@ async fn insert(
         .map(|(p, (i, _))| {
             (
                 "pledge.created",
-                payments::PledgeEvent::new(p, PledgeStatus::PendingPayment),
+                super::PledgeEvent::new(p, PledgeStatus::PendingPayment),
                 jobs[*i].now,
             )
         })

@@ -190,7 +190,7 @@ async fn revoke_pledge(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<PledgeView>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let pledge = rules::revoke(&mut tx, id, state.clock.now()).await?;
+    let pledge = crate::rounds::ending::revoke(&mut tx, id, state.clock.now()).await?;
     let payment = payments::payment_of_pledge(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(PledgeView::new(pledge, payment)))

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::money::Money;
+use crate::money::{Currency, Money};
 
 /// A non-sophisticated investor may revoke a pledge this long after making it (ECSP art. 22).
 pub const REFLECTION_PERIOD_DAYS: i64 = 4;
@@ -47,4 +47,59 @@ pub struct Pledge {
     pub created_at: DateTime<Utc>,
     pub funded_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// The data of a `pledge.*` event.
+#[derive(serde::Serialize)]
+pub struct PledgeEvent {
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    shares: i64,
+    amount: String,
+    currency: Currency,
+    status: PledgeStatus,
+    /// After a round's allocation: the shares the pledge got, and the money given back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocated_shares: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_amount: Option<String>,
+}
+
+impl PledgeEvent {
+    pub fn new(pledge: &Pledge, status: PledgeStatus) -> Self {
+        PledgeEvent {
+            pledge_id: pledge.id,
+            offer_id: pledge.offer_id,
+            investor_id: pledge.investor_id,
+            shares: pledge.shares,
+            amount: pledge.amount.amount_string(),
+            currency: pledge.amount.currency(),
+            status,
+            allocated_shares: None,
+            refunded_amount: None,
+        }
+    }
+
+    /// The outcome of allocation: `allocated` shares, `refunded` given back.
+    pub fn allocated(mut self, allocated: i64, refunded: Money) -> Self {
+        self.allocated_shares = Some(allocated);
+        self.refunded_amount = Some(refunded.amount_string());
+        self
+    }
+}
+
+pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
+    serde_json::to_value(PledgeEvent::new(pledge, status)).expect("a pledge event serialises")
+}
+
+impl Pledge {
+    /// This pledge as the cheques see it: what their money funds.
+    pub fn funded_by_cheques(&self) -> crate::cheques::redeem::Funded {
+        crate::cheques::redeem::Funded {
+            pledge_id: self.id,
+            offer_id: self.offer_id,
+            currency: self.amount.currency(),
+        }
+    }
 }

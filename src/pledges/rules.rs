@@ -348,7 +348,11 @@ pub async fn check(
     };
     let asked = admit(&offer, investor.as_ref(), req, now)?;
     let investor = investor.expect("admit refuses a missing investor");
-    let cheques = redeem::check(conn, &asked.codes, &offer, now).await?;
+    let to = redeem::Destination {
+        project_id: offer.project_id,
+        currency: offer.currency,
+    };
+    let cheques = redeem::check(conn, &asked.codes, to, now).await?;
     let (pledge, limits) = settle(&offer, &investor, req, &asked, &cheques, now)?;
     Ok(Checked {
         offer,
@@ -413,7 +417,7 @@ pub async fn create(
     outbox::emit(
         conn,
         "pledge.created",
-        payments::pledge_event(&pledge, PledgeStatus::PendingPayment),
+        super::pledge_event(&pledge, PledgeStatus::PendingPayment),
         now,
     )
     .await?;
@@ -430,14 +434,14 @@ pub async fn create(
         return Err(not_open(&offer, now));
     }
     // Cheques are spent after the reservation: offer before ledger accounts, as everywhere.
-    redeem::spend(conn, &pledge, &cheques, now).await?;
+    redeem::spend(conn, pledge.funded_by_cheques(), &cheques, now).await?;
     if pledge.card_amount.is_zero() {
         // Nothing to wait for: a pledge paid by cheques alone is funded at once.
         store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
         outbox::emit(
             conn,
             "pledge.funded",
-            payments::pledge_event(&pledge, PledgeStatus::Funded),
+            super::pledge_event(&pledge, PledgeStatus::Funded),
             now,
         )
         .await?;
@@ -445,112 +449,6 @@ pub async fn create(
         return Ok((funded, payment));
     }
     Ok((pledge, payment))
-}
-
-/// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge
-/// is cancelled, a funded one revoked and its money given back. Either way its shares return.
-pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>) -> Result<Pledge, ApiError> {
-    let unlocked = store::get(conn, pledge_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no pledge {pledge_id}")))?;
-    offers::store::lock(conn, unlocked.offer_id).await?;
-    let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
-    let not_revocable = |why: &str| ApiError::new(StatusCode::CONFLICT, "not_revocable", why.to_string());
-    let Some(ends) = pledge.reflection_ends_at else {
-        return Err(not_revocable("pledges of sophisticated investors cannot be revoked"));
-    };
-    if now >= ends {
-        return Err(not_revocable("the reflection period of this pledge has ended"));
-    }
-    match pledge.status {
-        PledgeStatus::PendingPayment => payments::cancel_pledge(conn, &pledge, now).await?,
-        PledgeStatus::Funded => {
-            give_back(conn, &pledge, pledge.amount.amount(), "revoked", now).await?;
-            store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
-            offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
-            outbox::emit(
-                conn,
-                "pledge.revoked",
-                payments::pledge_event(&pledge, PledgeStatus::Revoked),
-                now,
-            )
-            .await?;
-        }
-        _ => return Err(not_revocable("only a pending or funded pledge can be revoked")),
-    }
-    Ok(store::get(conn, pledge_id).await?.expect("pledges are never deleted"))
-}
-
-/// Gives `amount` of a funded pledge's money back from escrow: its card money first (a refund
-/// to the card), then its cheque money (to the cheques, or their sponsors once they ended). The
-/// caller holds the offer's and the pledge's locks.
-pub async fn give_back(
-    conn: &mut PgConnection,
-    pledge: &Pledge,
-    amount: Decimal,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let card = amount.min(pledge.card_amount);
-    if card > Decimal::ZERO {
-        payments::refund_from_escrow(conn, pledge, Money::new(card, pledge.amount.currency())?, reason, now).await?;
-    }
-    if amount > card {
-        redeem::give_back(conn, pledge, amount - card, now).await?;
-    }
-    Ok(())
-}
-
-/// [`give_back`] for many funded pledges of one offer at once (a round's close): the card money
-/// of all of them in a few statements ([`payments::refund_many_from_escrow`]), then the cheque
-/// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
-/// offer's lock, under which funded pledges do not change.
-pub async fn give_back_many(
-    conn: &mut PgConnection,
-    offer: &Offer,
-    parts: &[(&Pledge, Decimal)],
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let cards: Vec<(Uuid, Decimal)> = parts
-        .iter()
-        .map(|(pledge, amount)| (pledge.id, (*amount).min(pledge.card_amount)))
-        .filter(|(_, card)| *card > Decimal::ZERO)
-        .collect();
-    payments::refund_many_from_escrow(conn, offer.id, offer.currency, &cards, reason, now).await?;
-    for (pledge, amount) in parts {
-        let card = (*amount).min(pledge.card_amount);
-        if *amount > card {
-            redeem::give_back(conn, pledge, *amount - card, now).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Ends funded pledges of an offer that failed or was cancelled: all their money given back,
-/// each `refunded`, their shares released, a `pledge.refunded` event each. The caller holds the
-/// offer's lock, under which funded pledges do not change.
-pub async fn refund_in_full(
-    conn: &mut PgConnection,
-    offer: &Offer,
-    funded: &[Pledge],
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    if funded.is_empty() {
-        return Ok(());
-    }
-    let parts: Vec<(&Pledge, Decimal)> = funded.iter().map(|p| (p, p.amount.amount())).collect();
-    give_back_many(conn, offer, &parts, reason, now).await?;
-    let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
-    store::set_statuses(conn, &ids, PledgeStatus::Refunded, now).await?;
-    offers::store::release(conn, offer.id, funded.iter().map(|p| p.shares).sum()).await?;
-    let refunded: Vec<_> = funded
-        .iter()
-        .map(|p| payments::PledgeEvent::new(p, PledgeStatus::Refunded))
-        .collect();
-    outbox::emit_all(conn, "pledge.refunded", &refunded, now).await?;
-    Ok(())
 }
 
 #[cfg(test)]

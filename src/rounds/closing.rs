@@ -10,24 +10,20 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::allocation::{self, Claim};
-use super::ballot::{self, SeedKey};
-use super::{Allocation, Offer, OfferStatus, store};
+use super::ending::{cancel_pledge, give_back_many, refund_in_full};
 use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
+use crate::offers::allocation::{self, Claim};
+use crate::offers::ballot::{self, SeedKey};
+use crate::offers::{Allocation, Offer, OfferStatus, offer_event, store};
 use crate::outbox;
-use crate::payments;
 use crate::pledges::{self, PledgeStatus};
 
 /// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
 pub fn settlement_reference(offer: Uuid) -> String {
     format!("offer:{offer}:settlement")
-}
-
-pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
-    serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
 }
 
 /// Moves an open offer to `closing`. Before `closes_at` only once the minimum target is funded.
@@ -77,7 +73,7 @@ pub async fn advance(
     let unpaid =
         pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::PendingPayment]), 0, i64::MAX, true).await?;
     for pledge in &unpaid {
-        payments::cancel_pledge(conn, pledge, now).await?;
+        cancel_pledge(conn, pledge, now).await?;
     }
     // Not locked one by one: a funded pledge changes only under its offer's lock, which is held
     // here (revocations take it; payment confirmations touch pending pledges only). The updates
@@ -91,7 +87,7 @@ pub async fn advance(
         succeed(conn, &offer, &funded, seed_key, now).await?;
         Ok(OfferStatus::Succeeded)
     } else {
-        pledges::rules::refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
+        refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
         store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
         outbox::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
         Ok(OfferStatus::Failed)
@@ -139,11 +135,11 @@ async fn succeed(
         if back > Decimal::ZERO {
             given_back.push((pledge, back));
             refund_events
-                .push(payments::PledgeEvent::new(pledge, status).allocated(shares, Money::new(back, offer.currency)?));
+                .push(pledges::PledgeEvent::new(pledge, status).allocated(shares, Money::new(back, offer.currency)?));
         }
     }
     // A round's unallocated money goes back in a few statements, not a few per pledge.
-    pledges::rules::give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
+    give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
     outbox::emit_all(conn, "pledge.refunded", &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
     pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;

@@ -1,0 +1,208 @@
+//! How a pledge's round ends early for it: cancelled when its card money never came (its
+//! window lapsed, the provider declined, its round closed or was cancelled), revoked within its
+//! reflection period, or refunded in full when its round failed or was cancelled. Its shares
+//! return to the offer and its money goes back where it came from: card money as a refund,
+//! cheque money to the cheques (or their sponsors).
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::cheques::redeem;
+use crate::http::error::ApiError;
+use crate::money::Money;
+use crate::offers::{self, Offer, OfferStatus};
+use crate::outbox;
+use crate::payments;
+use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, store};
+
+/// Pledges looked at per transaction by [`expire_unpaid`].
+const BATCH: i64 = 500;
+
+/// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
+/// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
+/// pledge's locks.
+pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), ApiError> {
+    store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
+    let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
+    if reserved_by_cheques > Decimal::ZERO {
+        redeem::give_back(conn, pledge.funded_by_cheques(), reserved_by_cheques, now).await?;
+    }
+    sqlx::query(
+        "update payments set status = 'cancelled', settled_at = $2 where pledge_id = $1 and status = 'pending'",
+    )
+    .bind(pledge.id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
+    outbox::emit(
+        conn,
+        "pledge.cancelled",
+        pledge_event(pledge, PledgeStatus::Cancelled),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge
+/// is cancelled, a funded one revoked and its money given back. Either way its shares return.
+pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>) -> Result<Pledge, ApiError> {
+    let unlocked = store::get(conn, pledge_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no pledge {pledge_id}")))?;
+    offers::store::lock(conn, unlocked.offer_id).await?;
+    let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
+    let not_revocable = |why: &str| ApiError::new(StatusCode::CONFLICT, "not_revocable", why.to_string());
+    let Some(ends) = pledge.reflection_ends_at else {
+        return Err(not_revocable("pledges of sophisticated investors cannot be revoked"));
+    };
+    if now >= ends {
+        return Err(not_revocable("the reflection period of this pledge has ended"));
+    }
+    match pledge.status {
+        PledgeStatus::PendingPayment => cancel_pledge(conn, &pledge, now).await?,
+        PledgeStatus::Funded => {
+            give_back(conn, &pledge, pledge.amount.amount(), "revoked", now).await?;
+            store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
+            offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
+            outbox::emit(
+                conn,
+                "pledge.revoked",
+                pledge_event(&pledge, PledgeStatus::Revoked),
+                now,
+            )
+            .await?;
+        }
+        _ => return Err(not_revocable("only a pending or funded pledge can be revoked")),
+    }
+    Ok(store::get(conn, pledge_id).await?.expect("pledges are never deleted"))
+}
+
+/// Gives `amount` of a funded pledge's money back from escrow: its card money first (a refund
+/// to the card), then its cheque money (to the cheques, or their sponsors once they ended). The
+/// caller holds the offer's and the pledge's locks.
+pub async fn give_back(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    amount: Decimal,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let card = amount.min(pledge.card_amount);
+    if card > Decimal::ZERO {
+        payments::refund_from_escrow(
+            conn,
+            pledge.id,
+            pledge.offer_id,
+            Money::new(card, pledge.amount.currency())?,
+            reason,
+            now,
+        )
+        .await?;
+    }
+    if amount > card {
+        redeem::give_back(conn, pledge.funded_by_cheques(), amount - card, now).await?;
+    }
+    Ok(())
+}
+
+/// [`give_back`] for many funded pledges of one offer at once (a round's close): the card money
+/// of all of them in a few statements ([`payments::refund_many_from_escrow`]), then the cheque
+/// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
+/// offer's lock, under which funded pledges do not change.
+pub async fn give_back_many(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    parts: &[(&Pledge, Decimal)],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let cards: Vec<(Uuid, Decimal)> = parts
+        .iter()
+        .map(|(pledge, amount)| (pledge.id, (*amount).min(pledge.card_amount)))
+        .filter(|(_, card)| *card > Decimal::ZERO)
+        .collect();
+    payments::refund_many_from_escrow(conn, offer.id, offer.currency, &cards, reason, now).await?;
+    for (pledge, amount) in parts {
+        let card = (*amount).min(pledge.card_amount);
+        if *amount > card {
+            redeem::give_back(conn, pledge.funded_by_cheques(), *amount - card, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends funded pledges of an offer that failed or was cancelled: all their money given back,
+/// each `refunded`, their shares released, a `pledge.refunded` event each. The caller holds the
+/// offer's lock, under which funded pledges do not change.
+pub async fn refund_in_full(
+    conn: &mut PgConnection,
+    offer: &Offer,
+    funded: &[Pledge],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if funded.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<(&Pledge, Decimal)> = funded.iter().map(|p| (p, p.amount.amount())).collect();
+    give_back_many(conn, offer, &parts, reason, now).await?;
+    let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
+    store::set_statuses(conn, &ids, PledgeStatus::Refunded, now).await?;
+    offers::store::release(conn, offer.id, funded.iter().map(|p| p.shares).sum()).await?;
+    let refunded: Vec<_> = funded
+        .iter()
+        .map(|p| PledgeEvent::new(p, PledgeStatus::Refunded))
+        .collect();
+    outbox::emit_all(conn, "pledge.refunded", &refunded, now).await?;
+    Ok(())
+}
+
+/// `draft | open → cancelled`: unpaid pledges are cancelled, funded ones refunded in full.
+pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let offer = offers::store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+    if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
+        return Err(offers::lifecycle::invalid_transition(&offer, "cancelled"));
+    }
+    let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
+    let (unpaid, funded): (Vec<_>, Vec<_>) = pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true)
+        .await?
+        .into_iter()
+        .partition(|p| p.status == PledgeStatus::PendingPayment);
+    for pledge in &unpaid {
+        cancel_pledge(conn, pledge, now).await?;
+    }
+    refund_in_full(conn, &offer, &funded, "offer_cancelled", now).await?;
+    offers::store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
+    Ok(())
+}
+/// Cancels pledges whose payment window has passed, releasing their shares.
+pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let mut expired = 0;
+    loop {
+        let mut conn = pool.acquire().await?;
+        let due = pledges::store::overdue(&mut conn, now, BATCH).await?;
+        drop(conn);
+        if due.is_empty() {
+            return Ok(expired);
+        }
+        for (pledge_id, offer_id) in due {
+            let mut tx = pool.begin().await?;
+            offers::store::lock(&mut tx, offer_id).await?;
+            let pledge = pledges::store::lock(&mut tx, pledge_id)
+                .await?
+                .expect("pledges are never deleted");
+            if pledge.status == PledgeStatus::PendingPayment && pledge.payment_due_at <= now {
+                cancel_pledge(&mut tx, &pledge, now).await?;
+                expired += 1;
+            }
+            tx.commit().await?;
+        }
+    }
+}

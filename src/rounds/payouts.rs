@@ -1,0 +1,142 @@
+//! Paying a succeeded round's project: a payout of what the settlement made it owed, asked of
+//! the provider, and `project payable → psp` once the provider confirms it.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::books::chart;
+use crate::http::error::ApiError;
+use crate::ledger::{self, NewEntry};
+use crate::money::Money;
+use crate::offers;
+use crate::outbox;
+use crate::payments::provider::PaymentProvider;
+use crate::payments::{Applied, expect_money, unknown};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Payout {
+    pub id: Uuid,
+    pub provider: String,
+    pub provider_payout_id: String,
+    pub offer_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer.
+pub async fn request_payout(
+    conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
+    offer_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Payout, ApiError> {
+    let offer = offers::store::lock(conn, offer_id)
+        .await?
+        .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
+    if offer.status != offers::OfferStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state_transition",
+            "only a succeeded offer is paid out",
+        ));
+    }
+    let settled: Option<Decimal> = sqlx::query_scalar(
+        "select sum(p.amount) from ledger_postings p join ledger_entries e on e.id = p.entry_id
+          where e.reference = $1 and p.account_id = $2",
+    )
+    .bind(super::closing::settlement_reference(offer_id))
+    .bind(chart::project_payable(conn, offer.project_id, offer.currency, now).await?)
+    .fetch_one(&mut *conn)
+    .await?;
+    let requested: Decimal = sqlx::query_scalar("select coalesce(sum(amount), 0) from payouts where offer_id = $1")
+        .bind(offer_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let owed = settled.unwrap_or_default() - requested;
+    if owed <= Decimal::ZERO {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_pay",
+            "the project has been paid everything it is owed for this offer",
+        ));
+    }
+    let id = Uuid::now_v7();
+    let provider_payout_id = provider.create_payout(id, Money::new(owed, offer.currency)?)?;
+    let payout = sqlx::query_as(
+        "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at",
+    )
+    .bind(id)
+    .bind(provider.name())
+    .bind(provider_payout_id)
+    .bind(offer_id)
+    .bind(owed)
+    .bind(offer.currency.code())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(payout)
+}
+
+/// The provider paid the project: `project payable → psp`, for the payout's exact amount.
+pub async fn confirm_payout(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_payout_id: &str,
+    paid: Money,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApiError> {
+    let payout: Payout = sqlx::query_as(
+        "select id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at
+           from payouts where provider = $1 and provider_payout_id = $2 for update",
+    )
+    .bind(provider)
+    .bind(provider_payout_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| unknown("payout", provider_payout_id))?;
+    expect_money(
+        "payout_mismatch",
+        "payout",
+        provider_payout_id,
+        payout.amount,
+        &payout.currency,
+        paid,
+    )?;
+    if payout.status != "pending" {
+        return Ok(Applied::Nothing);
+    }
+    let offer = offers::store::get(conn, payout.offer_id)
+        .await?
+        .expect("payouts belong to offers");
+    let amount = Money::new(payout.amount, offer.currency)?;
+    let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
+    let psp = chart::psp(conn, provider, offer.currency, now).await?;
+    let entry = NewEntry::new("payout.paid", format!("payout:{}:paid", payout.id), now)
+        .metadata(serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id }))
+        .debit(payable, amount)
+        .credit(psp, amount);
+    let paid = ledger::post(conn, entry).await?.entry.id;
+    // Settled and named in one statement (`payouts_paid_once`; verify: `payouts_paid`).
+    sqlx::query("update payouts set status = 'paid', settled_at = $2, paid_entry_id = $3 where id = $1")
+        .bind(payout.id)
+        .bind(now)
+        .bind(paid)
+        .execute(&mut *conn)
+        .await?;
+    outbox::emit(
+        conn,
+        "payout.paid",
+        serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id,
+                            "amount": amount.amount_string(), "currency": offer.currency }),
+        now,
+    )
+    .await?;
+    Ok(Applied::Done)
+}
