@@ -74,7 +74,6 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::pledges::http::router())
         .merge(crate::sponsors::http::router())
         .merge(crate::cheques::http::router())
-        .merge(crate::payments::inbound::router())
         .merge(crate::webhooks::http::router());
     match clock {
         ClockMode::Manual => api.merge(crate::payments::sandbox::router()),

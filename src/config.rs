@@ -13,6 +13,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::clock::ClockMode;
+use crate::http::rate_limit::RateLimitSettings;
+use crate::jobs::retention::RetentionSettings;
+use crate::payments::providers::{CardProvider, PaymentsSettings};
 use crate::payments::sandbox::DEVELOPMENT_SECRET;
 use crate::webhooks::signature::WebhookSecret;
 
@@ -54,17 +57,6 @@ impl HttpSettings {
     }
 }
 
-/// The per-client budgets (src/http/rate_limit.rs): a sustained rate and a burst, per API key
-/// and per remote address; a rate of 0 turns that limit off.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitSettings {
-    pub key_per_second: f64,
-    pub key_burst: u32,
-    pub address_per_second: f64,
-    pub address_burst: u32,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -99,38 +91,6 @@ pub struct ClockSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PaymentsSettings {
-    /// The provider that takes card pledges (and, for now, sponsors' deposits and projects'
-    /// payouts). Unset: the sandbox under a manual clock, none under the system clock.
-    pub card_provider: Option<CardProvider>,
-    pub sandbox: SandboxSettings,
-    pub stripe: StripeSettings,
-}
-
-/// The providers that can take card payments here (a real one comes with its adapter's API).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CardProvider {
-    /// With `clock.mode = "manual"` only.
-    Sandbox,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxSettings {
-    /// Unset: [`crate::payments::sandbox::DEVELOPMENT_SECRET`], with a manual clock only.
-    pub webhook_secret: Option<SecretString>,
-    pub auto_confirm: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StripeSettings {
-    pub webhook_secret: Option<SecretString>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WebhooksSettings {
     pub allow_private_targets: bool,
 }
@@ -143,19 +103,6 @@ pub struct BallotSettings {
     /// it, ballot offers cannot open under the system clock (409 `ballot_key_missing`); the
     /// manual clock falls back to a development key.
     pub seed_key: Option<SecretString>,
-}
-
-/// How many days of the service clock the background job keeps each kind of record before
-/// deleting it (docs/reliability.md, "Retention").
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionSettings {
-    /// A replay of a POST with the same Idempotency-Key is recognised for this long.
-    pub idempotency_keys_days: u32,
-    /// Verified provider events that were applied or ignored; quarantined ones are kept.
-    pub inbound_events_days: u32,
-    /// The log of outbound webhook delivery attempts (the deliveries themselves are kept).
-    pub webhook_attempts_days: u32,
 }
 
 /// At most a century: any longer is "never", and would overflow a date.

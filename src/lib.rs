@@ -64,7 +64,7 @@ impl App {
     /// An application over an existing pool (tests hand in their fresh database).
     pub fn with_pool(settings: &Settings, pool: sqlx::PgPool, clock: Clock) -> App {
         // Which providers exist follows the clock that serves, as the sandbox's controls do.
-        let providers = payments::Providers::new(
+        let providers = payments::providers::Providers::new(
             &settings.payments,
             clock.mode(),
             settings.webhooks.allow_private_targets,
@@ -72,12 +72,12 @@ impl App {
         App {
             state: AppState {
                 batcher: pledges::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
-                inbound: payments::inbound::Batcher::new(pool.clone()),
+                inbound: webhooks::inbound::Batcher::new(pool.clone()),
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
                 providers: std::sync::Arc::new(providers),
-                seed_key: offers::ballot::SeedKey::from_settings(settings),
+                seed_key: offers::ballot::SeedKey::configured(settings.ballot.seed_key.as_ref(), settings.clock.mode),
                 read_timeout: settings.database.read_statement_timeout(),
                 retention: settings.retention,
             },

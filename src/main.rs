@@ -197,7 +197,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             db::ensure_migrated(&pool).await?;
             let bar = progress_bar("closing offers");
             let now = Clock::new(settings.clock.mode).now();
-            let seed_key = offers::ballot::SeedKey::from_settings(&settings);
+            let seed_key = offers::ballot::SeedKey::configured(settings.ballot.seed_key.as_ref(), settings.clock.mode);
             let ended = crowdledger::rounds::closing::close_due(&pool, seed_key.as_ref(), now, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

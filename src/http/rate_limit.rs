@@ -24,7 +24,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth::bearer_key;
 use super::error::ApiError;
-use crate::config::RateLimitSettings;
 use crate::keys::{self, KeyHash};
 
 /// How often buckets back to full are forgotten: a client's entry lives only while it has spent
@@ -180,4 +179,15 @@ fn client_address(req: &Request) -> IpAddr {
             }
         },
     }
+}
+
+/// The per-client budgets (src/http/rate_limit.rs): a sustained rate and a burst, per API key
+/// and per remote address; a rate of 0 turns that limit off.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub key_per_second: f64,
+    pub key_burst: u32,
+    pub address_per_second: f64,
+    pub address_burst: u32,
 }

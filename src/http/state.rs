@@ -16,18 +16,18 @@ pub struct AppState {
     pub pool: PgPool,
     pub clock: Clock,
     pub auth: Arc<Authenticator>,
-    pub providers: Arc<crate::payments::Providers>,
+    pub providers: Arc<crate::payments::providers::Providers>,
     /// Card pledges, many per transaction per offer (pledges/batcher.rs).
     pub batcher: crate::pledges::batcher::Batcher,
     /// Verified provider events, many per transaction (payments/inbound.rs).
-    pub inbound: crate::payments::inbound::Batcher,
+    pub inbound: crate::webhooks::inbound::Batcher,
     /// Ballot seeds are derived from it (`ballot.seed_key`, offers/ballot.rs); none under the
     /// system clock when not configured.
     pub seed_key: Option<crate::offers::ballot::SeedKey>,
     /// How long a statement of a full read of the books (verify, trial balance) may run.
     pub read_timeout: Duration,
     /// How long the background job keeps idempotency keys, inbound events, webhook attempts.
-    pub retention: crate::config::RetentionSettings,
+    pub retention: crate::jobs::retention::RetentionSettings,
 }
 
 /// Limits applied to every request.
@@ -42,5 +42,5 @@ pub struct Limits {
     /// A body on a route that takes no API key must arrive within this ([`body_deadline`]).
     pub unauthenticated_body_timeout: Duration,
     /// Each client's budget ([`rate_limit`]).
-    pub rate_limit: crate::config::RateLimitSettings,
+    pub rate_limit: crate::http::rate_limit::RateLimitSettings,
 }

@@ -6,8 +6,6 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 
-use crate::config::RetentionSettings;
-
 /// Rows per delete statement: each is short and its locks and WAL bounded, whatever the backlog.
 const BATCH: i64 = 1000;
 
@@ -84,4 +82,17 @@ pub async fn purge(
         }
     }
     Ok(purged)
+}
+
+/// How many days of the service clock the background job keeps each kind of record before
+/// deleting it (docs/reliability.md, "Retention").
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A replay of a POST with the same Idempotency-Key is recognised for this long.
+    pub idempotency_keys_days: u32,
+    /// Verified provider events that were applied or ignored; quarantined ones are kept.
+    pub inbound_events_days: u32,
+    /// The log of outbound webhook delivery attempts (the deliveries themselves are kept).
+    pub webhook_attempts_days: u32,
 }

@@ -13,13 +13,12 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{Offer, allocation};
 use crate::clock::ClockMode;
-use crate::config::Settings;
 
 /// A shorter key would be easier to guess than the seed it protects.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -60,12 +59,10 @@ impl SeedKey {
 
     /// The configured key; without one, the development key under the manual clock, and none
     /// under the system clock (ballot offers then cannot open).
-    pub fn from_settings(settings: &Settings) -> Option<SeedKey> {
-        match &settings.ballot.seed_key {
+    pub fn configured(key: Option<&SecretString>, clock: ClockMode) -> Option<SeedKey> {
+        match key {
             Some(key) => Some(SeedKey::parse(key.expose_secret()).expect("validated when the settings were loaded")),
-            None if settings.clock.mode == ClockMode::Manual => {
-                Some(SeedKey(Arc::new(DEVELOPMENT_KEY.to_vec().into())))
-            }
+            None if clock == ClockMode::Manual => Some(SeedKey(Arc::new(DEVELOPMENT_KEY.to_vec().into()))),
             None => None,
         }
     }

@@ -12,7 +12,7 @@
 use axum::http::HeaderMap;
 use uuid::Uuid;
 
-use super::Providers;
+use super::providers::Providers;
 use crate::http::error::ApiError;
 use crate::money::Money;
 
@@ -229,8 +229,8 @@ pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, 
 mod tests {
     use super::*;
     use crate::clock::ClockMode;
-    use crate::config::{PaymentsSettings, SandboxSettings, StripeSettings};
     use crate::money::Currency;
+    use crate::payments::providers::{PaymentsSettings, SandboxSettings, StripeSettings};
 
     fn providers(clock: ClockMode) -> super::super::Providers {
         let settings = PaymentsSettings {

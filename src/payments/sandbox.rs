@@ -14,9 +14,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Providers;
 use super::SANDBOX;
 use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
+use super::providers::Providers;
 use crate::clock::{ClockError, wall_clock};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};

@@ -9,8 +9,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::Providers;
 use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
+use super::providers::Providers;
 use crate::http::error::ApiError;
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;

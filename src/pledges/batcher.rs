@@ -347,7 +347,7 @@ async fn insert(
         .zip(&accepted)
         .map(|(p, (i, _))| Ok((p.id, Money::new(p.card_amount, offer.currency)?, jobs[*i].now)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let paid = payments::create_payments(conn, card, &requests).await?;
+    let paid = payments::card::create_payments(conn, card, &requests).await?;
     let created: Vec<_> = pledges
         .iter()
         .zip(&accepted)

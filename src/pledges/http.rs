@@ -21,7 +21,7 @@ use crate::http::state::AppState;
 use crate::idempotency::{self, IdempotencyKey, RequiredKey};
 use crate::money::format_amount;
 use crate::payments::provider::{PaymentProvider, PaymentRef};
-use crate::payments::{self, Payment};
+use crate::payments::{self, card::Payment};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -176,7 +176,7 @@ async fn get_pledge(
     let pledge = store::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no pledge {id}")))?;
-    let payment = payments::payment_of_pledge(&mut conn, id).await?;
+    let payment = payments::card::payment_of_pledge(&mut conn, id).await?;
     Ok(Json(PledgeView::new(pledge, payment)))
 }
 
@@ -191,7 +191,7 @@ async fn revoke_pledge(
 ) -> Result<Json<PledgeView>, ApiError> {
     let mut tx = state.pool.begin().await?;
     let pledge = crate::rounds::ending::revoke(&mut tx, id, state.clock.now()).await?;
-    let payment = payments::payment_of_pledge(&mut tx, id).await?;
+    let payment = payments::card::payment_of_pledge(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(PledgeView::new(pledge, payment)))
 }

@@ -26,7 +26,7 @@ use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
 use crate::outbox;
 use crate::payments::provider::{self, PaymentProvider};
-use crate::payments::{self, Payment};
+use crate::payments::{self, card::Payment};
 
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
 /// risk warning (ECSP art. 21(7)).
@@ -410,7 +410,7 @@ pub async fn create(
     let pledge = store::insert(conn, &pledge, now).await?;
     let payment = if let Some(provider) = card {
         let money = Money::new(pledge.card_amount, offer.currency)?;
-        Some(payments::create_payment(conn, provider, pledge.id, money, now).await?)
+        Some(payments::card::create_payment(conn, provider, pledge.id, money, now).await?)
     } else {
         None
     };

@@ -94,7 +94,7 @@ pub async fn give_back(
 ) -> Result<(), ApiError> {
     let card = amount.min(pledge.card_amount);
     if card > Decimal::ZERO {
-        payments::refund_from_escrow(
+        payments::refunds::refund_from_escrow(
             conn,
             pledge.id,
             pledge.offer_id,
@@ -111,7 +111,7 @@ pub async fn give_back(
 }
 
 /// [`give_back`] for many funded pledges of one offer at once (a round's close): the card money
-/// of all of them in a few statements ([`payments::refund_many_from_escrow`]), then the cheque
+/// of all of them in a few statements ([`payments::refunds::refund_many_from_escrow`]), then the cheque
 /// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
 /// offer's lock, under which funded pledges do not change.
 pub async fn give_back_many(
@@ -126,7 +126,7 @@ pub async fn give_back_many(
         .map(|(pledge, amount)| (pledge.id, (*amount).min(pledge.card_amount)))
         .filter(|(_, card)| *card > Decimal::ZERO)
         .collect();
-    payments::refund_many_from_escrow(conn, offer.id, offer.currency, &cards, reason, now).await?;
+    payments::refunds::refund_many_from_escrow(conn, offer.id, offer.currency, &cards, reason, now).await?;
     for (pledge, amount) in parts {
         let card = (*amount).min(pledge.card_amount);
         if *amount > card {

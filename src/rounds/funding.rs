@@ -17,10 +17,9 @@ use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox;
-use crate::payments::{
-    Applied, NewRefund, PAYMENT_COLUMNS, Payment, PaymentStatus, capture, expect_money, find_payment, insert_refunds,
-    set_payment_status, unknown,
-};
+use crate::payments::card::{PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, set_payment_status};
+use crate::payments::refunds::{NewRefund, insert_refunds};
+use crate::payments::{Applied, expect_money, unknown};
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event};
 
 /// The provider captured a payment: the pledge is funded and the money moves `psp → escrow`.

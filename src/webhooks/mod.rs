@@ -4,5 +4,6 @@
 
 pub mod guard;
 pub mod http;
+pub mod inbound;
 pub mod outbound;
 pub mod signature;

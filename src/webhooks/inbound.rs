@@ -6,26 +6,17 @@
 //! not fit (amount or currency mismatch, unknown payment) is quarantined: stored, listed for
 //! operators, never applied.
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{Acquire, PgConnection, PgPool};
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Applied;
-use super::provider::{Event, Received};
 use crate::batch::{self, Lanes};
-use crate::clock::wall_clock;
-use crate::http::auth::{Auth, Operators};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AppBytes, AppPath, AppQuery};
-use crate::http::state::AppState;
+use crate::http::error::ApiError;
+use crate::payments::Applied;
+use crate::payments::provider::{Event, Received};
 use crate::sponsors::deposits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
@@ -73,7 +64,7 @@ async fn apply(
             }
         }
         Event::RefundSucceeded { refund_id, amount } => {
-            super::confirm_refund(conn, provider, refund_id, *amount, now).await
+            crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await
         }
         Event::PayoutPaid { payout_id, amount } => {
             crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await
@@ -361,148 +352,4 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
             o.map(|(outcome, detail)| acknowledge(&inbound.provider, inbound.received.clone(), outcome, detail))
         })
         .collect())
-}
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(webhook))
-        // Anyone may post here: the body has a deadline of its own (src/http/body_deadline.rs).
-        .route_layer(axum::middleware::from_fn(
-            crate::http::body_deadline::unauthenticated_body,
-        ))
-        .routes(routes!(quarantine))
-}
-
-/// Events from a payment provider (`stripe`, or `sandbox` with a manual clock only),
-/// authenticated by their signature, whose timestamp is judged by the wall clock.
-#[utoipa::path(post, path = "/v1/webhooks/{provider}", tag = "webhooks", params(("provider" = String, Path)),
-    request_body(content = String, description = "the provider's signed event, verified byte for byte"),
-    responses((status = 200, body = Ack), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn webhook(
-    State(state): State<AppState>,
-    AppPath(provider): AppPath<String>,
-    headers: HeaderMap,
-    AppBytes(body): AppBytes,
-) -> Result<Json<Ack>, ApiError> {
-    let now = state.clock.now();
-    // A provider that does not exist here (the sandbox under the system clock among them) is a
-    // path that does not exist.
-    let adapter = state
-        .providers
-        .adapter(&provider)
-        .ok_or_else(crate::http::no_such_route)?;
-    // The provider signed by its real clock, not by our business time (PRODUCT.md section 7).
-    let received = adapter.read_webhook(&state.providers, &headers, &body, wall_clock().timestamp())?;
-    let inbound = Inbound {
-        provider,
-        received,
-        body,
-        now,
-    };
-    // Confirmations arrive in floods too: many per transaction (the `inbound` lane of crate::batch), else one by one.
-    let inbound = match state.inbound.submit(inbound).await {
-        Ok(ack) => return Ok(Json(ack?)),
-        Err(inbound) => inbound,
-    };
-    let mut conn = state.pool.acquire().await?;
-    Ok(Json(receive(&mut conn, &inbound).await?))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct QuarantineQuery {
-    /// The `id` of the last event of the previous page (its `next_before`): the page goes on
-    /// with older events.
-    before: Option<Uuid>,
-    /// Page size, 1 to 1000 (default 100).
-    limit: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QuarantinedEvent {
-    id: Uuid,
-    provider: String,
-    event_id: String,
-    event_type: String,
-    received_at: DateTime<Utc>,
-    detail: Option<String>,
-    /// The verified body, as received.
-    body: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QuarantinePage {
-    items: Vec<QuarantinedEvent>,
-    /// Pass as `before` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_before: Option<Uuid>,
-}
-
-/// Events held back because they did not match what the books know, newest first, a page at
-/// a time (keyset paging on `received_at, id`, so events quarantined meanwhile neither shift
-/// nor repeat the pages that follow).
-#[utoipa::path(get, path = "/v1/webhooks/quarantine", tag = "webhooks", params(QuarantineQuery),
-    security(("api_key" = [])),
-    responses((status = 200, body = QuarantinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn quarantine(
-    State(state): State<AppState>,
-    _auth: Auth<Operators>,
-    AppQuery(q): AppQuery<QuarantineQuery>,
-) -> Result<Json<QuarantinePage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 1000"));
-    }
-    let mut conn = state.pool.acquire().await?;
-    // The cursor is an event's id; its place in the order is its (received_at, id).
-    let before: Option<DateTime<Utc>> = match q.before {
-        None => None,
-        Some(id) => Some(
-            sqlx::query_scalar("select received_at from inbound_events where id = $1 and status = 'quarantined'")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| ApiError::validation(format!("before: no quarantined event {id}")))?,
-        ),
-    };
-    let rows: Vec<QuarantineRow> = sqlx::query_as(
-        "select id, provider, event_id, event_type, received_at, detail, body from inbound_events
-          where status = 'quarantined' and ($2::timestamptz is null or (received_at, id) < ($2, $3))
-          order by received_at desc, id desc limit $1",
-    )
-    .bind(limit)
-    .bind(before)
-    .bind(q.before)
-    .fetch_all(&mut *conn)
-    .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
-    Ok(Json(QuarantinePage {
-        items: rows
-            .into_iter()
-            .map(|r| QuarantinedEvent {
-                id: r.id,
-                provider: r.provider,
-                event_id: r.event_id,
-                event_type: r.event_type,
-                received_at: r.received_at,
-                detail: r.detail,
-                body: String::from_utf8_lossy(&r.body).into_owned(),
-            })
-            .collect(),
-        next_before,
-    }))
-}
-
-#[derive(sqlx::FromRow)]
-struct QuarantineRow {
-    id: Uuid,
-    provider: String,
-    event_id: String,
-    event_type: String,
-    received_at: DateTime<Utc>,
-    detail: Option<String>,
-    body: Vec<u8>,
 }

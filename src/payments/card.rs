@@ -1,0 +1,143 @@
+//! Card payments for pledges: asked of a provider, stored, and settled when the provider
+//! confirms (the round's side of a confirmation is `rounds::funding`).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::provider::PaymentProvider;
+use crate::http::error::ApiError;
+use crate::money::Money;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "payment_status", rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Payment {
+    pub id: Uuid,
+    pub provider: String,
+    pub provider_payment_id: String,
+    pub pledge_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: PaymentStatus,
+}
+
+/// Asks `provider` for a card payment of a pledge's card part.
+pub async fn create_payment(
+    conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
+    pledge_id: Uuid,
+    amount: Money,
+    now: DateTime<Utc>,
+) -> Result<Payment, ApiError> {
+    let id = Uuid::now_v7();
+    let provider_payment_id = provider.create_payment(id, amount)?;
+    Ok(sqlx::query_as(
+        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+    )
+    .bind(id)
+    .bind(provider.name())
+    .bind(provider_payment_id)
+    .bind(pledge_id)
+    .bind(amount.amount())
+    .bind(amount.currency().code())
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// [`create_payment`] for many pledges in one statement (the batcher's), in the order given.
+pub async fn create_payments(
+    conn: &mut PgConnection,
+    provider: &dyn PaymentProvider,
+    requests: &[(Uuid, Money, DateTime<Utc>)],
+) -> Result<Vec<Payment>, ApiError> {
+    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let references = ids
+        .iter()
+        .zip(requests)
+        .map(|(id, (_, amount, _))| provider.create_payment(*id, *amount))
+        .collect::<Result<Vec<String>, _>>()?;
+    let rows: Vec<Payment> = sqlx::query_as(
+        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
+         select u.id, $2, u.reference, u.pledge_id, u.amount, u.currency, u.created_at
+           from unnest($1::uuid[], $3::text[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])
+                as u(id, reference, pledge_id, amount, currency, created_at)
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+    )
+    .bind(&ids)
+    .bind(provider.name())
+    .bind(&references)
+    .bind(requests.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+    .bind(requests.iter().map(|r| r.1.amount()).collect::<Vec<Decimal>>())
+    .bind(requests.iter().map(|r| r.1.currency().code()).collect::<Vec<&str>>())
+    .bind(requests.iter().map(|r| r.2).collect::<Vec<DateTime<Utc>>>())
+    .fetch_all(conn)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Payment> = rows.into_iter().map(|p| (p.id, p)).collect();
+    Ok(ids
+        .iter()
+        .map(|id| by_id.remove(id).expect("every payment was inserted"))
+        .collect())
+}
+
+pub(crate) const PAYMENT_COLUMNS: &str = "id, provider, provider_payment_id, pledge_id, amount, currency, status";
+
+pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where pledge_id = $1"))
+        .bind(pledge_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub(crate) async fn find_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+    lock: bool,
+) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(&format!(
+        "select {PAYMENT_COLUMNS} from payments where provider = $1 and provider_payment_id = $2 {}",
+        if lock { "for update" } else { "" }
+    ))
+    .bind(provider)
+    .bind(provider_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub(crate) async fn set_payment_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: PaymentStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("update payments set status = $2, settled_at = $3 where id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A payment has succeeded, its money captured by ledger entry `entry`.
+pub(crate) async fn capture(conn: &mut PgConnection, id: Uuid, entry: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("update payments set status = 'succeeded', settled_at = $3, captured_entry_id = $2 where id = $1")
+        .bind(id)
+        .bind(entry)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
