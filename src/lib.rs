@@ -27,6 +27,7 @@ pub mod payments;
 pub mod pledges;
 pub mod projects;
 pub mod rounds;
+pub mod sandbox;
 pub mod sponsors;
 pub mod webhooks;
 

@@ -64,7 +64,7 @@ async fn run_clocked(state: &AppState, mut shutdown: watch::Receiver<bool>) {
             tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
         }
         if state.providers.auto_confirm()
-            && let Err(err) = crate::payments::sandbox::auto_confirm(state).await
+            && let Err(err) = crate::sandbox::auto_confirm(state).await
         {
             tracing::warn!(error = ?err, "sandbox auto-confirmation failed; retrying at the next tick");
         }
