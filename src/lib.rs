@@ -15,7 +15,6 @@ pub mod db;
 pub mod demo;
 pub mod fields;
 pub mod http;
-pub mod idempotency;
 pub mod investors;
 pub mod jobs;
 pub mod keys;

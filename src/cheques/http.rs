@@ -16,8 +16,8 @@ use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use crate::money::{Money, format_amount};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -3,16 +3,16 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::state::AppState;
 use crate::keys::{self, KeyHash, Role};
 
 /// A set of roles a route admits, named by a marker type: `Auth<Operators>`, `Auth<BookReaders>`.
@@ -51,10 +51,13 @@ pub struct Auth<A: Allowed> {
     _allowed: PhantomData<A>,
 }
 
-impl<A: Allowed> FromRequestParts<AppState> for Auth<A> {
+impl<A: Allowed, S: Send + Sync> FromRequestParts<S> for Auth<A>
+where
+    KeyCheck: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(A::ROLES)?;
         Ok(Auth {
@@ -112,10 +115,22 @@ pub fn bearer_key(header: &HeaderValue) -> Option<&str> {
         .filter(|k| !k.is_empty() && k.len() <= 200)
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// What checking a key takes from the app's state (by `FromRef`, so this module needs none of
+/// the rest of it): the stored keys' pool and the bootstrap key.
+#[derive(Clone)]
+pub struct KeyCheck {
+    pub pool: PgPool,
+    pub auth: Arc<Authenticator>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    KeyCheck: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = KeyCheck::from_ref(state);
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -8,6 +8,7 @@ pub mod body_deadline;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod metrics;
 pub mod rate_limit;
 pub mod serve;

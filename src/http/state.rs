@@ -44,3 +44,12 @@ pub struct Limits {
     /// Each client's budget ([`rate_limit`]).
     pub rate_limit: crate::http::rate_limit::RateLimitSettings,
 }
+
+impl axum::extract::FromRef<AppState> for crate::http::auth::KeyCheck {
+    fn from_ref(state: &AppState) -> Self {
+        crate::http::auth::KeyCheck {
+            pool: state.pool.clone(),
+            auth: state.auth.clone(),
+        }
+    }
+}

@@ -15,8 +15,8 @@ use super::{Classification, Investor, InvestorError, InvestorInput, InvestorKind
 use crate::http::auth::{Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use crate::money::MoneyView;
 
 pub fn router() -> OpenApiRouter<AppState> {

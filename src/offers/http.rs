@@ -18,10 +18,10 @@ use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use crate::money::Amount;
-use crate::pledges::http::PledgeView;
+use crate::pledges::view::PledgeView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -40,13 +40,13 @@ use rust_decimal::Decimal;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::http::PledgeView;
 use super::rules::{self, PledgeRequest};
 use super::store::NewPledge;
+use super::view::PledgeView;
 use super::{PledgeStatus, store};
 use crate::batch::{self, Decided, Lanes, Turn};
 use crate::http::error::ApiError;
-use crate::idempotency::{self, IdempotencyKey, KeyClaim};
+use crate::http::idempotency::{self, IdempotencyKey, KeyClaim};
 use crate::investors::Investor;
 use crate::money::Money;
 use crate::offers::Offer;

@@ -4,6 +4,7 @@ pub mod batcher;
 pub mod http;
 pub mod rules;
 pub mod store;
+pub mod view;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;

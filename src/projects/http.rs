@@ -15,8 +15,8 @@ use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, Project
 use crate::http::auth::{AnyRole, Auth, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use crate::keys::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {

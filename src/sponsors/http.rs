@@ -16,8 +16,8 @@ use super::{NewSponsor, Sponsor, SponsorInput};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use crate::money::{Amount, Currency, Money, MoneyView};
 use crate::payments::provider::PaymentRef;
 

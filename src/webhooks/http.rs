@@ -18,8 +18,8 @@ use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppBytes;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::idempotency::{self, MaybeKey};
 use axum::http::HeaderMap;
 
 pub fn router() -> OpenApiRouter<AppState> {

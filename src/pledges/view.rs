@@ -1,0 +1,64 @@
+//! A pledge as the API shows it. Its own module because two callers render it: the handlers,
+//! and the pledge batcher, which stores the exact response with the request's idempotency key.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Pledge, PledgeStatus};
+use crate::money::format_amount;
+use crate::payments::card::Payment;
+use crate::payments::provider::PaymentRef;
+
+#[derive(Serialize, ToSchema)]
+pub struct PledgeView {
+    id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    /// Arrival order within the offer.
+    seq: i64,
+    status: PledgeStatus,
+    shares: i64,
+    amount: String,
+    currency: String,
+    #[schema(value_type = Object)]
+    funding: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentRef>,
+    risk_acknowledged: bool,
+    /// Until then a non-sophisticated investor may revoke the pledge; null for sophisticated ones.
+    reflection_ends_at: Option<DateTime<Utc>>,
+    payment_due_at: DateTime<Utc>,
+    allocated_shares: Option<i64>,
+    refunded_amount: Option<String>,
+    created_at: DateTime<Utc>,
+    funded_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+impl PledgeView {
+    pub fn new(p: Pledge, payment: Option<Payment>) -> Self {
+        let currency = p.amount.currency();
+        PledgeView {
+            id: p.id,
+            offer_id: p.offer_id,
+            investor_id: p.investor_id,
+            seq: p.seq,
+            status: p.status,
+            shares: p.shares,
+            amount: p.amount.amount_string(),
+            currency: currency.code().to_string(),
+            funding: p.funding,
+            payment: payment.map(|pay| PaymentRef::new(pay.provider, pay.provider_payment_id)),
+            risk_acknowledged: p.risk_acknowledged,
+            reflection_ends_at: p.reflection_ends_at,
+            payment_due_at: p.payment_due_at,
+            allocated_shares: p.allocated_shares,
+            refunded_amount: p.refunded_amount.map(|r| format_amount(r, currency)),
+            created_at: p.created_at,
+            funded_at: p.funded_at,
+            ended_at: p.ended_at,
+        }
+    }
+}
