@@ -226,7 +226,7 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, TestCaseErr
 /// Every request body type, read from `bytes`, then checked by the domain where a check needs
 /// no database: nothing panics, refusals are 4xx.
 fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
-    use crowdledger::{cheques, investors, ledger, offers, payments, pledges, projects, sponsors, webhooks};
+    use crowdledger::{cheques, investors, ledger, offers, pledges, projects, sandbox, sponsors, webhooks};
     let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
     if let Some(p) = read_body::<projects::ProjectInput>(bytes)? {
         let _ = projects::NewProject::parse(p);
@@ -251,7 +251,7 @@ fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
     read_body::<sponsors::http::DepositInput>(bytes)?;
     read_body::<webhooks::http::CreateEndpoint>(bytes)?;
     read_body::<investors::http::KycDecision>(bytes)?;
-    read_body::<payments::sandbox::MoveClock>(bytes)?;
+    read_body::<sandbox::MoveClock>(bytes)?;
     read_body::<ledger::http::CreateAccount>(bytes)?;
     read_body::<ledger::http::PostEntry>(bytes)?;
     read_body::<ledger::http::ReverseEntry>(bytes)?;

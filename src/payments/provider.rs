@@ -12,7 +12,6 @@
 use axum::http::HeaderMap;
 use uuid::Uuid;
 
-use super::providers::Providers;
 use crate::http::error::ApiError;
 use crate::money::Money;
 
@@ -152,6 +151,15 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+/// The secrets inbound events are verified with, as configured here: each adapter reads its
+/// own, and one that is absent is a provider that does not receive events.
+#[derive(Clone, Copy)]
+pub struct WebhookSecrets<'a> {
+    /// The sandbox's (Standard Webhooks), with a manual clock only.
+    pub sandbox: Option<&'a crate::webhooks::signature::WebhookSecret>,
+    pub stripe: Option<&'a secrecy::SecretString>,
+}
+
 /// A payment provider, as the domain sees it.
 pub trait PaymentProvider: Sync {
     /// The name in `POST /v1/webhooks/{provider}`, in `psp:<name>:…` accounts and in our rows.
@@ -163,7 +171,7 @@ pub trait PaymentProvider: Sync {
     /// Verifies a delivery's raw bytes (401 `invalid_signature` when it fails), then reads it.
     fn read_webhook(
         &self,
-        settings: &Providers,
+        secrets: &WebhookSecrets<'_>,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
@@ -181,22 +189,6 @@ pub trait PaymentProvider: Sync {
     fn create_deposit(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
         self.create(Object::Deposit, id, amount)
     }
-}
-
-/// Every adapter this code has, by name, whatever exists in this process: which providers
-/// receive webhooks and take new payments is [`super::Providers`]'s to say.
-fn known(name: &str) -> Option<&'static dyn PaymentProvider> {
-    match name {
-        super::SANDBOX => Some(&super::sandbox::Sandbox),
-        super::stripe::STRIPE => Some(&super::stripe::Stripe),
-        _ => None,
-    }
-}
-
-/// The adapter of a provider named in one of our rows: refunds go back through the provider
-/// of the payment they return.
-pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
-    known(name).expect("rows only name registered providers")
 }
 
 /// 422 `payment_provider_unavailable`: money that needs a provider to create it, where none is
@@ -223,78 +215,4 @@ pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, 
         .get(name)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| invalid_signature(crate::webhooks::signature::SignatureError::NoSignature))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ClockMode;
-    use crate::money::Currency;
-    use crate::payments::providers::{PaymentsSettings, SandboxSettings, StripeSettings};
-
-    fn providers(clock: ClockMode) -> super::super::Providers {
-        let settings = PaymentsSettings {
-            card_provider: None,
-            sandbox: SandboxSettings {
-                webhook_secret: None,
-                auto_confirm: false,
-            },
-            stripe: StripeSettings { webhook_secret: None },
-        };
-        super::super::Providers::new(&settings, clock, false)
-    }
-
-    #[test]
-    fn adapters_are_found_by_name_and_create_what_they_can() {
-        let amount = Money::new("10.00".parse().unwrap(), Currency::EUR).unwrap();
-        let id = Uuid::nil();
-        let sandbox = of_row("sandbox");
-        assert_eq!(sandbox.name(), "sandbox");
-        assert_eq!(
-            [
-                sandbox.create_payment(id, amount).unwrap(),
-                sandbox.create_refund(id, amount).unwrap(),
-                sandbox.create_payout(id, amount).unwrap(),
-                sandbox.create_deposit(id, amount).unwrap(),
-            ],
-            [
-                "pay_00000000000000000000000000000000",
-                "re_00000000000000000000000000000000",
-                "po_00000000000000000000000000000000",
-                "dep_00000000000000000000000000000000",
-            ]
-        );
-        // Idempotent by our id.
-        assert_eq!(
-            sandbox.create_payment(id, amount).unwrap(),
-            sandbox.create_payment(id, amount).unwrap()
-        );
-        let stripe = of_row("stripe");
-        assert_eq!(stripe.name(), "stripe");
-        assert!(matches!(
-            stripe.create_payment(id, amount),
-            Err(ProviderError::Unsupported {
-                object: Object::Payment,
-                ..
-            })
-        ));
-        assert!(known("paypal").is_none());
-    }
-
-    #[test]
-    fn the_sandbox_exists_only_with_a_manual_clock() {
-        let manual = providers(ClockMode::Manual);
-        assert_eq!(manual.adapter("sandbox").map(|a| a.name()), Some("sandbox"));
-        assert_eq!(manual.card_provider().unwrap().name(), "sandbox");
-        let system = providers(ClockMode::System);
-        assert!(system.sandbox.is_none() && system.adapter("sandbox").is_none());
-        assert_eq!(
-            system.card_provider().map(|p| p.name()).unwrap_err().code(),
-            "payment_provider_unavailable"
-        );
-        for p in [&manual, &system] {
-            assert_eq!(p.adapter("stripe").map(|a| a.name()), Some("stripe"));
-            assert!(p.adapter("paypal").is_none());
-        }
-    }
 }

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::provider::{self, PaymentProvider};
+use super::provider::{self, PaymentProvider, WebhookSecrets};
 use super::{SANDBOX, sandbox, stripe};
 use crate::clock::ClockMode;
 use crate::http::error::ApiError;
@@ -110,8 +110,108 @@ impl Providers {
         self.card.ok_or_else(provider::unavailable)
     }
 
+    /// The secrets inbound events are verified with.
+    pub fn webhook_secrets(&self) -> WebhookSecrets<'_> {
+        WebhookSecrets {
+            sandbox: self.sandbox.as_ref().map(|s| &s.secret),
+            stripe: self.stripe_secret.as_ref(),
+        }
+    }
+
     /// Whether the sandbox confirms refunds, payouts and deposits by itself.
     pub fn auto_confirm(&self) -> bool {
         self.sandbox.as_ref().is_some_and(|s| s.auto_confirm)
+    }
+}
+
+/// Every adapter this code has, by name, whatever exists in this process: which providers
+/// receive webhooks and take new payments is [`Providers`]'s to say.
+fn known(name: &str) -> Option<&'static dyn PaymentProvider> {
+    match name {
+        super::SANDBOX => Some(&super::sandbox::Sandbox),
+        super::stripe::STRIPE => Some(&super::stripe::Stripe),
+        _ => None,
+    }
+}
+
+/// The adapter of a provider named in one of our rows: refunds go back through the provider
+/// of the payment they return.
+pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
+    known(name).expect("rows only name registered providers")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ClockMode;
+    use crate::money::Currency;
+    use crate::money::Money;
+    use crate::payments::provider::{Object, ProviderError};
+    use uuid::Uuid;
+
+    fn providers(clock: ClockMode) -> Providers {
+        let settings = PaymentsSettings {
+            card_provider: None,
+            sandbox: SandboxSettings {
+                webhook_secret: None,
+                auto_confirm: false,
+            },
+            stripe: StripeSettings { webhook_secret: None },
+        };
+        Providers::new(&settings, clock, false)
+    }
+
+    #[test]
+    fn adapters_are_found_by_name_and_create_what_they_can() {
+        let amount = Money::new("10.00".parse().unwrap(), Currency::EUR).unwrap();
+        let id = Uuid::nil();
+        let sandbox = of_row("sandbox");
+        assert_eq!(sandbox.name(), "sandbox");
+        assert_eq!(
+            [
+                sandbox.create_payment(id, amount).unwrap(),
+                sandbox.create_refund(id, amount).unwrap(),
+                sandbox.create_payout(id, amount).unwrap(),
+                sandbox.create_deposit(id, amount).unwrap(),
+            ],
+            [
+                "pay_00000000000000000000000000000000",
+                "re_00000000000000000000000000000000",
+                "po_00000000000000000000000000000000",
+                "dep_00000000000000000000000000000000",
+            ]
+        );
+        // Idempotent by our id.
+        assert_eq!(
+            sandbox.create_payment(id, amount).unwrap(),
+            sandbox.create_payment(id, amount).unwrap()
+        );
+        let stripe = of_row("stripe");
+        assert_eq!(stripe.name(), "stripe");
+        assert!(matches!(
+            stripe.create_payment(id, amount),
+            Err(ProviderError::Unsupported {
+                object: Object::Payment,
+                ..
+            })
+        ));
+        assert!(known("paypal").is_none());
+    }
+
+    #[test]
+    fn the_sandbox_exists_only_with_a_manual_clock() {
+        let manual = providers(ClockMode::Manual);
+        assert_eq!(manual.adapter("sandbox").map(|a| a.name()), Some("sandbox"));
+        assert_eq!(manual.card_provider().unwrap().name(), "sandbox");
+        let system = providers(ClockMode::System);
+        assert!(system.sandbox.is_none() && system.adapter("sandbox").is_none());
+        assert_eq!(
+            system.card_provider().map(|p| p.name()).unwrap_err().code(),
+            "payment_provider_unavailable"
+        );
+        for p in [&manual, &system] {
+            assert_eq!(p.adapter("stripe").map(|a| a.name()), Some("stripe"));
+            assert!(p.adapter("paypal").is_none());
+        }
     }
 }

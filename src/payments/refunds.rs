@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::card::payment_of_pledge;
-use super::{Applied, expect_money, provider, unknown};
+use super::{Applied, expect_money, unknown};
 use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
@@ -30,7 +30,7 @@ pub(crate) async fn insert_refunds(
     owed_entry: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let adapter = provider::of_row(provider);
+    let adapter = super::providers::of_row(provider);
     let provider_ids = refunds
         .iter()
         .map(|r| Ok(adapter.create_refund(r.id, Money::new(r.amount, currency)?)?))

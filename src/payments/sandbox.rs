@@ -6,8 +6,9 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::SANDBOX;
-use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
-use super::providers::Providers;
+use super::provider::{
+    Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header, invalid_signature,
+};
 use crate::http::error::ApiError;
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
@@ -29,13 +30,6 @@ pub struct SandboxSetup {
     pub auto_confirm: bool,
 }
 
-impl Providers {
-    /// The sandbox, or the answer of a path that does not exist where it does not.
-    pub(crate) fn sandbox_setup(&self) -> Result<&SandboxSetup, ApiError> {
-        self.sandbox.as_ref().ok_or_else(crate::http::no_such_route)
-    }
-}
-
 impl PaymentProvider for Sandbox {
     fn name(&self) -> &'static str {
         SANDBOX
@@ -53,12 +47,12 @@ impl PaymentProvider for Sandbox {
 
     fn read_webhook(
         &self,
-        settings: &Providers,
+        secrets: &WebhookSecrets<'_>,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
     ) -> Result<Received, ApiError> {
-        read(settings, headers, body, now)
+        read(secrets, headers, body, now)
     }
 }
 
@@ -81,12 +75,12 @@ pub struct SandboxData {
 }
 
 /// Verifies and reads a sandbox (Standard Webhooks) delivery.
-fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
+fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
     let id = header(headers, "webhook-id")?;
     let timestamp = header(headers, "webhook-timestamp")?;
     let signatures = header(headers, "webhook-signature")?;
     signature::verify(
-        &[&settings.sandbox_setup()?.secret],
+        &[secrets.sandbox.ok_or_else(crate::http::no_such_route)?],
         id,
         timestamp,
         signatures,

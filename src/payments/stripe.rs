@@ -9,8 +9,9 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, header, invalid_signature};
-use super::providers::Providers;
+use super::provider::{
+    Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header, invalid_signature,
+};
 use crate::http::error::ApiError;
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
@@ -34,12 +35,12 @@ impl PaymentProvider for Stripe {
 
     fn read_webhook(
         &self,
-        settings: &Providers,
+        secrets: &WebhookSecrets<'_>,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
     ) -> Result<Received, ApiError> {
-        read(settings, headers, body, now)
+        read(secrets, headers, body, now)
     }
 }
 
@@ -58,10 +59,9 @@ struct StripeData {
 }
 
 /// Verifies and reads a Stripe delivery.
-fn read(settings: &Providers, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
-    let secret = settings
-        .stripe_secret
-        .as_ref()
+fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
+    let secret = secrets
+        .stripe
         .ok_or_else(|| ApiError::not_found("the stripe provider is not configured"))?;
     let sig = header(headers, "stripe-signature")?;
     signature::stripe_verify(secret.expose_secret().as_bytes(), sig, body, now).map_err(invalid_signature)?;

@@ -81,7 +81,17 @@ async fn send(
         },
     };
     let body = serde_json::to_vec(&event).map_err(ApiError::internal)?;
-    let signature = signature::signature_header(&[&state.providers.sandbox_setup()?.secret], &event.id, now, &body);
+    let signature = signature::signature_header(
+        &[&state
+            .providers
+            .sandbox
+            .as_ref()
+            .ok_or_else(crate::http::no_such_route)?
+            .secret],
+        &event.id,
+        now,
+        &body,
+    );
     let base = state
         .providers
         .self_url

@@ -229,7 +229,12 @@ async fn webhook(
         .adapter(&provider)
         .ok_or_else(crate::http::no_such_route)?;
     // The provider signed by its real clock, not by our business time (PRODUCT.md section 7).
-    let received = adapter.read_webhook(&state.providers, &headers, &body, wall_clock().timestamp())?;
+    let received = adapter.read_webhook(
+        &state.providers.webhook_secrets(),
+        &headers,
+        &body,
+        wall_clock().timestamp(),
+    )?;
     let inbound = Inbound {
         provider,
         received,
