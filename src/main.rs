@@ -230,13 +230,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             db::ensure_migrated(&pool).await?;
             let mut conn = pool.acquire().await?;
             let bar = progress_bar("reading the cap table");
-            let table = offers::http::build_cap_table(&mut conn, offer)
+            let table = offers::cap_table::build(&mut conn, offer)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
             bar.set_message("writing");
             bar.set_length(table.investor_count() as u64);
             let text = match format {
-                ExportFormat::Csv => offers::http::cap_table_csv(&table),
+                ExportFormat::Csv => offers::cap_table::csv(&table),
                 ExportFormat::Json => serde_json::to_string_pretty(&table)? + "\n",
             };
             bar.set_position(table.investor_count() as u64);

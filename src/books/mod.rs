@@ -4,3 +4,4 @@
 
 pub mod audit;
 pub mod chart;
+pub mod manual;

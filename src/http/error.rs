@@ -247,6 +247,20 @@ impl From<LedgerError> for ApiError {
     }
 }
 
+impl From<crate::books::manual::ManualError> for ApiError {
+    fn from(err: crate::books::manual::ManualError) -> Self {
+        use crate::books::manual::ManualError::*;
+        let detail = err.to_string();
+        match err {
+            NotManualCode | BadReference | MemoTooLong => ApiError::validation(detail),
+            NotManualAccount(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_account", detail),
+            NoEntry(_) => ApiError::not_found(detail),
+            NotManualEntry => ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", detail),
+            Ledger(e) => ApiError::from(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,28 +13,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Account, AccountCode, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
-use crate::http::auth::{Auth, BookReaders, Caller, Operators};
+use super::trial_balance::TrialBalance;
+use super::{Account, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
+use crate::books::manual;
+use crate::http::auth::{Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::money::{Amount, Currency, Money, format_amount};
-
-/// Account codes operators may create and post to by hand. Manual references get the same
-/// prefix, so an operator can never take a reference a domain flow will need.
-const MANUAL_PREFIX: &str = "manual:";
-const MANUAL_KIND: &str = "manual";
-/// Ledger references have at most 200 characters, the prefix included.
-const MAX_MANUAL_REFERENCE: usize = 200 - MANUAL_PREFIX.len();
-
-fn manual_reference(reference: &str) -> Result<String, ApiError> {
-    if reference.is_empty() || reference.len() > MAX_MANUAL_REFERENCE {
-        return Err(ApiError::validation(format!(
-            "reference has 1 to {MAX_MANUAL_REFERENCE} bytes"
-        )));
-    }
-    Ok(format!("{MANUAL_PREFIX}{reference}"))
-}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -252,13 +238,8 @@ async fn create_account(
     _auth: Auth<Operators>,
     AppJson(body): AppJson<CreateAccount>,
 ) -> Result<Response, ApiError> {
-    if !body.code.starts_with(MANUAL_PREFIX) {
-        return Err(ApiError::validation(format!(
-            "account codes created through the API start with '{MANUAL_PREFIX}'; domain accounts are opened by the service"
-        )));
-    }
     let new = NewAccount {
-        code: AccountCode::parse(body.code)?,
+        code: manual::account_code(body.code)?,
         currency: Currency::parse(&body.currency).map_err(|e| ApiError::validation(e.to_string()))?,
         kind: body.kind,
         no_overdraft: body.no_overdraft,
@@ -349,8 +330,8 @@ async fn post_entry(
     Auth { caller, .. }: Auth<Operators>,
     AppJson(body): AppJson<PostEntry>,
 ) -> Result<Response, ApiError> {
-    let mut entry = NewEntry::new(MANUAL_KIND, manual_reference(&body.reference)?, state.clock.now())
-        .metadata(manual_metadata(&caller, body.memo)?);
+    let mut entry = NewEntry::new(manual::KIND, manual::reference(&body.reference)?, state.clock.now())
+        .metadata(manual::metadata(caller.key_id, body.memo)?);
     for p in body.postings {
         let currency = Currency::parse(&p.currency).map_err(|e| ApiError::validation(e.to_string()))?;
         let amount = Money::positive(p.amount.value(), currency).map_err(|e| ApiError::validation(e.to_string()))?;
@@ -359,22 +340,8 @@ async fn post_entry(
             Side::Credit => entry.credit(p.account_id, amount),
         };
     }
-    entry.check()?;
     let mut tx = state.pool.begin().await?;
-    let ids: Vec<Uuid> = entry.postings.iter().map(|p| p.account_id).collect();
-    let manual: Vec<Uuid> =
-        sqlx::query_scalar("select id from ledger_accounts where id = any($1) and code like 'manual:%'")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-    if let Some(other) = ids.iter().find(|id| !manual.contains(id)) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_account",
-            format!("no manual account {other}: manual entries post only to '{MANUAL_PREFIX}' accounts"),
-        ));
-    }
-    let posted = super::post(&mut tx, entry).await?;
+    let posted = manual::post(&mut tx, entry).await?;
     tx.commit().await?;
     let status = if posted.replayed {
         StatusCode::OK
@@ -382,16 +349,6 @@ async fn post_entry(
         StatusCode::CREATED
     };
     Ok((status, Json(EntryView::from(posted.entry))).into_response())
-}
-
-fn manual_metadata(caller: &Caller, memo: Option<String>) -> Result<serde_json::Value, ApiError> {
-    if memo.as_ref().is_some_and(|m| m.chars().count() > 500) {
-        return Err(ApiError::validation("memo has at most 500 characters"));
-    }
-    let posted_by = caller
-        .key_id
-        .map_or_else(|| "bootstrap".to_string(), |id| id.to_string());
-    Ok(serde_json::json!({ "memo": memo, "posted_by": posted_by }))
 }
 
 /// One journal entry with its postings.
@@ -429,20 +386,9 @@ async fn reverse_entry(
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<ReverseEntry>,
 ) -> Result<Response, ApiError> {
-    let metadata = manual_metadata(&caller, body.memo)?;
+    let metadata = manual::metadata(caller.key_id, body.memo)?;
     let mut tx = state.pool.begin().await?;
-    let original = super::entry(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no entry {id}")))?;
-    if original.kind != MANUAL_KIND {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
-            "only manual entries are reversed by hand; domain entries are corrected by their own flows",
-        ));
-    }
-    let reference = body.reference.as_deref().map(manual_reference).transpose()?;
-    let posted = super::reverse(&mut tx, id, reference, state.clock.now(), metadata).await?;
+    let posted = manual::reverse(&mut tx, id, body.reference.as_deref(), state.clock.now(), metadata).await?;
     tx.commit().await?;
     let status = if posted.replayed {
         StatusCode::OK
@@ -452,34 +398,6 @@ async fn reverse_entry(
     Ok((status, Json(EntryView::from(posted.entry))).into_response())
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct TrialBalanceLine {
-    id: Uuid,
-    code: String,
-    kind: AccountKind,
-    /// The balance when it sits on the debit side, else "0.00".
-    debit: String,
-    /// The balance when it sits on the credit side, else "0.00".
-    credit: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TrialBalanceCurrency {
-    currency: String,
-    total_debit: String,
-    total_credit: String,
-    balanced: bool,
-    accounts: Vec<TrialBalanceLine>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TrialBalance {
-    as_of: DateTime<Utc>,
-    /// True when every currency's debit and credit totals agree.
-    balanced: bool,
-    currencies: Vec<TrialBalanceCurrency>,
-}
-
 /// Every account's balance in a debit or credit column, per currency, with totals.
 #[utoipa::path(get, path = "/v1/ledger/trial-balance", tag = "ledger", security(("api_key" = [])),
     responses((status = 200, body = TrialBalance), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -487,54 +405,6 @@ async fn trial_balance(
     State(state): State<AppState>,
     _auth: Auth<BookReaders>,
 ) -> Result<Json<TrialBalance>, ApiError> {
-    // Every account: a full read, on one snapshot and within the time limit for reads.
-    let mut tx = super::read_snapshot(&state.pool, Some(state.read_timeout)).await?;
-    let accounts = super::all_accounts(&mut tx).await?;
-    tx.commit().await?;
-    let mut currencies: Vec<TrialBalanceCurrency> = Vec::new();
-    let mut totals: Vec<(Currency, rust_decimal::Decimal, rust_decimal::Decimal)> = Vec::new();
-    for account in accounts {
-        let currency = account.currency;
-        if totals.last().is_none_or(|(c, _, _)| *c != currency) {
-            totals.push((currency, Default::default(), Default::default()));
-            currencies.push(TrialBalanceCurrency {
-                currency: currency.code().to_string(),
-                total_debit: String::new(),
-                total_credit: String::new(),
-                balanced: false,
-                accounts: Vec::new(),
-            });
-        }
-        // A balance below zero on its normal side sits in the other column.
-        let on_debit = (account.kind.normal_side() == Side::Debit) == (account.balance >= rust_decimal::Decimal::ZERO);
-        let (debit, credit) = if on_debit {
-            (account.balance.abs(), Default::default())
-        } else {
-            (Default::default(), account.balance.abs())
-        };
-        let (_, total_debit, total_credit) = totals.last_mut().expect("pushed above");
-        *total_debit += debit;
-        *total_credit += credit;
-        currencies
-            .last_mut()
-            .expect("pushed above")
-            .accounts
-            .push(TrialBalanceLine {
-                id: account.id,
-                code: account.code,
-                kind: account.kind,
-                debit: format_amount(debit, currency),
-                credit: format_amount(credit, currency),
-            });
-    }
-    for (view, (currency, debit, credit)) in currencies.iter_mut().zip(totals) {
-        view.total_debit = format_amount(debit, currency);
-        view.total_credit = format_amount(credit, currency);
-        view.balanced = debit == credit;
-    }
-    Ok(Json(TrialBalance {
-        as_of: state.clock.now(),
-        balanced: currencies.iter().all(|c| c.balanced),
-        currencies,
-    }))
+    let balance = super::trial_balance::trial_balance(&state.pool, state.read_timeout, state.clock.now()).await?;
+    Ok(Json(balance))
 }

@@ -9,6 +9,7 @@ mod model;
 mod verify;
 
 pub mod http;
+pub mod trial_balance;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::payments::provider::PaymentRef;
 
+use super::cap_table::{self, CapTable};
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
@@ -286,24 +287,6 @@ async fn list_pledges(
     Ok(Json(PledgePage { items, next_after }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CapTableLine {
-    investor_id: Uuid,
-    investor_name: String,
-    shares: i64,
-    amount: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CapTable {
-    offer_id: Uuid,
-    currency: String,
-    share_price: String,
-    total_shares: i64,
-    total_amount: String,
-    investors: Vec<CapTableLine>,
-}
-
 /// The cap table after a successful round: each investor's shares and amount. JSON, or CSV with
 /// `Accept: text/csv`.
 #[utoipa::path(get, path = "/v1/offers/{id}/cap-table", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
@@ -316,7 +299,7 @@ async fn cap_table(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let table = build_cap_table(&mut conn, id).await?;
+    let table = cap_table::build(&mut conn, id).await?;
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -324,90 +307,11 @@ async fn cap_table(
     if wants_csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            cap_table_csv(&table),
+            cap_table::csv(&table),
         )
             .into_response());
     }
     Ok(Json(table).into_response())
-}
-
-impl CapTable {
-    pub fn investor_count(&self) -> usize {
-        self.investors.len()
-    }
-
-    pub fn total_shares(&self) -> i64 {
-        self.total_shares
-    }
-}
-
-/// The cap table of a succeeded offer (used by the API and `crowdledger export cap-table`).
-pub async fn build_cap_table(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, ApiError> {
-    let offer = store::get(conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
-    if offer.status != OfferStatus::Succeeded {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
-            "the offer has not succeeded (yet)",
-        ));
-    }
-    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "select p.investor_id, i.name, sum(p.allocated_shares)::bigint
-           from pledges p join investors i on i.id = p.investor_id
-          where p.offer_id = $1 and p.allocated_shares > 0
-          group by p.investor_id, i.name
-          order by min(p.seq)",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?;
-    let total_shares: i64 = rows.iter().map(|r| r.2).sum();
-    Ok(CapTable {
-        offer_id: id,
-        currency: offer.currency.code().to_string(),
-        share_price: offer.share_price.amount_string(),
-        total_shares,
-        total_amount: offer.price_of(total_shares).amount_string(),
-        investors: rows
-            .into_iter()
-            .map(|(investor_id, investor_name, shares)| CapTableLine {
-                investor_id,
-                investor_name,
-                shares,
-                amount: offer.price_of(shares).amount_string(),
-            })
-            .collect(),
-    })
-}
-
-/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is quoted with a leading `'`.
-pub fn cap_table_csv(table: &CapTable) -> String {
-    fn field(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    }
-    let mut out = String::from("investor_id,investor_name,shares,amount,currency\r\n");
-    for line in &table.investors {
-        out.push_str(&format!(
-            "{},{},{},{},{}\r\n",
-            line.investor_id,
-            field(&line.investor_name),
-            line.shares,
-            line.amount,
-            table.currency
-        ));
-    }
-    out
 }
 
 #[derive(Serialize, ToSchema)]
