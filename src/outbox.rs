@@ -8,12 +8,82 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+/// The types of event the service emits; operators' endpoints subscribe to them by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    OfferOpened,
+    OfferClosing,
+    OfferSucceeded,
+    OfferFailed,
+    PledgeCreated,
+    PledgeFunded,
+    PledgeRevoked,
+    PledgeCancelled,
+    PledgeRefunded,
+    ChequeIssued,
+    ChequeRedeemed,
+    ChequeExpired,
+    PayoutPaid,
+    EndpointDisabled,
+}
+
+impl EventType {
+    /// Every type, in the order the API lists them.
+    pub const ALL: [EventType; 14] = [
+        EventType::OfferOpened,
+        EventType::OfferClosing,
+        EventType::OfferSucceeded,
+        EventType::OfferFailed,
+        EventType::PledgeCreated,
+        EventType::PledgeFunded,
+        EventType::PledgeRevoked,
+        EventType::PledgeCancelled,
+        EventType::PledgeRefunded,
+        EventType::ChequeIssued,
+        EventType::ChequeRedeemed,
+        EventType::ChequeExpired,
+        EventType::PayoutPaid,
+        EventType::EndpointDisabled,
+    ];
+
+    /// The type's name on the wire: `offer.opened`, `pledge.funded`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OfferOpened => "offer.opened",
+            EventType::OfferClosing => "offer.closing",
+            EventType::OfferSucceeded => "offer.succeeded",
+            EventType::OfferFailed => "offer.failed",
+            EventType::PledgeCreated => "pledge.created",
+            EventType::PledgeFunded => "pledge.funded",
+            EventType::PledgeRevoked => "pledge.revoked",
+            EventType::PledgeCancelled => "pledge.cancelled",
+            EventType::PledgeRefunded => "pledge.refunded",
+            EventType::ChequeIssued => "cheque.issued",
+            EventType::ChequeRedeemed => "cheque.redeemed",
+            EventType::ChequeExpired => "cheque.expired",
+            EventType::PayoutPaid => "payout.paid",
+            EventType::EndpointDisabled => "endpoint.disabled",
+        }
+    }
+
+    /// The type of this name, if there is one.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// An outbox row's payload: `{"id", "type", "created_at", "data"}`.
 #[derive(Serialize)]
 struct Envelope<'a, T> {
     id: Uuid,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: EventType,
     created_at: DateTime<Utc>,
     data: &'a T,
 }
@@ -22,7 +92,7 @@ struct Envelope<'a, T> {
 /// data, time)` each: no JSON tree is built for them (a round's close writes one per pledge).
 async fn insert_all<'a, T: Serialize + 'a>(
     conn: &mut PgConnection,
-    events: impl ExactSizeIterator<Item = (&'a str, &'a T, DateTime<Utc>)>,
+    events: impl ExactSizeIterator<Item = (EventType, &'a T, DateTime<Utc>)>,
 ) -> sqlx::Result<()> {
     let n = events.len();
     if n == 0 {
@@ -44,7 +114,7 @@ async fn insert_all<'a, T: Serialize + 'a>(
         };
         payloads.push(serde_json::to_string(&envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
         ids.push(id);
-        kinds.push(kind);
+        kinds.push(kind.as_str());
         times.push(at);
     }
     sqlx::query(
@@ -62,26 +132,35 @@ async fn insert_all<'a, T: Serialize + 'a>(
 }
 
 /// Writes many events in one statement: `(type, data, time)` each.
-pub async fn emit_many<T: Serialize>(conn: &mut PgConnection, events: &[(&str, T, DateTime<Utc>)]) -> sqlx::Result<()> {
+pub async fn emit_many<T: Serialize>(
+    conn: &mut PgConnection,
+    events: &[(EventType, T, DateTime<Utc>)],
+) -> sqlx::Result<()> {
     insert_all(conn, events.iter().map(|(kind, data, at)| (*kind, data, *at))).await
 }
 
 /// Writes events of one type and time in one statement, their data serialised from its type.
 pub async fn emit_all<T: Serialize>(
     conn: &mut PgConnection,
-    event_type: &str,
+    event_type: EventType,
     data: &[T],
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     insert_all(conn, data.iter().map(|d| (event_type, d, now))).await
 }
 
-pub async fn emit(conn: &mut PgConnection, event_type: &str, data: Value, now: DateTime<Utc>) -> sqlx::Result<Uuid> {
+/// Writes one event.
+pub async fn emit(
+    conn: &mut PgConnection,
+    event_type: EventType,
+    data: Value,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query("insert into outbox_events (id, event_type, payload, created_at) values ($1, $2, $3, $4)")
         .bind(id)
-        .bind(event_type)
-        .bind(serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }))
+        .bind(event_type.as_str())
+        .bind(serde_json::json!({ "id": id, "type": event_type.as_str(), "created_at": now, "data": data }))
         .bind(now)
         .execute(conn)
         .await?;

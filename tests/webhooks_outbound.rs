@@ -4,6 +4,7 @@
 
 mod common;
 
+use crowdledger::outbox::EventType;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -111,9 +112,14 @@ async fn register(app: &TestApp, url: &str, events: &[&str]) -> Value {
 
 async fn emit(app: &TestApp, kind: &str, data: Value) {
     let mut conn = app.pool.acquire().await.unwrap();
-    crowdledger::outbox::emit(&mut conn, kind, data, app.clock.now())
-        .await
-        .unwrap();
+    crowdledger::outbox::emit(
+        &mut conn,
+        EventType::parse(kind).expect("an event type"),
+        data,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
@@ -374,7 +380,7 @@ async fn full_round(app: &TestApp) -> String {
 async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
     let app = spawn(pool).await;
     let (receiver, url) = Receiver::start(&[]).await;
-    let secret = register(&app, &url, crowdledger::webhooks::outbound::EVENT_TYPES).await["secret"]
+    let secret = register(&app, &url, &EventType::ALL.map(EventType::as_str)).await["secret"]
         .as_str()
         .unwrap()
         .to_string();
@@ -423,9 +429,14 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
     let secret = endpoint["secret"].as_str().unwrap().to_string();
     let mut conn = pool.acquire().await.unwrap();
     for n in 0..3 {
-        crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": n }), chrono::Utc::now())
-            .await
-            .unwrap();
+        crowdledger::outbox::emit(
+            &mut conn,
+            EventType::PledgeFunded,
+            json!({ "n": n }),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
     }
     // The receiver is failing: the first attempts are made and logged, retries are scheduled,
     // then the service dies. (A crash in the middle of a request leaves a 60 s lease to expire
@@ -446,9 +457,14 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
     }
     first.crash();
     // Written while no service runs: it must not be lost either.
-    crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": 3 }), chrono::Utc::now())
-        .await
-        .unwrap();
+    crowdledger::outbox::emit(
+        &mut conn,
+        EventType::PledgeFunded,
+        json!({ "n": 3 }),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
 
     let _second = common::Served::start_with(&pool, common::OPERATOR_KEY, &env).await;
     // Retries are 5 s apart in real time here; the receiver answers 200 once its 503s are used.
@@ -489,7 +505,7 @@ async fn an_event_that_commits_after_a_later_one_is_still_delivered(pool: PgPool
     register(&app, &url, &["pledge.funded"]).await;
     // The first event's transaction stays open while a later event commits.
     let mut first = app.pool.begin().await.unwrap();
-    crowdledger::outbox::emit(&mut first, "pledge.funded", json!({ "n": 0 }), app.clock.now())
+    crowdledger::outbox::emit(&mut first, EventType::PledgeFunded, json!({ "n": 0 }), app.clock.now())
         .await
         .unwrap();
     emit(&app, "pledge.funded", json!({ "n": 1 })).await;
@@ -528,7 +544,7 @@ async fn a_backlog_is_delivered_in_one_pass_and_failures_wait_for_their_retry(po
         .await
         .unwrap();
     for n in 0..events {
-        crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": n }), now)
+        crowdledger::outbox::emit(&mut conn, EventType::PledgeFunded, json!({ "n": n }), now)
             .await
             .unwrap();
     }

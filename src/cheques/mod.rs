@@ -27,7 +27,7 @@ use crate::fields::Email;
 use crate::http::error::ApiError;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Amount, Currency, Money};
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::projects::Theme;
 use crate::sponsors;
 
@@ -257,7 +257,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
     })?;
     outbox::emit(
         conn,
-        "cheque.issued",
+        EventType::ChequeIssued,
         serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": sponsor.id, "face_value": face.amount_string(),
                             "currency": face.currency(), "expires_at": cheque.expires_at }),
         now,
@@ -301,7 +301,7 @@ pub async fn end(
     if to == Stored::Expired {
         outbox::emit(
             conn,
-            "cheque.expired",
+            EventType::ChequeExpired,
             serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id,
                                 "returned_to_budget": left.amount_string(), "currency": cheque.currency }),
             now,

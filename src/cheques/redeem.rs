@@ -13,7 +13,7 @@ use crate::books::chart;
 use crate::http::error::ApiError;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Currency, Money};
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::projects;
 
 /// Where a pledge's cheque money would go: an offer's project, in the offer's currency.
@@ -156,7 +156,7 @@ pub async fn spend(
             .unwrap_or_default();
         outbox::emit(
             conn,
-            "cheque.redeemed",
+            EventType::ChequeRedeemed,
             serde_json::json!({ "cheque_id": cheque.id, "pledge_id": pledge.pledge_id, "offer_id": pledge.offer_id,
                                 "amount": amount.amount_string(), "currency": amount.currency(),
                                 "balance": Money::new(left, cheque.currency)?.amount_string() }),

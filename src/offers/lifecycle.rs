@@ -9,7 +9,7 @@ use super::ballot::{self, SeedKey};
 use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, offer_event, store};
 use crate::http::error::ApiError;
 use crate::money::Money;
-use crate::outbox;
+use crate::outbox::{self, EventType};
 
 pub(crate) fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
     let status = serde_json::to_value(offer.status)
@@ -117,6 +117,6 @@ pub async fn open(
     let mut event = offer_event(&offer, OfferStatus::Open);
     event["opens_at"] = serde_json::json!(offer.opens_at);
     event["closes_at"] = serde_json::json!(offer.closes_at);
-    outbox::emit(conn, "offer.opened", event, now).await?;
+    outbox::emit(conn, EventType::OfferOpened, event, now).await?;
     Ok(())
 }

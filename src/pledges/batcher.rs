@@ -50,7 +50,7 @@ use crate::http::idempotency::{self, IdempotencyKey, KeyClaim};
 use crate::investors::Investor;
 use crate::money::Money;
 use crate::offers::Offer;
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::payments::provider::PaymentProvider;
 use crate::{investors, offers, payments};
 
@@ -353,7 +353,7 @@ async fn insert(
         .zip(&accepted)
         .map(|(p, (i, _))| {
             (
-                "pledge.created",
+                EventType::PledgeCreated,
                 super::PledgeEvent::new(p, PledgeStatus::PendingPayment),
                 jobs[*i].now,
             )

@@ -24,7 +24,7 @@ use crate::http::error::ApiError;
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::payments::provider::{self, PaymentProvider};
 use crate::payments::{self, card::Payment};
 
@@ -416,7 +416,7 @@ pub async fn create(
     };
     outbox::emit(
         conn,
-        "pledge.created",
+        EventType::PledgeCreated,
         super::pledge_event(&pledge, PledgeStatus::PendingPayment),
         now,
     )
@@ -440,7 +440,7 @@ pub async fn create(
         store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
         outbox::emit(
             conn,
-            "pledge.funded",
+            EventType::PledgeFunded,
             super::pledge_event(&pledge, PledgeStatus::Funded),
             now,
         )

@@ -18,7 +18,7 @@ use crate::money::Money;
 use crate::offers::allocation::{self, Claim};
 use crate::offers::ballot::{self, SeedKey};
 use crate::offers::{Allocation, Offer, OfferStatus, offer_event, store};
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::pledges::{self, PledgeStatus};
 
 /// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
@@ -52,7 +52,13 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
         }
     }
     store::set_status(conn, offer_id, OfferStatus::Closing, now).await?;
-    outbox::emit(conn, "offer.closing", offer_event(&offer, OfferStatus::Closing), now).await?;
+    outbox::emit(
+        conn,
+        EventType::OfferClosing,
+        offer_event(&offer, OfferStatus::Closing),
+        now,
+    )
+    .await?;
     Ok(offer)
 }
 
@@ -89,7 +95,13 @@ pub async fn advance(
     } else {
         refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
         store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
-        outbox::emit(conn, "offer.failed", offer_event(&offer, OfferStatus::Failed), now).await?;
+        outbox::emit(
+            conn,
+            EventType::OfferFailed,
+            offer_event(&offer, OfferStatus::Failed),
+            now,
+        )
+        .await?;
         Ok(OfferStatus::Failed)
     }
 }
@@ -140,7 +152,7 @@ async fn succeed(
     }
     // A round's unallocated money goes back in a few statements, not a few per pledge.
     give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
-    outbox::emit_all(conn, "pledge.refunded", &refund_events, now).await?;
+    outbox::emit_all(conn, EventType::PledgeRefunded, &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
     pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;
     // What was reserved but not allocated goes back: afterwards reserved = allocated.
@@ -174,7 +186,13 @@ async fn succeed(
     if let Some(seed) = &seed {
         store::reveal_ballot_seed(conn, offer.id, seed).await?;
     }
-    outbox::emit(conn, "offer.succeeded", offer_event(offer, OfferStatus::Succeeded), now).await?;
+    outbox::emit(
+        conn,
+        EventType::OfferSucceeded,
+        offer_event(offer, OfferStatus::Succeeded),
+        now,
+    )
+    .await?;
     Ok(())
 }
 

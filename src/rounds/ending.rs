@@ -14,7 +14,7 @@ use crate::cheques::redeem;
 use crate::http::error::ApiError;
 use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::payments;
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, store};
 
@@ -40,7 +40,7 @@ pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTi
     offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
     outbox::emit(
         conn,
-        "pledge.cancelled",
+        EventType::PledgeCancelled,
         pledge_event(pledge, PledgeStatus::Cancelled),
         now,
     )
@@ -71,7 +71,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
             outbox::emit(
                 conn,
-                "pledge.revoked",
+                EventType::PledgeRevoked,
                 pledge_event(&pledge, PledgeStatus::Revoked),
                 now,
             )
@@ -158,7 +158,7 @@ pub async fn refund_in_full(
         .iter()
         .map(|p| PledgeEvent::new(p, PledgeStatus::Refunded))
         .collect();
-    outbox::emit_all(conn, "pledge.refunded", &refunded, now).await?;
+    outbox::emit_all(conn, EventType::PledgeRefunded, &refunded, now).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::payments::card::{PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, set_payment_status};
 use crate::payments::refunds::{NewRefund, insert_refunds};
 use crate::payments::{Applied, expect_money, unknown};
@@ -80,7 +80,13 @@ pub async fn confirm_payment(
         let captured = ledger::post(conn, entry).await?.entry.id;
         capture(conn, payment.id, captured, now).await?;
         pledges::store::set_status(conn, pledge.id, PledgeStatus::Funded, now).await?;
-        outbox::emit(conn, "pledge.funded", pledge_event(&pledge, PledgeStatus::Funded), now).await?;
+        outbox::emit(
+            conn,
+            EventType::PledgeFunded,
+            pledge_event(&pledge, PledgeStatus::Funded),
+            now,
+        )
+        .await?;
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
         let reason = if payment.status == PaymentStatus::Failed {
@@ -231,7 +237,7 @@ impl Captures {
     /// Posts the money `psp → escrow` (one entry per currency) and their events.
     pub async fn post(self, conn: &mut PgConnection) -> Result<(), ApiError> {
         ledger::post_many(conn, &self.entries).await?;
-        outbox::emit_all(conn, "pledge.funded", &self.events, self.now).await?;
+        outbox::emit_all(conn, EventType::PledgeFunded, &self.events, self.now).await?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
-use crate::outbox;
+use crate::outbox::{self, EventType};
 use crate::payments::provider::PaymentProvider;
 use crate::payments::{Applied, expect_money, unknown};
 
@@ -132,7 +132,7 @@ pub async fn confirm_payout(
         .await?;
     outbox::emit(
         conn,
-        "payout.paid",
+        EventType::PayoutPaid,
         serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id,
                             "amount": amount.amount_string(), "currency": offer.currency }),
         now,

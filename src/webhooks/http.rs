@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::inbound::{Ack, Inbound, receive};
-use super::outbound::{self, DeliveryView, EVENT_TYPES, Endpoint};
+use super::outbound::{self, DeliveryView, Endpoint};
 use crate::clock::wall_clock;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -20,6 +20,7 @@ use crate::http::extract::AppBytes;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
+use crate::outbox::EventType;
 use axum::http::HeaderMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -85,13 +86,13 @@ async fn create_endpoint(
     MaybeKey(key): MaybeKey,
     AppJson(body): AppJson<CreateEndpoint>,
 ) -> Result<Response, ApiError> {
-    if body.events.is_empty() || body.events.len() > EVENT_TYPES.len() {
+    if body.events.is_empty() || body.events.len() > EventType::ALL.len() {
         return Err(ApiError::validation("events lists 1 or more event types"));
     }
-    if let Some(unknown) = body.events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+    if let Some(unknown) = body.events.iter().find(|e| EventType::parse(e).is_none()) {
         return Err(ApiError::validation(format!(
             "unknown event type '{unknown}'; known: {}",
-            EVENT_TYPES.join(", ")
+            EventType::ALL.map(EventType::as_str).join(", ")
         )));
     }
     // Shown to operators in listings: a single line that shows what it holds.

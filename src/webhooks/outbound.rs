@@ -18,25 +18,7 @@ use uuid::Uuid;
 
 use super::guard::{self, GuardedClient};
 use super::signature::{self, WebhookSecret};
-use crate::outbox;
-
-/// Every event the service emits (PRODUCT.md section 6).
-pub const EVENT_TYPES: &[&str] = &[
-    "offer.opened",
-    "offer.closing",
-    "offer.succeeded",
-    "offer.failed",
-    "pledge.created",
-    "pledge.funded",
-    "pledge.revoked",
-    "pledge.cancelled",
-    "pledge.refunded",
-    "cheque.issued",
-    "cheque.redeemed",
-    "cheque.expired",
-    "payout.paid",
-    "endpoint.disabled",
-];
+use crate::outbox::{self, EventType};
 
 /// Waits before the 2nd, 3rd, … 8th attempt; the 1st is immediate.
 pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600];
@@ -393,7 +375,7 @@ async fn record(pool: &PgPool, c: &Claimed, sent: Sent, now: DateTime<Utc>) -> s
             tracing::warn!(endpoint = %endpoint, "webhook endpoint disabled: a delivery exhausted its retries");
             outbox::emit(
                 &mut tx,
-                "endpoint.disabled",
+                EventType::EndpointDisabled,
                 serde_json::json!({ "endpoint_id": endpoint, "url": c.url }),
                 now,
             )

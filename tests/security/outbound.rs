@@ -62,9 +62,14 @@ async fn stored_endpoint(app: &TestApp, url: &str) -> String {
 
 async fn emit_payout(app: &TestApp) {
     let mut conn = app.pool.acquire().await.unwrap();
-    crowdledger::outbox::emit(&mut conn, "payout.paid", json!({"amount": "10.00"}), app.clock.now())
-        .await
-        .unwrap();
+    crowdledger::outbox::emit(
+        &mut conn,
+        crowdledger::outbox::EventType::PayoutPaid,
+        json!({"amount": "10.00"}),
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
 }
 
 /// The endpoint's only delivery, once its first attempt is logged. (The listing reads the

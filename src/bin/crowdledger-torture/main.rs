@@ -349,7 +349,7 @@ async fn main() -> anyhow::Result<()> {
     let endpoint = api
         .post(
             "/v1/webhook-endpoints",
-            json!({"url": receiver.url(), "events": outbound::EVENT_TYPES}),
+            json!({"url": receiver.url(), "events": crowdledger::outbox::EventType::ALL.map(crowdledger::outbox::EventType::as_str)}),
         )
         .await?;
     receiver.set_secret(
