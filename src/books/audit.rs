@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::EntryKind;
 use crate::http::auth::{Auth, BookReaders};
 use crate::http::error::{ApiError, Problem};
 use crate::http::state::AppState;
@@ -120,7 +121,7 @@ struct Settlement {
     settled: &'static str,
     /// The column naming the entry (migration 0021).
     entry_column: &'static str,
-    kind: &'static str,
+    kind: EntryKind,
     /// The codes of the accounts debited and credited, in SQL over `r` and `joins`.
     debit: &'static str,
     credit: &'static str,
@@ -134,7 +135,7 @@ const SETTLEMENTS: &[Settlement] = &[
         joins: "",
         settled: "r.status = 'succeeded'",
         entry_column: "paid_entry_id",
-        kind: "refund.paid",
+        kind: EntryKind::RefundPaid,
         debit: "'refunds:' || r.provider || ':' || lower(r.currency)",
         credit: "'psp:' || r.provider || ':' || lower(r.currency)",
     },
@@ -145,7 +146,7 @@ const SETTLEMENTS: &[Settlement] = &[
         joins: "join offers o on o.id = r.offer_id",
         settled: "r.status = 'paid'",
         entry_column: "paid_entry_id",
-        kind: "payout.paid",
+        kind: EntryKind::PayoutPaid,
         debit: "'project:' || o.project_id || ':payable:' || lower(r.currency)",
         credit: "'psp:' || r.provider || ':' || lower(r.currency)",
     },
@@ -156,7 +157,7 @@ const SETTLEMENTS: &[Settlement] = &[
         joins: "",
         settled: "r.status = 'succeeded'",
         entry_column: "captured_entry_id",
-        kind: "deposit.confirmed",
+        kind: EntryKind::DepositConfirmed,
         debit: "'psp:' || r.provider || ':' || lower(r.currency)",
         credit: "'sponsor:' || r.sponsor_id || ':budget:' || lower(r.currency)",
     },
@@ -176,6 +177,7 @@ impl Settlement {
             credit,
             ..
         } = self;
+        let kind = kind.as_str();
         format!(
             "with moved as (
                 select p.entry_id, count(*) as postings,

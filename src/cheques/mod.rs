@@ -21,7 +21,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::fields;
 use crate::fields::Email;
 use crate::http::error::ApiError;
@@ -243,7 +243,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
     .await?;
     let budget = chart::sponsor_budget(conn, sponsor.id, face.currency(), now).await?;
     let account = chart::cheque(conn, cheque.id, face.currency(), now).await?;
-    let entry = NewEntry::new("cheque.issued", format!("cheque:{}:issued", cheque.id), now)
+    let entry = NewEntry::new(EntryKind::ChequeIssued, format!("cheque:{}:issued", cheque.id), now)
         .metadata(serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": sponsor.id }))
         .debit(budget, face)
         .credit(account, face);
@@ -284,7 +284,7 @@ pub async fn end(
     let left = ledger::lock_balance(conn, account).await?;
     if left.amount() > Decimal::ZERO {
         let budget = chart::sponsor_budget(conn, cheque.sponsor_id, cheque.currency, now).await?;
-        let entry = NewEntry::new("cheque.ended", format!("cheque:{}:ended", cheque.id), now)
+        let entry = NewEntry::new(EntryKind::ChequeEnded, format!("cheque:{}:ended", cheque.id), now)
             .metadata(serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id, "status": format!("{to:?}").to_lowercase() }))
             .debit(account, left)
             .credit(budget, left);

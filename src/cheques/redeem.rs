@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Cheque, code};
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Currency, Money};
@@ -124,7 +124,7 @@ pub async fn spend(
     for Spend { cheque, amount } in spends {
         let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
         let entry = NewEntry::new(
-            "cheque.redeemed",
+            EntryKind::ChequeRedeemed,
             format!("pledge:{}:cheque:{}", pledge.pledge_id, cheque.id),
             now,
         )
@@ -193,10 +193,13 @@ pub async fn give_back(
         let part = Money::new(open.min(owed), currency)?;
         let cheque = super::lock(conn, cheque_id).await?.expect("cheques are never deleted");
         let (kind, to) = if cheque.live(now) {
-            ("cheque.returned", chart::cheque(conn, cheque.id, currency, now).await?)
+            (
+                EntryKind::ChequeReturned,
+                chart::cheque(conn, cheque.id, currency, now).await?,
+            )
         } else {
             (
-                "cheque.returned_to_sponsor",
+                EntryKind::ChequeReturnedToSponsor,
                 chart::sponsor_budget(conn, cheque.sponsor_id, currency, now).await?,
             )
         };

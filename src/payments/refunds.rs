@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::card::payment_of_pledge;
 use super::{Applied, expect_money, unknown};
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
@@ -71,7 +71,7 @@ pub async fn refund_from_escrow(
     let refund = Uuid::now_v7();
     let escrow = chart::offer_escrow(conn, offer_id, amount.currency(), now).await?;
     let refunds = chart::refunds(conn, &payment.provider, amount.currency(), now).await?;
-    let entry = NewEntry::new("pledge.refund", format!("refund:{refund}:owed"), now)
+    let entry = NewEntry::new(EntryKind::PledgeRefund, format!("refund:{refund}:owed"), now)
         .metadata(serde_json::json!({ "pledge_id": pledge_id, "offer_id": offer_id, "reason": reason }))
         .debit(escrow, amount)
         .credit(refunds, amount);
@@ -126,7 +126,7 @@ pub async fn refund_many_from_escrow(
         let total = Money::new(refunds.iter().map(|r| r.amount).sum(), currency)?;
         let to = chart::refunds(conn, provider, currency, now).await?;
         let entry = NewEntry::new(
-            "pledge.refund",
+            EntryKind::PledgeRefund,
             format!("offer:{offer_id}:refunds:{}:owed", refunds[0].id),
             now,
         )
@@ -162,7 +162,7 @@ pub async fn confirm_refund(
     let amount = Money::new(amount, Currency::parse(&currency)?)?;
     let refunds = chart::refunds(conn, provider, amount.currency(), now).await?;
     let psp = chart::psp(conn, provider, amount.currency(), now).await?;
-    let entry = NewEntry::new("refund.paid", format!("refund:{id}:paid"), now)
+    let entry = NewEntry::new(EntryKind::RefundPaid, format!("refund:{id}:paid"), now)
         .metadata(serde_json::json!({ "refund_id": id, "provider_refund_id": provider_refund_id }))
         .debit(refunds, amount)
         .credit(psp, amount);

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::ending::{cancel_pledge, give_back_many, refund_in_full};
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
@@ -168,7 +168,7 @@ async fn succeed(
     let net = Money::new(total.amount() - fee.amount(), offer.currency)?;
     let escrow = chart::offer_escrow(conn, offer.id, offer.currency, now).await?;
     let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
-    let mut entry = NewEntry::new("offer.settlement", settlement_reference(offer.id), now)
+    let mut entry = NewEntry::new(EntryKind::OfferSettlement, settlement_reference(offer.id), now)
         .metadata(serde_json::json!({
             "offer_id": offer.id, "project_id": offer.project_id,
             "success_fee_rate": offer.success_fee_rate.to_string(), "fee": fee.amount_string(),

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::ending::cancel_pledge;
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
@@ -73,7 +73,7 @@ pub async fn confirm_payment(
     let fundable = matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Failed);
     if pledge.status == PledgeStatus::PendingPayment && fundable {
         let escrow = chart::offer_escrow(conn, pledge.offer_id, paid.currency(), now).await?;
-        let entry = NewEntry::new("pledge.funded", format!("payment:{}:captured", payment.id), now)
+        let entry = NewEntry::new(EntryKind::PledgeFunded, format!("payment:{}:captured", payment.id), now)
             .metadata(serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "provider_payment_id": provider_payment_id }))
             .debit(psp, paid)
             .credit(escrow, paid);
@@ -96,7 +96,7 @@ pub async fn confirm_payment(
         };
         let refunds = chart::refunds(conn, provider, paid.currency(), now).await?;
         let refund = Uuid::now_v7();
-        let entry = NewEntry::new("payment.late", format!("payment:{}:captured", payment.id), now)
+        let entry = NewEntry::new(EntryKind::PaymentLate, format!("payment:{}:captured", payment.id), now)
             .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund, "reason": reason }))
             .debit(psp, paid)
             .credit(refunds, paid);
@@ -192,9 +192,13 @@ pub async fn confirm_payments(
             *escrows.entry(pledge.offer_id).or_default() += amount.amount();
         }
         let total = Money::new(group.iter().map(|(_, _, amount)| amount.amount()).sum(), currency)?;
-        let mut entry = NewEntry::new("pledge.funded", format!("payments:{}:captured", group[0].0.id), now)
-            .metadata(serde_json::json!({ "provider": provider, "payments": group.len() }))
-            .debit(psp, total);
+        let mut entry = NewEntry::new(
+            EntryKind::PledgeFunded,
+            format!("payments:{}:captured", group[0].0.id),
+            now,
+        )
+        .metadata(serde_json::json!({ "provider": provider, "payments": group.len() }))
+        .debit(psp, total);
         for (offer, amount) in escrows {
             let escrow = chart::offer_escrow(conn, offer, currency, now).await?;
             entry = entry.credit(escrow, Money::new(amount, currency)?);

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
@@ -118,7 +118,7 @@ pub async fn confirm_payout(
     let amount = Money::new(payout.amount, offer.currency)?;
     let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
     let psp = chart::psp(conn, provider, offer.currency, now).await?;
-    let entry = NewEntry::new("payout.paid", format!("payout:{}:paid", payout.id), now)
+    let entry = NewEntry::new(EntryKind::PayoutPaid, format!("payout:{}:paid", payout.id), now)
         .metadata(serde_json::json!({ "payout_id": payout.id, "offer_id": offer.id, "project_id": offer.project_id }))
         .debit(payable, amount)
         .credit(psp, amount);

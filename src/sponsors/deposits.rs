@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Sponsor;
-use crate::books::chart;
+use crate::books::{EntryKind, chart};
 use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
@@ -131,14 +131,18 @@ pub async fn confirm(
     // provider retrying a declined payment) credits the budget too, which can always take it.
     let psp = chart::psp(conn, provider, paid.currency(), now).await?;
     let budget = chart::sponsor_budget(conn, deposit.sponsor_id, paid.currency(), now).await?;
-    let entry = NewEntry::new("deposit.confirmed", format!("deposit:{}:captured", deposit.id), now)
-        .metadata(
-            serde_json::json!({ "sponsor_id": deposit.sponsor_id, "deposit_id": deposit.id,
+    let entry = NewEntry::new(
+        EntryKind::DepositConfirmed,
+        format!("deposit:{}:captured", deposit.id),
+        now,
+    )
+    .metadata(
+        serde_json::json!({ "sponsor_id": deposit.sponsor_id, "deposit_id": deposit.id,
                                       "provider_deposit_id": provider_deposit_id,
                                       "after_failure": deposit.status == DepositStatus::Failed }),
-        )
-        .debit(psp, paid)
-        .credit(budget, paid);
+    )
+    .debit(psp, paid)
+    .credit(budget, paid);
     let captured = ledger::post(conn, entry).await?.entry.id;
     set_status(conn, deposit.id, DepositStatus::Succeeded, Some(captured), now).await?;
     Ok(Applied::Done)

@@ -29,7 +29,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use crowdledger::client::{Api, id};
-use crowdledger::webhooks::outbound;
 use crowdledger::webhooks::signature::WebhookSecret;
 use procs::{Serve, ServeConfig};
 use work::{Acks, World};
