@@ -67,7 +67,7 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::http::health::router())
         .merge(crate::ledger::http::router())
-        .merge(crate::books::audit::router())
+        .merge(crate::books::http::router())
         .merge(crate::projects::http::router())
         .merge(crate::investors::http::router())
         .merge(crate::offers::http::router())

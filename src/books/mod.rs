@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod chart;
+pub mod http;
 pub mod manual;
 
 /// The kinds of journal entry the domains post: the ledger stores a kind as text and knows
