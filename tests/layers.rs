@@ -35,6 +35,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("ledger::http", 80),
     // The providers' events, applied to rounds and deposits.
     ("webhooks::inbound", 70),
+    // Deleting records past their retention: SQL over several tables, run by the jobs.
+    ("jobs::retention", 70),
     // A round's money moves.
     ("rounds", 60),
     // The domains, in the order they may call each other (higher calls lower).
