@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use crowdledger::books::audit;
 use crowdledger::clock::Clock;
 use crowdledger::config::{LogFormat, Settings};
 use crowdledger::keys::{self, Role};
-use crowdledger::{App, audit, db, launch, offers};
+use crowdledger::{App, db, launch, offers};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;

@@ -111,7 +111,7 @@ async fn register(app: &TestApp, url: &str, events: &[&str]) -> Value {
 
 async fn emit(app: &TestApp, kind: &str, data: Value) {
     let mut conn = app.pool.acquire().await.unwrap();
-    crowdledger::events::emit(&mut conn, kind, data, app.clock.now())
+    crowdledger::outbox::emit(&mut conn, kind, data, app.clock.now())
         .await
         .unwrap();
 }
@@ -423,7 +423,7 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
     let secret = endpoint["secret"].as_str().unwrap().to_string();
     let mut conn = pool.acquire().await.unwrap();
     for n in 0..3 {
-        crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": n }), chrono::Utc::now())
+        crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": n }), chrono::Utc::now())
             .await
             .unwrap();
     }
@@ -446,7 +446,7 @@ async fn pending_events_are_delivered_after_a_crash(pool: PgPool) {
     }
     first.crash();
     // Written while no service runs: it must not be lost either.
-    crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": 3 }), chrono::Utc::now())
+    crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": 3 }), chrono::Utc::now())
         .await
         .unwrap();
 
@@ -489,7 +489,7 @@ async fn an_event_that_commits_after_a_later_one_is_still_delivered(pool: PgPool
     register(&app, &url, &["pledge.funded"]).await;
     // The first event's transaction stays open while a later event commits.
     let mut first = app.pool.begin().await.unwrap();
-    crowdledger::events::emit(&mut first, "pledge.funded", json!({ "n": 0 }), app.clock.now())
+    crowdledger::outbox::emit(&mut first, "pledge.funded", json!({ "n": 0 }), app.clock.now())
         .await
         .unwrap();
     emit(&app, "pledge.funded", json!({ "n": 1 })).await;
@@ -528,7 +528,7 @@ async fn a_backlog_is_delivered_in_one_pass_and_failures_wait_for_their_retry(po
         .await
         .unwrap();
     for n in 0..events {
-        crowdledger::events::emit(&mut conn, "pledge.funded", json!({ "n": n }), now)
+        crowdledger::outbox::emit(&mut conn, "pledge.funded", json!({ "n": n }), now)
             .await
             .unwrap();
     }

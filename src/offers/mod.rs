@@ -215,6 +215,11 @@ impl Terms {
     }
 }
 
+/// The data of an `offer.*` event.
+pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
+    serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,9 +334,4 @@ mod tests {
             assert!(err.starts_with(field), "{field}: {err}");
         }
     }
-}
-
-/// The data of an `offer.*` event.
-pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
-    serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
 }

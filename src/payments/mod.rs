@@ -336,7 +336,7 @@ pub async fn refund_from_escrow(
     let owed = ledger::post(conn, entry).await?.entry.id;
     let new = NewRefund {
         id: refund,
-        pledge_id: pledge_id,
+        pledge_id,
         amount: amount.amount(),
     };
     insert_refunds(conn, &payment.provider, amount.currency(), &[new], reason, owed, now).await?;

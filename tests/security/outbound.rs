@@ -62,7 +62,7 @@ async fn stored_endpoint(app: &TestApp, url: &str) -> String {
 
 async fn emit_payout(app: &TestApp) {
     let mut conn = app.pool.acquire().await.unwrap();
-    crowdledger::events::emit(&mut conn, "payout.paid", json!({"amount": "10.00"}), app.clock.now())
+    crowdledger::outbox::emit(&mut conn, "payout.paid", json!({"amount": "10.00"}), app.clock.now())
         .await
         .unwrap();
 }

@@ -18,10 +18,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crowdledger::books::chart;
 use crowdledger::client::Api;
 use crowdledger::ledger::{self, NewEntry};
 use crowdledger::money::{Currency, Money};
-use crowdledger::{chart, payments};
+use crowdledger::payments;
 
 /// Pledges seeded per transaction (and per ledger entry).
 const CHUNK: i64 = 100_000;
