@@ -17,12 +17,11 @@
 //! Claims and their settlement are written outside the pledge's transaction (which rolls back on
 //! a refusal).
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 
 /// Attempts counted before an investor is blocked: their own typos.
 const INVESTOR_ALLOWANCE: i32 = 5;
@@ -129,8 +128,7 @@ pub async fn claim(pool: &PgPool, scopes: Scopes, now: DateTime<Utc>) -> Result<
     // The block may have ended between the two statements: ask for a retry in a second.
     let wait = until.map_or(1, |until| (until - now).num_seconds().max(1) as u64);
     Err(ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
+        Code::TooManyAttempts,
         format!("too many wrong cheque codes; try again in {wait} s"),
     )
     .retry_after(wait))

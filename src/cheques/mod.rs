@@ -13,7 +13,6 @@ pub mod code;
 pub mod http;
 pub mod redeem;
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ use uuid::Uuid;
 use crate::books::chart;
 use crate::fields;
 use crate::fields::Email;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Amount, Currency, Money};
 use crate::outbox;
@@ -200,8 +199,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
     let face = new.face_value;
     if face.currency() != sponsor.currency {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency_mismatch",
+            Code::CurrencyMismatch,
             format!(
                 "sponsor {} issues cheques in {}, not {}",
                 sponsor.id,
@@ -249,8 +247,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
         .credit(account, face);
     ledger::post(conn, entry).await.map_err(|err| match err {
         LedgerError::Overdraft => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient_sponsor_budget",
+            Code::InsufficientSponsorBudget,
             format!("sponsor {}'s budget does not cover {face}", sponsor.id),
         ),
         other => other.into(),

@@ -2,7 +2,6 @@
 //! (`cheque → offer escrow`, after the offer's reservation, per the lock order), and given back
 //! `offer escrow → cheque`, or `→ sponsor budget` when the cheque has ended by then.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -10,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Cheque, code};
 use crate::books::chart;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Currency, Money};
 use crate::outbox;
@@ -39,12 +38,12 @@ pub struct Spend {
 }
 
 pub fn invalid(reason: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cheque_invalid", detail).with_reason(reason)
+    ApiError::new(Code::ChequeInvalid, detail).with_reason(reason)
 }
 
 /// A code that names no cheque: the one refusal that counts as a guess.
 pub fn is_wrong_code(err: &ApiError) -> bool {
-    err.code() == "cheque_invalid" && err.reason() == Some("unknown_code")
+    err.code() == Code::ChequeInvalid && err.reason() == Some("unknown_code")
 }
 
 /// Checks each `(code, amount)` against the offer: the cheque exists, is live, is in the offer's

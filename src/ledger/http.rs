@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Account, AccountCode, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
 use crate::http::auth::{Auth, BookReaders, Caller, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::money::{Amount, Currency, Money, format_amount};
@@ -369,8 +369,7 @@ async fn post_entry(
             .await?;
     if let Some(other) = ids.iter().find(|id| !manual.contains(id)) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_account",
+            Code::UnknownAccount,
             format!("no manual account {other}: manual entries post only to '{MANUAL_PREFIX}' accounts"),
         ));
     }
@@ -436,8 +435,7 @@ async fn reverse_entry(
         .ok_or_else(|| ApiError::not_found(format!("no entry {id}")))?;
     if original.kind != MANUAL_KIND {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "only manual entries are reversed by hand; domain entries are corrected by their own flows",
         ));
     }

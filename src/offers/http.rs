@@ -16,7 +16,7 @@ use crate::payments::provider::PaymentRef;
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
@@ -348,8 +348,7 @@ pub async fn build_cap_table(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<
         .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
     if offer.status != OfferStatus::Succeeded {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "the offer has not succeeded (yet)",
         ));
     }

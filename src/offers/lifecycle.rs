@@ -1,13 +1,12 @@
 //! Creating, opening and cancelling offers.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Months, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::ballot::{self, SeedKey};
 use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, offer_event, store};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 use crate::outbox;
 
@@ -17,8 +16,7 @@ pub(crate) fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     ApiError::new(
-        StatusCode::CONFLICT,
-        "invalid_state_transition",
+        Code::InvalidStateTransition,
         format!("a {status} offer cannot be {action}"),
     )
 }
@@ -34,8 +32,7 @@ async fn check_ecsp_cap(
     let committed = store::ecsp_committed(conn, project_id, since).await?;
     if committed + terms_max.amount() > ECSP_CAP_EUR {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ecsp_cap_exceeded",
+            Code::EcspCapExceeded,
             format!(
                 "the project's offers of the last 12 months total {committed} EUR; {} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR",
                 terms_max.amount()
@@ -65,11 +62,7 @@ pub async fn create(
     match lock_project(conn, project_id).await?.as_deref() {
         None => return Err(ApiError::not_found(format!("no project {project_id}"))),
         Some("archived") => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_state_transition",
-                "the project is archived",
-            ));
+            return Err(ApiError::new(Code::InvalidStateTransition, "the project is archived"));
         }
         Some(_) => {}
     }
@@ -96,15 +89,13 @@ pub async fn open(
     }
     if project_status.as_deref() != Some("published") {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "the project is not published",
         ));
     }
     if offer.closes_at <= now {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "the offer's closing time has passed",
         ));
     }

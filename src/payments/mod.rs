@@ -12,7 +12,6 @@ pub mod provider;
 pub mod sandbox;
 pub mod stripe;
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -22,7 +21,7 @@ use self::provider::PaymentProvider;
 use crate::books::chart;
 use crate::clock::ClockMode;
 use crate::config::CardProvider;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 
@@ -254,7 +253,7 @@ pub(crate) fn unknown(what: &str, id: &str) -> ApiError {
 /// moves nothing. Checked before the object's state, so a wrong amount is never taken for a
 /// mere repeat.
 pub(crate) fn expect_money(
-    code: &'static str,
+    code: Code,
     what: &str,
     provider_id: &str,
     expected: Decimal,
@@ -265,7 +264,6 @@ pub(crate) fn expect_money(
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
         code,
         format!("{what} {provider_id} is for {expected} {currency}, not {paid}"),
     ))
@@ -413,7 +411,14 @@ pub async fn confirm_refund(
     .fetch_optional(&mut *conn)
     .await?;
     let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
-    expect_money("refund_mismatch", "refund", provider_refund_id, amount, &currency, paid)?;
+    expect_money(
+        Code::RefundMismatch,
+        "refund",
+        provider_refund_id,
+        amount,
+        &currency,
+        paid,
+    )?;
     if status != "pending" {
         return Ok(Applied::Nothing);
     }

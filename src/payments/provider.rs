@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use uuid::Uuid;
 
 use super::Providers;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 
 /// What a provider tells us, whatever its wire format.
@@ -144,11 +144,7 @@ pub enum ProviderError {
 
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
-        ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "provider_unavailable",
-            err.to_string(),
-        )
+        ApiError::new(Code::ProviderUnavailable, err.to_string())
     }
 }
 
@@ -203,18 +199,13 @@ pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
 /// configured to (`payments.card_provider`).
 pub fn unavailable() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "payment_provider_unavailable",
+        Code::PaymentProviderUnavailable,
         "no payment provider is configured to take this money (payments.card_provider)",
     )
 }
 
 pub(super) fn invalid_signature(err: crate::webhooks::signature::SignatureError) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "invalid_signature",
-        format!("webhook signature refused: {err}"),
-    )
+    ApiError::new(Code::InvalidSignature, format!("webhook signature refused: {err}"))
 }
 
 /// A header's value, or a refusal as a missing signature.
@@ -289,7 +280,7 @@ mod tests {
         let system = providers(ClockMode::System);
         assert!(system.sandbox.is_none() && system.adapter("sandbox").is_none());
         assert_eq!(
-            system.card_provider().map(|p| p.name()).unwrap_err().code(),
+            system.card_provider().map(|p| p.name()).unwrap_err().code().as_str(),
             "payment_provider_unavailable"
         );
         for p in [&manual, &system] {

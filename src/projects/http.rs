@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, ProjectInput, ProjectStatus, Theme};
 use crate::http::auth::{AnyRole, Auth, Caller, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
@@ -33,9 +33,7 @@ impl From<ProjectError> for ApiError {
         match err {
             ProjectError::Invalid(_) => ApiError::validation(detail),
             ProjectError::NotFound(_) => ApiError::not_found(detail),
-            ProjectError::InvalidTransition { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", detail)
-            }
+            ProjectError::InvalidTransition { .. } => ApiError::new(Code::InvalidStateTransition, detail),
             ProjectError::Database(e) => ApiError::internal(e),
         }
     }

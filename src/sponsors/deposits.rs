@@ -3,7 +3,6 @@
 //! confirm it like a card payment (`payment.succeeded`, `payment_intent.succeeded`); the
 //! webhook handler finds it by its provider id.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -13,7 +12,7 @@ use uuid::Uuid;
 
 use super::Sponsor;
 use crate::books::chart;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 use crate::payments::Applied;
@@ -53,8 +52,7 @@ pub async fn request(
 ) -> Result<Deposit, ApiError> {
     if amount.currency() != sponsor.currency {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency_mismatch",
+            Code::CurrencyMismatch,
             format!(
                 "sponsor {} keeps its budget in {}, not {}",
                 sponsor.id,
@@ -117,7 +115,7 @@ pub async fn confirm(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
     crate::payments::expect_money(
-        "payment_mismatch",
+        Code::PaymentMismatch,
         "deposit",
         provider_deposit_id,
         deposit.amount,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::outbound::{self, DeliveryView, EVENT_TYPES, Endpoint};
 use crate::http::auth::{Auth, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
@@ -65,8 +65,8 @@ impl EndpointView {
     }
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
+    ApiError::new(code, detail)
 }
 
 /// Register an endpoint for events. Its signing secret is returned once. Honours
@@ -97,7 +97,7 @@ async fn create_endpoint(
         .webhooks
         .check(&body.url)
         .await
-        .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
+        .map_err(|e| unprocessable(Code::InvalidTarget, e.to_string()))?;
     let mut events = body.events.clone();
     events.sort();
     events.dedup();
