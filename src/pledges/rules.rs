@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::cheques::redeem::{self, Spend};
+use crate::db::ResultExt;
 use crate::http::error::{ApiError, Code};
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
@@ -420,13 +421,7 @@ pub async fn create(
     .await?;
     let reserved = offers::store::reserve(conn, offer.id, pledge.shares)
         .await
-        .map_err(|err| {
-            if err.as_database_error().and_then(|e| e.constraint()) == Some("offers_hard_cap") {
-                offer_full(pledge.shares)
-            } else {
-                err.into()
-            }
-        })?;
+        .on_constraint("offers_hard_cap", |_| offer_full(pledge.shares))?;
     if !reserved {
         return Err(not_open(&offer, now));
     }
