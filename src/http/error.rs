@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::fields::FieldError;
+use crate::investors::InvestorError;
 use crate::ledger::LedgerError;
+use crate::projects::ProjectError;
 
 /// Declares [`Code`]: each stable code once, with its string and the status it is sent with.
 macro_rules! catalogue {
@@ -341,6 +344,38 @@ impl From<anyhow::Error> for ApiError {
 impl From<crate::money::MoneyError> for ApiError {
     fn from(err: crate::money::MoneyError) -> Self {
         ApiError::validation(err.to_string())
+    }
+}
+
+/// A broken field rule (crate::fields), in any domain, is a 422.
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        ApiError::validation(err.0)
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(err: ProjectError) -> Self {
+        let detail = err.to_string();
+        match err {
+            ProjectError::Invalid(_) => ApiError::validation(detail),
+            ProjectError::NotFound(_) => ApiError::not_found(detail),
+            ProjectError::InvalidTransition { .. } => ApiError::new(Code::InvalidStateTransition, detail),
+            // An opaque 500 even when the database is out of reach, as these always were.
+            ProjectError::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<InvestorError> for ApiError {
+    fn from(err: InvestorError) -> Self {
+        let detail = err.to_string();
+        match err {
+            InvestorError::Invalid(_) => ApiError::validation(detail),
+            InvestorError::NotFound(_) => ApiError::not_found(detail),
+            // An opaque 500 even when the database is out of reach, as these always were.
+            InvestorError::Database(e) => ApiError::internal(e),
+        }
     }
 }
 

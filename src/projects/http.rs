@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, ProjectInput, ProjectStatus, Theme};
 use crate::http::auth::{AnyRole, Auth, Caller, Operators};
-use crate::http::error::{ApiError, Code, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::idempotency::{self, MaybeKey};
@@ -25,25 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project))
         .routes(routes!(publish_project))
         .routes(routes!(archive_project))
-}
-
-impl From<ProjectError> for ApiError {
-    fn from(err: ProjectError) -> Self {
-        let detail = err.to_string();
-        match err {
-            ProjectError::Invalid(_) => ApiError::validation(detail),
-            ProjectError::NotFound(_) => ApiError::not_found(detail),
-            ProjectError::InvalidTransition { .. } => ApiError::new(Code::InvalidStateTransition, detail),
-            ProjectError::Database(e) => ApiError::internal(e),
-        }
-    }
-}
-
-/// A broken field rule, here or in another module using [`super::fields`], is a 422.
-impl From<super::FieldError> for ApiError {
-    fn from(err: super::FieldError) -> Self {
-        ApiError::validation(err.0)
-    }
 }
 
 #[derive(Serialize, ToSchema)]
