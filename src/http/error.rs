@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::fields::FieldError;
 use crate::investors::InvestorError;
 use crate::ledger::LedgerError;
+use crate::offers::OfferError;
 use crate::projects::ProjectError;
 
 /// Declares [`Code`]: each stable code once, with its string and the status it is sent with.
@@ -385,6 +386,23 @@ impl From<crate::offers::ballot::BallotError> for ApiError {
         match err {
             BallotError::KeyMissing => ApiError::new(Code::BallotKeyMissing, err.to_string()),
             BallotError::Random(_) | BallotError::SeedMismatch(_) => ApiError::internal(anyhow::Error::new(err)),
+        }
+    }
+}
+
+impl From<OfferError> for ApiError {
+    fn from(err: OfferError) -> Self {
+        use OfferError::*;
+        let detail = err.to_string();
+        match err {
+            NotFound(_) => ApiError::not_found(detail),
+            Project(e) => e.into(),
+            InvalidTransition { .. } | ProjectArchived | ProjectNotPublished | ClosingTimePassed => {
+                ApiError::new(Code::InvalidStateTransition, detail)
+            }
+            EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
+            Ballot(e) => e.into(),
+            Database(e) => ApiError::database(e),
         }
     }
 }

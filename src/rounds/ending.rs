@@ -167,7 +167,7 @@ pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
     if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
-        return Err(offers::lifecycle::invalid_transition(&offer, "cancelled"));
+        return Err(offers::lifecycle::invalid_transition(&offer, "cancelled").into());
     }
     let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
     let (unpaid, funded): (Vec<_>, Vec<_>) = pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true)
