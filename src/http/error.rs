@@ -16,6 +16,7 @@ use crate::investors::InvestorError;
 use crate::ledger::LedgerError;
 use crate::offers::OfferError;
 use crate::projects::ProjectError;
+use crate::sponsors::SponsorError;
 
 /// Declares [`Code`]: each stable code once, with its string and the status it is sent with.
 macro_rules! catalogue {
@@ -402,6 +403,21 @@ impl From<OfferError> for ApiError {
             }
             EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
             Ballot(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<SponsorError> for ApiError {
+    fn from(err: SponsorError) -> Self {
+        use SponsorError::*;
+        let detail = err.to_string();
+        match err {
+            NotFound(_) | DepositNotFound(_) => ApiError::not_found(detail),
+            CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
+            DepositMismatch { .. } => ApiError::new(Code::PaymentMismatch, detail),
+            Provider(e) => e.into(),
+            Ledger(e) => e.into(),
             Database(e) => ApiError::database(e),
         }
     }
