@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cheques::ChequeError;
 use crate::fields::FieldError;
 use crate::investors::InvestorError;
 use crate::ledger::LedgerError;
@@ -176,8 +177,8 @@ impl ApiError {
         }
     }
 
-    /// Adds the problem's `reason`.
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
+    /// Adds the problem's `reason` (set only here, by the `From` impls below).
+    fn with_reason(mut self, reason: &'static str) -> Self {
         self.reason = Some(reason);
         self
     }
@@ -423,6 +424,33 @@ impl From<SponsorError> for ApiError {
     }
 }
 
+impl From<ChequeError> for ApiError {
+    fn from(err: ChequeError) -> Self {
+        use ChequeError::*;
+        let detail = err.to_string();
+        // Why a cheque cannot fund a pledge: one code, the case in `reason`.
+        let invalid = |reason| ApiError::new(Code::ChequeInvalid, detail.clone()).with_reason(reason);
+        match err {
+            Invalid(_) | UnknownSponsor(_) => ApiError::validation(detail),
+            CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
+            InsufficientBudget { .. } => ApiError::new(Code::InsufficientSponsorBudget, detail),
+            NotFound(_) => ApiError::not_found(detail),
+            UnknownCode => invalid("unknown_code"),
+            Cancelled => invalid("cancelled"),
+            Expired => invalid("expired"),
+            WrongCurrency { .. } => invalid("currency_mismatch"),
+            ProjectNotEligible => invalid("project_not_eligible"),
+            ThemeNotEligible { .. } => invalid("theme_not_eligible"),
+            InsufficientBalance { .. } => invalid("insufficient_balance"),
+            TooManyAttempts { wait } => ApiError::new(Code::TooManyAttempts, detail).retry_after(wait),
+            Unaccounted { .. } => ApiError::internal(anyhow::Error::new(err)),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(err: LedgerError) -> Self {
         use LedgerError::*;
@@ -459,6 +487,45 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn a_cheque_refusal_is_cheque_invalid_with_its_reason() {
+        use crate::cheques::ChequeError;
+        let err = ApiError::from(ChequeError::UnknownCode);
+        assert_eq!(
+            (err.status(), err.code(), err.reason(), err.detail()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Code::ChequeInvalid,
+                Some("unknown_code"),
+                "no cheque has this code"
+            )
+        );
+        let err = ApiError::from(ChequeError::TooManyAttempts { wait: 60 });
+        assert_eq!(
+            (err.status(), err.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, Some(60))
+        );
+        let err = ApiError::from(ChequeError::UnknownSponsor(uuid::Uuid::nil()));
+        assert_eq!((err.code(), err.reason()), (Code::ValidationFailed, None));
+    }
+
+    #[test]
+    fn an_offer_that_cannot_move_says_its_status() {
+        use crate::offers::{OfferError, OfferStatus};
+        let err = ApiError::from(OfferError::InvalidTransition {
+            status: OfferStatus::Succeeded,
+            action: "cancelled",
+        });
+        assert_eq!(
+            (err.status(), err.code(), err.detail()),
+            (
+                StatusCode::CONFLICT,
+                Code::InvalidStateTransition,
+                "a succeeded offer cannot be cancelled"
+            )
+        );
     }
 
     #[test]

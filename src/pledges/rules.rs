@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
+use crate::cheques::ChequeError;
 use crate::cheques::redeem::{self, Spend};
 use crate::db::ResultExt;
 use crate::http::error::{ApiError, Code};
@@ -175,6 +176,41 @@ pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
         format!("the offer closed at {}", offer.closes_at.to_rfc3339())
     };
     ApiError::new(Code::OfferNotOpen, why)
+}
+
+/// Why [`check`] refused a pledge. A cheque's refusal is kept as it is: one whose code names no
+/// cheque counts as a guess (cheques/attempts.rs).
+#[derive(Debug)]
+pub enum Refused {
+    Cheque(ChequeError),
+    Other(ApiError),
+}
+
+impl From<ChequeError> for Refused {
+    fn from(err: ChequeError) -> Self {
+        Refused::Cheque(err)
+    }
+}
+
+impl From<ApiError> for Refused {
+    fn from(err: ApiError) -> Self {
+        Refused::Other(err)
+    }
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(err: sqlx::Error) -> Self {
+        Refused::Other(err.into())
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Cheque(err) => err.into(),
+            Refused::Other(err) => err,
+        }
+    }
 }
 
 /// A pledge that passed every check that needs no lock.
@@ -335,7 +371,7 @@ pub async fn check(
     offer_id: Uuid,
     req: &PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<Checked, ApiError> {
+) -> Result<Checked, Refused> {
     let offer = offers::store::get(conn, offer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
