@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower::ServiceBuilder;
@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::Scalar;
 
 use crate::clock::ClockMode;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::state::{AppState, Limits};
 use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
 
@@ -101,11 +101,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     )
     .fallback(|| async { no_such_route() })
     .method_not_allowed_fallback(|| async {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this route does not take that method",
-        )
+        ApiError::new(Code::MethodNotAllowed, "this route does not take that method")
     })
     .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
     .layer(Extension(body_deadline::BodyDeadline {
@@ -130,11 +126,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             }))
             .layer(axum::middleware::from_fn(metrics::track))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "the request took too long and was abandoned",
-                )
+                ApiError::new(Code::Timeout, "the request took too long and was abandoned")
             }))
             .layer(TimeoutLayer::new(limits.request_timeout)),
     )
@@ -143,8 +135,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                 let mut refused = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    Code::Overloaded,
                     "the service is at its limit of requests in flight; retry shortly",
                 )
                 .into_response();

@@ -11,10 +11,9 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 
 /// What became of a job: answered, or handed back for its own transaction.
 pub enum Outcome<J, A> {
@@ -102,8 +101,7 @@ async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError
         // The task is gone (it never drops a job it took): the job went with it, unanswered
         // and either uncommitted or committed with its outcome stored; a retry tells which.
         Err(_) => Ok(Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "batch_lost",
+            Code::BatchLost,
             "the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)",
         ))),
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::PgPool;
+use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
@@ -70,4 +71,31 @@ pub async fn ensure_migrated(pool: &PgPool) -> anyhow::Result<()> {
         bail!("the database schema is behind (missing migrations {missing:?}): run `crowdledger migrate` first");
     }
     Ok(())
+}
+
+/// Tells the violation of one named constraint apart from other database errors (as
+/// launchbadge/realworld-axum-sqlx's `ResultExt::on_constraint`): migrations name their
+/// constraints so that a domain maps the one it expects to its own error, never by matching
+/// messages.
+pub trait ResultExt<T> {
+    /// `f`'s error when the statement broke the constraint `name`; any other database error as
+    /// it is, in `E`.
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn DatabaseError>) -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn DatabaseError>) -> E,
+    ) -> Result<T, E> {
+        self.map_err(|err| match err {
+            sqlx::Error::Database(db) if db.constraint() == Some(name) => f(db),
+            other => other.into(),
+        })
+    }
 }

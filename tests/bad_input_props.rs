@@ -245,7 +245,7 @@ fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
     }
     if let Some(c) = read_body::<cheques::ChequeInput>(bytes)? {
         if let Err(e) = cheques::NewCheque::parse(c, now) {
-            prop_assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            prop_assert_eq!(ApiError::from(e).status(), StatusCode::UNPROCESSABLE_ENTITY);
         }
     }
     read_body::<sponsors::http::DepositInput>(bytes)?;

@@ -196,8 +196,7 @@ fn imports_only_go_down() {
             // The longest prefix of the path that is a module of the crate.
             let target = (1..=path.len())
                 .map(|n| path[..n].join("::"))
-                .filter(|m| modules.contains(m))
-                .next_back();
+                .rfind(|m| modules.contains(m));
             if let Some(target) = target
                 && target != module
                 && !module.starts_with(&format!("{target}::"))

@@ -17,12 +17,11 @@
 //! Claims and their settlement are written outside the pledge's transaction (which rolls back on
 //! a refusal).
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
+use super::ChequeError;
 
 /// Attempts counted before an investor is blocked: their own typos.
 const INVESTOR_ALLOWANCE: i32 = 5;
@@ -85,7 +84,7 @@ macro_rules! allowance {
 
 /// Claims an attempt for the investor, or refuses with 429 `too_many_attempts` (and
 /// `Retry-After`) while the investor is blocked.
-pub async fn claim(pool: &PgPool, scopes: Scopes, now: DateTime<Utc>) -> Result<Claim, ApiError> {
+pub async fn claim(pool: &PgPool, scopes: Scopes, now: DateTime<Utc>) -> Result<Claim, ChequeError> {
     // One statement: the conflict's row lock orders racing claims, and each sees the count and
     // block the one before it left. A faded count starts afresh.
     let claimed: Option<i32> = sqlx::query_scalar(concat!(
@@ -128,17 +127,12 @@ pub async fn claim(pool: &PgPool, scopes: Scopes, now: DateTime<Utc>) -> Result<
             .flatten();
     // The block may have ended between the two statements: ask for a retry in a second.
     let wait = until.map_or(1, |until| (until - now).num_seconds().max(1) as u64);
-    Err(ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
-        format!("too many wrong cheque codes; try again in {wait} s"),
-    )
-    .retry_after(wait))
+    Err(ChequeError::TooManyAttempts { wait })
 }
 
 impl Claim {
     /// Settles the attempt by what its codes turned out to be.
-    pub async fn settle(self, pool: &PgPool, tested: Tested, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub async fn settle(self, pool: &PgPool, tested: Tested, now: DateTime<Utc>) -> Result<(), ChequeError> {
         match tested {
             Tested::Wrong => self.wrong(pool, now).await,
             Tested::Right => self.give_back(pool, true).await,
@@ -147,7 +141,7 @@ impl Claim {
     }
 
     /// The attempt stays counted; the wrong code goes on the investor's record and the key's.
-    async fn wrong(self, pool: &PgPool, now: DateTime<Utc>) -> Result<(), ApiError> {
+    async fn wrong(self, pool: &PgPool, now: DateTime<Utc>) -> Result<(), ChequeError> {
         sqlx::query("update cheque_code_failures set wrong_codes = wrong_codes + 1 where scope = $1")
             .bind(&self.scopes.investor)
             .execute(pool)
@@ -181,7 +175,7 @@ impl Claim {
 
     /// Gives the attempt back, and with `forgive` the investor's wrong codes too. Attempts still
     /// in flight stay counted; a block stays only if what is left still reaches the allowance.
-    async fn give_back(self, pool: &PgPool, forgive: bool) -> Result<(), ApiError> {
+    async fn give_back(self, pool: &PgPool, forgive: bool) -> Result<(), ChequeError> {
         sqlx::query(
             "merge into cheque_code_failures f using (values ($1::text)) as s(scope) on f.scope = s.scope
              when matched and f.attempts - 1 - case when $2 then f.wrong_codes else 0 end <= 0

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
 use crate::http::auth::{Auth, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
@@ -135,13 +135,9 @@ async fn cancel_cheque(
 ) -> Result<Json<ChequeView>, ApiError> {
     let now = state.clock.now();
     let mut tx = state.pool.begin().await?;
-    let cheque = super::end(&mut tx, id, Stored::Cancelled, now).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
-            "only an active cheque can be cancelled",
-        )
-    })?;
+    let cheque = super::end(&mut tx, id, Stored::Cancelled, now)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::InvalidStateTransition, "only an active cheque can be cancelled"))?;
     let balance = super::balance(&mut tx, &cheque, now).await?;
     tx.commit().await?;
     Ok(Json(view(cheque, balance, None)))

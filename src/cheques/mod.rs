@@ -13,7 +13,6 @@ pub mod code;
 pub mod http;
 pub mod redeem;
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -22,14 +21,61 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::books::{EntryKind, chart};
-use crate::fields;
-use crate::fields::Email;
-use crate::http::error::ApiError;
+use crate::fields::{self, Email, FieldError};
 use crate::ledger::{self, LedgerError, NewEntry};
-use crate::money::{Amount, Currency, Money};
+use crate::money::{Amount, Currency, Money, MoneyError};
 use crate::outbox::{self, EventType};
 use crate::projects::Theme;
 use crate::sponsors;
+
+/// Why a cheque could not be issued, spent, given back or ended. The refusals of a cheque as
+/// pledge funding (`UnknownCode` to `InsufficientBalance`) share one code, `cheque_invalid`,
+/// told apart by its `reason`.
+#[derive(Debug, thiserror::Error)]
+pub enum ChequeError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The sponsor a new cheque names: a field of the request, not the resource asked for.
+    #[error("no sponsor {0}")]
+    UnknownSponsor(Uuid),
+    #[error("sponsor {sponsor} issues cheques in {currency}, not {asked}")]
+    CurrencyMismatch {
+        sponsor: Uuid,
+        currency: Currency,
+        asked: Currency,
+    },
+    #[error("sponsor {sponsor}'s budget does not cover {face}")]
+    InsufficientBudget { sponsor: Uuid, face: Money },
+    #[error("no cheque {0}")]
+    NotFound(Uuid),
+    /// A code that names no cheque: the one refusal that counts as a guess (`attempts.rs`).
+    #[error("no cheque has this code")]
+    UnknownCode,
+    #[error("the cheque was cancelled")]
+    Cancelled,
+    #[error("the cheque has expired")]
+    Expired,
+    #[error("the cheque is in {cheque}, the offer in {offer}")]
+    WrongCurrency { cheque: Currency, offer: Currency },
+    #[error("the cheque may not be spent on this project")]
+    ProjectNotEligible,
+    #[error("the cheque may be spent on projects about {}", .themes.join(", "))]
+    ThemeNotEligible { themes: Vec<String> },
+    #[error("the cheque does not cover {amount}")]
+    InsufficientBalance { amount: Money },
+    /// The investor is blocked from trying codes for `wait` seconds (`attempts.rs`).
+    #[error("too many wrong cheque codes; try again in {wait} s")]
+    TooManyAttempts { wait: u64 },
+    /// A pledge's books say it holds cheque money no redemption accounts for: a bug.
+    #[error("pledge {pledge} has {owed} of cheque money to give back that no cheque spent")]
+    Unaccounted { pledge: Uuid, owed: Decimal },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 /// The stored state; `spent` is an active cheque with nothing left on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
@@ -90,26 +136,25 @@ fn money_json<S: serde::Serializer>(money: &Money, s: S) -> Result<S::Ok, S::Err
 }
 
 impl NewCheque {
-    pub fn parse(input: ChequeInput, now: DateTime<Utc>) -> Result<Self, ApiError> {
-        let invalid = |e: fields::FieldError| ApiError::validation(e.to_string());
+    pub fn parse(input: ChequeInput, now: DateTime<Utc>) -> Result<Self, ChequeError> {
         let face_value = Money::positive(input.face_value.value(), input.currency)
-            .map_err(|e| ApiError::validation(format!("face_value: {e}")))?;
+            .map_err(|e| FieldError(format!("face_value: {e}")))?;
         if input.expires_at <= now {
-            return Err(ApiError::validation("expires_at must be in the future"));
+            return Err(FieldError("expires_at must be in the future".into()).into());
         }
         let mut themes = input.eligible_themes.unwrap_or_default();
         themes.sort();
         themes.dedup();
         let mut projects = input.eligible_project_ids.unwrap_or_default();
         if projects.len() > 100 {
-            return Err(ApiError::validation("eligible_project_ids lists at most 100 projects"));
+            return Err(FieldError("eligible_project_ids lists at most 100 projects".into()).into());
         }
         projects.sort();
         projects.dedup();
         Ok(NewCheque {
             sponsor_id: input.sponsor_id,
-            beneficiary_name: fields::line("beneficiary_name", &input.beneficiary_name, 200).map_err(invalid)?,
-            beneficiary_email: Email::parse(&input.beneficiary_email).map_err(invalid)?,
+            beneficiary_name: fields::line("beneficiary_name", &input.beneficiary_name, 200)?,
+            beneficiary_email: Email::parse(&input.beneficiary_email)?,
             face_value,
             expires_at: input.expires_at,
             eligible_themes: themes,
@@ -118,8 +163,7 @@ impl NewCheque {
                 .memo
                 .as_deref()
                 .map(|m| fields::text("memo", m, 1000))
-                .transpose()
-                .map_err(invalid)?
+                .transpose()?
                 .filter(|m| !m.is_empty()),
         })
     }
@@ -176,7 +220,7 @@ pub async fn by_code_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<
 }
 
 /// What is left on the cheque.
-pub async fn balance(conn: &mut PgConnection, cheque: &Cheque, now: DateTime<Utc>) -> Result<Money, ApiError> {
+pub async fn balance(conn: &mut PgConnection, cheque: &Cheque, now: DateTime<Utc>) -> Result<Money, ChequeError> {
     let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
     Ok(ledger::balance(conn, account).await?)
 }
@@ -193,22 +237,21 @@ pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
 /// Issues a cheque: `sponsor budget → cheque` for its face value. Returns the cheque and its
 /// code, which exists nowhere else from then on. Concurrent issues queue on the budget account;
 /// its `no_overdraft` refuses the one that would overdraw it.
-pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>) -> Result<(Cheque, String), ApiError> {
+pub async fn issue(
+    conn: &mut PgConnection,
+    new: &NewCheque,
+    now: DateTime<Utc>,
+) -> Result<(Cheque, String), ChequeError> {
     let sponsor = sponsors::get(conn, new.sponsor_id)
         .await?
-        .ok_or_else(|| ApiError::validation(format!("no sponsor {}", new.sponsor_id)))?;
+        .ok_or(ChequeError::UnknownSponsor(new.sponsor_id))?;
     let face = new.face_value;
     if face.currency() != sponsor.currency {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency_mismatch",
-            format!(
-                "sponsor {} issues cheques in {}, not {}",
-                sponsor.id,
-                sponsor.currency,
-                face.currency()
-            ),
-        ));
+        return Err(ChequeError::CurrencyMismatch {
+            sponsor: sponsor.id,
+            currency: sponsor.currency,
+            asked: face.currency(),
+        });
     }
     let code = code::generate();
     let canonical = code::normalise(&code).expect("generated codes are canonical");
@@ -248,11 +291,10 @@ pub async fn issue(conn: &mut PgConnection, new: &NewCheque, now: DateTime<Utc>)
         .debit(budget, face)
         .credit(account, face);
     ledger::post(conn, entry).await.map_err(|err| match err {
-        LedgerError::Overdraft => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient_sponsor_budget",
-            format!("sponsor {}'s budget does not cover {face}", sponsor.id),
-        ),
+        LedgerError::Overdraft => ChequeError::InsufficientBudget {
+            sponsor: sponsor.id,
+            face,
+        },
         other => other.into(),
     })?;
     outbox::emit(
@@ -273,10 +315,8 @@ pub async fn end(
     id: Uuid,
     to: Stored,
     now: DateTime<Utc>,
-) -> Result<Option<Cheque>, ApiError> {
-    let cheque = lock(conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no cheque {id}")))?;
+) -> Result<Option<Cheque>, ChequeError> {
+    let cheque = lock(conn, id).await?.ok_or(ChequeError::NotFound(id))?;
     if cheque.status != Stored::Active {
         return Ok(None);
     }
@@ -313,7 +353,7 @@ pub async fn end(
 
 /// Expires the cheques whose time has come, each in its own transaction. Several processes may
 /// run this at once: the row lock in [`end`] lets each cheque end once.
-pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ChequeError> {
     let due: Vec<Uuid> = sqlx::query_scalar(
         "select id from cheques where status = 'active' and expires_at <= $1 order by expires_at limit 500",
     )

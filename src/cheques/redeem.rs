@@ -2,15 +2,14 @@
 //! (`cheque → offer escrow`, after the offer's reservation, per the lock order), and given back
 //! `offer escrow → cheque`, or `→ sponsor budget` when the cheque has ended by then.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Cheque, code};
+use super::{Cheque, ChequeError, code};
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
+use crate::fields::FieldError;
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Currency, Money};
 use crate::outbox::{self, EventType};
@@ -38,15 +37,6 @@ pub struct Spend {
     pub amount: Money,
 }
 
-pub fn invalid(reason: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cheque_invalid", detail).with_reason(reason)
-}
-
-/// A code that names no cheque: the one refusal that counts as a guess.
-pub fn is_wrong_code(err: &ApiError) -> bool {
-    err.code() == "cheque_invalid" && err.reason() == Some("unknown_code")
-}
-
 /// Checks each `(code, amount)` against the offer: the cheque exists, is live, is in the offer's
 /// currency and may go to its project. The balance is checked when spending, under its lock.
 pub async fn check(
@@ -54,36 +44,30 @@ pub async fn check(
     sources: &[(&str, Money)],
     offer: Destination,
     now: DateTime<Utc>,
-) -> Result<Vec<Spend>, ApiError> {
+) -> Result<Vec<Spend>, ChequeError> {
     let mut spends: Vec<Spend> = Vec::with_capacity(sources.len());
     for (given, amount) in sources {
-        let wrong = || invalid("unknown_code", "no cheque has this code");
-        let canonical = code::normalise(given).ok_or_else(wrong)?;
+        let canonical = code::normalise(given).ok_or(ChequeError::UnknownCode)?;
         let cheque = super::by_code_hash(conn, &code::hash(&canonical))
             .await?
-            .ok_or_else(wrong)?;
+            .ok_or(ChequeError::UnknownCode)?;
         if spends.iter().any(|s| s.cheque.id == cheque.id) {
-            return Err(ApiError::validation("a cheque appears twice in the funding"));
+            return Err(FieldError("a cheque appears twice in the funding".into()).into());
         }
         match cheque.status {
-            super::Stored::Cancelled => return Err(invalid("cancelled", "the cheque was cancelled")),
-            super::Stored::Expired => return Err(invalid("expired", "the cheque has expired")),
-            super::Stored::Active if !cheque.live(now) => {
-                return Err(invalid("expired", "the cheque has expired"));
-            }
+            super::Stored::Cancelled => return Err(ChequeError::Cancelled),
+            super::Stored::Expired => return Err(ChequeError::Expired),
+            super::Stored::Active if !cheque.live(now) => return Err(ChequeError::Expired),
             super::Stored::Active => {}
         }
         if cheque.currency != offer.currency {
-            return Err(invalid(
-                "currency_mismatch",
-                format!("the cheque is in {}, the offer in {}", cheque.currency, offer.currency),
-            ));
+            return Err(ChequeError::WrongCurrency {
+                cheque: cheque.currency,
+                offer: offer.currency,
+            });
         }
         if !cheque.eligible_project_ids.is_empty() && !cheque.eligible_project_ids.contains(&offer.project_id) {
-            return Err(invalid(
-                "project_not_eligible",
-                "the cheque may not be spent on this project",
-            ));
+            return Err(ChequeError::ProjectNotEligible);
         }
         if !cheque.eligible_themes.is_empty() {
             let project = projects::store::get(conn, offer.project_id)
@@ -95,13 +79,9 @@ pub async fn check(
                 .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
                 .collect();
             if !cheque.eligible_themes.iter().any(|t| themes.contains(t)) {
-                return Err(invalid(
-                    "theme_not_eligible",
-                    format!(
-                        "the cheque may be spent on projects about {}",
-                        cheque.eligible_themes.join(", ")
-                    ),
-                ));
+                return Err(ChequeError::ThemeNotEligible {
+                    themes: cheque.eligible_themes,
+                });
             }
         }
         spends.push(Spend {
@@ -119,7 +99,7 @@ pub async fn spend(
     pledge: Funded,
     spends: &[Spend],
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), ChequeError> {
     let escrow = chart::offer_escrow(conn, pledge.offer_id, pledge.currency, now).await?;
     for Spend { cheque, amount } in spends {
         let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
@@ -134,7 +114,7 @@ pub async fn spend(
         .debit(account, *amount)
         .credit(escrow, *amount);
         let posted = ledger::post(conn, entry).await.map_err(|err| match err {
-            LedgerError::Overdraft => invalid("insufficient_balance", format!("the cheque does not cover {amount}")),
+            LedgerError::Overdraft => ChequeError::InsufficientBalance { amount: *amount },
             other => other.into(),
         })?;
         sqlx::query(
@@ -175,7 +155,7 @@ pub async fn give_back(
     pledge: Funded,
     amount: Decimal,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), ChequeError> {
     let redemptions: Vec<(Uuid, Uuid, Decimal)> = sqlx::query_as(
         "select id, cheque_id, amount - returned from cheque_redemptions
           where pledge_id = $1 and returned < amount order by created_at desc, id desc for update",
@@ -222,10 +202,10 @@ pub async fn give_back(
         owed -= part.amount();
     }
     if owed > Decimal::ZERO {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "pledge {} has {owed} of cheque money to give back that no cheque spent",
-            pledge.pledge_id
-        )));
+        return Err(ChequeError::Unaccounted {
+            pledge: pledge.pledge_id,
+            owed,
+        });
     }
     Ok(())
 }

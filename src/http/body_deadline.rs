@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::extract::too_large;
 
 /// How long an unauthenticated body may take to arrive, and how large it may be; the router puts
@@ -37,16 +37,14 @@ pub async fn unauthenticated_body(req: Request, next: Next) -> Response {
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large().into_response(),
         Ok(Err(err)) => {
             return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
+                Code::MalformedRequest,
                 format!("failed to read the request body: {err}"),
             )
             .into_response();
         }
         Err(_) => {
             let mut late = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                Code::BodyTimeout,
                 format!(
                     "the request body did not arrive within {} s",
                     deadline.timeout.as_secs_f64()

@@ -1,18 +1,139 @@
 //! The one API error: `application/problem+json` (RFC 9457) with a stable machine-readable
 //! `code`. Unexpected errors become opaque 500s whose cause is logged, never sent; a database out
 //! of reach is a 503 `database_unavailable` with `Retry-After`.
+//!
+//! This file owns the HTTP side of every error: the catalogue of codes with their statuses
+//! ([`Code`]), and how each domain's error becomes a problem (the `From` impls below). Domains
+//! return their own `thiserror` enums and know nothing of HTTP.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cheques::ChequeError;
+use crate::fields::FieldError;
+use crate::investors::InvestorError;
 use crate::ledger::LedgerError;
+use crate::offers::OfferError;
+use crate::projects::ProjectError;
+use crate::sponsors::SponsorError;
+
+/// Declares [`Code`]: each stable code once, with its string and the status it is sent with.
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $status:ident;)*) => {
+        /// Every stable `code` a problem can carry, and its status: the one list. Clients act on
+        /// the string, so a code is never renamed or given another meaning.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$name,)*];
+
+            /// The code as sent in `code` and in `type` (`urn:crowdledger:problem:<code>`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$name => $code,)*
+                }
+            }
+
+            /// The status a problem with this code is sent with.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(Code::$name => StatusCode::$status,)*
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    // Requests.
+    /// A field, parameter or body breaks a rule (the detail names it).
+    ValidationFailed = "validation_failed", UNPROCESSABLE_ENTITY;
+    NotFound = "not_found", NOT_FOUND;
+    /// No API key, or an unknown or revoked one.
+    Unauthorized = "unauthorized", UNAUTHORIZED;
+    /// The key's role may not do this.
+    Forbidden = "forbidden", FORBIDDEN;
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// A request axum could not read; sent with the status axum gives it ([`ApiError::rejected`]).
+    MalformedRequest = "malformed_request", BAD_REQUEST;
+    MalformedJson = "malformed_json", BAD_REQUEST;
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
+    BodyTimeout = "body_timeout", REQUEST_TIMEOUT;
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
+    IdempotencyKeyRequired = "idempotency_key_required", BAD_REQUEST;
+    /// An `Idempotency-Key` (or a ledger entry's reference) used again for another request.
+    IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY;
+    /// A move the resource's status does not allow (an offer, a project, a cheque, an entry).
+    InvalidStateTransition = "invalid_state_transition", CONFLICT;
+    CurrencyMismatch = "currency_mismatch", UNPROCESSABLE_ENTITY;
+
+    // The service itself.
+    InternalError = "internal_error", INTERNAL_SERVER_ERROR;
+    DatabaseUnavailable = "database_unavailable", SERVICE_UNAVAILABLE;
+    StatementTimeout = "statement_timeout", SERVICE_UNAVAILABLE;
+    Timeout = "timeout", SERVICE_UNAVAILABLE;
+    Overloaded = "overloaded", SERVICE_UNAVAILABLE;
+    NotReady = "not_ready", SERVICE_UNAVAILABLE;
+    BatchLost = "batch_lost", SERVICE_UNAVAILABLE;
+
+    // The ledger.
+    EntryUnbalanced = "entry_unbalanced", UNPROCESSABLE_ENTITY;
+    UnknownAccount = "unknown_account", UNPROCESSABLE_ENTITY;
+    InsufficientFunds = "insufficient_funds", CONFLICT;
+    AlreadyReversed = "already_reversed", CONFLICT;
+    AccountExists = "account_exists", CONFLICT;
+
+    // Offers and their rounds.
+    EcspCapExceeded = "ecsp_cap_exceeded", UNPROCESSABLE_ENTITY;
+    BallotKeyMissing = "ballot_key_missing", CONFLICT;
+    MinTargetNotReached = "min_target_not_reached", CONFLICT;
+    NothingToPay = "nothing_to_pay", CONFLICT;
+
+    // Pledges.
+    OfferNotOpen = "offer_not_open", CONFLICT;
+    OfferFull = "offer_full", CONFLICT;
+    BelowMinTicket = "below_min_ticket", UNPROCESSABLE_ENTITY;
+    AboveMaxTicket = "above_max_ticket", UNPROCESSABLE_ENTITY;
+    RiskWarningRequired = "risk_warning_required", UNPROCESSABLE_ENTITY;
+    InvestorNotVerified = "investor_not_verified", UNPROCESSABLE_ENTITY;
+    NotRevocable = "not_revocable", CONFLICT;
+
+    // Cheques and sponsors.
+    /// A cheque that cannot fund this pledge; `reason` says why.
+    ChequeInvalid = "cheque_invalid", UNPROCESSABLE_ENTITY;
+    TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS;
+    InsufficientSponsorBudget = "insufficient_sponsor_budget", UNPROCESSABLE_ENTITY;
+
+    // Payment providers and webhooks.
+    PaymentMismatch = "payment_mismatch", UNPROCESSABLE_ENTITY;
+    RefundMismatch = "refund_mismatch", UNPROCESSABLE_ENTITY;
+    PayoutMismatch = "payout_mismatch", UNPROCESSABLE_ENTITY;
+    /// The provider refused or failed to create what we asked for.
+    ProviderUnavailable = "provider_unavailable", BAD_GATEWAY;
+    /// No provider is configured to take this money.
+    PaymentProviderUnavailable = "payment_provider_unavailable", UNPROCESSABLE_ENTITY;
+    InvalidSignature = "invalid_signature", UNAUTHORIZED;
+    WebhookFailed = "webhook_failed", BAD_GATEWAY;
+    InvalidTarget = "invalid_target", UNPROCESSABLE_ENTITY;
+    ClockNotManual = "clock_not_manual", CONFLICT;
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Code,
     detail: String,
     reason: Option<&'static str>,
     retry_after: Option<u64>,
@@ -36,9 +157,10 @@ pub struct Problem {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with `code`, sent with the code's status.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: code.status(),
             code,
             detail: detail.into(),
             reason: None,
@@ -47,8 +169,16 @@ impl ApiError {
         }
     }
 
-    /// Adds the problem's `reason`.
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
+    /// 4xx `malformed_request`: a request axum could not read, with the status axum gives it.
+    pub fn rejected(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            ..ApiError::new(Code::MalformedRequest, detail)
+        }
+    }
+
+    /// Adds the problem's `reason` (set only here, by the `From` impls below).
+    fn with_reason(mut self, reason: &'static str) -> Self {
         self.reason = Some(reason);
         self
     }
@@ -64,29 +194,25 @@ impl ApiError {
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+        ApiError::new(Code::ValidationFailed, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+        ApiError::new(Code::NotFound, detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        ApiError::new(Code::Unauthorized, detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        ApiError::new(Code::Forbidden, detail)
     }
 
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal_error",
-            detail: "an unexpected error occurred; it has been logged".into(),
-            reason: None,
-            retry_after: None,
             cause: Some(cause.into()),
+            ..ApiError::new(Code::InternalError, "an unexpected error occurred; it has been logged")
         }
     }
 
@@ -99,26 +225,24 @@ impl ApiError {
         // a clear 503, not an opaque 500. Nothing was written; retrying soon is unlikely to help.
         if err.as_database_error().and_then(|e| e.code()).as_deref() == Some("57014") {
             return ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "statement_timeout",
-                detail: "the read took longer than the database allows (database.read_statement_timeout_ms); \
-                         nothing was changed"
-                    .into(),
-                reason: None,
-                retry_after: None,
                 cause: Some(err.into()),
+                ..ApiError::new(
+                    Code::StatementTimeout,
+                    "the read took longer than the database allows (database.read_statement_timeout_ms); \
+                     nothing was changed",
+                )
             };
         }
         if !database_unavailable(&err) {
             return ApiError::internal(err);
         }
         ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "database_unavailable",
-            detail: "the database is unavailable; retry with the same Idempotency-Key".into(),
-            reason: None,
-            retry_after: Some(1),
             cause: Some(err.into()),
+            ..ApiError::new(
+                Code::DatabaseUnavailable,
+                "the database is unavailable; retry with the same Idempotency-Key",
+            )
+            .retry_after(1)
         }
     }
 
@@ -126,7 +250,7 @@ impl ApiError {
         self.status
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         self.code
     }
 
@@ -163,9 +287,17 @@ impl IntoResponse for ApiError {
         match &self.cause {
             // Expected while Postgres restarts; the client is told to retry.
             Some(cause) if self.status == StatusCode::SERVICE_UNAVAILABLE => {
-                tracing::warn!(error = format!("{cause:#}"), code = self.code, "request failed")
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    code = self.code.as_str(),
+                    "request failed"
+                )
             }
-            Some(cause) => tracing::error!(error = format!("{cause:#}"), code = self.code, "request failed"),
+            Some(cause) => tracing::error!(
+                error = format!("{cause:#}"),
+                code = self.code.as_str(),
+                "request failed"
+            ),
             None => {}
         }
         let body = Problem {
@@ -173,7 +305,7 @@ impl IntoResponse for ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_string(),
             status: self.status.as_u16(),
             detail: self.detail,
-            code: self.code.to_string(),
+            code: self.code.as_str().to_string(),
             reason: self.reason.map(str::to_string),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -188,7 +320,7 @@ impl IntoResponse for ApiError {
         }
         // Only a missing or bad API key asks for a bearer token; a bad webhook signature
         // (401 `invalid_signature`) is not answered by sending a key.
-        if self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized" {
+        if self.code == Code::Unauthorized {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -218,12 +350,103 @@ impl From<crate::money::MoneyError> for ApiError {
     }
 }
 
+/// A broken field rule (crate::fields), in any domain, is a 422.
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        ApiError::validation(err.0)
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(err: ProjectError) -> Self {
+        let detail = err.to_string();
+        match err {
+            ProjectError::Invalid(_) => ApiError::validation(detail),
+            ProjectError::NotFound(_) => ApiError::not_found(detail),
+            ProjectError::InvalidTransition { .. } => ApiError::new(Code::InvalidStateTransition, detail),
+            // An opaque 500 even when the database is out of reach, as these always were.
+            ProjectError::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<InvestorError> for ApiError {
+    fn from(err: InvestorError) -> Self {
+        let detail = err.to_string();
+        match err {
+            InvestorError::Invalid(_) => ApiError::validation(detail),
+            InvestorError::NotFound(_) => ApiError::not_found(detail),
+            // An opaque 500 even when the database is out of reach, as these always were.
+            InvestorError::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::offers::ballot::BallotError> for ApiError {
     fn from(err: crate::offers::ballot::BallotError) -> Self {
         use crate::offers::ballot::BallotError;
         match err {
-            BallotError::KeyMissing => ApiError::new(StatusCode::CONFLICT, "ballot_key_missing", err.to_string()),
+            BallotError::KeyMissing => ApiError::new(Code::BallotKeyMissing, err.to_string()),
             BallotError::Random(_) | BallotError::SeedMismatch(_) => ApiError::internal(anyhow::Error::new(err)),
+        }
+    }
+}
+
+impl From<OfferError> for ApiError {
+    fn from(err: OfferError) -> Self {
+        use OfferError::*;
+        let detail = err.to_string();
+        match err {
+            NotFound(_) => ApiError::not_found(detail),
+            Project(e) => e.into(),
+            InvalidTransition { .. } | ProjectArchived | ProjectNotPublished | ClosingTimePassed => {
+                ApiError::new(Code::InvalidStateTransition, detail)
+            }
+            EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
+            Ballot(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<SponsorError> for ApiError {
+    fn from(err: SponsorError) -> Self {
+        use SponsorError::*;
+        let detail = err.to_string();
+        match err {
+            NotFound(_) | DepositNotFound(_) => ApiError::not_found(detail),
+            CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
+            DepositMismatch { .. } => ApiError::new(Code::PaymentMismatch, detail),
+            Provider(e) => e.into(),
+            Ledger(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<ChequeError> for ApiError {
+    fn from(err: ChequeError) -> Self {
+        use ChequeError::*;
+        let detail = err.to_string();
+        // Why a cheque cannot fund a pledge: one code, the case in `reason`.
+        let invalid = |reason| ApiError::new(Code::ChequeInvalid, detail.clone()).with_reason(reason);
+        match err {
+            Invalid(_) | UnknownSponsor(_) => ApiError::validation(detail),
+            CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
+            InsufficientBudget { .. } => ApiError::new(Code::InsufficientSponsorBudget, detail),
+            NotFound(_) => ApiError::not_found(detail),
+            UnknownCode => invalid("unknown_code"),
+            Cancelled => invalid("cancelled"),
+            Expired => invalid("expired"),
+            WrongCurrency { .. } => invalid("currency_mismatch"),
+            ProjectNotEligible => invalid("project_not_eligible"),
+            ThemeNotEligible { .. } => invalid("theme_not_eligible"),
+            InsufficientBalance { .. } => invalid("insufficient_balance"),
+            TooManyAttempts { wait } => ApiError::new(Code::TooManyAttempts, detail).retry_after(wait),
+            Unaccounted { .. } => ApiError::internal(anyhow::Error::new(err)),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+            Database(e) => ApiError::database(e),
         }
     }
 }
@@ -234,14 +457,14 @@ impl From<LedgerError> for ApiError {
         let detail = err.to_string();
         match err {
             Invalid(_) | InvalidAccountCode(_) | TooFewPostings | Money(_) => ApiError::validation(detail),
-            Unbalanced(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "entry_unbalanced", detail),
-            CurrencyMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "currency_mismatch", detail),
-            UnknownAccount(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_account", detail),
+            Unbalanced(_) => ApiError::new(Code::EntryUnbalanced, detail),
+            CurrencyMismatch => ApiError::new(Code::CurrencyMismatch, detail),
+            UnknownAccount(_) => ApiError::new(Code::UnknownAccount, detail),
             UnknownEntry(_) => ApiError::not_found(detail),
-            Overdraft => ApiError::new(StatusCode::CONFLICT, "insufficient_funds", detail),
-            ReferenceReused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail),
-            AlreadyReversed(_) => ApiError::new(StatusCode::CONFLICT, "already_reversed", detail),
-            AccountConflict(_) => ApiError::new(StatusCode::CONFLICT, "account_exists", detail),
+            Overdraft => ApiError::new(Code::InsufficientFunds, detail),
+            ReferenceReused(_) => ApiError::new(Code::IdempotencyKeyReused, detail),
+            AlreadyReversed(_) => ApiError::new(Code::AlreadyReversed, detail),
+            AccountConflict(_) => ApiError::new(Code::AccountExists, detail),
             Database(e) => ApiError::database(e),
         }
     }
@@ -253,9 +476,9 @@ impl From<crate::books::manual::ManualError> for ApiError {
         let detail = err.to_string();
         match err {
             NotManualCode | BadReference | MemoTooLong => ApiError::validation(detail),
-            NotManualAccount(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_account", detail),
+            NotManualAccount(_) => ApiError::new(Code::UnknownAccount, detail),
             NoEntry(_) => ApiError::not_found(detail),
-            NotManualEntry => ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", detail),
+            NotManualEntry => ApiError::new(Code::InvalidStateTransition, detail),
             Ledger(e) => ApiError::from(e),
         }
     }
@@ -267,9 +490,65 @@ mod tests {
     use crate::offers::ballot::{self, BallotError};
 
     #[test]
+    fn every_code_is_one_snake_case_string_with_an_error_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{s}");
+            assert!(
+                code.status().is_client_error() || code.status().is_server_error(),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cheque_refusal_is_cheque_invalid_with_its_reason() {
+        use crate::cheques::ChequeError;
+        let err = ApiError::from(ChequeError::UnknownCode);
+        assert_eq!(
+            (err.status(), err.code(), err.reason(), err.detail()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Code::ChequeInvalid,
+                Some("unknown_code"),
+                "no cheque has this code"
+            )
+        );
+        let err = ApiError::from(ChequeError::TooManyAttempts { wait: 60 });
+        assert_eq!(
+            (err.status(), err.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, Some(60))
+        );
+        let err = ApiError::from(ChequeError::UnknownSponsor(uuid::Uuid::nil()));
+        assert_eq!((err.code(), err.reason()), (Code::ValidationFailed, None));
+    }
+
+    #[test]
+    fn an_offer_that_cannot_move_says_its_status() {
+        use crate::offers::{OfferError, OfferStatus};
+        let err = ApiError::from(OfferError::InvalidTransition {
+            status: OfferStatus::Succeeded,
+            action: "cancelled",
+        });
+        assert_eq!(
+            (err.status(), err.code(), err.detail()),
+            (
+                StatusCode::CONFLICT,
+                Code::InvalidStateTransition,
+                "a succeeded offer cannot be cancelled"
+            )
+        );
+    }
+
+    #[test]
     fn a_ballot_without_its_key_is_a_conflict_named_ballot_key_missing() {
         let err = ApiError::from(ballot::commit(None, uuid::Uuid::now_v7()).unwrap_err());
-        assert_eq!((err.status(), err.code()), (StatusCode::CONFLICT, "ballot_key_missing"));
+        assert_eq!(
+            (err.status(), err.code()),
+            (StatusCode::CONFLICT, Code::BallotKeyMissing)
+        );
         let err = ApiError::from(BallotError::SeedMismatch(uuid::Uuid::nil()));
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 
 /// `Json` whose rejection is a problem: 400 `malformed_json` for bad syntax, 415 for a missing
 /// `Content-Type: application/json`, 413 for a body over the limit, 422 `validation_failed` for
@@ -53,28 +53,23 @@ impl From<JsonRejection> for ApiError {
         let detail = rejection.body_text();
         match rejection {
             JsonRejection::JsonDataError(_) => ApiError::validation(detail),
-            JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", detail),
+            JsonRejection::JsonSyntaxError(_) => ApiError::new(Code::MalformedJson, detail),
             JsonRejection::MissingJsonContentType(_) => not_json(),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
-            other => ApiError::new(other.status(), "malformed_request", other.body_text()),
+            other => ApiError::rejected(other.status(), other.body_text()),
         }
     }
 }
 
 fn not_json() -> ApiError {
     ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        Code::UnsupportedMediaType,
         "expected a body with Content-Type: application/json",
     )
 }
 
 pub(crate) fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "the request body is too large",
-    )
+    ApiError::new(Code::PayloadTooLarge, "the request body is too large")
 }
 
 /// The raw body, for routes that verify bytes before reading them (signed webhooks). Its
@@ -96,7 +91,7 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => too_large(),
-            status => ApiError::new(status, "malformed_request", rejection.body_text()),
+            status => ApiError::rejected(status, rejection.body_text()),
         }
     }
 }

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,10 +38,6 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> 
     let ping = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(&state.pool)).await;
     match ping {
         Ok(Ok(_)) => Ok(Json(Status { status: "ready" })),
-        _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database is not reachable",
-        )),
+        _ => Err(ApiError::new(Code::NotReady, "the database is not reachable")),
     }
 }

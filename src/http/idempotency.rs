@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
 use crate::http::auth::Caller;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -64,8 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequiredKey {
         match MaybeKey::from_request_parts(parts, state).await?.0 {
             Some(key) => Ok(RequiredKey(key)),
             None => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_required",
+                Code::IdempotencyKeyRequired,
                 "this request needs an Idempotency-Key header",
             )),
         }
@@ -128,8 +127,7 @@ async fn claim(
     .await?;
     if stored != fingerprint {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            Code::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request",
         ));
     }

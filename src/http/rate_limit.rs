@@ -23,7 +23,7 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth::bearer_key;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use crate::keys::{self, KeyHash};
 
 /// How often buckets back to full are forgotten: a client's entry lives only while it has spent
@@ -133,7 +133,7 @@ impl IntoResponse for Refusal {
         metrics::counter!("http_rate_limited_total", "client" => scope).increment(1);
         // Whole seconds, rounded up: retrying at the rounded-down second would be refused again.
         let seconds = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+        ApiError::new(Code::RateLimited, detail)
             .retry_after(seconds.max(1))
             .into_response()
     }

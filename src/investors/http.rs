@@ -26,17 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(decide_kyc))
 }
 
-impl From<InvestorError> for ApiError {
-    fn from(err: InvestorError) -> Self {
-        let detail = err.to_string();
-        match err {
-            InvestorError::Invalid(_) => ApiError::validation(detail),
-            InvestorError::NotFound(_) => ApiError::not_found(detail),
-            InvestorError::Database(e) => ApiError::internal(e),
-        }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct InvestorView {
     id: Uuid,

@@ -1,13 +1,12 @@
 //! The cap table of a succeeded round: each investor's allocated shares and their price, as
 //! JSON or as CSV (for the API and `crowdledger export cap-table`).
 
-use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{OfferStatus, store};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 
 #[derive(Serialize, ToSchema)]
 pub struct CapTableLine {
@@ -44,8 +43,7 @@ pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, 
         .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
     if offer.status != OfferStatus::Succeeded {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "the offer has not succeeded (yet)",
         ));
     }

@@ -16,6 +16,7 @@ use crate::payments::provider::PaymentRef;
 use super::cap_table::{self, CapTable};
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
+use crate::fields::FieldError;
 use crate::http::auth::{AnyRole, Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
@@ -61,7 +62,7 @@ pub struct CreateOffer {
 
 impl CreateOffer {
     /// The terms asked for, if they meet every rule; the message names the field.
-    pub fn terms(&self) -> Result<Terms, String> {
+    pub fn terms(&self) -> Result<Terms, FieldError> {
         Terms::parse(RawTerms {
             currency: self.currency.clone(),
             share_price: self.share_price.value(),
@@ -177,7 +178,7 @@ async fn create_offer(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/projects/{project_id}/offers"), &body);
-    let terms = body.terms().map_err(ApiError::validation)?;
+    let terms = body.terms()?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
         let offer = lifecycle::create(conn, project_id, &terms, now).await?;
         Ok((StatusCode::CREATED, OfferView::new(offer, Figures::default())))

@@ -1,26 +1,20 @@
 //! Creating, opening and cancelling offers.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Months, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::ballot::{self, SeedKey};
-use super::{Allocation, ECSP_CAP_EUR, Offer, OfferStatus, Terms, offer_event, store};
-use crate::http::error::ApiError;
+use super::{Allocation, ECSP_CAP_EUR, Offer, OfferError, OfferStatus, Terms, offer_event, store};
 use crate::money::Money;
 use crate::outbox::{self, EventType};
+use crate::projects::{self, ProjectError, ProjectStatus};
 
-pub(crate) fn invalid_transition(offer: &Offer, action: &str) -> ApiError {
-    let status = serde_json::to_value(offer.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "invalid_state_transition",
-        format!("a {status} offer cannot be {action}"),
-    )
+pub(crate) fn invalid_transition(offer: &Offer, action: &'static str) -> OfferError {
+    OfferError::InvalidTransition {
+        status: offer.status,
+        action,
+    }
 }
 
 /// Refuses terms that would take the project's offers of the last 12 months past €5M.
@@ -29,31 +23,22 @@ async fn check_ecsp_cap(
     project_id: Uuid,
     terms_max: Money,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), OfferError> {
     let since = now.checked_sub_months(Months::new(12)).unwrap_or(now);
     let committed = store::ecsp_committed(conn, project_id, since).await?;
     if committed + terms_max.amount() > ECSP_CAP_EUR {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ecsp_cap_exceeded",
-            format!(
-                "the project's offers of the last 12 months total {committed} EUR; {} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR",
-                terms_max.amount()
-            ),
-        ));
+        return Err(OfferError::EcspCapExceeded {
+            committed,
+            asked: terms_max.amount(),
+        });
     }
     Ok(())
 }
 
 /// The project's status, locked: opening offers of one project runs one at a time, so two
 /// openings cannot both squeeze under the ECSP cap.
-async fn lock_project(conn: &mut PgConnection, project_id: Uuid) -> Result<Option<String>, ApiError> {
-    Ok(
-        sqlx::query_scalar("select status::text from projects where id = $1 for update")
-            .bind(project_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+async fn lock_project(conn: &mut PgConnection, project_id: Uuid) -> Result<Option<ProjectStatus>, OfferError> {
+    Ok(projects::store::lock_status(conn, project_id).await?)
 }
 
 pub async fn create(
@@ -61,16 +46,10 @@ pub async fn create(
     project_id: Uuid,
     terms: &Terms,
     now: DateTime<Utc>,
-) -> Result<Offer, ApiError> {
-    match lock_project(conn, project_id).await?.as_deref() {
-        None => return Err(ApiError::not_found(format!("no project {project_id}"))),
-        Some("archived") => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_state_transition",
-                "the project is archived",
-            ));
-        }
+) -> Result<Offer, OfferError> {
+    match lock_project(conn, project_id).await? {
+        None => return Err(ProjectError::NotFound(project_id).into()),
+        Some(ProjectStatus::Archived) => return Err(OfferError::ProjectArchived),
         Some(_) => {}
     }
     check_ecsp_cap(conn, project_id, terms.max_target(), now).await?;
@@ -85,28 +64,20 @@ pub async fn open(
     offer_id: Uuid,
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), OfferError> {
     let unlocked = store::get(conn, offer_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+        .ok_or(OfferError::NotFound(offer_id))?;
     let project_status = lock_project(conn, unlocked.project_id).await?;
     let offer = store::lock(conn, offer_id).await?.expect("offers are never deleted");
     if offer.status != OfferStatus::Draft {
         return Err(invalid_transition(&offer, "opened"));
     }
-    if project_status.as_deref() != Some("published") {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
-            "the project is not published",
-        ));
+    if project_status != Some(ProjectStatus::Published) {
+        return Err(OfferError::ProjectNotPublished);
     }
     if offer.closes_at <= now {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
-            "the offer's closing time has passed",
-        ));
+        return Err(OfferError::ClosingTimePassed);
     }
     check_ecsp_cap(conn, offer.project_id, offer.max_target(), now).await?;
     if offer.allocation == Allocation::Ballot {

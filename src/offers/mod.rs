@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::fields::FieldError;
 use crate::money::{Currency, Money};
+use crate::projects::ProjectError;
+use ballot::BallotError;
 
 /// ECSP (Regulation (EU) 2020/1503) art. 1(2)(c): at most €5,000,000 over 12 months per project.
 pub const ECSP_CAP_EUR: Decimal = Decimal::from_parts(5_000_000, 0, 0, false, 0);
@@ -28,6 +31,47 @@ pub enum OfferStatus {
     Succeeded,
     Failed,
     Cancelled,
+}
+
+impl OfferStatus {
+    /// The name in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferStatus::Draft => "draft",
+            OfferStatus::Open => "open",
+            OfferStatus::Closing => "closing",
+            OfferStatus::Succeeded => "succeeded",
+            OfferStatus::Failed => "failed",
+            OfferStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why an offer could not be created, opened or moved on.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("no offer {0}")]
+    NotFound(Uuid),
+    /// The offer's project (`ProjectError::NotFound`).
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("a {} offer cannot be {action}", .status.as_str())]
+    InvalidTransition { status: OfferStatus, action: &'static str },
+    #[error("the project is archived")]
+    ProjectArchived,
+    #[error("the project is not published")]
+    ProjectNotPublished,
+    #[error("the offer's closing time has passed")]
+    ClosingTimePassed,
+    /// ECSP art. 1(2)(c), see [`ECSP_CAP_EUR`].
+    #[error(
+        "the project's offers of the last 12 months total {committed} EUR; {asked} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR"
+    )]
+    EcspCapExceeded { committed: Decimal, asked: Decimal },
+    #[error(transparent)]
+    Ballot(#[from] BallotError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
@@ -133,52 +177,57 @@ pub struct RawTerms {
 
 impl Terms {
     /// Checks every rule a new offer's terms must meet; the message names the field.
-    pub fn parse(raw: RawTerms) -> Result<Terms, String> {
-        let currency = Currency::parse(&raw.currency).map_err(|e| format!("currency: {e}"))?;
+    pub fn parse(raw: RawTerms) -> Result<Terms, FieldError> {
+        let currency = Currency::parse(&raw.currency).map_err(|e| FieldError(format!("currency: {e}")))?;
         if currency != Currency::EUR {
             // The ECSP cap is in euros and the service has no exchange rates yet.
-            return Err("currency: only EUR offers are supported".into());
+            return Err(FieldError("currency: only EUR offers are supported".into()));
         }
-        let money =
-            |field: &str, amount: Decimal| Money::positive(amount, currency).map_err(|e| format!("{field}: {e}"));
+        let money = |field: &str, amount: Decimal| {
+            Money::positive(amount, currency).map_err(|e| FieldError(format!("{field}: {e}")))
+        };
         let share_price = money("share_price", raw.share_price)?;
-        let shares = |field: &str, amount: Decimal| -> Result<i64, String> {
+        let shares = |field: &str, amount: Decimal| -> Result<i64, FieldError> {
             let amount = money(field, amount)?;
             let count = amount.amount() / share_price.amount();
             if !count.fract().is_zero() {
-                return Err(format!(
+                return Err(FieldError(format!(
                     "{field}: {amount} is not a whole number of shares at {share_price}"
-                ));
+                )));
             }
-            i64::try_from(count).map_err(|_| format!("{field}: too many shares"))
+            i64::try_from(count).map_err(|_| FieldError(format!("{field}: too many shares")))
         };
         let min_shares = shares("min_target", raw.min_target)?;
         let max_shares = shares("max_target", raw.max_target)?;
         if min_shares > max_shares {
-            return Err("min_target: must not exceed max_target".into());
+            return Err(FieldError("min_target: must not exceed max_target".into()));
         }
         if max_shares > 1_000_000_000 {
-            return Err("max_target: at most 1,000,000,000 shares".into());
+            return Err(FieldError("max_target: at most 1,000,000,000 shares".into()));
         }
         let min_ticket = money("min_ticket", raw.min_ticket)?;
         let max_ticket = raw.max_ticket.map(|t| money("max_ticket", t)).transpose()?;
         if max_ticket.is_some_and(|max| max.amount() < min_ticket.amount()) {
-            return Err("max_ticket: must not be below min_ticket".into());
+            return Err(FieldError("max_ticket: must not be below min_ticket".into()));
         }
         if raw.opens_at >= raw.closes_at {
-            return Err("closes_at: must be after opens_at".into());
+            return Err(FieldError("closes_at: must be after opens_at".into()));
         }
         let rate = raw.success_fee_rate;
         if rate < Decimal::ZERO || rate >= Decimal::ONE || rate.normalize().scale() > 6 {
-            return Err("success_fee_rate: a fraction from 0 up to (not including) 1, e.g. \"0.05\"".into());
+            return Err(FieldError(
+                "success_fee_rate: a fraction from 0 up to (not including) 1, e.g. \"0.05\"".into(),
+            ));
         }
         let window = raw.payment_window_seconds.unwrap_or(DEFAULT_PAYMENT_WINDOW_SECONDS);
         if !(60..=604_800).contains(&window) {
-            return Err("payment_window_seconds: from 60 to 604800".into());
+            return Err(FieldError("payment_window_seconds: from 60 to 604800".into()));
         }
         let limit = raw.oversubscription_limit.unwrap_or(DEFAULT_OVERSUBSCRIPTION_LIMIT);
         if limit < Decimal::ONE || limit > Decimal::from(100) {
-            return Err("oversubscription_limit: a multiple of the cap from 1 to 100".into());
+            return Err(FieldError(
+                "oversubscription_limit: a multiple of the cap from 1 to 100".into(),
+            ));
         }
         Ok(Terms {
             currency,
@@ -243,6 +292,14 @@ mod tests {
     }
 
     #[test]
+    fn status_names_are_their_json_names() {
+        use OfferStatus::*;
+        for status in [Draft, Open, Closing, Succeeded, Failed, Cancelled] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
+
+    #[test]
     fn targets_are_whole_shares() {
         let t = Terms::parse(raw()).unwrap();
         assert_eq!(
@@ -254,13 +311,13 @@ mod tests {
             ..raw()
         })
         .unwrap_err();
-        assert!(err.starts_with("max_target"), "{err}");
+        assert!(err.0.starts_with("max_target"), "{err}");
         let err = Terms::parse(RawTerms {
             min_target: "200000".parse().unwrap(),
             ..raw()
         })
         .unwrap_err();
-        assert!(err.starts_with("min_target"), "{err}");
+        assert!(err.0.starts_with("min_target"), "{err}");
     }
 
     #[test]
@@ -332,7 +389,7 @@ mod tests {
         ];
         for (terms, field) in cases {
             let err = Terms::parse(terms).unwrap_err();
-            assert!(err.starts_with(field), "{field}: {err}");
+            assert!(err.0.starts_with(field), "{field}: {err}");
         }
     }
 }

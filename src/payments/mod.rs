@@ -11,10 +11,9 @@ pub mod refunds;
 pub mod sandbox;
 pub mod stripe;
 
-use axum::http::StatusCode;
 use rust_decimal::Decimal;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 
 /// The built-in test-mode provider.
@@ -38,7 +37,7 @@ pub(crate) fn unknown(what: &str, id: &str) -> ApiError {
 /// moves nothing. Checked before the object's state, so a wrong amount is never taken for a
 /// mere repeat.
 pub(crate) fn expect_money(
-    code: &'static str,
+    code: Code,
     what: &str,
     provider_id: &str,
     expected: Decimal,
@@ -49,7 +48,6 @@ pub(crate) fn expect_money(
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
         code,
         format!("{what} {provider_id} is for {expected} {currency}, not {paid}"),
     ))

@@ -12,7 +12,7 @@
 use axum::http::HeaderMap;
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 
 /// What a provider tells us, whatever its wire format.
@@ -143,11 +143,7 @@ pub enum ProviderError {
 
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
-        ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "provider_unavailable",
-            err.to_string(),
-        )
+        ApiError::new(Code::ProviderUnavailable, err.to_string())
     }
 }
 
@@ -195,18 +191,13 @@ pub trait PaymentProvider: Sync {
 /// configured to (`payments.card_provider`).
 pub fn unavailable() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "payment_provider_unavailable",
+        Code::PaymentProviderUnavailable,
         "no payment provider is configured to take this money (payments.card_provider)",
     )
 }
 
 pub(super) fn invalid_signature(err: crate::webhooks::signature::SignatureError) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "invalid_signature",
-        format!("webhook signature refused: {err}"),
-    )
+    ApiError::new(Code::InvalidSignature, format!("webhook signature refused: {err}"))
 }
 
 /// A header's value, or a refusal as a missing signature.

@@ -206,7 +206,7 @@ mod tests {
         let system = providers(ClockMode::System);
         assert!(system.sandbox.is_none() && system.adapter("sandbox").is_none());
         assert_eq!(
-            system.card_provider().map(|p| p.name()).unwrap_err().code(),
+            system.card_provider().map(|p| p.name()).unwrap_err().code().as_str(),
             "payment_provider_unavailable"
         );
         for p in [&manual, &system] {

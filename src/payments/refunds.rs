@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::card::payment_of_pledge;
 use super::{Applied, expect_money, unknown};
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 
@@ -155,7 +155,14 @@ pub async fn confirm_refund(
     .fetch_optional(&mut *conn)
     .await?;
     let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
-    expect_money("refund_mismatch", "refund", provider_refund_id, amount, &currency, paid)?;
+    expect_money(
+        Code::RefundMismatch,
+        "refund",
+        provider_refund_id,
+        amount,
+        &currency,
+        paid,
+    )?;
     if status != "pending" {
         return Ok(Applied::Nothing);
     }

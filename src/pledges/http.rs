@@ -12,14 +12,14 @@ use uuid::Uuid;
 use super::rules::{self, FundingKind, PledgeRequest};
 use super::view::PledgeView;
 use super::{batcher, store};
-use crate::cheques::{attempts, redeem};
+use crate::cheques::{ChequeError, attempts};
 use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::idempotency::{self, IdempotencyKey, RequiredKey};
 use crate::http::state::AppState;
+use crate::payments;
 use crate::payments::provider::PaymentProvider;
-use crate::payments::{self};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -63,7 +63,9 @@ async fn create_pledge(
             Ok(answered) => answered,
             Err(job) => {
                 let mut conn = state.pool.acquire().await?;
-                let checked = rules::check(&mut conn, offer_id, &job.request, now).await;
+                let checked = rules::check(&mut conn, offer_id, &job.request, now)
+                    .await
+                    .map_err(ApiError::from);
                 drop(conn);
                 one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked, card).await
             }
@@ -77,7 +79,8 @@ async fn create_pledge(
     let mut conn = state.pool.acquire().await?;
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
-    let wrong = matches!(&checked, Err(err) if redeem::is_wrong_code(err));
+    let wrong = matches!(&checked, Err(rules::Refused::Cheque(ChequeError::UnknownCode)));
+    let checked = checked.map_err(ApiError::from);
     let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked, card).await;
     let tested = match &created {
         _ if wrong => attempts::Tested::Wrong,

@@ -9,7 +9,6 @@
 //! investor's ticket lock on the offer and reads that total (`store::lock_ticket_totals`), so two
 //! racing pledges of one investor are judged one after the other (docs/rounds.md).
 
-use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -19,8 +18,10 @@ use uuid::Uuid;
 
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
+use crate::cheques::ChequeError;
 use crate::cheques::redeem::{self, Spend};
-use crate::http::error::ApiError;
+use crate::db::ResultExt;
+use crate::http::error::{ApiError, Code};
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
@@ -87,7 +88,7 @@ impl TicketLimits {
             } else {
                 format!("{}above the maximum ticket of {max}", so_far())
             };
-            return Err(unprocessable("above_max_ticket", detail));
+            return Err(unprocessable(Code::AboveMaxTicket, detail));
         }
         if let Some(threshold) = self.risk_threshold
             && total > threshold
@@ -101,7 +102,7 @@ impl TicketLimits {
                     so_far()
                 )
             };
-            return Err(unprocessable("risk_warning_required", detail));
+            return Err(unprocessable(Code::RiskWarningRequired, detail));
         }
         Ok(())
     }
@@ -156,8 +157,8 @@ pub struct PledgeRequest {
     pub risk_acknowledged: bool,
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
+    ApiError::new(code, detail)
 }
 
 pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
@@ -174,7 +175,42 @@ pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
     } else {
         format!("the offer closed at {}", offer.closes_at.to_rfc3339())
     };
-    ApiError::new(StatusCode::CONFLICT, "offer_not_open", why)
+    ApiError::new(Code::OfferNotOpen, why)
+}
+
+/// Why [`check`] refused a pledge. A cheque's refusal is kept as it is: one whose code names no
+/// cheque counts as a guess (cheques/attempts.rs).
+#[derive(Debug)]
+pub enum Refused {
+    Cheque(ChequeError),
+    Other(ApiError),
+}
+
+impl From<ChequeError> for Refused {
+    fn from(err: ChequeError) -> Self {
+        Refused::Cheque(err)
+    }
+}
+
+impl From<ApiError> for Refused {
+    fn from(err: ApiError) -> Self {
+        Refused::Other(err)
+    }
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(err: sqlx::Error) -> Self {
+        Refused::Other(err.into())
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Cheque(err) => err.into(),
+            Refused::Other(err) => err,
+        }
+    }
 }
 
 /// A pledge that passed every check that needs no lock.
@@ -187,8 +223,7 @@ pub struct Checked {
 
 pub(super) fn offer_full(shares: i64) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "offer_full",
+        Code::OfferFull,
         format!("the offer has no room for {shares} more shares"),
     )
 }
@@ -225,22 +260,21 @@ fn admit<'r>(
     if req.shares > offer.reserve_limit {
         // It would cross the cap whatever else is pledged.
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "offer_full",
+            Code::OfferFull,
             format!("the offer takes at most {} shares in all", offer.reserve_limit),
         ));
     }
     let investor = investor.ok_or_else(|| ApiError::validation(format!("no investor {}", req.investor_id)))?;
     if investor.kyc_status != KycStatus::Verified {
         return Err(unprocessable(
-            "investor_not_verified",
+            Code::InvestorNotVerified,
             "only an investor whose KYC is verified can pledge",
         ));
     }
     let amount = offer.price_of(req.shares);
     if amount.amount() < offer.min_ticket.amount() {
         return Err(unprocessable(
-            "below_min_ticket",
+            Code::BelowMinTicket,
             format!("{amount} is below the minimum ticket of {}", offer.min_ticket),
         ));
     }
@@ -337,7 +371,7 @@ pub async fn check(
     offer_id: Uuid,
     req: &PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<Checked, ApiError> {
+) -> Result<Checked, Refused> {
     let offer = offers::store::get(conn, offer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
@@ -423,13 +457,7 @@ pub async fn create(
     .await?;
     let reserved = offers::store::reserve(conn, offer.id, pledge.shares)
         .await
-        .map_err(|err| {
-            if err.as_database_error().and_then(|e| e.constraint()) == Some("offers_hard_cap") {
-                offer_full(pledge.shares)
-            } else {
-                err.into()
-            }
-        })?;
+        .on_constraint("offers_hard_cap", |_| offer_full(pledge.shares))?;
     if !reserved {
         return Err(not_open(&offer, now));
     }
@@ -460,7 +488,7 @@ mod tests {
     fn ticket_limits_judge_the_investors_total_with_the_new_pledge() {
         let eur = Currency::parse("EUR").unwrap();
         let money = |s: &str| Money::new(s.parse().unwrap(), eur).unwrap();
-        let code = |r: Result<(), ApiError>| r.err().map(|e| e.code());
+        let code = |r: Result<(), ApiError>| r.err().map(|e| e.code().as_str());
         let limits = TicketLimits {
             max_ticket: Some(money("2000.00")),
             risk_threshold: Some(RISK_WARNING_FLOOR_EUR),
@@ -470,7 +498,7 @@ mod tests {
         assert_eq!(code(limits.check(money("250.00").amount(), money("750.00"))), None);
         // Past the threshold together, though each is under it.
         let split = limits.check(money("750.00").amount(), money("750.00")).unwrap_err();
-        assert_eq!(split.code(), "risk_warning_required");
+        assert_eq!(split.code().as_str(), "risk_warning_required");
         assert!(
             split.detail().contains("750.00 EUR") && split.detail().contains("1500.00 EUR"),
             "{}",

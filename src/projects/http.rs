@@ -27,27 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(archive_project))
 }
 
-impl From<ProjectError> for ApiError {
-    fn from(err: ProjectError) -> Self {
-        let detail = err.to_string();
-        match err {
-            ProjectError::Invalid(_) => ApiError::validation(detail),
-            ProjectError::NotFound(_) => ApiError::not_found(detail),
-            ProjectError::InvalidTransition { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", detail)
-            }
-            ProjectError::Database(e) => ApiError::internal(e),
-        }
-    }
-}
-
-/// A broken field rule, here or in another module using [`super::fields`], is a 422.
-impl From<super::FieldError> for ApiError {
-    fn from(err: super::FieldError) -> Self {
-        ApiError::validation(err.0)
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct IndicatorView {
     name: String,

@@ -4,7 +4,6 @@
 //! of what was not allocated) or `failed` (everything refunded). Every step runs under the offer's
 //! row lock, so several serve processes and the CLI may call it at once.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{PgConnection, PgPool};
@@ -12,7 +11,7 @@ use uuid::Uuid;
 
 use super::ending::{cancel_pledge, give_back_many, refund_in_full};
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers::allocation::{self, Claim};
@@ -33,8 +32,7 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
     if offer.status != OfferStatus::Open {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             format!("an offer in status {:?} cannot be closed", offer.status).to_lowercase(),
         ));
     }
@@ -42,8 +40,7 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
         let funded = store::figures(conn, offer_id).await?.shares_funded;
         if funded < offer.min_shares {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "min_target_not_reached",
+                Code::MinTargetNotReached,
                 format!(
                     "only {funded} of the {} shares of the minimum target are funded",
                     offer.min_shares

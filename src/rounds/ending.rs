@@ -4,14 +4,13 @@
 //! return to the offer and its money goes back where it came from: card money as a refund,
 //! cheque money to the cheques (or their sponsors).
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::cheques::redeem;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
 use crate::outbox::{self, EventType};
@@ -56,7 +55,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
         .ok_or_else(|| ApiError::not_found(format!("no pledge {pledge_id}")))?;
     offers::store::lock(conn, unlocked.offer_id).await?;
     let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
-    let not_revocable = |why: &str| ApiError::new(StatusCode::CONFLICT, "not_revocable", why.to_string());
+    let not_revocable = |why: &str| ApiError::new(Code::NotRevocable, why.to_string());
     let Some(ends) = pledge.reflection_ends_at else {
         return Err(not_revocable("pledges of sophisticated investors cannot be revoked"));
     };
@@ -168,7 +167,7 @@ pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
     if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
-        return Err(offers::lifecycle::invalid_transition(&offer, "cancelled"));
+        return Err(offers::lifecycle::invalid_transition(&offer, "cancelled").into());
     }
     let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
     let (unpaid, funded): (Vec<_>, Vec<_>) = pledges::store::of_offer(conn, offer_id, Some(&live), 0, i64::MAX, true)

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::ending::cancel_pledge;
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
@@ -53,7 +53,7 @@ pub async fn confirm_payment(
         .await?
         .expect("payments are never deleted");
     expect_money(
-        "payment_mismatch",
+        Code::PaymentMismatch,
         "payment",
         provider_payment_id,
         payment.amount,

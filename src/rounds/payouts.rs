@@ -1,14 +1,13 @@
 //! Paying a succeeded round's project: a payout of what the settlement made it owed, asked of
 //! the provider, and `project payable → psp` once the provider confirms it.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
@@ -40,8 +39,7 @@ pub async fn request_payout(
         .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
     if offer.status != offers::OfferStatus::Succeeded {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state_transition",
+            Code::InvalidStateTransition,
             "only a succeeded offer is paid out",
         ));
     }
@@ -60,8 +58,7 @@ pub async fn request_payout(
     let owed = settled.unwrap_or_default() - requested;
     if owed <= Decimal::ZERO {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_pay",
+            Code::NothingToPay,
             "the project has been paid everything it is owed for this offer",
         ));
     }
@@ -102,7 +99,7 @@ pub async fn confirm_payout(
     .await?
     .ok_or_else(|| unknown("payout", provider_payout_id))?;
     expect_money(
-        "payout_mismatch",
+        Code::PayoutMismatch,
         "payout",
         provider_payout_id,
         payout.amount,

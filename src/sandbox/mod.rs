@@ -5,7 +5,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -15,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::clock::{ClockError, wall_clock};
 use crate::http::auth::{Auth, Operators};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::state::AppState;
 use crate::money::{Currency, format_amount};
@@ -108,19 +107,12 @@ async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "webhook_failed",
-                format!("delivering the sandbox event: {e}"),
-            )
-        })?;
+        .map_err(|e| ApiError::new(Code::WebhookFailed, format!("delivering the sandbox event: {e}")))?;
     let status = response.status();
     let answer: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
         return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "webhook_failed",
+            Code::WebhookFailed,
             format!(
                 "the webhook endpoint answered {status}: {}",
                 answer["detail"].as_str().unwrap_or("")
@@ -238,7 +230,7 @@ async fn move_clock(
         _ => return Err(ApiError::validation("give exactly one of advance_seconds and now")),
     };
     let now = moved.map_err(|e| match e {
-        ClockError::NotManual => ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string()),
+        ClockError::NotManual => ApiError::new(Code::ClockNotManual, e.to_string()),
         ClockError::OutOfRange => ApiError::validation(e.to_string()),
     })?;
     Ok(Json(ClockView { now }))

@@ -3,7 +3,6 @@
 //! confirm it like a card payment (`payment.succeeded`, `payment_intent.succeeded`); the
 //! webhook handler finds it by its provider id.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -11,9 +10,8 @@ use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Sponsor;
+use super::{Sponsor, SponsorError};
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 use crate::payments::Applied;
@@ -50,18 +48,13 @@ pub async fn request(
     sponsor: &Sponsor,
     amount: Money,
     now: DateTime<Utc>,
-) -> Result<Deposit, ApiError> {
+) -> Result<Deposit, SponsorError> {
     if amount.currency() != sponsor.currency {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency_mismatch",
-            format!(
-                "sponsor {} keeps its budget in {}, not {}",
-                sponsor.id,
-                sponsor.currency,
-                amount.currency()
-            ),
-        ));
+        return Err(SponsorError::CurrencyMismatch {
+            sponsor: sponsor.id,
+            budget: sponsor.currency,
+            asked: amount.currency(),
+        });
     }
     let id = Uuid::now_v7();
     let provider_deposit_id = provider.create_deposit(id, amount)?;
@@ -112,18 +105,18 @@ pub async fn confirm(
     provider_deposit_id: &str,
     paid: Money,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, SponsorError> {
     let deposit = find(conn, provider, provider_deposit_id, true)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
-    crate::payments::expect_money(
-        "payment_mismatch",
-        "deposit",
-        provider_deposit_id,
-        deposit.amount,
-        deposit.currency.code(),
-        paid,
-    )?;
+        .ok_or_else(|| SponsorError::DepositNotFound(provider_deposit_id.to_string()))?;
+    if paid.amount() != deposit.amount || paid.currency() != deposit.currency {
+        return Err(SponsorError::DepositMismatch {
+            deposit: provider_deposit_id.to_string(),
+            expected: deposit.amount,
+            currency: deposit.currency,
+            paid,
+        });
+    }
     if deposit.status == DepositStatus::Succeeded {
         return Ok(Applied::Nothing);
     }
@@ -155,10 +148,10 @@ pub async fn fail(
     provider: &str,
     provider_deposit_id: &str,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, SponsorError> {
     let deposit = find(conn, provider, provider_deposit_id, true)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
+        .ok_or_else(|| SponsorError::DepositNotFound(provider_deposit_id.to_string()))?;
     if deposit.status != DepositStatus::Pending {
         return Ok(Applied::Nothing);
     }

@@ -8,6 +8,7 @@ pub mod deposits;
 pub mod http;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
@@ -16,9 +17,39 @@ use uuid::Uuid;
 use crate::books::chart;
 use crate::fields::Email;
 use crate::fields::{self, FieldError};
-use crate::http::error::ApiError;
-use crate::ledger;
+use crate::ledger::{self, LedgerError};
 use crate::money::{Currency, Money};
+use crate::payments::provider::ProviderError;
+
+/// Why a sponsor's budget or deposit could not be read or moved.
+#[derive(Debug, thiserror::Error)]
+pub enum SponsorError {
+    #[error("no sponsor {0}")]
+    NotFound(Uuid),
+    /// Named by the provider's id for it.
+    #[error("no deposit {0}")]
+    DepositNotFound(String),
+    #[error("sponsor {sponsor} keeps its budget in {budget}, not {asked}")]
+    CurrencyMismatch {
+        sponsor: Uuid,
+        budget: Currency,
+        asked: Currency,
+    },
+    /// The provider confirmed another amount than the one asked of it.
+    #[error("deposit {deposit} is for {expected} {currency}, not {paid}")]
+    DepositMismatch {
+        deposit: String,
+        expected: Decimal,
+        currency: Currency,
+        paid: Money,
+    },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 /// A sponsor as a client describes it.
 #[derive(Deserialize, ToSchema)]
@@ -85,16 +116,14 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Spons
         .await
 }
 
-/// A sponsor, or 404.
-pub async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor, ApiError> {
-    get(conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no sponsor {id}")))
+/// A sponsor, or [`SponsorError::NotFound`].
+pub async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor, SponsorError> {
+    get(conn, id).await?.ok_or(SponsorError::NotFound(id))
 }
 
 /// What the sponsor can still issue as cheques: its budget account's balance (zero before the
 /// first confirmed deposit).
-pub async fn budget(conn: &mut PgConnection, sponsor: &Sponsor) -> Result<Money, ApiError> {
+pub async fn budget(conn: &mut PgConnection, sponsor: &Sponsor) -> Result<Money, SponsorError> {
     let code = chart::sponsor_budget_code(sponsor.id, sponsor.currency);
     Ok(match ledger::account_by_code(conn, &code).await? {
         Some(account) => ledger::balance(conn, account.id).await?,

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,13 +15,11 @@ use super::inbound::{Ack, Inbound, receive};
 use super::outbound::{self, DeliveryView, Endpoint};
 use crate::clock::wall_clock;
 use crate::http::auth::{Auth, Operators};
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppBytes;
-use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::error::{ApiError, Code, Problem};
+use crate::http::extract::{AppBytes, AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::outbox::EventType;
-use axum::http::HeaderMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
     inbound_router()
@@ -70,8 +68,8 @@ impl EndpointView {
     }
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
+    ApiError::new(code, detail)
 }
 
 /// Register an endpoint for events. Its signing secret is returned once. Honours
@@ -102,7 +100,7 @@ async fn create_endpoint(
         .webhooks
         .check(&body.url)
         .await
-        .map_err(|e| unprocessable("invalid_target", e.to_string()))?;
+        .map_err(|e| unprocessable(Code::InvalidTarget, e.to_string()))?;
     let mut events = body.events.clone();
     events.sort();
     events.dedup();

@@ -51,14 +51,14 @@ async fn apply(
         // Money paid to us is a pledge's card payment or a sponsor's deposit.
         Event::PaymentSucceeded { payment_id, amount } => {
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
-                deposits::confirm(conn, provider, payment_id, *amount, now).await
+                Ok(deposits::confirm(conn, provider, payment_id, *amount, now).await?)
             } else {
                 crate::rounds::funding::confirm_payment(conn, provider, payment_id, *amount, now).await
             }
         }
         Event::PaymentFailed { payment_id } => {
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
-                deposits::fail(conn, provider, payment_id, now).await
+                Ok(deposits::fail(conn, provider, payment_id, now).await?)
             } else {
                 crate::rounds::funding::fail_payment(conn, provider, payment_id, now).await
             }
