@@ -260,3 +260,121 @@ mod tests {
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
+
+// Payments' errors: each case keeps the status, code and detail it had as an `ApiError`.
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(err: crate::payments::PaymentError) -> Self {
+        use crate::payments::PaymentError::*;
+        use crate::payments::provider::Object;
+        let detail = err.to_string();
+        match err {
+            Unknown { .. } | NotConfigured(_) => ApiError::not_found(detail),
+            // The sandbox's webhook under the system clock: as a path that does not exist.
+            NoSuchProvider => crate::http::no_such_route(),
+            Mismatch { object, .. } => {
+                let code = match object {
+                    Object::Payment | Object::Deposit => "payment_mismatch",
+                    Object::Refund => "refund_mismatch",
+                    Object::Payout => "payout_mismatch",
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            }
+            Unavailable => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "payment_provider_unavailable", detail),
+            Provider(_) => ApiError::new(StatusCode::BAD_GATEWAY, "provider_unavailable", detail),
+            InvalidSignature(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail),
+            Database(e) => ApiError::database(e),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::payments::provider::ProviderError> for ApiError {
+    fn from(err: crate::payments::provider::ProviderError) -> Self {
+        crate::payments::PaymentError::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod payment_error_tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+    use crate::payments::PaymentError;
+    use crate::payments::provider::Object;
+    use crate::webhooks::signature::SignatureError;
+
+    fn answer(err: PaymentError) -> (StatusCode, &'static str, String) {
+        let err = ApiError::from(err);
+        (err.status(), err.code(), err.detail().to_owned())
+    }
+
+    #[test]
+    fn payment_errors_keep_their_status_code_and_detail() {
+        let paid = Money::new("9.00".parse().unwrap(), Currency::EUR).unwrap();
+        let mismatch = |object| PaymentError::Mismatch {
+            object,
+            provider_id: "x_1".into(),
+            expected: "10.00".parse().unwrap(),
+            currency: "EUR".into(),
+            paid,
+        };
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        for (object, code, noun) in [
+            (Object::Payment, "payment_mismatch", "payment"),
+            (Object::Deposit, "payment_mismatch", "deposit"),
+            (Object::Refund, "refund_mismatch", "refund"),
+            (Object::Payout, "payout_mismatch", "payout"),
+        ] {
+            assert_eq!(
+                answer(mismatch(object)),
+                (unprocessable, code, format!("{noun} x_1 is for 10.00 EUR, not {paid}"))
+            );
+        }
+        assert_eq!(
+            answer(crate::payments::unknown("refund", "re_1")),
+            (StatusCode::NOT_FOUND, "not_found", "no refund re_1".into())
+        );
+        assert_eq!(
+            answer(PaymentError::Unavailable),
+            (
+                unprocessable,
+                "payment_provider_unavailable",
+                "no payment provider is configured to take this money (payments.card_provider)".into()
+            )
+        );
+        assert_eq!(
+            answer(PaymentError::InvalidSignature(SignatureError::NoSignature)),
+            (
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                format!("webhook signature refused: {}", SignatureError::NoSignature)
+            )
+        );
+        assert_eq!(
+            answer(PaymentError::NoSuchProvider),
+            (StatusCode::NOT_FOUND, "not_found", "no such route".into())
+        );
+        assert_eq!(
+            answer(PaymentError::NotConfigured("stripe")),
+            (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the stripe provider is not configured".into()
+            )
+        );
+        let unsupported = crate::payments::providers::of_row("stripe")
+            .create_refund(uuid::Uuid::nil(), paid)
+            .unwrap_err();
+        let why = unsupported.to_string();
+        assert_eq!(
+            answer(unsupported.into()),
+            (StatusCode::BAD_GATEWAY, "provider_unavailable", why)
+        );
+        let timeout = answer(PaymentError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (timeout.0, timeout.1),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
+    }
+}

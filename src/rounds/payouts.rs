@@ -13,7 +13,7 @@ use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox;
-use crate::payments::provider::PaymentProvider;
+use crate::payments::provider::{Object, PaymentProvider};
 use crate::payments::{Applied, expect_money, unknown};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -102,8 +102,7 @@ pub async fn confirm_payout(
     .await?
     .ok_or_else(|| unknown("payout", provider_payout_id))?;
     expect_money(
-        "payout_mismatch",
-        "payout",
+        Object::Payout,
         provider_payout_id,
         payout.amount,
         &payout.currency,

@@ -17,7 +17,7 @@ use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 use crate::payments::Applied;
-use crate::payments::provider::PaymentProvider;
+use crate::payments::provider::{Object, PaymentProvider};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
 #[sqlx(type_name = "deposit_status", rename_all = "snake_case")]
@@ -117,8 +117,7 @@ pub async fn confirm(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no deposit {provider_deposit_id}")))?;
     crate::payments::expect_money(
-        "payment_mismatch",
-        "deposit",
+        Object::Deposit,
         provider_deposit_id,
         deposit.amount,
         deposit.currency.code(),

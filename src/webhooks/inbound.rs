@@ -64,7 +64,7 @@ async fn apply(
             }
         }
         Event::RefundSucceeded { refund_id, amount } => {
-            crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await
+            Ok(crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await?)
         }
         Event::PayoutPaid { payout_id, amount } => {
             crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await
