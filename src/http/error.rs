@@ -296,8 +296,14 @@ impl From<crate::payments::provider::ProviderError> for ApiError {
     }
 }
 
+impl From<crate::batch::Lost> for ApiError {
+    fn from(err: crate::batch::Lost) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "batch_lost", err.to_string())
+    }
+}
+
 #[cfg(test)]
-mod payment_error_tests {
+mod payment_and_webhook_error_tests {
     use super::*;
     use crate::money::{Currency, Money};
     use crate::payments::PaymentError;
@@ -375,6 +381,19 @@ mod payment_error_tests {
         assert_eq!(
             (timeout.0, timeout.1),
             (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
+    }
+
+    #[test]
+    fn a_lost_batch_is_a_503_batch_lost() {
+        let err = ApiError::from(crate::batch::Lost);
+        assert_eq!(
+            (err.status(), err.code(), err.detail()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "batch_lost",
+                "the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)"
+            )
         );
     }
 }

@@ -220,7 +220,7 @@ pub struct Inbound {
 #[derive(Clone)]
 pub struct Batcher {
     pool: PgPool,
-    lane: Lanes<(), Inbound, Ack>,
+    lane: Lanes<(), Inbound, Ack, ApiError>,
 }
 
 /// Events per transaction, at most.
