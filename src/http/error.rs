@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::ledger::LedgerError;
+use crate::webhooks::WebhookError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -302,6 +303,63 @@ impl From<crate::batch::Lost> for ApiError {
     }
 }
 
+// Webhooks' errors. Applying a provider's event runs other domains' code: what their errors
+// mean to the event is judged here, where the codes are. A refusal (4xx) quarantines the event
+// under `code: detail`; anything else rolls it back so that the provider delivers it again.
+// Either way the error is kept whole, so that it answers the request exactly as before.
+
+impl From<ApiError> for WebhookError {
+    /// For the domains that still answer `ApiError` (rounds, sponsors' deposits): their
+    /// errors become `From<TheirError> for WebhookError` here, through this one.
+    fn from(err: ApiError) -> Self {
+        if err.status.is_client_error() {
+            WebhookError::Refused {
+                note: format!("{}: {}", err.code, err.detail),
+                source: Box::new(err),
+            }
+        } else {
+            WebhookError::Failed(Box::new(err))
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for WebhookError {
+    fn from(err: crate::payments::PaymentError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::Refused { source: judged, .. } | WebhookError::Failed(judged) => {
+                match judged.downcast::<ApiError>() {
+                    Ok(err) => *err,
+                    Err(other) => ApiError::internal(anyhow::Error::from_boxed(other)),
+                }
+            }
+            WebhookError::Database(e) => ApiError::database(e),
+            WebhookError::StoredMeanwhile => ApiError::internal(err),
+            WebhookError::Lost(lost) => lost.into(),
+        }
+    }
+}
+
+/// So that a webhook event's error can carry the judgement made here, cause and all.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_ref()
+            .map(|cause| cause.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
 #[cfg(test)]
 mod payment_and_webhook_error_tests {
     use super::*;
@@ -395,5 +453,95 @@ mod payment_and_webhook_error_tests {
                 "the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)"
             )
         );
+    }
+
+    /// A database error of `code` (SQLSTATE), as Postgres would send it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct Sqlstate(&'static str);
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "a test's database error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn deadlock() -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Sqlstate("40P01")))
+    }
+
+    #[test]
+    fn a_refusal_quarantines_an_event_under_its_code_and_answers_as_before() {
+        let refusal = crate::payments::unknown("payment", "pay_1");
+        let err = WebhookError::from(refusal);
+        match &err {
+            WebhookError::Refused { note, .. } => assert_eq!(note, "not_found: no payment pay_1"),
+            other => panic!("not a refusal: {other:?}"),
+        }
+        assert!(!err.is_retryable());
+        let answer = ApiError::from(err);
+        assert_eq!(
+            (answer.status(), answer.code(), answer.detail()),
+            (StatusCode::NOT_FOUND, "not_found", "no payment pay_1")
+        );
+        let conflict = ApiError::new(StatusCode::CONFLICT, "invalid_state_transition", "no").with_reason("why");
+        let answer = ApiError::from(WebhookError::from(conflict));
+        assert_eq!(
+            (answer.status(), answer.code(), answer.reason()),
+            (StatusCode::CONFLICT, "invalid_state_transition", Some("why"))
+        );
+    }
+
+    #[test]
+    fn a_deadlock_met_anywhere_while_receiving_an_event_is_retried() {
+        assert!(ApiError::from(deadlock()).is_retryable());
+        assert!(WebhookError::Database(deadlock()).is_retryable());
+        // Met by a domain that answers ApiError (rounds), by payments, or by the ledger under them.
+        for err in [
+            WebhookError::from(ApiError::from(deadlock())),
+            WebhookError::from(crate::payments::PaymentError::Database(deadlock())),
+            WebhookError::from(crate::payments::PaymentError::Ledger(LedgerError::Database(deadlock()))),
+        ] {
+            assert!(matches!(err, WebhookError::Failed(_)), "{err:?}");
+            assert!(err.is_retryable(), "{err:?}");
+            let answer = ApiError::from(err);
+            assert!(answer.is_retryable());
+            assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let other = WebhookError::from(ApiError::from(sqlx::Error::Database(Box::new(Sqlstate("23505")))));
+        assert!(!other.is_retryable());
+        // A database out of reach stays a 503 with Retry-After.
+        let unavailable = ApiError::from(WebhookError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (unavailable.status(), unavailable.code(), unavailable.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", Some(1))
+        );
+        let unavailable = ApiError::from(WebhookError::from(ApiError::from(sqlx::Error::PoolTimedOut)));
+        assert_eq!(
+            (unavailable.status(), unavailable.code(), unavailable.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", Some(1))
+        );
+        let lost = ApiError::from(WebhookError::from(crate::batch::Lost));
+        assert_eq!(
+            (lost.status(), lost.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "batch_lost")
+        );
+        let raced = ApiError::from(WebhookError::StoredMeanwhile);
+        assert_eq!(raced.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
