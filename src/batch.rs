@@ -4,7 +4,7 @@
 //! Each request is answered after its batch commits, or handed back to take its own
 //! transaction ("falls back") when the batch cannot decide it or failed and rolled back.
 //! Used by the pledge batcher (pledges/batcher.rs) and inbound provider events
-//! (payments/inbound.rs).
+//! (webhooks/inbound.rs), each with the error type of its own answers (`E`).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,33 +13,40 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::http::error::{ApiError, Code};
+/// A job's batch went away with it (its task is gone): the job was either not committed, or
+/// committed with its outcome stored; a retry tells which.
+#[derive(Debug, thiserror::Error)]
+#[error("the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)")]
+pub struct Lost;
 
 /// What became of a job: answered, or handed back for its own transaction.
-pub enum Outcome<J, A> {
-    Answered(Result<A, ApiError>),
+pub enum Outcome<J, A, E> {
+    Answered(Result<A, E>),
     FallBack(Box<J>),
 }
 
 /// A job and where its outcome goes.
-pub type Queued<J, A> = (J, oneshot::Sender<Outcome<J, A>>);
+pub type Queued<J, A, E> = (J, oneshot::Sender<Outcome<J, A, E>>);
 
 /// A lane's sending end.
-pub type Sender<J, A> = mpsc::Sender<Queued<J, A>>;
+pub type Sender<J, A, E> = mpsc::Sender<Queued<J, A, E>>;
 
 /// What one batch decided: per job, its answer, or `None` to hand it back.
-pub type Decided<A> = Result<Vec<Option<Result<A, ApiError>>>, ApiError>;
+pub type Decided<A, E> = Result<Vec<Option<Result<A, E>>>, E>;
 
 /// Queued jobs at most, per lane; senders wait beyond that.
 const QUEUE: usize = 8192;
 
 /// Lanes by key (one per offer, say), each started on first use by `start`, which spawns its
 /// task, and forgotten once that task has ended, so the next job starts another.
-pub struct Lanes<K, J, A> {
-    lanes: Arc<Mutex<HashMap<K, Sender<J, A>>>>,
+pub struct Lanes<K, J, A, E> {
+    lanes: Arc<Mutex<Running<K, J, A, E>>>,
 }
 
-impl<K, J, A> Clone for Lanes<K, J, A> {
+/// The running lanes, by key.
+type Running<K, J, A, E> = HashMap<K, Sender<J, A, E>>;
+
+impl<K, J, A, E> Clone for Lanes<K, J, A, E> {
     fn clone(&self) -> Self {
         Lanes {
             lanes: self.lanes.clone(),
@@ -47,13 +54,13 @@ impl<K, J, A> Clone for Lanes<K, J, A> {
     }
 }
 
-impl<K, J, A> Default for Lanes<K, J, A> {
+impl<K, J, A, E> Default for Lanes<K, J, A, E> {
     fn default() -> Self {
         Lanes { lanes: Arc::default() }
     }
 }
 
-impl<K: Hash + Eq + Clone, J, A> Lanes<K, J, A> {
+impl<K: Hash + Eq + Clone, J, A, E: From<Lost>> Lanes<K, J, A, E> {
     /// Whether the lane of `key` is running.
     pub fn running(&self, key: &K) -> bool {
         self.lanes.lock().expect("lanes poisoned").contains_key(key)
@@ -64,8 +71,8 @@ impl<K: Hash + Eq + Clone, J, A> Lanes<K, J, A> {
         &self,
         key: K,
         job: J,
-        start: impl FnOnce(mpsc::Receiver<Queued<J, A>>),
-    ) -> Result<Result<A, ApiError>, Box<J>> {
+        start: impl FnOnce(mpsc::Receiver<Queued<J, A, E>>),
+    ) -> Result<Result<A, E>, Box<J>> {
         let lane = {
             let mut lanes = self.lanes.lock().expect("lanes poisoned");
             lanes
@@ -90,7 +97,7 @@ impl<K: Hash + Eq + Clone, J, A> Lanes<K, J, A> {
 
 /// Queues a job and waits for its outcome. `Err(job)` when it must take its own transaction:
 /// handed back by the batch, or the lane's task is gone.
-async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError>, Box<J>> {
+async fn submit<J, A, E: From<Lost>>(queue: &Sender<J, A, E>, job: J) -> Result<Result<A, E>, Box<J>> {
     let (reply, answer) = oneshot::channel();
     if let Err(mpsc::error::SendError((job, _))) = queue.send((job, reply)).await {
         return Err(Box::new(job));
@@ -100,10 +107,7 @@ async fn submit<J, A>(queue: &Sender<J, A>, job: J) -> Result<Result<A, ApiError
         Ok(Outcome::FallBack(job)) => Err(job),
         // The task is gone (it never drops a job it took): the job went with it, unanswered
         // and either uncommitted or committed with its outcome stored; a retry tells which.
-        Err(_) => Ok(Err(ApiError::new(
-            Code::BatchLost,
-            "the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)",
-        ))),
+        Err(_) => Ok(Err(Lost.into())),
     }
 }
 
@@ -133,15 +137,15 @@ async fn taken(turn: &mut watch::Receiver<bool>) {
 /// taken once the one before has taken its lock, so it gathers what arrived meanwhile and is
 /// written while the one before commits. If `write` fails, nothing of the batch was committed
 /// and every job falls back. `name` labels the `batch_size` and `batches_failed_total` metrics.
-pub async fn run<J, A, W>(
+pub async fn run<J, A, E: std::fmt::Debug, W>(
     name: &'static str,
-    mut queue: mpsc::Receiver<Queued<J, A>>,
+    mut queue: mpsc::Receiver<Queued<J, A, E>>,
     max: usize,
     depth: usize,
     idle: Duration,
     write: impl Fn(Vec<J>, Turn) -> W,
 ) where
-    W: Future<Output = (Vec<J>, Decided<A>)>,
+    W: Future<Output = (Vec<J>, Decided<A, E>)>,
 {
     let mut in_flight = futures::stream::FuturesUnordered::new();
     // The last batch's turn, and whether it has been taken.
@@ -188,7 +192,12 @@ pub async fn run<J, A, W>(
 }
 
 /// Sends each job of a written batch its outcome.
-fn answer<J, A>(name: &'static str, jobs: Vec<J>, replies: Vec<oneshot::Sender<Outcome<J, A>>>, decided: Decided<A>) {
+fn answer<J, A, E: std::fmt::Debug>(
+    name: &'static str,
+    jobs: Vec<J>,
+    replies: Vec<oneshot::Sender<Outcome<J, A, E>>>,
+    decided: Decided<A, E>,
+) {
     match decided {
         Ok(decided) => {
             for ((job, reply), decision) in jobs.into_iter().zip(replies).zip(decided) {
@@ -243,7 +252,7 @@ mod tests {
         let mut answers = Vec::new();
         for n in 0..40 {
             let queue = queue.clone();
-            answers.push(tokio::spawn(async move { submit(&queue, n).await }));
+            answers.push(tokio::spawn(async move { submit::<_, _, Lost>(&queue, n).await }));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for (n, answer) in answers.into_iter().enumerate() {

@@ -34,6 +34,14 @@ async fn pool(settings: &Settings, url: &str) -> sqlx::Result<PgPool> {
         .await
 }
 
+/// Whether Postgres rolled the transaction back to break a deadlock or a serialisation conflict
+/// (SQLSTATE 40P01, 40001): nothing of it was committed, and running it again is safe.
+pub fn is_retryable(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("applying migrations")
 }

@@ -129,6 +129,7 @@ impl std::fmt::Display for Code {
         f.write_str(self.as_str())
     }
 }
+use crate::webhooks::WebhookError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -484,6 +485,110 @@ impl From<crate::books::manual::ManualError> for ApiError {
     }
 }
 
+// Payments' errors: each case keeps the status, code and detail it had as an `ApiError`.
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(err: crate::payments::PaymentError) -> Self {
+        use crate::payments::PaymentError::*;
+        use crate::payments::provider::Object;
+        let detail = err.to_string();
+        match err {
+            Unknown { .. } | NotConfigured(_) => ApiError::not_found(detail),
+            // The sandbox's webhook under the system clock: as a path that does not exist.
+            NoSuchProvider => crate::http::no_such_route(),
+            Mismatch { object, .. } => {
+                let code = match object {
+                    Object::Payment | Object::Deposit => Code::PaymentMismatch,
+                    Object::Refund => Code::RefundMismatch,
+                    Object::Payout => Code::PayoutMismatch,
+                };
+                ApiError::new(code, detail)
+            }
+            Unavailable => ApiError::new(Code::PaymentProviderUnavailable, detail),
+            Provider(_) => ApiError::new(Code::ProviderUnavailable, detail),
+            InvalidSignature(_) => ApiError::new(Code::InvalidSignature, detail),
+            Database(e) => ApiError::database(e),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::payments::provider::ProviderError> for ApiError {
+    fn from(err: crate::payments::provider::ProviderError) -> Self {
+        crate::payments::PaymentError::from(err).into()
+    }
+}
+
+impl From<crate::batch::Lost> for ApiError {
+    fn from(err: crate::batch::Lost) -> Self {
+        ApiError::new(Code::BatchLost, err.to_string())
+    }
+}
+
+// Webhooks' errors. Applying a provider's event runs other domains' code: what their errors
+// mean to the event is judged here, where the codes are. A refusal (4xx) quarantines the event
+// under `code: detail`; anything else rolls it back so that the provider delivers it again.
+// Either way the error is kept whole, so that it answers the request exactly as before.
+
+impl From<ApiError> for WebhookError {
+    /// For the domains that still answer `ApiError` (rounds, sponsors' deposits): their
+    /// errors become `From<TheirError> for WebhookError` here, through this one.
+    fn from(err: ApiError) -> Self {
+        if err.status.is_client_error() {
+            WebhookError::Refused {
+                note: format!("{}: {}", err.code, err.detail),
+                source: Box::new(err),
+            }
+        } else {
+            WebhookError::Failed(Box::new(err))
+        }
+    }
+}
+
+impl From<SponsorError> for WebhookError {
+    fn from(err: SponsorError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl From<crate::payments::PaymentError> for WebhookError {
+    fn from(err: crate::payments::PaymentError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::Refused { source: judged, .. } | WebhookError::Failed(judged) => {
+                match judged.downcast::<ApiError>() {
+                    Ok(err) => *err,
+                    Err(other) => ApiError::internal(anyhow::Error::from_boxed(other)),
+                }
+            }
+            WebhookError::Database(e) => ApiError::database(e),
+            WebhookError::StoredMeanwhile => ApiError::internal(err),
+            WebhookError::Lost(lost) => lost.into(),
+        }
+    }
+}
+
+/// So that a webhook event's error can carry the judgement made here, cause and all.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_ref()
+            .map(|cause| cause.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,5 +656,199 @@ mod tests {
         );
         let err = ApiError::from(BallotError::SeedMismatch(uuid::Uuid::nil()));
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
+
+#[cfg(test)]
+mod payment_and_webhook_error_tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+    use crate::payments::PaymentError;
+    use crate::payments::provider::Object;
+    use crate::webhooks::signature::SignatureError;
+
+    fn answer(err: PaymentError) -> (StatusCode, &'static str, String) {
+        let err = ApiError::from(err);
+        (err.status(), err.code().as_str(), err.detail().to_owned())
+    }
+
+    #[test]
+    fn payment_errors_keep_their_status_code_and_detail() {
+        let paid = Money::new("9.00".parse().unwrap(), Currency::EUR).unwrap();
+        let mismatch = |object| PaymentError::Mismatch {
+            object,
+            provider_id: "x_1".into(),
+            expected: "10.00".parse().unwrap(),
+            currency: "EUR".into(),
+            paid,
+        };
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        for (object, code, noun) in [
+            (Object::Payment, "payment_mismatch", "payment"),
+            (Object::Deposit, "payment_mismatch", "deposit"),
+            (Object::Refund, "refund_mismatch", "refund"),
+            (Object::Payout, "payout_mismatch", "payout"),
+        ] {
+            assert_eq!(
+                answer(mismatch(object)),
+                (unprocessable, code, format!("{noun} x_1 is for 10.00 EUR, not {paid}"))
+            );
+        }
+        assert_eq!(
+            answer(crate::payments::unknown("refund", "re_1")),
+            (StatusCode::NOT_FOUND, "not_found", "no refund re_1".into())
+        );
+        assert_eq!(
+            answer(PaymentError::Unavailable),
+            (
+                unprocessable,
+                "payment_provider_unavailable",
+                "no payment provider is configured to take this money (payments.card_provider)".into()
+            )
+        );
+        assert_eq!(
+            answer(PaymentError::InvalidSignature(SignatureError::NoSignature)),
+            (
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                format!("webhook signature refused: {}", SignatureError::NoSignature)
+            )
+        );
+        assert_eq!(
+            answer(PaymentError::NoSuchProvider),
+            (StatusCode::NOT_FOUND, "not_found", "no such route".into())
+        );
+        assert_eq!(
+            answer(PaymentError::NotConfigured("stripe")),
+            (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the stripe provider is not configured".into()
+            )
+        );
+        let unsupported = crate::payments::providers::of_row("stripe")
+            .create_refund(uuid::Uuid::nil(), paid)
+            .unwrap_err();
+        let why = unsupported.to_string();
+        assert_eq!(
+            answer(unsupported.into()),
+            (StatusCode::BAD_GATEWAY, "provider_unavailable", why)
+        );
+        let timeout = answer(PaymentError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (timeout.0, timeout.1),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
+    }
+
+    #[test]
+    fn a_lost_batch_is_a_503_batch_lost() {
+        let err = ApiError::from(crate::batch::Lost);
+        assert_eq!(
+            (err.status(), err.code().as_str(), err.detail()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "batch_lost",
+                "the request's batch was interrupted; retry it (with the same Idempotency-Key, if any)"
+            )
+        );
+    }
+
+    /// A database error of `code` (SQLSTATE), as Postgres would send it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct Sqlstate(&'static str);
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "a test's database error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn deadlock() -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Sqlstate("40P01")))
+    }
+
+    #[test]
+    fn a_refusal_quarantines_an_event_under_its_code_and_answers_as_before() {
+        let refusal = crate::payments::unknown("payment", "pay_1");
+        let err = WebhookError::from(refusal);
+        match &err {
+            WebhookError::Refused { note, .. } => assert_eq!(note, "not_found: no payment pay_1"),
+            other => panic!("not a refusal: {other:?}"),
+        }
+        assert!(!err.is_retryable());
+        let answer = ApiError::from(err);
+        assert_eq!(
+            (answer.status(), answer.code().as_str(), answer.detail()),
+            (StatusCode::NOT_FOUND, "not_found", "no payment pay_1")
+        );
+        let conflict = ApiError::new(Code::InvalidStateTransition, "no").with_reason("why");
+        let answer = ApiError::from(WebhookError::from(conflict));
+        assert_eq!(
+            (answer.status(), answer.code().as_str(), answer.reason()),
+            (StatusCode::CONFLICT, "invalid_state_transition", Some("why"))
+        );
+    }
+
+    #[test]
+    fn a_deadlock_met_anywhere_while_receiving_an_event_is_retried() {
+        assert!(ApiError::from(deadlock()).is_retryable());
+        assert!(WebhookError::Database(deadlock()).is_retryable());
+        // Met by a domain that answers ApiError (rounds), by payments, or by the ledger under them.
+        for err in [
+            WebhookError::from(ApiError::from(deadlock())),
+            WebhookError::from(crate::payments::PaymentError::Database(deadlock())),
+            WebhookError::from(crate::payments::PaymentError::Ledger(LedgerError::Database(deadlock()))),
+        ] {
+            assert!(matches!(err, WebhookError::Failed(_)), "{err:?}");
+            assert!(err.is_retryable(), "{err:?}");
+            let answer = ApiError::from(err);
+            assert!(answer.is_retryable());
+            assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let other = WebhookError::from(ApiError::from(sqlx::Error::Database(Box::new(Sqlstate("23505")))));
+        assert!(!other.is_retryable());
+        // A database out of reach stays a 503 with Retry-After.
+        let unavailable = ApiError::from(WebhookError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (
+                unavailable.status(),
+                unavailable.code().as_str(),
+                unavailable.retry_after
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", Some(1))
+        );
+        let unavailable = ApiError::from(WebhookError::from(ApiError::from(sqlx::Error::PoolTimedOut)));
+        assert_eq!(
+            (
+                unavailable.status(),
+                unavailable.code().as_str(),
+                unavailable.retry_after
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", Some(1))
+        );
+        let lost = ApiError::from(WebhookError::from(crate::batch::Lost));
+        assert_eq!(
+            (lost.status(), lost.code().as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "batch_lost")
+        );
+        let raced = ApiError::from(WebhookError::StoredMeanwhile);
+        assert_eq!(raced.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::PaymentError;
 use super::provider::PaymentProvider;
-use crate::http::error::ApiError;
 use crate::money::Money;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
@@ -37,7 +37,7 @@ pub async fn create_payment(
     pledge_id: Uuid,
     amount: Money,
     now: DateTime<Utc>,
-) -> Result<Payment, ApiError> {
+) -> Result<Payment, PaymentError> {
     let id = Uuid::now_v7();
     let provider_payment_id = provider.create_payment(id, amount)?;
     Ok(sqlx::query_as(
@@ -61,7 +61,7 @@ pub async fn create_payments(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     requests: &[(Uuid, Money, DateTime<Utc>)],
-) -> Result<Vec<Payment>, ApiError> {
+) -> Result<Vec<Payment>, PaymentError> {
     let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
     let references = ids
         .iter()

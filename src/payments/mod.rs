@@ -4,16 +4,17 @@
 //! confirmation does to a round is `rounds`'s.
 
 pub mod card;
-
+mod error;
 pub mod provider;
 pub mod providers;
 pub mod refunds;
 pub mod sandbox;
 pub mod stripe;
 
+pub use error::PaymentError;
+use provider::Object;
 use rust_decimal::Decimal;
 
-use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 
 /// The built-in test-mode provider.
@@ -28,27 +29,32 @@ pub enum Applied {
     Nothing,
 }
 
-pub(crate) fn unknown(what: &str, id: &str) -> ApiError {
-    ApiError::not_found(format!("no {what} {id}"))
+/// No `what` of ours by that id.
+pub(crate) fn unknown(what: &'static str, id: &str) -> PaymentError {
+    PaymentError::Unknown {
+        what,
+        id: id.to_owned(),
+    }
 }
 
-/// Refuses a confirmation whose money is not what the provider was asked for: 422 `code`
-/// (`payment_mismatch`, `refund_mismatch`, `payout_mismatch`), so the event is quarantined and
-/// moves nothing. Checked before the object's state, so a wrong amount is never taken for a
-/// mere repeat.
+/// Refuses a confirmation of `object` whose money is not what the provider was asked for
+/// ([`PaymentError::Mismatch`]), so the event is quarantined and moves nothing. Checked before
+/// the object's state, so a wrong amount is never taken for a mere repeat.
 pub(crate) fn expect_money(
-    code: Code,
-    what: &str,
+    object: Object,
     provider_id: &str,
     expected: Decimal,
     currency: &str,
     paid: Money,
-) -> Result<(), ApiError> {
+) -> Result<(), PaymentError> {
     if paid.amount() == expected && paid.currency().code() == currency {
         return Ok(());
     }
-    Err(ApiError::new(
-        code,
-        format!("{what} {provider_id} is for {expected} {currency}, not {paid}"),
-    ))
+    Err(PaymentError::Mismatch {
+        object,
+        provider_id: provider_id.to_owned(),
+        expected,
+        currency: currency.to_owned(),
+        paid,
+    })
 }

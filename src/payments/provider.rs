@@ -12,8 +12,9 @@
 use axum::http::HeaderMap;
 use uuid::Uuid;
 
-use crate::http::error::{ApiError, Code};
+use super::PaymentError;
 use crate::money::Money;
+use crate::webhooks::signature::SignatureError;
 
 /// What a provider tells us, whatever its wire format.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +132,18 @@ pub enum Object {
     Deposit,
 }
 
+impl Object {
+    /// What it is called in a sentence.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Object::Payment => "payment",
+            Object::Refund => "refund",
+            Object::Payout => "payout",
+            Object::Deposit => "deposit",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("the {provider} provider cannot create a {object:?} here: {why}")]
@@ -139,12 +152,6 @@ pub enum ProviderError {
         object: Object,
         why: &'static str,
     },
-}
-
-impl From<ProviderError> for ApiError {
-    fn from(err: ProviderError) -> Self {
-        ApiError::new(Code::ProviderUnavailable, err.to_string())
-    }
 }
 
 /// The secrets inbound events are verified with, as configured here: each adapter reads its
@@ -164,14 +171,15 @@ pub trait PaymentProvider: Sync {
     /// The provider's id for a new object of ours, idempotent by `id` (our row's id).
     fn create(&self, object: Object, id: Uuid, amount: Money) -> Result<String, ProviderError>;
 
-    /// Verifies a delivery's raw bytes (401 `invalid_signature` when it fails), then reads it.
+    /// Verifies a delivery's raw bytes ([`PaymentError::InvalidSignature`] when it fails), then
+    /// reads it.
     fn read_webhook(
         &self,
         secrets: &WebhookSecrets<'_>,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
-    ) -> Result<Received, ApiError>;
+    ) -> Result<Received, PaymentError>;
 
     fn create_payment(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
         self.create(Object::Payment, id, amount)
@@ -187,23 +195,10 @@ pub trait PaymentProvider: Sync {
     }
 }
 
-/// 422 `payment_provider_unavailable`: money that needs a provider to create it, where none is
-/// configured to (`payments.card_provider`).
-pub fn unavailable() -> ApiError {
-    ApiError::new(
-        Code::PaymentProviderUnavailable,
-        "no payment provider is configured to take this money (payments.card_provider)",
-    )
-}
-
-pub(super) fn invalid_signature(err: crate::webhooks::signature::SignatureError) -> ApiError {
-    ApiError::new(Code::InvalidSignature, format!("webhook signature refused: {err}"))
-}
-
 /// A header's value, or a refusal as a missing signature.
-pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
+pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, PaymentError> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| invalid_signature(crate::webhooks::signature::SignatureError::NoSignature))
+        .ok_or(PaymentError::InvalidSignature(SignatureError::NoSignature))
 }

@@ -7,9 +7,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::card::payment_of_pledge;
-use super::{Applied, expect_money, unknown};
+use super::provider::Object;
+use super::{Applied, PaymentError, expect_money, unknown};
 use crate::books::{EntryKind, chart};
-use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
 
@@ -29,12 +29,12 @@ pub(crate) async fn insert_refunds(
     reason: &str,
     owed_entry: Uuid,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), PaymentError> {
     let adapter = super::providers::of_row(provider);
     let provider_ids = refunds
         .iter()
         .map(|r| Ok(adapter.create_refund(r.id, Money::new(r.amount, currency)?)?))
-        .collect::<Result<Vec<String>, ApiError>>()?;
+        .collect::<Result<Vec<String>, PaymentError>>()?;
     sqlx::query(
         "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, owed_entry_id,
                               created_at)
@@ -64,7 +64,7 @@ pub async fn refund_from_escrow(
     amount: Money,
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<Uuid, ApiError> {
+) -> Result<Uuid, PaymentError> {
     let payment = payment_of_pledge(conn, pledge_id)
         .await?
         .expect("a funded pledge has a payment");
@@ -97,7 +97,7 @@ pub async fn refund_many_from_escrow(
     parts: &[(Uuid, Decimal)],
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), PaymentError> {
     if parts.is_empty() {
         return Ok(());
     }
@@ -146,7 +146,7 @@ pub async fn confirm_refund(
     provider_refund_id: &str,
     paid: Money,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, PaymentError> {
     let row: Option<(Uuid, Decimal, String, String)> = sqlx::query_as(
         "select id, amount, currency, status::text from refunds where provider = $1 and provider_refund_id = $2 for update",
     )
@@ -155,14 +155,7 @@ pub async fn confirm_refund(
     .fetch_optional(&mut *conn)
     .await?;
     let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
-    expect_money(
-        Code::RefundMismatch,
-        "refund",
-        provider_refund_id,
-        amount,
-        &currency,
-        paid,
-    )?;
+    expect_money(Object::Refund, provider_refund_id, amount, &currency, paid)?;
     if status != "pending" {
         return Ok(Applied::Nothing);
     }

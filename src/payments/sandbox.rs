@@ -5,11 +5,8 @@
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::SANDBOX;
-use super::provider::{
-    Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header, invalid_signature,
-};
-use crate::http::error::ApiError;
+use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header};
+use super::{PaymentError, SANDBOX};
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
 use uuid::Uuid;
@@ -51,7 +48,7 @@ impl PaymentProvider for Sandbox {
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
-    ) -> Result<Received, ApiError> {
+    ) -> Result<Received, PaymentError> {
         read(secrets, headers, body, now)
     }
 }
@@ -75,19 +72,19 @@ pub struct SandboxData {
 }
 
 /// Verifies and reads a sandbox (Standard Webhooks) delivery.
-fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
+fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, PaymentError> {
     let id = header(headers, "webhook-id")?;
     let timestamp = header(headers, "webhook-timestamp")?;
     let signatures = header(headers, "webhook-signature")?;
     signature::verify(
-        &[secrets.sandbox.ok_or_else(crate::http::no_such_route)?],
+        &[secrets.sandbox.ok_or(PaymentError::NoSuchProvider)?],
         id,
         timestamp,
         signatures,
         body,
         now,
     )
-    .map_err(invalid_signature)?;
+    .map_err(PaymentError::InvalidSignature)?;
     let parsed: Result<SandboxEvent, _> = serde_json::from_slice(body);
     let Ok(parsed) = parsed else {
         return Ok(Received::unreadable(Some(id), body, "unreadable body"));

@@ -9,10 +9,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::provider::{
-    Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header, invalid_signature,
-};
-use crate::http::error::ApiError;
+use super::PaymentError;
+use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header};
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
 
@@ -39,7 +37,7 @@ impl PaymentProvider for Stripe {
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
-    ) -> Result<Received, ApiError> {
+    ) -> Result<Received, PaymentError> {
         read(secrets, headers, body, now)
     }
 }
@@ -59,12 +57,11 @@ struct StripeData {
 }
 
 /// Verifies and reads a Stripe delivery.
-fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, ApiError> {
-    let secret = secrets
-        .stripe
-        .ok_or_else(|| ApiError::not_found("the stripe provider is not configured"))?;
+fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Received, PaymentError> {
+    let secret = secrets.stripe.ok_or(PaymentError::NotConfigured(STRIPE))?;
     let sig = header(headers, "stripe-signature")?;
-    signature::stripe_verify(secret.expose_secret().as_bytes(), sig, body, now).map_err(invalid_signature)?;
+    signature::stripe_verify(secret.expose_secret().as_bytes(), sig, body, now)
+        .map_err(PaymentError::InvalidSignature)?;
     let parsed: StripeEvent = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(_) => return Ok(Received::unreadable(None, body, "unreadable body")),

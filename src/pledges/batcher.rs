@@ -74,7 +74,7 @@ pub struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     pool: PgPool,
-    lanes: Lanes<Uuid, Job, Response>,
+    lanes: Lanes<Uuid, Job, Response, ApiError>,
     /// The provider card payments go to; without one the one-pledge path refuses them.
     card: Option<&'static dyn PaymentProvider>,
 }
@@ -139,7 +139,7 @@ async fn write(
     offer_id: Uuid,
     jobs: &[Job],
     mut turn: Turn,
-) -> Decided<Response> {
+) -> Decided<Response, ApiError> {
     let claims = claims(jobs);
     let mut conn = pool.acquire().await?;
     let Some(offer) = offers::store::get(&mut conn, offer_id).await? else {
@@ -194,7 +194,7 @@ async fn write_locked(
     jobs: &[Job],
     claims: &[KeyClaim<'_>],
     mut turn: Turn,
-) -> Decided<Response> {
+) -> Decided<Response, ApiError> {
     let mut tx = conn.begin().await?;
     let inputs = Read::new(&mut tx, jobs, claims).await?;
     let counted = inputs.ticket_investors(unlocked, jobs);

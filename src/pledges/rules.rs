@@ -26,8 +26,9 @@ use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
 use crate::outbox::{self, EventType};
-use crate::payments::provider::{self, PaymentProvider};
-use crate::payments::{self, card::Payment};
+use crate::payments;
+use crate::payments::card::Payment;
+use crate::payments::provider::PaymentProvider;
 
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
 /// risk warning (ECSP art. 21(7)).
@@ -433,7 +434,7 @@ pub async fn create(
     let card = match card {
         _ if pledge.card_amount.is_zero() => None,
         Some(provider) => Some(provider),
-        None => return Err(provider::unavailable()),
+        None => return Err(payments::PaymentError::Unavailable.into()),
     };
     if limits.apply() {
         // The investor's ticket lock on the offer comes before the offer's row, as in batches.

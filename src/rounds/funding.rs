@@ -12,12 +12,13 @@ use uuid::Uuid;
 
 use super::ending::cancel_pledge;
 use crate::books::{EntryKind, chart};
-use crate::http::error::{ApiError, Code};
+use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::payments::card::{PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, set_payment_status};
+use crate::payments::provider::Object;
 use crate::payments::refunds::{NewRefund, insert_refunds};
 use crate::payments::{Applied, expect_money, unknown};
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event};
@@ -53,8 +54,7 @@ pub async fn confirm_payment(
         .await?
         .expect("payments are never deleted");
     expect_money(
-        Code::PaymentMismatch,
-        "payment",
+        Object::Payment,
         provider_payment_id,
         payment.amount,
         &payment.currency,

@@ -12,7 +12,7 @@ use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox::{self, EventType};
-use crate::payments::provider::PaymentProvider;
+use crate::payments::provider::{Object, PaymentProvider};
 use crate::payments::{Applied, expect_money, unknown};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -99,8 +99,7 @@ pub async fn confirm_payout(
     .await?
     .ok_or_else(|| unknown("payout", provider_payout_id))?;
     expect_money(
-        Code::PayoutMismatch,
-        "payout",
+        Object::Payout,
         provider_payout_id,
         payout.amount,
         &payout.currency,

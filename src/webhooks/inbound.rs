@@ -13,8 +13,8 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::WebhookError;
 use crate::batch::{self, Lanes};
-use crate::http::error::ApiError;
 use crate::payments::Applied;
 use crate::payments::provider::{Event, Received};
 use crate::sponsors::deposits;
@@ -46,39 +46,39 @@ async fn apply(
     provider: &str,
     event: &Event,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
-    match event {
+) -> Result<Applied, WebhookError> {
+    Ok(match event {
         // Money paid to us is a pledge's card payment or a sponsor's deposit.
         Event::PaymentSucceeded { payment_id, amount } => {
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
-                Ok(deposits::confirm(conn, provider, payment_id, *amount, now).await?)
+                deposits::confirm(conn, provider, payment_id, *amount, now).await?
             } else {
-                crate::rounds::funding::confirm_payment(conn, provider, payment_id, *amount, now).await
+                crate::rounds::funding::confirm_payment(conn, provider, payment_id, *amount, now).await?
             }
         }
         Event::PaymentFailed { payment_id } => {
             if deposits::find(conn, provider, payment_id, false).await?.is_some() {
-                Ok(deposits::fail(conn, provider, payment_id, now).await?)
+                deposits::fail(conn, provider, payment_id, now).await?
             } else {
-                crate::rounds::funding::fail_payment(conn, provider, payment_id, now).await
+                crate::rounds::funding::fail_payment(conn, provider, payment_id, now).await?
             }
         }
         Event::RefundSucceeded { refund_id, amount } => {
-            crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await
+            crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await?
         }
         Event::PayoutPaid { payout_id, amount } => {
-            crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await
+            crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await?
         }
-        Event::Other => Ok(Applied::Nothing),
-    }
+        Event::Other => Applied::Nothing,
+    })
 }
 
 /// Applies a verified event and stores it with its outcome, in one transaction. A repeat of a
-/// stored event id changes nothing. A domain refusal (4xx) quarantines the event; anything else
-/// (5xx) rolls back so the provider retries. The event is stored last, after the rows it
-/// changes are locked, in the same order as a batch's ([`receive_many`]), so the two never
-/// wait on each other in a cycle; a deadlock with anything else is retried.
-pub async fn receive(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, ApiError> {
+/// stored event id changes nothing. A domain refusal ([`WebhookError::Refused`]) quarantines
+/// the event; anything else rolls back so the provider retries. The event is stored last, after
+/// the rows it changes are locked, in the same order as a batch's ([`receive_many`]), so the two
+/// never wait on each other in a cycle; a deadlock with anything else is retried.
+pub async fn receive(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, WebhookError> {
     let mut attempt = 1;
     loop {
         match receive_once(conn, inbound).await {
@@ -91,7 +91,7 @@ pub async fn receive(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, 
     }
 }
 
-async fn receive_once(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, ApiError> {
+async fn receive_once(conn: &mut PgConnection, inbound: &Inbound) -> Result<Ack, WebhookError> {
     let repeat = |(outcome, detail)| Ack {
         event_id: inbound.received.event_id.clone(),
         outcome,
@@ -167,7 +167,7 @@ async fn settle(
     provider: &str,
     received: &Received,
     now: DateTime<Utc>,
-) -> Result<(Outcome, Option<String>), ApiError> {
+) -> Result<(Outcome, Option<String>), WebhookError> {
     let events = match &received.event {
         Err(why) => return Ok((Outcome::Quarantined, Some(why.clone()))),
         Ok(events) => events,
@@ -179,9 +179,9 @@ async fn settle(
         match apply(&mut savepoint, provider, event, now).await {
             Ok(Applied::Done) => outcome = Outcome::Applied,
             Ok(Applied::Nothing) => {}
-            Err(err) if err.status().is_client_error() => {
+            Err(WebhookError::Refused { note, .. }) => {
                 outcome = Outcome::Quarantined;
-                detail = Some(format!("{}: {}", err.code(), err.detail()));
+                detail = Some(note);
                 break;
             }
             Err(err) => return Err(err),
@@ -220,7 +220,7 @@ pub struct Inbound {
 #[derive(Clone)]
 pub struct Batcher {
     pool: PgPool,
-    lane: Lanes<(), Inbound, Ack>,
+    lane: Lanes<(), Inbound, Ack, WebhookError>,
 }
 
 /// Events per transaction, at most.
@@ -237,7 +237,7 @@ impl Batcher {
 
     /// Queues a verified event and waits for its acknowledgement. `Err(inbound)` when it must
     /// be received on its own ([`receive`]).
-    pub async fn submit(&self, inbound: Inbound) -> Result<Result<Ack, ApiError>, Box<Inbound>> {
+    pub async fn submit(&self, inbound: Inbound) -> Result<Result<Ack, WebhookError>, Box<Inbound>> {
         let pool = self.pool.clone();
         self.lane
             .submit((), inbound, |rx| {
@@ -265,10 +265,10 @@ impl Batcher {
 }
 
 /// Applies and stores many verified events in one transaction (the `inbound` lane of
-/// crate::batch): the common payment confirmations set-wise ([`super::confirm_payments`]), the rest one by one, each in its own
+/// crate::batch): the common payment confirmations set-wise ([`crate::rounds::funding::confirm_payments`]), the rest one by one, each in its own
 /// savepoint. `None` for an event to hand to [`receive`] after the batch commits: a repeat of
 /// a stored event id (which [`receive`] answers as a duplicate).
-pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, ApiError> {
+pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, WebhookError> {
     let mut tx = pool.begin().await?;
     // Event ids already stored are repeats; so is an id listed again later in the batch. The
     // new ones are stored at the end with their outcome, in one statement: written once, not
@@ -340,9 +340,7 @@ pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option
     if !store(&mut tx, &stored).await? {
         // A concurrent delivery stored one of these events meanwhile: roll back; one by one,
         // each is then answered as what it is (applied once, a repeat everywhere else).
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "an event of the batch was stored meanwhile"
-        )));
+        return Err(WebhookError::StoredMeanwhile);
     }
     tx.commit().await?;
     Ok(batch

@@ -2,8 +2,11 @@
 //! operators' endpoints (outbox fan-out, leased delivery with retries, and what a delivery may
 //! reach).
 
+mod error;
 pub mod guard;
 pub mod http;
 pub mod inbound;
 pub mod outbound;
 pub mod signature;
+
+pub use error::WebhookError;

@@ -1,0 +1,46 @@
+//! What payments can fail with, as a domain says it: `http/error.rs` gives each case its status
+//! and stable code.
+
+use rust_decimal::Decimal;
+
+use super::provider::{Object, ProviderError};
+use crate::ledger::LedgerError;
+use crate::money::{Money, MoneyError};
+use crate::webhooks::signature::SignatureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// No object of ours by that id (a payment, refund or payout a provider names, an offer).
+    #[error("no {what} {id}")]
+    Unknown { what: &'static str, id: String },
+    /// A provider's confirmation is for other money than it was asked for: the event is
+    /// quarantined and moves nothing. A deposit is money paid to us, so it is a payment's.
+    #[error("{} {provider_id} is for {expected} {currency}, not {paid}", object.noun())]
+    Mismatch {
+        object: Object,
+        provider_id: String,
+        expected: Decimal,
+        currency: String,
+        paid: Money,
+    },
+    /// Money that needs a provider to create it, where none is configured to.
+    #[error("no payment provider is configured to take this money (payments.card_provider)")]
+    Unavailable,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// A webhook delivery whose signature (or a header it needs) is refused.
+    #[error("webhook signature refused: {0}")]
+    InvalidSignature(#[from] SignatureError),
+    /// A provider that does not exist here: its webhook is a path that does not exist.
+    #[error("no such route")]
+    NoSuchProvider,
+    /// A provider whose webhook secret is not set: it receives no events.
+    #[error("the {0} provider is not configured")]
+    NotConfigured(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
