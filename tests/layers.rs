@@ -14,11 +14,14 @@ const LAYERS: &[(&str, u32)] = &[
     // The top: builds the app, gathers the router, parses the settings of every layer.
     ("app", 90),
     ("config", 90),
+    ("db::errors", 10),
     ("db", 90),
     ("client", 90),
     ("demo", 90),
     ("", 90), // lib.rs
-    // The clock's jobs run beside the router, on the same state.
+    // The clock's jobs run beside the router, on the same state; the retention purge they run
+    // is SQL over several tables, with the domains.
+    ("jobs::retention", 56),
     ("jobs", 85),
     // The HTTP layer: its parts, every domain's handlers, the sandbox's test controls.
     ("http", 80),
@@ -35,8 +38,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("ledger::http", 80),
     // The providers' events, applied to rounds and deposits.
     ("webhooks::inbound", 70),
-    // Deleting records past their retention: SQL over several tables, run by the jobs.
-    ("jobs::retention", 70),
     // A round's money moves.
     ("rounds", 60),
     // The domains, in the order they may call each other (higher calls lower).

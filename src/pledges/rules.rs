@@ -20,7 +20,7 @@ use super::store::{self, NewPledge};
 use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::cheques::ChequeError;
 use crate::cheques::redeem::{self, Spend};
-use crate::db::ResultExt;
+use crate::db::errors::ResultExt;
 use crate::http::error::{ApiError, Code};
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};

@@ -34,12 +34,15 @@ impl WebhookError {
     /// and receiving the event again is safe.
     pub fn is_retryable(&self) -> bool {
         match self {
-            WebhookError::Database(err) => crate::db::is_retryable(err),
+            WebhookError::Database(err) => crate::db::errors::is_retryable(err),
             WebhookError::Failed(err) => {
                 // The database error may be wrapped: in the error of the domain that met it.
                 let mut cause: Option<&(dyn Error + 'static)> = Some(&**err);
                 while let Some(err) = cause {
-                    if err.downcast_ref::<sqlx::Error>().is_some_and(crate::db::is_retryable) {
+                    if err
+                        .downcast_ref::<sqlx::Error>()
+                        .is_some_and(crate::db::errors::is_retryable)
+                    {
                         return true;
                     }
                     cause = err.source();

@@ -1,10 +1,12 @@
-//! The connection pool and the migrations (migrations/, embedded in the binary).
+//! The connection pool and the migrations (migrations/, embedded in the binary); what the
+//! domains need to know of Postgres's errors is `errors`, at the bottom of the house.
+
+pub mod errors;
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::PgPool;
-use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
@@ -32,14 +34,6 @@ async fn pool(settings: &Settings, url: &str) -> sqlx::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_seconds))
         .connect(url)
         .await
-}
-
-/// Whether Postgres rolled the transaction back to break a deadlock or a serialisation conflict
-/// (SQLSTATE 40P01, 40001): nothing of it was committed, and running it again is safe.
-pub fn is_retryable(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
@@ -79,31 +73,4 @@ pub async fn ensure_migrated(pool: &PgPool) -> anyhow::Result<()> {
         bail!("the database schema is behind (missing migrations {missing:?}): run `crowdledger migrate` first");
     }
     Ok(())
-}
-
-/// Tells the violation of one named constraint apart from other database errors (as
-/// launchbadge/realworld-axum-sqlx's `ResultExt::on_constraint`): migrations name their
-/// constraints so that a domain maps the one it expects to its own error, never by matching
-/// messages.
-pub trait ResultExt<T> {
-    /// `f`'s error when the statement broke the constraint `name`; any other database error as
-    /// it is, in `E`.
-    fn on_constraint<E: From<sqlx::Error>>(
-        self,
-        name: &str,
-        f: impl FnOnce(Box<dyn DatabaseError>) -> E,
-    ) -> Result<T, E>;
-}
-
-impl<T> ResultExt<T> for Result<T, sqlx::Error> {
-    fn on_constraint<E: From<sqlx::Error>>(
-        self,
-        name: &str,
-        f: impl FnOnce(Box<dyn DatabaseError>) -> E,
-    ) -> Result<T, E> {
-        self.map_err(|err| match err {
-            sqlx::Error::Database(db) if db.constraint() == Some(name) => f(db),
-            other => other.into(),
-        })
-    }
 }
