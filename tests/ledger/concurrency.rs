@@ -2,12 +2,9 @@
 //! constraint let exactly as many through as the balance covers, and the balance never dips
 //! below zero, not even for a moment in the account's history.
 
-mod common;
-
 use std::sync::Arc;
 
 use chrono::Utc;
-use common::TestApp;
 use crowdledger::ledger::{self, AccountCode, AccountKind, LedgerError, NewAccount, NewEntry};
 use crowdledger::money::{Currency, Money};
 use rust_decimal::Decimal;
@@ -15,6 +12,8 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
 use uuid::Uuid;
+
+use crate::common::{self, TestApp};
 
 const FUNDED_FOR: usize = 100;
 const ATTEMPTS: usize = 200;
