@@ -2,8 +2,6 @@
 //! implementation verifies them, retried on the documented schedule, endpoints disabled when
 //! retries run out, redelivered on request, signed with both secrets after a rotation.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -11,11 +9,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestApp, fixtures};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
+
+use crate::common::{self, TestApp, fixtures};
 
 #[derive(Clone, Debug)]
 struct Received {

@@ -2,15 +2,14 @@
 //! by theme and territory with pages, what each role sees and may do, every refused input (a
 //! precise problem that writes nothing), and `Idempotency-Key`, sequential and concurrent.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,13 +1,12 @@
 //! `POST /v1/webhooks/{provider}`: only correctly signed, fresh events get in; each is stored
 //! raw and applied once; what does not match the books is quarantined, never applied.
 
-mod common;
-
-use common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
-use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
+use crate::common::{self, Reply, TestApp, fixtures};
 
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret_for_crowdledger";
 

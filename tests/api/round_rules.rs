@@ -4,15 +4,14 @@
 //! written nothing: row counts, offers' statuses and `shares_reserved`, pledges' and payments'
 //! statuses are the same before and after.
 
-mod common;
-
-use common::{OPERATOR_KEY, Reply, TestApp};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp};
 
 const DAY: i64 = 86_400;
 

@@ -4,19 +4,18 @@
 //! once the cheque has ended. Every scenario ends with the books verified, `cheques_balance`
 //! among the checks.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use common::fixtures::{self, DAY, ok};
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send, send_as};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::Barrier;
+
+use crate::common::fixtures::{self, DAY, ok};
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send, send_as};
 
 /// Crockford base32: digits and capitals without I, L, O, U.
 const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -1,16 +1,15 @@
 //! Rounds end to end through HTTP: projects, investors, offers, pledges, sandbox payments,
 //! closing, allocation, cap table, payouts; the books verified after each scenario.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::TestApp;
-use common::fixtures::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+
+use crate::common::fixtures::*;
+use crate::common::{self, TestApp};
 
 #[sqlx::test]
 async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {

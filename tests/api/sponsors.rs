@@ -1,13 +1,12 @@
 //! Sponsors and their deposits: the budget grows only when the provider's signed webhook
 //! confirms a deposit, once, for the right amount.
 
-mod common;
-
-use common::{TestApp, assert_json, fixtures, id_of, send_as};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
+
+use crate::common::{TestApp, assert_json, fixtures, id_of, send_as};
 
 #[sqlx::test]
 async fn a_sponsor_is_registered_with_an_empty_budget(pool: PgPool) {

@@ -2,14 +2,13 @@
 //! process and through two serve processes on one database, never reserve more than the cap.
 //! And one Idempotency-Key sent twice at once makes one pledge.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{OPERATOR_KEY, TestApp};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::Barrier;
+
+use crate::common::{self, OPERATOR_KEY, TestApp};
 
 const CAP_SHARES: i64 = 100;
 const ATTEMPTS: usize = 500;

@@ -1,0 +1,23 @@
+//! The service through its HTTP API (and its binary), black-box against a real Postgres: the
+//! catalogue, investors, rounds and their rules, cheques, sponsors, webhooks in and out, the
+//! access matrix, bad input, the CLI. One test binary (one link of the crate) for all of them;
+//! one module per subject, each running the real app on port 0 over a fresh database.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod bad_input;
+mod bad_input_props;
+mod cheques;
+mod cli;
+mod http_api;
+mod investors;
+mod pledges_concurrency;
+mod projects;
+mod round_rules;
+mod rounds;
+mod sponsors;
+mod webhook_torture;
+mod webhooks_inbound;
+mod webhooks_outbound;
