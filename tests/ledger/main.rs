@@ -1,6 +1,6 @@
 //! The ledger and the database that keeps it: the Rust API, each invariant attempted in raw SQL,
 //! concurrent writers, random sequences under proptest, and the service's least-privileged
-//! role. One test binary (one link of the crate) for all of them; one module per subject.
+//! role. One test binary, so the crate is linked once for all of them; one module per subject.
 
 #[path = "../common/mod.rs"]
 mod common;
