@@ -228,6 +228,22 @@ pub async fn service_pool(pool: &PgPool) -> PgPool {
         .unwrap_or_else(|e| panic!("logging in as {SERVICE_ROLE} (scripts/lib/pg.sh creates it): {e}"))
 }
 
+/// Runs `request(0)` to `request(n - 1)` at once and returns their results in that order. Each
+/// waits at a barrier until all `n` have started, so they reach the service together rather
+/// than as fast as they happen to be sent: what the concurrency tests need to make requests race.
+pub async fn race<T, Fut: Future<Output = T>>(n: usize, request: impl Fn(usize) -> Fut) -> Vec<T> {
+    let barrier = tokio::sync::Barrier::new(n);
+    let barrier = &barrier;
+    futures::future::join_all((0..n).map(|i| {
+        let request = request(i);
+        async move {
+            barrier.wait().await;
+            request.await
+        }
+    }))
+    .await
+}
+
 /// A pool with room for many concurrent writers, on the same database as `pool`.
 pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
     PgPoolOptions::new()
