@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::fixtures::{self, DAY, ok};
+use crate::common::fixtures::{self, DAY, budget, ok};
 use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send, send_as};
 
 /// Crockford base32: digits and capitals without I, L, O, U.
@@ -111,14 +111,6 @@ async fn assert_cheque(app: &TestApp, id: &str, status: &str, balance: &str) -> 
 
 async fn cancel(app: &TestApp, id: &str) -> Reply {
     app.post(&format!("/v1/cheques/{id}/cancel"), json!({})).await
-}
-
-async fn budget(app: &TestApp, sponsor: &str) -> String {
-    let s = ok(app.get(&format!("/v1/sponsors/{sponsor}")).await, 200).await;
-    s["budget"]["amount"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no budget in {s:#}"))
-        .to_string()
 }
 
 /// A USD sponsor whose deposit of `amount` the sandbox has confirmed.

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::common::{TestApp, assert_json, fixtures, id_of, send_as};
+use crate::common::fixtures::{self, budget};
+use crate::common::{TestApp, assert_json, id_of, send_as};
 
 #[sqlx::test]
 async fn a_sponsor_is_registered_with_an_empty_budget(pool: PgPool) {
@@ -86,11 +87,6 @@ async fn only_operators_manage_sponsors(pool: PgPool) {
             .await
             .assert_problem(403, "forbidden");
     }
-}
-
-async fn budget(app: &TestApp, sponsor: &str) -> String {
-    let r = app.get(&format!("/v1/sponsors/{sponsor}")).await;
-    r.body["budget"]["amount"].as_str().unwrap().to_string()
 }
 
 #[sqlx::test]

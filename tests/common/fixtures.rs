@@ -156,6 +156,15 @@ pub async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
     r["items"].as_array().unwrap().clone()
 }
 
+/// A sponsor's budget, as the API shows it.
+pub async fn budget(app: &TestApp, sponsor: &str) -> String {
+    let s = ok(app.get(&format!("/v1/sponsors/{sponsor}")).await, 200).await;
+    s["budget"]["amount"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no budget in {s:#}"))
+        .to_string()
+}
+
 /// A sponsor in EUR with an empty budget.
 pub async fn sponsor(app: &TestApp, name: &str) -> String {
     sponsor_in(app, name, "EUR").await

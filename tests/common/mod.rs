@@ -1,5 +1,8 @@
-//! Shared test harness: the real app on port 0 over a fresh database, and an HTTP client.
-#![allow(dead_code)] // each test crate uses a different part of the harness
+//! Shared test harness: the real app on port 0 over a fresh database, an HTTP client, world
+//! builders (`fixtures`) and `race` for concurrent requests.
+// The API binary uses all of it (checked: without this line it has no dead code); the ledger,
+// secrets_in_logs and bench_smoke binaries use parts.
+#![allow(dead_code)]
 
 pub mod fixtures;
 pub mod sandbox;
