@@ -182,7 +182,7 @@ async fn concurrent_publications_publish_once(pool: PgPool) {
     let app = TestApp::spawn(wide).await;
     let id = create(&app, "Raced", "Pays de Brest", &["energy"]).await;
     let path = format!("/v1/projects/{id}/publish");
-    let replies = futures::future::join_all((0..16).map(|_| app.post(&path, json!({})))).await;
+    let replies = common::race(16, |_| app.post(&path, json!({}))).await;
     let won = replies.iter().filter(|r| r.status == 200).count();
     assert_eq!(won, 1, "{:#?}", replies.iter().map(|r| &r.body).collect::<Vec<_>>());
     for r in replies.iter().filter(|r| r.status != 200) {
