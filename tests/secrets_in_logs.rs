@@ -3,6 +3,10 @@
 //! card payments confirmed by the sandbox's signed webhook and by one signed here, a forged
 //! webhook, a prize cheque issued and spent, an outbound endpoint delivered to and its secret
 //! rotated. Then none of the secrets that passed through may appear in what was recorded.
+//!
+//! It stays a binary of its own (not a module of tests/api): the recording subscriber is global to
+//! the process, so beside other tests it would trace all of them at TRACE, slowing them and
+//! recording what is not this flow's.
 
 mod common;
 

@@ -66,6 +66,44 @@ pub async fn small_open_offer(app: &TestApp) -> (String, String) {
     (project, offer)
 }
 
+/// What most round tests start from: a published project, its open offer, and verified
+/// sophisticated investors (in the order they were asked for).
+pub struct World {
+    pub project: String,
+    pub offer: String,
+    pub investors: Vec<String>,
+}
+
+/// The usual world: [`small_open_offer`]'s project and offer (10 to 100 shares at 10.00, first
+/// come, closing in 9 days) and `investors` investors.
+pub async fn world(app: &TestApp, investors: usize) -> World {
+    let (project, offer) = small_open_offer(app).await;
+    World {
+        project,
+        offer,
+        investors: self::investors(app, investors).await,
+    }
+}
+
+/// A world whose offer has `terms` over [`open_offer`]'s and closes in `days`.
+pub async fn world_with(app: &TestApp, terms: Value, days: i64, investors: usize) -> World {
+    let project = published_project(app).await;
+    let offer = open_offer(app, &project, terms, days).await;
+    World {
+        project,
+        offer,
+        investors: self::investors(app, investors).await,
+    }
+}
+
+/// `n` verified sophisticated investors, `Investor 0` to `Investor {n - 1}`, registered at once.
+pub async fn investors(app: &TestApp, n: usize) -> Vec<String> {
+    futures::future::join_all(
+        (0..n).map(|i| async move { investor(app, &format!("Investor {i}"), "sophisticated").await }),
+    )
+    .await
+}
+
 pub async fn pledge(app: &TestApp, offer: &str, investor: &str, shares: i64, price: &str) -> Reply {
     let amount = (Decimal::from(shares) * price.parse::<Decimal>().unwrap()).to_string();
     let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}]});
@@ -116,6 +154,15 @@ pub async fn balance(app: &TestApp, code: &str) -> String {
 pub async fn pledges_of(app: &TestApp, offer: &str) -> Vec<Value> {
     let r = ok(app.get(&format!("/v1/offers/{offer}/pledges?limit=1000")).await, 200).await;
     r["items"].as_array().unwrap().clone()
+}
+
+/// A sponsor's budget, as the API shows it.
+pub async fn budget(app: &TestApp, sponsor: &str) -> String {
+    let s = ok(app.get(&format!("/v1/sponsors/{sponsor}")).await, 200).await;
+    s["budget"]["amount"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no budget in {s:#}"))
+        .to_string()
 }
 
 /// A sponsor in EUR with an empty budget.

@@ -1,5 +1,8 @@
-//! Shared test harness: the real app on port 0 over a fresh database, and an HTTP client.
-#![allow(dead_code)] // each test crate uses a different part of the harness
+//! Shared test harness: the real app on port 0 over a fresh database, an HTTP client, world
+//! builders (`fixtures`) and `race` for concurrent requests.
+// The API binary uses all of it (checked: without this line it has no dead code); the ledger,
+// secrets_in_logs and bench_smoke binaries use parts.
+#![allow(dead_code)]
 
 pub mod fixtures;
 pub mod sandbox;
@@ -226,6 +229,22 @@ pub async fn service_pool(pool: &PgPool) -> PgPool {
         .connect_with(pool.connect_options().as_ref().clone().username(SERVICE_ROLE))
         .await
         .unwrap_or_else(|e| panic!("logging in as {SERVICE_ROLE} (scripts/lib/pg.sh creates it): {e}"))
+}
+
+/// Runs `request(0)` to `request(n - 1)` at once and returns their results in that order. Each
+/// waits at a barrier until all `n` have started, so they reach the service together rather
+/// than as fast as they happen to be sent: what the concurrency tests need to make requests race.
+pub async fn race<T, Fut: Future<Output = T>>(n: usize, request: impl Fn(usize) -> Fut) -> Vec<T> {
+    let barrier = tokio::sync::Barrier::new(n);
+    let barrier = &barrier;
+    futures::future::join_all((0..n).map(|i| {
+        let request = request(i);
+        async move {
+            barrier.wait().await;
+            request.await
+        }
+    }))
+    .await
 }
 
 /// A pool with room for many concurrent writers, on the same database as `pool`.

@@ -2,9 +2,6 @@
 //! implementation verifies them, retried on the documented schedule, endpoints disabled when
 //! retries run out, redelivered on request, signed with both secrets after a rotation.
 
-mod common;
-
-use crowdledger::outbox::EventType;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -12,11 +9,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestApp, fixtures};
+use crowdledger::outbox::EventType;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
+
+use crate::common::{self, TestApp, fixtures};
 
 #[derive(Clone, Debug)]
 struct Received {
@@ -128,6 +127,35 @@ async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
     r.body.as_array().unwrap().clone()
 }
 
+/// One pass of the service's delivery job at the app's clock, run here rather than waited for:
+/// every event committed so far is fanned out, then every due delivery is sent; returns how many
+/// were attempted. Fan-out passes only transactions older than every running one, and parallel
+/// tests share the cluster, so this polls until the cursor has passed every event. A test that
+/// shows nothing is sent runs this pass instead of sleeping while the service's loop comes round.
+async fn delivery_pass(app: &TestApp) -> usize {
+    use crowdledger::webhooks::outbound::{self, REQUEST_TIMEOUT};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        outbound::fan_out(&app.pool, app.clock.now()).await.unwrap();
+        let behind: bool = sqlx::query_scalar(
+            "select exists (select 1 from outbox_events e, outbox_cursor c where (e.created_xact, e.seq) > (c.xact, c.seq))",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if !behind {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "fan-out never passed every event");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Loopback allowed, as these tests' app is.
+    let client = crowdledger::webhooks::guard::GuardedClient::new(true, REQUEST_TIMEOUT);
+    outbound::deliver_all_due(&app.pool, &client, || app.clock.now(), || false)
+        .await
+        .unwrap()
+}
+
 #[sqlx::test]
 async fn subscribed_events_arrive_signed_and_verifiable(pool: PgPool) {
     let app = spawn(pool).await;
@@ -200,11 +228,13 @@ async fn failed_deliveries_are_retried_on_schedule(pool: PgPool) {
     receiver.wait_for(2).await;
     app.wait_for_value(|| deliveries(&app, &id), |d| d[0]["attempts"] == 2)
         .await;
-    // Then 5 minutes. (The manual clock keeps running in real time too: 290 s plus the
-    // 1.5 s wait stays well short of 300.)
+    // Then 5 minutes: at 290 s the retry is not due, so a pass of the job sends nothing.
     app.clock.advance(290).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(delivery_pass(&app).await, 0, "retried before its time");
     assert_eq!(receiver.count(), 2, "retried before its time");
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(deliveries(&app, &id).await[0]["next_attempt_at"].clone()).unwrap();
+    assert!(due > app.clock.now(), "the retry is due before its time: {due}");
     app.clock.advance(10).unwrap();
     receiver.wait_for(3).await;
     let log = app
@@ -246,11 +276,12 @@ async fn exhausted_retries_disable_the_endpoint_until_a_redelivery(pool: PgPool)
     .await
     .unwrap();
     assert_eq!((status.as_str(), disabled_events), ("disabled", 1));
-    // A disabled endpoint gets nothing new.
+    // A disabled endpoint gets nothing new: the event is fanned out to no delivery for it.
     emit(&app, "pledge.refunded", json!({"later": true})).await;
     app.clock.advance(86_400).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(delivery_pass(&app).await, 0);
     assert_eq!(receiver.count(), 8);
+    assert_eq!(deliveries(&app, &id).await.len(), 1);
 
     let delivery = log[0]["id"].as_str().unwrap();
     let r = app
@@ -380,10 +411,9 @@ async fn full_round(app: &TestApp) -> String {
 async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
     let app = spawn(pool).await;
     let (receiver, url) = Receiver::start(&[]).await;
-    let secret = register(&app, &url, &EventType::ALL.map(EventType::as_str)).await["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let endpoint = register(&app, &url, &EventType::ALL.map(EventType::as_str)).await;
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    let id = endpoint["id"].as_str().unwrap().to_string();
     let offer = full_round(&app).await;
     let expected = [
         "offer.opened",
@@ -406,8 +436,16 @@ async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
     let mut sorted_expected = expected.to_vec();
     sorted_expected.sort();
     assert_eq!(sorted_got, sorted_expected);
-    // Nothing more trickles in.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Nothing more trickles in: every event is fanned out, none is left to send, and each
+    // delivery was made once.
+    assert_eq!(delivery_pass(&app).await, 0);
+    let log = app
+        .wait_for_value(
+            || deliveries(&app, &id),
+            |d| d.iter().all(|x| x["status"] == "delivered"),
+        )
+        .await;
+    assert_eq!(log.len(), expected.len());
     assert_eq!(receiver.count(), expected.len());
 }
 

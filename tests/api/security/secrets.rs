@@ -83,12 +83,10 @@ async fn offer_row(app: &TestApp, offer: &str) -> String {
 
 /// Opens an oversubscribed ballot round of 100 shares and funds 12 pledges (318 shares).
 async fn oversubscribed_ballot(app: &TestApp) -> String {
-    let project = published_project(app).await;
     let terms = json!({"min_target": "500.00", "max_target": "1000.00", "allocation": "ballot"});
-    let offer = open_offer(app, &project, terms, 28).await;
-    for i in 0..12 {
-        let who = investor(app, &format!("Voter{i}"), "sophisticated").await;
-        funded_pledge(app, &offer, &who, 10 + i * 3).await;
+    let World { offer, investors, .. } = world_with(app, terms, 28, 12).await;
+    for (i, who) in (0..).zip(&investors) {
+        funded_pledge(app, &offer, who, 10 + i * 3).await;
     }
     offer
 }

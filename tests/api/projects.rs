@@ -2,15 +2,14 @@
 //! by theme and territory with pages, what each role sees and may do, every refused input (a
 //! precise problem that writes nothing), and `Idempotency-Key`, sequential and concurrent.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -183,7 +182,7 @@ async fn concurrent_publications_publish_once(pool: PgPool) {
     let app = TestApp::spawn(wide).await;
     let id = create(&app, "Raced", "Pays de Brest", &["energy"]).await;
     let path = format!("/v1/projects/{id}/publish");
-    let replies = futures::future::join_all((0..16).map(|_| app.post(&path, json!({})))).await;
+    let replies = common::race(16, |_| app.post(&path, json!({}))).await;
     let won = replies.iter().filter(|r| r.status == 200).count();
     assert_eq!(won, 1, "{:#?}", replies.iter().map(|r| &r.body).collect::<Vec<_>>());
     for r in replies.iter().filter(|r| r.status != 200) {

@@ -4,13 +4,9 @@
 //! when the document has a route the table does not name, or the other way round, so a new
 //! route cannot escape the matrix. And the sandbox's controls exist only with a manual clock.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use common::fixtures::{funded_pledge, funded_sponsor, investor, ok, open_offer, published_project};
-use common::{Reply, TestApp, send};
 use crowdledger::keys::{self, Role};
 use futures::StreamExt;
 use reqwest::Method;
@@ -18,6 +14,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::common::fixtures::{funded_pledge, funded_sponsor, investor, ok, open_offer, published_project};
+use crate::common::{self, Reply, TestApp, send};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug)]

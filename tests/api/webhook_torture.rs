@@ -8,13 +8,9 @@
 //! stays quick); `CROWDLEDGER_TORTURE_SEED` replays a run (the seed is printed). docs/webhooks.md
 //! ("Torture run") has the figures of a 10,000-delivery run.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use common::sandbox::{self, event};
-use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -23,6 +19,9 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::sandbox::{self, event};
+use crate::common::{self, Reply, TestApp, fixtures};
 
 /// Deliveries in flight at once.
 const IN_FLIGHT: usize = 16;

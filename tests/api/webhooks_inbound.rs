@@ -1,13 +1,12 @@
 //! `POST /v1/webhooks/{provider}`: only correctly signed, fresh events get in; each is stored
 //! raw and applied once; what does not match the books is quarantined, never applied.
 
-mod common;
-
-use common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
-use common::{Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::sandbox::{SANDBOX_SECRET, deliver, event, signed};
+use crate::common::{self, Reply, TestApp, fixtures};
 
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret_for_crowdledger";
 
@@ -552,23 +551,15 @@ async fn a_flood_of_duplicated_confirmations_funds_each_pledge_once(pool: PgPool
             deliveries.push((id, body, "mismatch"));
         }
     }
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(deliveries.len()));
-    let app = std::sync::Arc::new(app);
-    let tasks: Vec<_> = deliveries
-        .into_iter()
-        .map(|(id, body, what)| {
-            let (app, barrier) = (app.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                (what, signed(&app, &id, body, 0).await)
-            })
-        })
-        .collect();
+    let replies = common::race(deliveries.len(), |i| {
+        let (id, body, _) = &deliveries[i];
+        signed(&app, id, body.clone(), 0)
+    })
+    .await;
     let mut applied = 0;
-    for task in futures::future::join_all(tasks).await {
-        let (what, reply) = task.unwrap();
+    for ((_, _, what), reply) in deliveries.iter().zip(replies) {
         assert_eq!(reply.status, 200, "{:#}", reply.body);
-        match (what, reply.body["outcome"].as_str().unwrap()) {
+        match (*what, reply.body["outcome"].as_str().unwrap()) {
             ("good", "applied") => applied += usize::from(reply.body["duplicate"] == false),
             ("good", "ignored") => {}
             ("mismatch", "quarantined") => {}

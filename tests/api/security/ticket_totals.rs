@@ -2,11 +2,8 @@
 //! net worth) apply to an investor's live pledges on an offer taken together, not to each pledge
 //! alone, on every path a pledge takes (card batches, cheques, mixed) and under concurrency.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::Barrier;
 
 use crate::common::fixtures::{self, ok, pledge_at};
 use crate::common::{self, OPERATOR_KEY, Reply, TestApp};
@@ -190,27 +187,13 @@ async fn cheque_and_mixed_pledges_count_toward_the_total_and_are_held_to_it(pool
     app.assert_books_verify().await;
 }
 
-/// Sends all `bodies` at once (after a barrier), spread over `bases`; returns the replies.
+/// Sends all `bodies` at once, spread over `bases`; returns the replies.
 async fn race(bases: &[String], offer: &str, bodies: Vec<Value>) -> Vec<Reply> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    let barrier = Arc::new(Barrier::new(bodies.len()));
-    let tasks: Vec<_> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let (client, barrier, offer) = (client.clone(), barrier.clone(), offer.to_string());
-            let base = bases[i % bases.len()].clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                pledge_at(&client, &base, &offer, &body).await
-            })
-        })
-        .collect();
-    let mut replies = Vec::new();
-    for task in futures::future::join_all(tasks).await {
-        replies.push(task.unwrap());
-    }
-    replies
+    common::race(bodies.len(), |i| {
+        pledge_at(&client, &bases[i % bases.len()], offer, &bodies[i])
+    })
+    .await
 }
 
 /// Asserts that exactly `accepted` of the replies created a pledge and every other was refused

@@ -4,15 +4,15 @@
 //! written nothing: row counts, offers' statuses and `shares_reserved`, pledges' and payments'
 //! statuses are the same before and after.
 
-mod common;
-
-use common::{OPERATOR_KEY, Reply, TestApp};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::common::fixtures::{balance, published_project};
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp};
 
 const DAY: i64 = 86_400;
 
@@ -110,10 +110,6 @@ async fn new_project(app: &TestApp, name: &str, publish: bool) -> String {
         ok(app.post(&format!("/v1/projects/{id}/publish"), json!({})).await, 200);
     }
     id
-}
-
-async fn published_project(app: &TestApp) -> String {
-    new_project(app, "Crois/Sens", true).await
 }
 
 /// An investor with the given KYC decision (`None`: left pending) and optional net worth.
@@ -226,15 +222,6 @@ async fn pledge_status(app: &TestApp, pledge: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-async fn balance(app: &TestApp, code: &str) -> String {
-    let r = ok(app.get(&format!("/v1/ledger/accounts?code_prefix={code}")).await, 200);
-    let items = r["items"].as_array().unwrap();
-    items
-        .iter()
-        .find(|a| a["code"] == code)
-        .map_or("0.00".to_string(), |a| a["balance"].as_str().unwrap().to_string())
 }
 
 async fn event_types(app: &TestApp) -> Vec<String> {

@@ -162,10 +162,10 @@ async fn money_that_needs_a_provider_is_refused_under_the_system_clock_before_an
             .assert_problem(422, "payment_provider_unavailable");
     }
     // Many at once take the offer's batch: each refused too.
-    let refused = futures::future::join_all((0..8).map(|n| {
+    let refused = common::race(8, |n| {
         let (app, offer, card) = (&app, &offer, card.clone());
         async move { pledge_with(app, offer, &format!("card-pledge-{n}"), card).await }
-    }))
+    })
     .await;
     for r in refused {
         r.assert_problem(422, "payment_provider_unavailable");

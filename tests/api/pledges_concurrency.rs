@@ -2,92 +2,30 @@
 //! process and through two serve processes on one database, never reserve more than the cap.
 //! And one Idempotency-Key sent twice at once makes one pledge.
 
-mod common;
-
-use std::sync::Arc;
-
-use common::{OPERATOR_KEY, TestApp};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::Barrier;
+
+use crate::common::fixtures::{World, world};
+use crate::common::{self, OPERATOR_KEY, TestApp};
 
 const CAP_SHARES: i64 = 100;
 const ATTEMPTS: usize = 500;
 
-async fn setup(app: &TestApp, investors: usize) -> (String, Vec<String>) {
-    let project = json!({
-        "name": "Hot", "legal_name": "Hot SAS", "legal_form": "SAS", "country": "FR", "territory": "Hauts-de-France",
-        "themes": ["energy"], "description": "A hot round.", "impact_indicators": [],
-    });
-    let project = app.post("/v1/projects", project).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        app.post(&format!("/v1/projects/{project}/publish"), json!({}))
-            .await
-            .status,
-        200
-    );
-    let now = app.clock.now();
-    let offer = json!({
-        "currency": "EUR", "share_price": "10.00", "min_target": "100.00", "max_target": "1000.00",
-        "min_ticket": "10.00", "opens_at": now.to_rfc3339(), "closes_at": (now + chrono::TimeDelta::days(1)).to_rfc3339(),
-        "success_fee_rate": "0.05", "allocation": "first_come",
-    });
-    let r = app.post(&format!("/v1/projects/{project}/offers"), offer).await;
-    assert_eq!(r.status, 201, "{:#}", r.body);
-    let offer = r.body["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        app.post(&format!("/v1/offers/{offer}/open"), json!({})).await.status,
-        200
-    );
-    let mut ids = Vec::new();
-    for i in 0..investors {
-        let body = json!({"kind": "natural", "name": format!("I{i}"), "email": format!("i{i}@example.org"),
-                          "country": "BE", "classification": "sophisticated"});
-        let id = app.post("/v1/investors", body).await.body["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            app.post(&format!("/v1/investors/{id}/kyc"), json!({"status": "verified"}))
-                .await
-                .status,
-            200
-        );
-        ids.push(id);
-    }
-    (offer, ids)
-}
-
 /// Fires `ATTEMPTS` one-share pledges at once, spread over `bases`; returns (created, full).
 async fn flood(bases: &[String], offer: &str, investors: &[String]) -> (usize, usize) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    let barrier = Arc::new(Barrier::new(ATTEMPTS));
-    let tasks: Vec<_> = (0..ATTEMPTS)
-        .map(|i| {
-            let (client, barrier) = (client.clone(), barrier.clone());
-            let url = format!("{}/v1/offers/{offer}/pledges", bases[i % bases.len()]);
-            let body = json!({"investor_id": investors[i % investors.len()], "shares": 1,
-                              "funding": [{"kind": "card", "amount": "10.00"}]});
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let r = client
-                    .post(url)
-                    .bearer_auth(OPERATOR_KEY)
-                    .header("idempotency-key", format!("flood-{i}"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                common::read(r).await
-            })
-        })
-        .collect();
+    let replies = common::race(ATTEMPTS, |i| {
+        let request = client
+            .post(format!("{}/v1/offers/{offer}/pledges", bases[i % bases.len()]))
+            .bearer_auth(OPERATOR_KEY)
+            .header("idempotency-key", format!("flood-{i}"))
+            .json(&json!({"investor_id": investors[i % investors.len()], "shares": 1,
+                          "funding": [{"kind": "card", "amount": "10.00"}]}));
+        async move { common::read(request.send().await.unwrap()).await }
+    })
+    .await;
     let (mut created, mut full) = (0, 0);
-    for reply in futures::future::join_all(tasks).await {
-        let reply = reply.unwrap();
+    for reply in replies {
         match reply.status.as_u16() {
             201 => created += 1,
             409 => {
@@ -116,7 +54,7 @@ async fn assert_exactly_the_cap(app: &TestApp, offer: &str) {
 async fn five_hundred_concurrent_pledges_reserve_exactly_the_cap(pool: PgPool) {
     let wide = common::wide_pool(&pool, 40).await;
     let app = TestApp::spawn(wide).await;
-    let (offer, investors) = setup(&app, 20).await;
+    let World { offer, investors, .. } = world(&app, 20).await;
     let (created, full) = flood(std::slice::from_ref(&app.base), &offer, &investors).await;
     assert_eq!((created, full), (CAP_SHARES as usize, ATTEMPTS - CAP_SHARES as usize));
     assert_exactly_the_cap(&app, &offer).await;
@@ -135,7 +73,7 @@ async fn five_hundred_concurrent_pledges_reserve_exactly_the_cap(pool: PgPool) {
 #[sqlx::test]
 async fn a_refused_pledge_leaves_its_key_free(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let (offer, investors) = setup(&app, 1).await;
+    let World { offer, investors, .. } = world(&app, 1).await;
     let pledge = |key: &'static str, shares: i64| {
         let body = json!({"investor_id": investors[0], "shares": shares,
                           "funding": [{"kind": "card", "amount": format!("{shares}0.00")}]});
@@ -160,7 +98,7 @@ async fn a_refused_pledge_leaves_its_key_free(pool: PgPool) {
 #[sqlx::test]
 async fn two_serve_processes_on_one_database_never_oversell(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let (offer, investors) = setup(&app, 20).await;
+    let World { offer, investors, .. } = world(&app, 20).await;
     let a = common::Served::start(&app.pool, OPERATOR_KEY).await;
     let b = common::Served::start(&app.pool, OPERATOR_KEY).await;
     let (created, full) = flood(&[a.base.clone(), b.base.clone()], &offer, &investors).await;
@@ -172,7 +110,7 @@ async fn two_serve_processes_on_one_database_never_oversell(pool: PgPool) {
 #[sqlx::test]
 async fn one_idempotency_key_sent_twice_at_once_makes_one_pledge(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let (offer, investors) = setup(&app, 1).await;
+    let World { offer, investors, .. } = world(&app, 1).await;
     let body = json!({"investor_id": investors[0], "shares": 3, "funding": [{"kind": "card", "amount": "30.00"}]});
     let send = |body: Value| {
         let req = app
@@ -214,7 +152,7 @@ async fn one_idempotency_key_sent_twice_at_once_makes_one_pledge(pool: PgPool) {
 #[sqlx::test]
 async fn a_replayed_pledge_answers_its_first_response_byte_for_byte(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let (offer, investors) = setup(&app, 1).await;
+    let World { offer, investors, .. } = world(&app, 1).await;
     let body = json!({"investor_id": investors[0], "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}]});
     let send = || {
         app.client

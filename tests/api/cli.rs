@@ -1,12 +1,12 @@
 //! The `crowdledger` binary: migrate, keys, verify's exit code, configuration errors, and serve
 //! with a graceful shutdown.
 
-mod common;
-
 use std::process::{Command, Output};
 
 use crowdledger::keys;
 use sqlx::PgPool;
+
+use crate::common;
 
 fn crowdledger(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crowdledger"));

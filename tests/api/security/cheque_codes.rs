@@ -4,12 +4,9 @@
 //! refused (the key's count only raises an alert and tightens the allowance of investors who
 //! guessed wrong).
 
-use std::sync::Arc;
-
 use rand::Rng;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::Barrier;
 
 use crate::common::fixtures::{self, ok};
 use crate::common::{self, Reply, TestApp};
@@ -95,21 +92,17 @@ fn tally(replies: &[Reply]) -> (usize, usize) {
     (tested, refused)
 }
 
-/// Sends all `requests` at once (released together by a barrier), each `(investor, code)`.
+/// Sends all `requests` at once, each `(investor, code)`.
 async fn race(app: &TestApp, key: &str, offer: &str, requests: Vec<(String, String)>) -> Vec<Reply> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(requests.len())
         .build()
         .unwrap();
-    let barrier = Arc::new(Barrier::new(requests.len()));
-    let sends = requests.into_iter().map(|(investor, code)| {
-        let (client, barrier) = (client.clone(), barrier.clone());
-        async move {
-            barrier.wait().await;
-            redeem(&client, app, key, offer, &investor, &code).await
-        }
-    });
-    futures::future::join_all(sends).await
+    common::race(requests.len(), |i| {
+        let (investor, code) = &requests[i];
+        redeem(&client, app, key, offer, investor, code)
+    })
+    .await
 }
 
 #[sqlx::test]
@@ -158,8 +151,7 @@ async fn wrong_codes_of_other_investors_never_block_an_investor_with_none(pool: 
         let app = &app;
         async move { fixtures::investor(app, &name, "sophisticated").await }
     };
-    let guessers: Vec<String> =
-        futures::future::join_all((0..GUESSERS).map(|i| investor(format!("Guesser {i}")))).await;
+    let guessers = fixtures::investors(&app, GUESSERS).await;
     // One investor mistyped once, before the storm.
     let typist = investor("Typist".into()).await;
     let (tested, _) = tally(&[redeem(&app.client, &app, &key, &offer, &typist, &random_code()).await]);

@@ -2,15 +2,14 @@
 //! and added to, never rewritten, and the triggers that guard the books cannot be switched off;
 //! the whole flow of a round still works; and every table grants it what the service needs.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::fixtures::*;
-use common::{SERVICE_ROLE, TestApp};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+use crate::common::fixtures::*;
+use crate::common::{self, SERVICE_ROLE, TestApp};
 
 const APP_ROLE: &str = "crowdledger_app";
 

@@ -3,15 +3,14 @@
 //! tricks in names, junk and traversal in ids. Each is a 4xx `application/problem+json` with a
 //! stable code, never a 5xx nor a plain-text rejection, and no table gains or loses a row.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{OPERATOR_KEY, Reply, TestApp, fixtures};
 use crowdledger::webhooks::signature::{self, WebhookSecret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, fixtures};
 
 /// The sandbox secret of config/default.toml, which the test app runs with.
 const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdlLW1l";

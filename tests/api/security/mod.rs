@@ -1,9 +1,6 @@
 //! Production safety (issue 20, docs/security.md): each finding of the review, and a test that
 //! fails if the way in it names were opened again. One module per group of findings.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod captures;
 mod cheque_codes;
 mod db_role;

@@ -1,14 +1,13 @@
 //! Investors through HTTP: registration by the platform, KYC decisions by operators, roles,
 //! every refused input (a precise problem that writes nothing), and `Idempotency-Key`.
 
-mod common;
-
 use chrono::{DateTime, Utc};
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

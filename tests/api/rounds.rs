@@ -1,26 +1,27 @@
 //! Rounds end to end through HTTP: projects, investors, offers, pledges, sandbox payments,
 //! closing, allocation, cap table, payouts; the books verified after each scenario.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::TestApp;
-use common::fixtures::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use crate::common::fixtures::*;
+use crate::common::{self, TestApp};
+
 #[sqlx::test]
 async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let project = published_project(&app).await;
-    let offer = open_offer(&app, &project, json!({}), 28).await;
     // 40 investors; tickets of 10 to ~5,000 shares, 133,330 EUR in all (min 100k, cap 150k).
+    let World {
+        project,
+        offer,
+        investors,
+    } = world_with(&app, json!({}), 28, 40).await;
     let mut expected: HashMap<String, i64> = HashMap::new();
-    for i in 0..40 {
-        let who = investor(&app, &format!("Investor{i}"), "sophisticated").await;
+    for (i, who) in (0..).zip(investors) {
         let shares = 1 + (i * 7919) % 650;
         funded_pledge(&app, &offer, &who, shares).await;
         expected.insert(who, shares);
@@ -195,18 +196,16 @@ async fn an_oversubscribed_pro_rata_round_scales_down_by_largest_remainder(pool:
 #[sqlx::test]
 async fn a_ballot_round_can_be_recomputed_from_the_revealed_seed(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let project = published_project(&app).await;
     let terms = json!({"min_target": "500.00", "max_target": "1000.00", "allocation": "ballot"});
-    let offer = open_offer(&app, &project, terms, 28).await;
+    let World { offer, investors, .. } = world_with(&app, terms, 28, 12).await;
     let opened = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
     let commitment = opened["commitment"].as_str().unwrap().to_string();
     assert!(
         opened.get("seed").is_none(),
         "the seed stays secret while the offer is open"
     );
-    for i in 0..12 {
-        let who = investor(&app, &format!("Voter{i}"), "sophisticated").await;
-        funded_pledge(&app, &offer, &who, 10 + i * 3).await;
+    for (i, who) in (0..).zip(&investors) {
+        funded_pledge(&app, &offer, who, 10 + i * 3).await;
     }
     let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
     assert_eq!(closed["status"], "succeeded");

@@ -2,10 +2,7 @@
 //! metrics), authentication and roles on every ledger route, the manual books end to end, and
 //! every way a request can be refused — each refusal a precise problem+json that writes nothing.
 
-mod common;
-
 use chrono::Utc;
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send};
 use crowdledger::keys::{self, Role};
 use crowdledger::ledger::{self, AccountCode, AccountKind, NewAccount};
 use crowdledger::money::Currency;
@@ -14,6 +11,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,13 +1,13 @@
 //! Sponsors and their deposits: the budget grows only when the provider's signed webhook
 //! confirms a deposit, once, for the right amount.
 
-mod common;
-
-use common::{TestApp, assert_json, fixtures, id_of, send_as};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
+
+use crate::common::fixtures::{self, budget};
+use crate::common::{TestApp, assert_json, id_of, send_as};
 
 #[sqlx::test]
 async fn a_sponsor_is_registered_with_an_empty_budget(pool: PgPool) {
@@ -87,11 +87,6 @@ async fn only_operators_manage_sponsors(pool: PgPool) {
             .await
             .assert_problem(403, "forbidden");
     }
-}
-
-async fn budget(app: &TestApp, sponsor: &str) -> String {
-    let r = app.get(&format!("/v1/sponsors/{sponsor}")).await;
-    r.body["budget"]["amount"].as_str().unwrap().to_string()
 }
 
 #[sqlx::test]

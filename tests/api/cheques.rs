@@ -4,19 +4,16 @@
 //! once the cheque has ended. Every scenario ends with the books verified, `cheques_balance`
 //! among the checks.
 
-mod common;
-
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use common::fixtures::{self, DAY, ok};
-use common::{OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send, send_as};
 use crowdledger::keys::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::Barrier;
+
+use crate::common::fixtures::{self, DAY, budget, ok};
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send, send_as};
 
 /// Crockford base32: digits and capitals without I, L, O, U.
 const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -114,14 +111,6 @@ async fn assert_cheque(app: &TestApp, id: &str, status: &str, balance: &str) -> 
 
 async fn cancel(app: &TestApp, id: &str) -> Reply {
     app.post(&format!("/v1/cheques/{id}/cancel"), json!({})).await
-}
-
-async fn budget(app: &TestApp, sponsor: &str) -> String {
-    let s = ok(app.get(&format!("/v1/sponsors/{sponsor}")).await, 200).await;
-    s["budget"]["amount"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no budget in {s:#}"))
-        .to_string()
 }
 
 /// A USD sponsor whose deposit of `amount` the sandbox has confirmed.
@@ -675,41 +664,23 @@ async fn a_hundred_concurrent_redemptions_never_overspend_a_cheque(pool: PgPool)
     let (id, code) = issue(&app, &sponsor, "2000.00", 365, json!({})).await;
     let project = fixtures::published_project(&app).await;
     let offer_id = eur_offer(&app, &project, "1000.00", "150000.00", 28).await;
-    let investors: Vec<String> = futures::future::join_all((0..ATTEMPTS).map(|i| {
-        let app = &app;
-        async move { fixtures::investor(app, &format!("Winner {i}"), "sophisticated").await }
-    }))
-    .await;
+    let investors = fixtures::investors(&app, ATTEMPTS).await;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(ATTEMPTS)
         .build()
         .unwrap();
-    let barrier = Arc::new(Barrier::new(ATTEMPTS));
-    let tasks: Vec<_> = investors
-        .iter()
-        .enumerate()
-        .map(|(i, who)| {
-            let (client, barrier) = (client.clone(), barrier.clone());
-            let url = format!("{}/v1/offers/{offer_id}/pledges", app.base);
-            let body = json!({"investor_id": who, "shares": 10, "funding": [by_cheque(&code, "100.00")]});
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let r = client
-                    .post(url)
-                    .bearer_auth(OPERATOR_KEY)
-                    .header("idempotency-key", format!("redeem-{i}"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                common::read(r).await
-            })
-        })
-        .collect();
+    let replies = common::race(ATTEMPTS, |i| {
+        let request = client
+            .post(format!("{}/v1/offers/{offer_id}/pledges", app.base))
+            .bearer_auth(OPERATOR_KEY)
+            .header("idempotency-key", format!("redeem-{i}"))
+            .json(&json!({"investor_id": investors[i], "shares": 10, "funding": [by_cheque(&code, "100.00")]}));
+        async move { common::read(request.send().await.unwrap()).await }
+    })
+    .await;
     let (mut funded, mut refused) = (0, 0);
-    for reply in futures::future::join_all(tasks).await {
-        let reply = reply.unwrap();
+    for reply in replies {
         match reply.status.as_u16() {
             201 => {
                 assert_eq!(reply.body["status"], "funded", "{:#}", reply.body);
@@ -738,34 +709,24 @@ async fn concurrent_issues_never_overdraw_the_sponsor_budget(pool: PgPool) {
     let app = TestApp::spawn(wide).await;
     let sponsor = fixtures::funded_sponsor(&app, "SenseTour Belgium", "1000.00").await;
     let expires_at = in_days(&app, 365);
-    let barrier = Arc::new(Barrier::new(ATTEMPTS));
-    let tasks: Vec<_> = (0..ATTEMPTS)
-        .map(|i| {
-            let (client, barrier) = (app.client.clone(), barrier.clone());
-            let url = format!("{}/v1/cheques", app.base);
-            let body = cheque_body(
-                &sponsor,
-                "100.00",
-                &expires_at,
-                json!({"beneficiary_email": format!("winner{i}@example.org")}),
-            );
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let r = client
-                    .post(url)
-                    .bearer_auth(OPERATOR_KEY)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                common::read(r).await
-            })
-        })
-        .collect();
+    let replies = common::race(ATTEMPTS, |i| {
+        let body = cheque_body(
+            &sponsor,
+            "100.00",
+            &expires_at,
+            json!({"beneficiary_email": format!("winner{i}@example.org")}),
+        );
+        let request = app
+            .client
+            .post(format!("{}/v1/cheques", app.base))
+            .bearer_auth(OPERATOR_KEY)
+            .json(&body);
+        async move { common::read(request.send().await.unwrap()).await }
+    })
+    .await;
     let mut codes = HashSet::new();
     let mut refused = 0;
-    for reply in futures::future::join_all(tasks).await {
-        let reply = reply.unwrap();
+    for reply in replies {
         match reply.status.as_u16() {
             201 => {
                 let code = reply.body["code"].as_str().unwrap().to_string();

@@ -2,19 +2,15 @@
 //! constraint let exactly as many through as the balance covers, and the balance never dips
 //! below zero, not even for a moment in the account's history.
 
-mod common;
-
-use std::sync::Arc;
-
 use chrono::Utc;
-use common::TestApp;
 use crowdledger::ledger::{self, AccountCode, AccountKind, LedgerError, NewAccount, NewEntry};
 use crowdledger::money::{Currency, Money};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::sync::Barrier;
 use uuid::Uuid;
+
+use crate::common::{self, TestApp};
 
 const FUNDED_FOR: usize = 100;
 const ATTEMPTS: usize = 200;
@@ -69,23 +65,20 @@ async fn concurrent_debits_stop_exactly_at_zero(pool: PgPool) {
     .unwrap();
     drop(conn);
 
-    let barrier = Arc::new(Barrier::new(ATTEMPTS));
-    let tasks: Vec<_> = (0..ATTEMPTS)
-        .map(|i| {
-            let (pool, barrier) = (wide.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let mut conn = pool.acquire().await.unwrap();
-                let entry = NewEntry::new("issue", format!("issue-{i}"), Utc::now())
-                    .debit(budget, ticket)
-                    .credit(spent, ticket);
-                ledger::post(&mut conn, entry).await
-            })
-        })
-        .collect();
+    let results = common::race(ATTEMPTS, |i| {
+        let wide = &wide;
+        async move {
+            let mut conn = wide.acquire().await.unwrap();
+            let entry = NewEntry::new("issue", format!("issue-{i}"), Utc::now())
+                .debit(budget, ticket)
+                .credit(spent, ticket);
+            ledger::post(&mut conn, entry).await
+        }
+    })
+    .await;
     let (mut ok, mut refused) = (0, 0);
-    for result in futures::future::join_all(tasks).await {
-        match result.unwrap() {
+    for result in results {
+        match result {
             Ok(_) => ok += 1,
             Err(LedgerError::Overdraft) => refused += 1,
             Err(other) => panic!("unexpected error: {other:?}"),
@@ -129,21 +122,12 @@ async fn concurrent_debits_over_http_stop_exactly_at_zero(pool: PgPool) {
         .await;
     assert_eq!(r.status, 201, "{:#}", r.body);
 
-    let app = Arc::new(app);
-    let barrier = Arc::new(Barrier::new(ATTEMPTS));
-    let tasks: Vec<_> = (0..ATTEMPTS)
-        .map(|i| {
-            let (app, barrier) = (app.clone(), barrier.clone());
-            let body = entry(format!("pay-{i}"), &pot, &paid, "10.00");
-            tokio::spawn(async move {
-                barrier.wait().await;
-                app.post("/v1/ledger/entries", body).await
-            })
-        })
-        .collect();
+    let replies = common::race(ATTEMPTS, |i| {
+        app.post("/v1/ledger/entries", entry(format!("pay-{i}"), &pot, &paid, "10.00"))
+    })
+    .await;
     let (mut created, mut refused) = (0, 0);
-    for reply in futures::future::join_all(tasks).await {
-        let reply = reply.unwrap();
+    for reply in replies {
         match reply.status.as_u16() {
             201 => created += 1,
             409 => {
