@@ -204,7 +204,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 bar.set_position(done as u64);
             })
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            .map_err(problem)?;
             bar.finish_and_clear();
             println!("{ended} offer(s) closed");
         }
@@ -230,9 +230,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             db::ensure_migrated(&pool).await?;
             let mut conn = pool.acquire().await?;
             let bar = progress_bar("reading the cap table");
-            let table = offers::cap_table::build(&mut conn, offer)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            let table = offers::cap_table::build(&mut conn, offer).await.map_err(problem)?;
             bar.set_message("writing");
             bar.set_length(table.investor_count() as u64);
             let text = match format {
@@ -295,4 +293,10 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown requested; finishing requests in flight");
+}
+
+/// A domain's refusal as the CLI reports it: the stable code and the detail the API would send.
+fn problem(err: impl Into<crowdledger::http::error::ApiError>) -> anyhow::Error {
+    let err = err.into();
+    anyhow::anyhow!("{}: {}", err.code(), err.detail())
 }

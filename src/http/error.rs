@@ -400,7 +400,7 @@ impl From<OfferError> for ApiError {
         match err {
             NotFound(_) => ApiError::not_found(detail),
             Project(e) => e.into(),
-            InvalidTransition { .. } | ProjectArchived | ProjectNotPublished | ClosingTimePassed => {
+            InvalidTransition { .. } | ProjectArchived | ProjectNotPublished | ClosingTimePassed | NotSucceeded => {
                 ApiError::new(Code::InvalidStateTransition, detail)
             }
             EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
@@ -586,6 +586,56 @@ impl std::error::Error for ApiError {
         self.cause
             .as_ref()
             .map(|cause| cause.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<crate::pledges::PledgeError> for ApiError {
+    fn from(err: crate::pledges::PledgeError) -> Self {
+        use crate::pledges::PledgeError::*;
+        let detail = err.to_string();
+        match err {
+            Invalid(_) => ApiError::validation(detail),
+            NoOffer(_) => ApiError::not_found(detail),
+            OfferNotOpen(_) => ApiError::new(Code::OfferNotOpen, detail),
+            OfferFull(_) => ApiError::new(Code::OfferFull, detail),
+            InvestorNotVerified => ApiError::new(Code::InvestorNotVerified, detail),
+            BelowMinTicket(_) => ApiError::new(Code::BelowMinTicket, detail),
+            AboveMaxTicket(_) => ApiError::new(Code::AboveMaxTicket, detail),
+            RiskWarningRequired(_) => ApiError::new(Code::RiskWarningRequired, detail),
+            Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
+            Cheque(e) => e.into(),
+            Payment(e) => e.into(),
+            Money(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<crate::rounds::RoundError> for ApiError {
+    fn from(err: crate::rounds::RoundError) -> Self {
+        use crate::rounds::RoundError::*;
+        let detail = err.to_string();
+        match err {
+            NoOffer(_) | NoPledge(_) => ApiError::not_found(detail),
+            InvalidTransition(_) => ApiError::new(Code::InvalidStateTransition, detail),
+            MinTargetNotReached(_) => ApiError::new(Code::MinTargetNotReached, detail),
+            NotRevocable(_) => ApiError::new(Code::NotRevocable, detail),
+            NothingToPay => ApiError::new(Code::NothingToPay, detail),
+            Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
+            Offer(e) => e.into(),
+            Ballot(e) => e.into(),
+            Cheque(e) => e.into(),
+            Payment(e) => e.into(),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<crate::rounds::RoundError> for WebhookError {
+    fn from(err: crate::rounds::RoundError) -> Self {
+        ApiError::from(err).into()
     }
 }
 

@@ -11,11 +11,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::offers::ballot::SeedKey;
-use crate::rounds::closing;
 use crate::rounds::ending::expire_unpaid;
+use crate::rounds::{RoundError, closing};
 use crate::webhooks::outbound;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -104,7 +103,7 @@ async fn wait_for_tick(moved: &mut watch::Receiver<()>, shutdown: &mut watch::Re
 }
 
 /// One pass of every job at `now` (`seed_key` draws ballots).
-pub async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), ApiError> {
+pub async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), RoundError> {
     expire_unpaid(pool, now).await?;
     closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::expire_due(pool, now).await?;

@@ -5,8 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{OfferStatus, store};
-use crate::http::error::{ApiError, Code};
+use super::{OfferError, OfferStatus, store};
 
 #[derive(Serialize, ToSchema)]
 pub struct CapTableLine {
@@ -37,15 +36,10 @@ impl CapTable {
 }
 
 /// The cap table of a succeeded offer (used by the API and `crowdledger export cap-table`).
-pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, ApiError> {
-    let offer = store::get(conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
+pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, OfferError> {
+    let offer = store::get(conn, id).await?.ok_or(OfferError::NotFound(id))?;
     if offer.status != OfferStatus::Succeeded {
-        return Err(ApiError::new(
-            Code::InvalidStateTransition,
-            "the offer has not succeeded (yet)",
-        ));
+        return Err(OfferError::NotSucceeded);
     }
     let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
         "select p.investor_id, i.name, sum(p.allocated_shares)::bigint

@@ -63,6 +63,9 @@ pub enum OfferError {
     ProjectNotPublished,
     #[error("the offer's closing time has passed")]
     ClosingTimePassed,
+    /// A cap table is read only after the round succeeded.
+    #[error("the offer has not succeeded (yet)")]
+    NotSucceeded,
     /// ECSP art. 1(2)(c), see [`ECSP_CAP_EUR`].
     #[error(
         "the project's offers of the last 12 months total {committed} EUR; {asked} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR"

@@ -311,7 +311,7 @@ fn judge(offer: &Offer, jobs: &[Job], read: &Read, mut totals: HashMap<Uuid, Dec
         match ruled {
             Ok(pledge) if pledge.shares > room => {
                 judged.full = true;
-                judged.results.push(Some(Err(rules::offer_full(pledge.shares))));
+                judged.results.push(Some(Err(rules::offer_full(pledge.shares).into())));
             }
             Ok(pledge) => {
                 room -= pledge.shares;
@@ -321,7 +321,7 @@ fn judge(offer: &Offer, jobs: &[Job], read: &Read, mut totals: HashMap<Uuid, Dec
                 judged.accepted.push((judged.results.len(), pledge));
                 judged.results.push(Some(Ok(Response::default())));
             }
-            Err(err) => judged.results.push(Some(Err(err))),
+            Err(err) => judged.results.push(Some(Err(err.into()))),
         }
     }
     judged

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::rules::{self, FundingKind, PledgeRequest};
 use super::view::PledgeView;
-use super::{batcher, store};
+use super::{PledgeError, batcher, store};
 use crate::cheques::{ChequeError, attempts};
 use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
@@ -79,7 +79,7 @@ async fn create_pledge(
     let mut conn = state.pool.acquire().await?;
     let checked = rules::check(&mut conn, offer_id, &body, now).await;
     drop(conn);
-    let wrong = matches!(&checked, Err(rules::Refused::Cheque(ChequeError::UnknownCode)));
+    let wrong = matches!(&checked, Err(PledgeError::Cheque(ChequeError::UnknownCode)));
     let checked = checked.map_err(ApiError::from);
     let created = one_by_one(&state, &caller, &key, &fingerprint, now, checked, card).await;
     let tested = match &created {

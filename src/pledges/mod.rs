@@ -104,3 +104,36 @@ impl Pledge {
         }
     }
 }
+
+/// Why a pledge is refused, or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PledgeError {
+    /// A field of the request breaks a rule (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no offer {0}")]
+    NoOffer(Uuid),
+    #[error("{0}")]
+    OfferNotOpen(String),
+    #[error("{0}")]
+    OfferFull(String),
+    #[error("only an investor whose KYC is verified can pledge")]
+    InvestorNotVerified,
+    #[error("{0}")]
+    BelowMinTicket(String),
+    #[error("{0}")]
+    AboveMaxTicket(String),
+    #[error("{0}")]
+    RiskWarningRequired(String),
+    /// What should never happen did: answered as an opaque 500, its cause logged.
+    #[error("{0}")]
+    Unaccounted(String),
+    #[error(transparent)]
+    Cheque(#[from] crate::cheques::ChequeError),
+    #[error(transparent)]
+    Payment(#[from] crate::payments::PaymentError),
+    #[error(transparent)]
+    Money(#[from] crate::money::MoneyError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}

@@ -17,11 +17,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::store::{self, NewPledge};
-use super::{Pledge, PledgeStatus, REFLECTION_PERIOD_DAYS};
-use crate::cheques::ChequeError;
+use super::{Pledge, PledgeError, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::cheques::redeem::{self, Spend};
 use crate::db::errors::ResultExt;
-use crate::http::error::{ApiError, Code};
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
@@ -70,7 +68,7 @@ impl TicketLimits {
 
     /// Judges a pledge of `amount` when the investor's live pledges on the offer already come to
     /// `before`.
-    pub fn check(&self, before: Decimal, amount: Money) -> Result<(), ApiError> {
+    pub fn check(&self, before: Decimal, amount: Money) -> Result<(), PledgeError> {
         let total = before + amount.amount();
         let currency = amount.currency();
         let so_far = || {
@@ -89,7 +87,7 @@ impl TicketLimits {
             } else {
                 format!("{}above the maximum ticket of {max}", so_far())
             };
-            return Err(unprocessable(Code::AboveMaxTicket, detail));
+            return Err(PledgeError::AboveMaxTicket(detail));
         }
         if let Some(threshold) = self.risk_threshold
             && total > threshold
@@ -103,7 +101,7 @@ impl TicketLimits {
                     so_far()
                 )
             };
-            return Err(unprocessable(Code::RiskWarningRequired, detail));
+            return Err(PledgeError::RiskWarningRequired(detail));
         }
         Ok(())
     }
@@ -158,11 +156,7 @@ pub struct PledgeRequest {
     pub risk_acknowledged: bool,
 }
 
-fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
-    ApiError::new(code, detail)
-}
-
-pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
+pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> PledgeError {
     let why = if offer.status != offers::OfferStatus::Open {
         format!(
             "the offer is {}",
@@ -176,42 +170,7 @@ pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> ApiError {
     } else {
         format!("the offer closed at {}", offer.closes_at.to_rfc3339())
     };
-    ApiError::new(Code::OfferNotOpen, why)
-}
-
-/// Why [`check`] refused a pledge. A cheque's refusal is kept as it is: one whose code names no
-/// cheque counts as a guess (cheques/attempts.rs).
-#[derive(Debug)]
-pub enum Refused {
-    Cheque(ChequeError),
-    Other(ApiError),
-}
-
-impl From<ChequeError> for Refused {
-    fn from(err: ChequeError) -> Self {
-        Refused::Cheque(err)
-    }
-}
-
-impl From<ApiError> for Refused {
-    fn from(err: ApiError) -> Self {
-        Refused::Other(err)
-    }
-}
-
-impl From<sqlx::Error> for Refused {
-    fn from(err: sqlx::Error) -> Self {
-        Refused::Other(err.into())
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Cheque(err) => err.into(),
-            Refused::Other(err) => err,
-        }
-    }
+    PledgeError::OfferNotOpen(why)
 }
 
 /// A pledge that passed every check that needs no lock.
@@ -222,11 +181,8 @@ pub struct Checked {
     limits: TicketLimits,
 }
 
-pub(super) fn offer_full(shares: i64) -> ApiError {
-    ApiError::new(
-        Code::OfferFull,
-        format!("the offer has no room for {shares} more shares"),
-    )
+pub(super) fn offer_full(shares: i64) -> PledgeError {
+    PledgeError::OfferFull(format!("the offer has no room for {shares} more shares"))
 }
 
 impl PledgeRequest {
@@ -251,33 +207,32 @@ fn admit<'r>(
     investor: Option<&Investor>,
     req: &'r PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<Asked<'r>, ApiError> {
+) -> Result<Asked<'r>, PledgeError> {
     if !offer.accepts_pledges(now) {
         return Err(not_open(offer, now));
     }
     if req.shares < 1 {
-        return Err(ApiError::validation("shares must be a whole number of at least 1"));
+        return Err(PledgeError::Invalid(
+            "shares must be a whole number of at least 1".into(),
+        ));
     }
     if req.shares > offer.reserve_limit {
         // It would cross the cap whatever else is pledged.
-        return Err(ApiError::new(
-            Code::OfferFull,
-            format!("the offer takes at most {} shares in all", offer.reserve_limit),
-        ));
+        return Err(PledgeError::OfferFull(format!(
+            "the offer takes at most {} shares in all",
+            offer.reserve_limit
+        )));
     }
-    let investor = investor.ok_or_else(|| ApiError::validation(format!("no investor {}", req.investor_id)))?;
+    let investor = investor.ok_or_else(|| PledgeError::Invalid(format!("no investor {}", req.investor_id)))?;
     if investor.kyc_status != KycStatus::Verified {
-        return Err(unprocessable(
-            Code::InvestorNotVerified,
-            "only an investor whose KYC is verified can pledge",
-        ));
+        return Err(PledgeError::InvestorNotVerified);
     }
     let amount = offer.price_of(req.shares);
     if amount.amount() < offer.min_ticket.amount() {
-        return Err(unprocessable(
-            Code::BelowMinTicket,
-            format!("{amount} is below the minimum ticket of {}", offer.min_ticket),
-        ));
+        return Err(PledgeError::BelowMinTicket(format!(
+            "{amount} is below the minimum ticket of {}",
+            offer.min_ticket
+        )));
     }
     // Alone above the maximum ticket: refused without reading the investor's total.
     TicketLimits {
@@ -287,31 +242,31 @@ fn admit<'r>(
     .check(Decimal::ZERO, amount)?;
 
     if req.funding.is_empty() || req.funding.len() > 10 {
-        return Err(ApiError::validation("funding lists 1 to 10 sources"));
+        return Err(PledgeError::Invalid("funding lists 1 to 10 sources".into()));
     }
     let mut total = Decimal::ZERO;
     let mut card = Decimal::ZERO;
     let mut codes = Vec::new();
     for source in &req.funding {
         let part = Money::positive(source.amount.value(), offer.currency)
-            .map_err(|e| ApiError::validation(format!("funding amount: {e}")))?;
+            .map_err(|e| PledgeError::Invalid(format!("funding amount: {e}")))?;
         total += part.amount();
         match (source.kind, source.cheque_code.as_deref()) {
             (FundingKind::Card, Some(_)) => {
-                return Err(ApiError::validation("a card source has no cheque_code"));
+                return Err(PledgeError::Invalid("a card source has no cheque_code".into()));
             }
             (FundingKind::Card, None) if card > Decimal::ZERO => {
-                return Err(ApiError::validation("funding has at most one card source"));
+                return Err(PledgeError::Invalid("funding has at most one card source".into()));
             }
             (FundingKind::Card, None) => card += part.amount(),
             (FundingKind::Cheque, None) => {
-                return Err(ApiError::validation("a cheque source needs its cheque_code"));
+                return Err(PledgeError::Invalid("a cheque source needs its cheque_code".into()));
             }
             (FundingKind::Cheque, Some(code)) => codes.push((code, part)),
         }
     }
     if total != amount.amount() {
-        return Err(ApiError::validation(format!(
+        return Err(PledgeError::Invalid(format!(
             "the funding adds up to {total}, the pledge is {amount}"
         )));
     }
@@ -327,7 +282,7 @@ fn settle(
     asked: &Asked<'_>,
     cheques: &[Spend],
     now: DateTime<Utc>,
-) -> Result<(NewPledge, TicketLimits), ApiError> {
+) -> Result<(NewPledge, TicketLimits), PledgeError> {
     let amount = asked.amount;
     let sophisticated = investor.classification == Classification::Sophisticated;
     let limits = TicketLimits::of(offer, investor, req.risk_acknowledged);
@@ -372,10 +327,10 @@ pub async fn check(
     offer_id: Uuid,
     req: &PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<Checked, Refused> {
+) -> Result<Checked, PledgeError> {
     let offer = offers::store::get(conn, offer_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+        .ok_or(PledgeError::NoOffer(offer_id))?;
     let investor = if offer.accepts_pledges(now) {
         investors::store::get(conn, req.investor_id).await?
     } else {
@@ -404,12 +359,12 @@ pub fn judge_card(
     investor: Option<&Investor>,
     req: &PledgeRequest,
     now: DateTime<Utc>,
-) -> Result<(NewPledge, TicketLimits), ApiError> {
+) -> Result<(NewPledge, TicketLimits), PledgeError> {
     let asked = admit(offer, investor, req, now)?;
     if !asked.codes.is_empty() {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "a pledge with cheques reached the card batch"
-        )));
+        return Err(PledgeError::Unaccounted(
+            "a pledge with cheques reached the card batch".into(),
+        ));
     }
     let investor = investor.expect("admit refuses a missing investor");
     settle(offer, investor, req, &asked, &[], now)
@@ -423,7 +378,7 @@ pub async fn create(
     checked: Checked,
     card: Option<&dyn PaymentProvider>,
     now: DateTime<Utc>,
-) -> Result<(Pledge, Option<Payment>), ApiError> {
+) -> Result<(Pledge, Option<Payment>), PledgeError> {
     let Checked {
         offer,
         pledge,
@@ -489,7 +444,13 @@ mod tests {
     fn ticket_limits_judge_the_investors_total_with_the_new_pledge() {
         let eur = Currency::parse("EUR").unwrap();
         let money = |s: &str| Money::new(s.parse().unwrap(), eur).unwrap();
-        let code = |r: Result<(), ApiError>| r.err().map(|e| e.code().as_str());
+        let code = |r: Result<(), PledgeError>| {
+            r.err().map(|e| match e {
+                PledgeError::AboveMaxTicket(_) => "above_max_ticket",
+                PledgeError::RiskWarningRequired(_) => "risk_warning_required",
+                _ => "another refusal",
+            })
+        };
         let limits = TicketLimits {
             max_ticket: Some(money("2000.00")),
             risk_threshold: Some(RISK_WARNING_FLOOR_EUR),
@@ -499,11 +460,11 @@ mod tests {
         assert_eq!(code(limits.check(money("250.00").amount(), money("750.00"))), None);
         // Past the threshold together, though each is under it.
         let split = limits.check(money("750.00").amount(), money("750.00")).unwrap_err();
-        assert_eq!(split.code().as_str(), "risk_warning_required");
+        assert!(matches!(split, PledgeError::RiskWarningRequired(_)), "{split:?}");
+        let detail = split.to_string();
         assert!(
-            split.detail().contains("750.00 EUR") && split.detail().contains("1500.00 EUR"),
-            "{}",
-            split.detail()
+            detail.contains("750.00 EUR") && detail.contains("1500.00 EUR"),
+            "{detail}"
         );
         // max_ticket first, as for a pledge alone.
         assert_eq!(

@@ -9,9 +9,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::RoundError;
 use super::ending::{cancel_pledge, give_back_many, refund_in_full};
 use crate::books::{EntryKind, chart};
-use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers::allocation::{self, Claim};
@@ -26,26 +26,22 @@ pub fn settlement_reference(offer: Uuid) -> String {
 }
 
 /// Moves an open offer to `closing`. Before `closes_at` only once the minimum target is funded.
-pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<Offer, ApiError> {
+pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<Offer, RoundError> {
     let offer = store::lock(conn, offer_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+        .ok_or(RoundError::NoOffer(offer_id))?;
     if offer.status != OfferStatus::Open {
-        return Err(ApiError::new(
-            Code::InvalidStateTransition,
+        return Err(RoundError::InvalidTransition(
             format!("an offer in status {:?} cannot be closed", offer.status).to_lowercase(),
         ));
     }
     if now < offer.closes_at {
         let funded = store::figures(conn, offer_id).await?.shares_funded;
         if funded < offer.min_shares {
-            return Err(ApiError::new(
-                Code::MinTargetNotReached,
-                format!(
-                    "only {funded} of the {} shares of the minimum target are funded",
-                    offer.min_shares
-                ),
-            ));
+            return Err(RoundError::MinTargetNotReached(format!(
+                "only {funded} of the {} shares of the minimum target are funded",
+                offer.min_shares
+            )));
         }
     }
     store::set_status(conn, offer_id, OfferStatus::Closing, now).await?;
@@ -66,10 +62,10 @@ pub async fn advance(
     offer_id: Uuid,
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
-) -> Result<OfferStatus, ApiError> {
+) -> Result<OfferStatus, RoundError> {
     let offer = store::lock(conn, offer_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+        .ok_or(RoundError::NoOffer(offer_id))?;
     if offer.status != OfferStatus::Closing {
         return Ok(offer.status);
     }
@@ -109,7 +105,7 @@ async fn succeed(
     funded: &[pledges::Pledge],
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), RoundError> {
     let claims: Vec<Claim> = funded
         .iter()
         .map(|p| Claim {
@@ -199,7 +195,7 @@ pub async fn close(
     offer_id: Uuid,
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
-) -> Result<OfferStatus, ApiError> {
+) -> Result<OfferStatus, RoundError> {
     let mut tx = pool.begin().await?;
     start(&mut tx, offer_id, now).await?;
     tx.commit().await?;
@@ -217,7 +213,7 @@ pub async fn close_due(
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
     mut progress: impl FnMut(usize, usize),
-) -> Result<usize, ApiError> {
+) -> Result<usize, RoundError> {
     let mut conn = pool.acquire().await?;
     let due = store::due_for_closing(&mut conn, now).await?;
     drop(conn);

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::RoundError;
 use crate::cheques::redeem;
-use crate::http::error::{ApiError, Code};
 use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
 use crate::outbox::{self, EventType};
@@ -23,7 +23,7 @@ const BATCH: i64 = 500;
 /// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
 /// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
 /// pledge's locks.
-pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), ApiError> {
+pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), RoundError> {
     store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
     let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
     if reserved_by_cheques > Decimal::ZERO {
@@ -49,13 +49,13 @@ pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTi
 
 /// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge
 /// is cancelled, a funded one revoked and its money given back. Either way its shares return.
-pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>) -> Result<Pledge, ApiError> {
+pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>) -> Result<Pledge, RoundError> {
     let unlocked = store::get(conn, pledge_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no pledge {pledge_id}")))?;
+        .ok_or(RoundError::NoPledge(pledge_id))?;
     offers::store::lock(conn, unlocked.offer_id).await?;
     let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
-    let not_revocable = |why: &str| ApiError::new(Code::NotRevocable, why.to_string());
+    let not_revocable = RoundError::NotRevocable;
     let Some(ends) = pledge.reflection_ends_at else {
         return Err(not_revocable("pledges of sophisticated investors cannot be revoked"));
     };
@@ -90,7 +90,7 @@ pub async fn give_back(
     amount: Decimal,
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), RoundError> {
     let card = amount.min(pledge.card_amount);
     if card > Decimal::ZERO {
         payments::refunds::refund_from_escrow(
@@ -119,7 +119,7 @@ pub async fn give_back_many(
     parts: &[(&Pledge, Decimal)],
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), RoundError> {
     let cards: Vec<(Uuid, Decimal)> = parts
         .iter()
         .map(|(pledge, amount)| (pledge.id, (*amount).min(pledge.card_amount)))
@@ -144,7 +144,7 @@ pub async fn refund_in_full(
     funded: &[Pledge],
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), RoundError> {
     if funded.is_empty() {
         return Ok(());
     }
@@ -162,10 +162,10 @@ pub async fn refund_in_full(
 }
 
 /// `draft | open → cancelled`: unpaid pledges are cancelled, funded ones refunded in full.
-pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), RoundError> {
     let offer = offers::store::lock(conn, offer_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no offer {offer_id}")))?;
+        .ok_or(RoundError::NoOffer(offer_id))?;
     if !matches!(offer.status, OfferStatus::Draft | OfferStatus::Open) {
         return Err(offers::lifecycle::invalid_transition(&offer, "cancelled").into());
     }
@@ -182,7 +182,7 @@ pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime
     Ok(())
 }
 /// Cancels pledges whose payment window has passed, releasing their shares.
-pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ApiError> {
+pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, RoundError> {
     let mut expired = 0;
     loop {
         let mut conn = pool.acquire().await?;

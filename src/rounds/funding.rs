@@ -10,9 +10,9 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::RoundError;
 use super::ending::cancel_pledge;
 use crate::books::{EntryKind, chart};
-use crate::http::error::ApiError;
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
@@ -33,7 +33,7 @@ pub async fn confirm_payment(
     provider_payment_id: &str,
     paid: Money,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, RoundError> {
     let seen = find_payment(conn, provider, provider_payment_id, false)
         .await?
         .ok_or_else(|| unknown("payment", provider_payment_id))?;
@@ -125,7 +125,7 @@ pub async fn confirm_payments(
     provider: &str,
     paid: &[(&str, Money)],
     now: DateTime<Utc>,
-) -> Result<(Vec<Option<Applied>>, Captures), ApiError> {
+) -> Result<(Vec<Option<Applied>>, Captures), RoundError> {
     let mut captures = Captures {
         entries: Vec::new(),
         events: Vec::new(),
@@ -218,7 +218,7 @@ pub async fn confirm_payments(
     .await?
     .rows_affected();
     if settled != funded.len() as u64 {
-        return Err(ApiError::internal(anyhow::anyhow!(
+        return Err(RoundError::Unaccounted(format!(
             "{} payments of pending pledges were not pending",
             funded.len() as u64 - settled
         )));
@@ -239,7 +239,7 @@ pub struct Captures {
 
 impl Captures {
     /// Posts the money `psp → escrow` (one entry per currency) and their events.
-    pub async fn post(self, conn: &mut PgConnection) -> Result<(), ApiError> {
+    pub async fn post(self, conn: &mut PgConnection) -> Result<(), RoundError> {
         ledger::post_many(conn, &self.entries).await?;
         outbox::emit_all(conn, EventType::PledgeFunded, &self.events, self.now).await?;
         Ok(())
@@ -252,7 +252,7 @@ pub async fn fail_payment(
     provider: &str,
     provider_payment_id: &str,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, RoundError> {
     let seen = find_payment(conn, provider, provider_payment_id, false)
         .await?
         .ok_or_else(|| unknown("payment", provider_payment_id))?;

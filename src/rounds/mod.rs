@@ -8,3 +8,40 @@ pub mod closing;
 pub mod ending;
 pub mod funding;
 pub mod payouts;
+
+use uuid::Uuid;
+
+/// Why a round's money could not move as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error("no offer {0}")]
+    NoOffer(Uuid),
+    #[error("no pledge {0}")]
+    NoPledge(Uuid),
+    /// A move the offer's status does not allow (the message says which).
+    #[error("{0}")]
+    InvalidTransition(String),
+    #[error("{0}")]
+    MinTargetNotReached(String),
+    #[error("{0}")]
+    NotRevocable(&'static str),
+    #[error("the project has been paid everything it is owed for this offer")]
+    NothingToPay,
+    /// What should never happen did: answered as an opaque 500, its cause logged.
+    #[error("{0}")]
+    Unaccounted(String),
+    #[error(transparent)]
+    Offer(#[from] crate::offers::OfferError),
+    #[error(transparent)]
+    Ballot(#[from] crate::offers::ballot::BallotError),
+    #[error(transparent)]
+    Cheque(#[from] crate::cheques::ChequeError),
+    #[error(transparent)]
+    Payment(#[from] crate::payments::PaymentError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error(transparent)]
+    Money(#[from] crate::money::MoneyError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}

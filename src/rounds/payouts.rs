@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::RoundError;
 use crate::books::{EntryKind, chart};
-use crate::http::error::{ApiError, Code};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
@@ -33,14 +33,13 @@ pub async fn request_payout(
     provider: &dyn PaymentProvider,
     offer_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<Payout, ApiError> {
+) -> Result<Payout, RoundError> {
     let offer = offers::store::lock(conn, offer_id)
         .await?
         .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
     if offer.status != offers::OfferStatus::Succeeded {
-        return Err(ApiError::new(
-            Code::InvalidStateTransition,
-            "only a succeeded offer is paid out",
+        return Err(RoundError::InvalidTransition(
+            "only a succeeded offer is paid out".into(),
         ));
     }
     let settled: Option<Decimal> = sqlx::query_scalar(
@@ -57,13 +56,12 @@ pub async fn request_payout(
         .await?;
     let owed = settled.unwrap_or_default() - requested;
     if owed <= Decimal::ZERO {
-        return Err(ApiError::new(
-            Code::NothingToPay,
-            "the project has been paid everything it is owed for this offer",
-        ));
+        return Err(RoundError::NothingToPay);
     }
     let id = Uuid::now_v7();
-    let provider_payout_id = provider.create_payout(id, Money::new(owed, offer.currency)?)?;
+    let provider_payout_id = provider
+        .create_payout(id, Money::new(owed, offer.currency)?)
+        .map_err(crate::payments::PaymentError::from)?;
     let payout = sqlx::query_as(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -88,7 +86,7 @@ pub async fn confirm_payout(
     provider_payout_id: &str,
     paid: Money,
     now: DateTime<Utc>,
-) -> Result<Applied, ApiError> {
+) -> Result<Applied, RoundError> {
     let payout: Payout = sqlx::query_as(
         "select id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at
            from payouts where provider = $1 and provider_payout_id = $2 for update",
