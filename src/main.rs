@@ -43,16 +43,6 @@ enum Command {
     Verify,
     /// Close the offers whose time has come (what the background job does every second).
     CloseDue,
-    /// Load the SenseTour demo (a sponsor, a 2,000 EUR cheque for a contest winner, two open
-    /// rounds) into a running service through its API, and print what to call next.
-    Demo {
-        /// The service's address (default: http.bind).
-        #[arg(long)]
-        url: Option<String>,
-        /// An operator key (default: auth.bootstrap_operator_key).
-        #[arg(long, env = "CROWDLEDGER_API_KEY", hide_env_values = true)]
-        key: Option<String>,
-    },
     /// Export data.
     Export {
         #[command(subcommand)]
@@ -207,21 +197,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             .map_err(problem)?;
             bar.finish_and_clear();
             println!("{ended} offer(s) closed");
-        }
-        Command::Demo { url, key } => {
-            use secrecy::ExposeSecret;
-            let base = url.unwrap_or_else(|| format!("http://{}", settings.http.bind));
-            let key = key
-                .or_else(|| {
-                    settings
-                        .auth
-                        .bootstrap_operator_key
-                        .as_ref()
-                        .map(|k| k.expose_secret().to_string())
-                })
-                .context("give an operator key with --key (or CROWDLEDGER_API_KEY)")?;
-            let demo = crowdledger::demo::load(&base, &key).await?;
-            println!("{}", crowdledger::demo::next_steps(&demo, &base, &key));
         }
         Command::Export {
             what: ExportCommand::CapTable { offer, format, output },

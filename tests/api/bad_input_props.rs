@@ -243,10 +243,10 @@ fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
     if let Some(s) = read_body::<sponsors::SponsorInput>(bytes)? {
         let _ = sponsors::NewSponsor::parse(s);
     }
-    if let Some(c) = read_body::<cheques::ChequeInput>(bytes)? {
-        if let Err(e) = cheques::NewCheque::parse(c, now) {
-            prop_assert_eq!(ApiError::from(e).status(), StatusCode::UNPROCESSABLE_ENTITY);
-        }
+    if let Some(c) = read_body::<cheques::ChequeInput>(bytes)?
+        && let Err(e) = cheques::NewCheque::parse(c, now)
+    {
+        prop_assert_eq!(ApiError::from(e).status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
     read_body::<sponsors::http::DepositInput>(bytes)?;
     read_body::<webhooks::http::CreateEndpoint>(bytes)?;

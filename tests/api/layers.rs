@@ -16,8 +16,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 90),
     ("db::errors", 10),
     ("db", 90),
-    ("client", 90),
-    ("demo", 90),
     ("", 90), // lib.rs
     // The clock's jobs run beside the router, on the same state; the retention purge they run
     // is SQL over several tables, with the domains.

@@ -28,8 +28,8 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::json;
 
-use crowdledger::client::{Api, id};
 use crowdledger::webhooks::signature::WebhookSecret;
+use crowdledger_client::{Api, id};
 use procs::{Serve, ServeConfig};
 use work::{Acks, World};
 

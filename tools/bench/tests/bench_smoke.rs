@@ -1,11 +1,12 @@
 //! A small run of the load generator (the full benchmark is scripts/bench): a few hundred
-//! pledges against a real `serve`, checked and reported.
-
-mod common;
+//! pledges against a real `serve`, checked and reported. Each test's fresh database gets the
+//! service's migrations (`../../migrations`, the workspace root's).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+// The same harness as the service's tests/common: a real `crowdledger serve` on the test's database.
+use crowdledger_testkit as common;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -32,7 +33,7 @@ async fn run_bench(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> (commo
     (served, out, report)
 }
 
-#[sqlx::test]
+#[sqlx::test(migrations = "../../migrations")]
 async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
     let args = [
         "--clients",
@@ -91,7 +92,7 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
 
 /// The close scenario and the preload, small: rounds seeded in SQL, closed through the API,
 /// timed and checked; the main flood run again after the preload.
-#[sqlx::test]
+#[sqlx::test(migrations = "../../migrations")]
 async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
     let args = [
         "--clients",
@@ -180,7 +181,7 @@ async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
 
 /// The funded phase plays the payment provider: each pledge it saw funded was confirmed by one
 /// signed `payment.succeeded` it posted itself, applied once.
-#[sqlx::test]
+#[sqlx::test(migrations = "../../migrations")]
 async fn the_funded_phase_posts_the_providers_signed_webhooks(pool: PgPool) {
     let args = [
         "--clients",

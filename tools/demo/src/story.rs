@@ -1,12 +1,12 @@
-//! `crowdledger demo`: the SenseTour story, loaded through a running service's own HTTP API
-//! (the sponsor's deposit confirmed by the sandbox's signed webhook like any other), so what a
-//! newcomer then sees is exactly what the API does.
+//! The SenseTour story, loaded through a running service's own HTTP API (the sponsor's deposit
+//! confirmed by the sandbox's signed webhook like any other), so what a newcomer then sees is
+//! exactly what the API does.
 
 use anyhow::Context;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
-use crate::client::{Api, id};
+use crowdledger_client::{Api, id};
 
 /// What the demo created.
 pub struct Demo {

@@ -1,5 +1,7 @@
-//! A small client of this service's own API, as an operator: what `crowdledger demo` and
-//! `crowdledger-bench` use to set things up, so that they go through the API like anyone else.
+//! A small client of crowdledger's HTTP API, as an operator: what `crowdledger-demo`,
+//! `crowdledger-bench` and `crowdledger-torture` set things up with, so that they go through the
+//! API like anyone else. It knows the API only from outside (JSON over HTTP), not the service's
+//! code.
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};

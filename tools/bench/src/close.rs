@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crowdledger::books::chart;
-use crowdledger::client::Api;
 use crowdledger::ledger::{self, NewEntry};
 use crowdledger::money::{Currency, Money};
 use crowdledger::payments;
+use crowdledger_client::Api;
 
 /// Pledges seeded per transaction (and per ledger entry).
 const CHUNK: i64 = 100_000;

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use close::CloseRun;
 
-use crowdledger::client::Api;
+use crowdledger_client::Api;
 use load::{Pace, Target, Work};
 use report::{Phase, Preload, Report};
 
