@@ -26,20 +26,20 @@ pub enum Outcome<J, A, E> {
 }
 
 /// A job and where its outcome goes.
-pub type Queued<J, A, E> = (J, oneshot::Sender<Outcome<J, A, E>>);
+pub(crate) type Queued<J, A, E> = (J, oneshot::Sender<Outcome<J, A, E>>);
 
 /// A lane's sending end.
 pub type Sender<J, A, E> = mpsc::Sender<Queued<J, A, E>>;
 
 /// What one batch decided: per job, its answer, or `None` to hand it back.
-pub type Decided<A, E> = Result<Vec<Option<Result<A, E>>>, E>;
+pub(crate) type Decided<A, E> = Result<Vec<Option<Result<A, E>>>, E>;
 
 /// Queued jobs at most, per lane; senders wait beyond that.
 const QUEUE: usize = 8192;
 
 /// Lanes by key (one per offer, say), each started on first use by `start`, which spawns its
 /// task, and forgotten once that task has ended, so the next job starts another.
-pub struct Lanes<K, J, A, E> {
+pub(crate) struct Lanes<K, J, A, E> {
     lanes: Arc<Mutex<Running<K, J, A, E>>>,
 }
 
@@ -67,7 +67,7 @@ impl<K: Hash + Eq + Clone, J, A, E: From<Lost>> Lanes<K, J, A, E> {
     }
 
     /// [`submit`] to the lane of `key`.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         key: K,
         job: J,

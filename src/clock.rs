@@ -31,7 +31,7 @@ pub enum ClockError {
 /// The one place the service reads the wall clock. Business rules use [`Clock::now`]; this is
 /// for transport times only (webhook signature timestamps, in and out), which must be real
 /// however far a manual clock has been moved.
-pub fn wall_clock() -> DateTime<Utc> {
+pub(crate) fn wall_clock() -> DateTime<Utc> {
     Utc::now()
 }
 
@@ -91,7 +91,7 @@ impl Clock {
     }
 
     /// A receiver that is notified whenever the clock is moved.
-    pub fn subscribe(&self) -> watch::Receiver<()> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
         self.moved.subscribe()
     }
 }

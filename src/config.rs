@@ -52,7 +52,7 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
     }
 }
@@ -305,7 +305,7 @@ impl Settings {
 
     /// The owner's URL for migrations: `database.migrate_url`, else `database.url` (a single-role
     /// setup, as in development).
-    pub fn migrate_url(&self) -> anyhow::Result<&str> {
+    pub(crate) fn migrate_url(&self) -> anyhow::Result<&str> {
         match &self.database.migrate_url {
             Some(url) => Ok(url.expose_secret()),
             None => self.database_url(),

@@ -58,7 +58,7 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// Whether `c` changes how text shows without showing itself, other than an ordinary space.
-pub fn is_hidden(c: char) -> bool {
+pub(crate) fn is_hidden(c: char) -> bool {
     is_bidi_control(c) || is_zero_width(c) || (is_invisible(c) && !c.is_whitespace())
 }
 
@@ -73,7 +73,7 @@ pub fn address(field: &str, value: &str, max: usize) -> Result<String, FieldErro
 }
 
 /// Why a line would not show as what it holds, if it would not: the tricks of spoofed names.
-pub fn deceptive(value: &str) -> Option<&'static str> {
+pub(crate) fn deceptive(value: &str) -> Option<&'static str> {
     let chars: Vec<char> = value.chars().collect();
     if chars.iter().any(|&c| is_bidi_control(c)) {
         return Some("holds a bidirectional control character");
@@ -228,7 +228,7 @@ mod tests {
 /// An e-mail address of the usual shape, `local@domain.tld`, at most 254 bytes. Mirrors the
 /// `investors_email_format` check; whether mail reaches it is for the platform to find out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Email(String);
+pub(crate) struct Email(String);
 
 impl Email {
     pub fn parse(value: &str) -> Result<Self, FieldError> {

@@ -34,7 +34,7 @@ impl Role {
     }
 }
 
-pub type KeyHash = [u8; 32];
+pub(crate) type KeyHash = [u8; 32];
 
 pub fn hash(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()

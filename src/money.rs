@@ -224,7 +224,7 @@ impl fmt::Debug for Money {
 }
 
 /// Formats a stored amount for JSON with its currency's decimals.
-pub fn format_amount(amount: Decimal, currency: Currency) -> String {
+pub(crate) fn format_amount(amount: Decimal, currency: Currency) -> String {
     let mut d = amount.round_dp_with_strategy(
         currency.minor_units(),
         rust_decimal::RoundingStrategy::MidpointNearestEven,
@@ -235,7 +235,7 @@ pub fn format_amount(amount: Decimal, currency: Currency) -> String {
 
 /// Money as JSON: `{"amount": "2000.00", "currency": "EUR"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct MoneyView {
+pub(crate) struct MoneyView {
     #[schema(example = "2000.00")]
     pub amount: String,
     #[schema(example = "EUR")]

@@ -132,7 +132,7 @@ async fn insert_all<'a, T: Serialize + 'a>(
 }
 
 /// Writes many events in one statement: `(type, data, time)` each.
-pub async fn emit_many<T: Serialize>(
+pub(crate) async fn emit_many<T: Serialize>(
     conn: &mut PgConnection,
     events: &[(EventType, T, DateTime<Utc>)],
 ) -> sqlx::Result<()> {
@@ -140,7 +140,7 @@ pub async fn emit_many<T: Serialize>(
 }
 
 /// Writes events of one type and time in one statement, their data serialised from its type.
-pub async fn emit_all<T: Serialize>(
+pub(crate) async fn emit_all<T: Serialize>(
     conn: &mut PgConnection,
     event_type: EventType,
     data: &[T],

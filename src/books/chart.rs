@@ -59,23 +59,33 @@ pub async fn refunds(conn: &mut PgConnection, provider: &str, currency: Currency
 }
 
 /// Owed to a project after a successful close, until paid out.
-pub async fn project_payable(conn: &mut PgConnection, project: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+pub(crate) async fn project_payable(
+    conn: &mut PgConnection,
+    project: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Opened {
     let code = format!("project:{project}:payable:{}", suffix(currency));
     open(conn, code, currency, AccountKind::Liability, now).await
 }
 
 /// Success fees.
-pub async fn platform_fees(conn: &mut PgConnection, currency: Currency, now: DateTime<Utc>) -> Opened {
+pub(crate) async fn platform_fees(conn: &mut PgConnection, currency: Currency, now: DateTime<Utc>) -> Opened {
     let code = format!("platform:fees:{}", suffix(currency));
     open(conn, code, currency, AccountKind::Revenue, now).await
 }
 
-pub fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
+pub(crate) fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
     format!("sponsor:{sponsor}:budget:{}", suffix(currency))
 }
 
 /// A sponsor's prefunded budget, not yet issued as cheques.
-pub async fn sponsor_budget(conn: &mut PgConnection, sponsor: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+pub(crate) async fn sponsor_budget(
+    conn: &mut PgConnection,
+    sponsor: Uuid,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Opened {
     let code = sponsor_budget_code(sponsor, currency);
     open(conn, code, currency, AccountKind::Liability, now).await
 }

@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VerifyReport {
+pub(crate) struct VerifyReport {
     /// True when every check passed.
     ok: bool,
     checked_at: DateTime<Utc>,

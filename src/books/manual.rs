@@ -9,9 +9,9 @@ use uuid::Uuid;
 use crate::ledger::{self, AccountCode, LedgerError, NewEntry, Posted};
 
 /// The prefix of manual account codes and entry references.
-pub const PREFIX: &str = "manual:";
+pub(crate) const PREFIX: &str = "manual:";
 /// The kind of every entry posted by hand.
-pub const KIND: &str = "manual";
+pub(crate) const KIND: &str = "manual";
 /// Ledger references have at most 200 characters, the prefix included.
 const MAX_REFERENCE: usize = 200 - PREFIX.len();
 

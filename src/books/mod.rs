@@ -10,7 +10,7 @@ pub mod manual;
 /// The kinds of journal entry the domains post: the ledger stores a kind as text and knows
 /// none of them; the audit checks (`audit`) look entries up by them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// A card payment captured for a pledge: `psp → escrow`.
     PledgeFunded,
     /// A payment captured after its pledge ended, owed straight back: `psp → refunds`.

@@ -34,7 +34,7 @@ pub fn generate() -> String {
 /// The code's canonical characters: case, spaces, dashes and the `CHQ` prefix do not matter,
 /// and the look-alikes I, L (→ 1) and O (→ 0) are read as Crockford reads them. `None` when it
 /// cannot be a code at all.
-pub fn normalise(code: &str) -> Option<String> {
+pub(crate) fn normalise(code: &str) -> Option<String> {
     let mut chars: String = code
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')

@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ChequeView {
+pub(crate) struct ChequeView {
     id: Uuid,
     /// Shown once, in the answer to the issue; never stored, so null on a replay and absent
     /// from reads.

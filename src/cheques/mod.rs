@@ -212,7 +212,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Cheq
         .await
 }
 
-pub async fn by_code_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Option<Cheque>> {
+pub(crate) async fn by_code_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Option<Cheque>> {
     sqlx::query_as(&format!("select {COLUMNS} from cheques where code_hash = $1"))
         .bind(hash)
         .fetch_optional(conn)
@@ -353,7 +353,7 @@ pub async fn end(
 
 /// Expires the cheques whose time has come, each in its own transaction. Several processes may
 /// run this at once: the row lock in [`end`] lets each cheque end once.
-pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ChequeError> {
+pub(crate) async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, ChequeError> {
     let due: Vec<Uuid> = sqlx::query_scalar(
         "select id from cheques where status = 'active' and expires_at <= $1 order by expires_at limit 500",
     )

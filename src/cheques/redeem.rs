@@ -150,7 +150,7 @@ pub async fn spend(
 /// Gives `amount` of a pledge's cheque money back from escrow, latest cheque first: to the
 /// cheque while it is live, else to its sponsor's budget. The caller holds the offer's and the
 /// pledge's locks.
-pub async fn give_back(
+pub(crate) async fn give_back(
     conn: &mut PgConnection,
     pledge: Funded,
     amount: Decimal,

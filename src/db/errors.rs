@@ -5,7 +5,7 @@ use sqlx::error::DatabaseError;
 
 /// Whether Postgres rolled the transaction back to break a deadlock or a serialisation conflict
 /// (SQLSTATE 40P01, 40001): nothing of it was committed, and running it again is safe.
-pub fn is_retryable(err: &sqlx::Error) -> bool {
+pub(crate) fn is_retryable(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
@@ -15,7 +15,7 @@ pub fn is_retryable(err: &sqlx::Error) -> bool {
 /// launchbadge/realworld-axum-sqlx's `ResultExt::on_constraint`): migrations name their
 /// constraints so that a domain maps the one it expects to its own error, never by matching
 /// messages.
-pub trait ResultExt<T> {
+pub(crate) trait ResultExt<T> {
     /// `f`'s error when the statement broke the constraint `name`; any other database error as
     /// it is, in `E`.
     fn on_constraint<E: From<sqlx::Error>>(

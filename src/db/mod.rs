@@ -43,7 +43,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// Whether the pool's role could rewrite the journal (an owner or a superuser, say): then only
 /// the triggers guard it, and a superuser can turn those off. The service should log in as a
 /// member of `crowdledger_app` instead (docs/database-roles.md).
-pub async fn can_rewrite_journal(pool: &PgPool) -> anyhow::Result<bool> {
+pub(crate) async fn can_rewrite_journal(pool: &PgPool) -> anyhow::Result<bool> {
     sqlx::query_scalar(
         "select has_table_privilege('ledger_entries', 'update, delete, truncate')
              or has_table_privilege('ledger_postings', 'update, delete, truncate')",

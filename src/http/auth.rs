@@ -16,37 +16,37 @@ use super::error::ApiError;
 use crate::keys::{self, KeyHash, Role};
 
 /// A set of roles a route admits, named by a marker type: `Auth<Operators>`, `Auth<BookReaders>`.
-pub trait Allowed: Send + Sync + 'static {
+pub(crate) trait Allowed: Send + Sync + 'static {
     const ROLES: &'static [Role];
 }
 
 /// Operators only.
-pub struct Operators;
+pub(crate) struct Operators;
 impl Allowed for Operators {
     const ROLES: &'static [Role] = &[Role::Operator];
 }
 
 /// Those who may read the books: operators and auditors.
-pub struct BookReaders;
+pub(crate) struct BookReaders;
 impl Allowed for BookReaders {
     const ROLES: &'static [Role] = &[Role::Operator, Role::Auditor];
 }
 
 /// A platform's front-end acting for investors, and operators.
-pub struct PlatformUsers;
+pub(crate) struct PlatformUsers;
 impl Allowed for PlatformUsers {
     const ROLES: &'static [Role] = &[Role::Operator, Role::Platform];
 }
 
 /// Any valid key.
-pub struct AnyRole;
+pub(crate) struct AnyRole;
 impl Allowed for AnyRole {
     const ROLES: &'static [Role] = &[Role::Operator, Role::Platform, Role::Auditor];
 }
 
 /// An authenticated caller whose role is in `A`. As an extractor it answers 401/403 before
 /// the body is read, so a caller without the role learns nothing from validation errors.
-pub struct Auth<A: Allowed> {
+pub(crate) struct Auth<A: Allowed> {
     pub caller: Caller,
     _allowed: PhantomData<A>,
 }
@@ -89,7 +89,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
@@ -104,7 +104,7 @@ impl Caller {
 }
 
 /// The key in an `Authorization: Bearer <key>` header, if the header has that form.
-pub fn bearer_key(header: &HeaderValue) -> Option<&str> {
+pub(crate) fn bearer_key(header: &HeaderValue) -> Option<&str> {
     header
         .to_str()
         .ok()
@@ -118,7 +118,7 @@ pub fn bearer_key(header: &HeaderValue) -> Option<&str> {
 /// What checking a key takes from the app's state (by `FromRef`, so this module needs none of
 /// the rest of it): the stored keys' pool and the bootstrap key.
 #[derive(Clone)]
-pub struct KeyCheck {
+pub(crate) struct KeyCheck {
     pub pool: PgPool,
     pub auth: Arc<Authenticator>,
 }

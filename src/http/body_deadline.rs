@@ -19,14 +19,14 @@ use super::extract::too_large;
 /// How long an unauthenticated body may take to arrive, and how large it may be; the router puts
 /// it in every request's extensions for [`unauthenticated_body`] to read.
 #[derive(Clone, Copy, Debug)]
-pub struct BodyDeadline {
+pub(crate) struct BodyDeadline {
     pub timeout: Duration,
     pub limit_bytes: usize,
 }
 
 /// Route middleware: reads the whole body within the deadline, then hands the request on with
 /// the body in memory (the handler buffers it anyway, to verify its signature byte for byte).
-pub async fn unauthenticated_body(req: Request, next: Next) -> Response {
+pub(crate) async fn unauthenticated_body(req: Request, next: Next) -> Response {
     let Some(deadline) = req.extensions().get::<BodyDeadline>().copied() else {
         return next.run(req).await;
     };

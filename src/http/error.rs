@@ -143,7 +143,7 @@ pub struct ApiError {
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI naming the kind of problem: `urn:crowdledger:problem:<code>`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -260,14 +260,13 @@ impl ApiError {
     }
 
     /// Whether Postgres rolled the transaction back to break a deadlock or a serialisation
-    /// conflict: nothing of it was committed, and running it again is safe.
-    pub fn is_retryable(&self) -> bool {
+    /// conflict (the tests' view of what `WebhookError::is_retryable` decides).
+    #[cfg(test)]
+    fn is_retryable(&self) -> bool {
         self.cause
             .as_ref()
             .and_then(|c| c.downcast_ref::<sqlx::Error>())
-            .and_then(|e| e.as_database_error())
-            .and_then(|e| e.code())
-            .is_some_and(|code| code == "40P01" || code == "40001")
+            .is_some_and(crate::db::errors::is_retryable)
     }
 }
 

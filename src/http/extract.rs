@@ -74,7 +74,7 @@ pub(crate) fn too_large() -> ApiError {
 
 /// The raw body, for routes that verify bytes before reading them (signed webhooks). Its
 /// rejection, a body over the limit above all, is a problem like every other.
-pub struct AppBytes(pub Bytes);
+pub(crate) struct AppBytes(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for AppBytes {
     type Rejection = ApiError;
@@ -98,7 +98,7 @@ impl From<BytesRejection> for ApiError {
 
 /// `Path` whose rejection is a 404 problem: an id that cannot exist names no resource, and
 /// that includes one holding a NUL (`%00`), which no Postgres text can hold.
-pub struct AppPath<T>(pub T);
+pub(crate) struct AppPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
     type Rejection = ApiError;
@@ -119,7 +119,7 @@ impl From<PathRejection> for ApiError {
 }
 
 /// `Query` whose rejection is a 422 `validation_failed` problem, a NUL (`%00`) included.
-pub struct AppQuery<T>(pub T);
+pub(crate) struct AppQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;

@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Code};
 
-pub const HEADER: &str = "idempotency-key";
+pub(crate) const HEADER: &str = "idempotency-key";
 
 /// A valid `Idempotency-Key` header value: 1 to 255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl IdempotencyKey {
 }
 
 /// The optional `Idempotency-Key` header.
-pub struct MaybeKey(pub Option<IdempotencyKey>);
+pub(crate) struct MaybeKey(pub Option<IdempotencyKey>);
 
 impl<S: Send + Sync> FromRequestParts<S> for MaybeKey {
     type Rejection = ApiError;
@@ -56,7 +56,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeKey {
 }
 
 /// The `Idempotency-Key` header, required: 400 `idempotency_key_required` without it.
-pub struct RequiredKey(pub IdempotencyKey);
+pub(crate) struct RequiredKey(pub IdempotencyKey);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequiredKey {
     type Rejection = ApiError;
@@ -154,7 +154,7 @@ pub async fn once<T: Serialize>(
 
 /// [`once`] for a response with a secret that must not be stored: the top-level field `secret`
 /// is stored as null, so a replay answers everything but the secret.
-pub async fn once_keeping_secret<T: Serialize>(
+pub(crate) async fn once_keeping_secret<T: Serialize>(
     pool: &PgPool,
     caller: &Caller,
     key: Option<&IdempotencyKey>,
@@ -203,12 +203,12 @@ pub async fn once_keeping_secret<T: Serialize>(
 }
 
 /// A response whose body is JSON text already.
-pub fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// One request's key, for the batch functions below.
-pub struct KeyClaim<'a> {
+pub(crate) struct KeyClaim<'a> {
     pub scope: &'a str,
     pub key: &'a IdempotencyKey,
     pub fingerprint: &'a [u8],
@@ -216,7 +216,7 @@ pub struct KeyClaim<'a> {
 
 /// Which of these keys are already known (claimed, answered, or listed earlier in `claims`):
 /// `true` for each such key. Those requests are answered like any repeat, through [`once`].
-pub async fn known_many(conn: &mut PgConnection, claims: &[KeyClaim<'_>]) -> sqlx::Result<Vec<bool>> {
+pub(crate) async fn known_many(conn: &mut PgConnection, claims: &[KeyClaim<'_>]) -> sqlx::Result<Vec<bool>> {
     let stored: Vec<(String, String)> = sqlx::query_as(
         "select k.scope, k.key from idempotency_keys k
            join unnest($1::text[], $2::text[]) as u(scope, key) on k.scope = u.scope and k.key = u.key",
@@ -237,7 +237,7 @@ pub async fn known_many(conn: &mut PgConnection, claims: &[KeyClaim<'_>]) -> sql
 /// Stores claimed keys with their responses in one statement, in the transaction that made the
 /// changes. `Ok(false)` if any key was taken meanwhile (a concurrent request with the same key
 /// committed first): the caller must roll back.
-pub async fn insert_many(
+pub(crate) async fn insert_many(
     conn: &mut PgConnection,
     done: Vec<(&KeyClaim<'_>, StatusCode, String)>,
     now: DateTime<Utc>,

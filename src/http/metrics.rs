@@ -13,7 +13,7 @@ use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// The process-wide recorder; installed on first use (a process has one global recorder).
-pub fn prometheus_handle() -> PrometheusHandle {
+pub(crate) fn prometheus_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -26,7 +26,7 @@ pub fn prometheus_handle() -> PrometheusHandle {
         .clone()
 }
 
-pub fn metrics_router() -> Router {
+pub(crate) fn metrics_router() -> Router {
     let handle = prometheus_handle();
     Router::new().route("/metrics", get(move || async move { handle.render() }))
 }
@@ -35,7 +35,7 @@ pub fn metrics_router() -> Router {
 /// make series (and memory) grow: the route by its template (never the raw path: ids would
 /// explode the number of series; a path no route matches is `unmatched`), the method among the
 /// standard ones or `other` (20,000 made-up methods once made 20,000 series), the status code.
-pub async fn track(req: Request, next: Next) -> Response {
+pub(crate) async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()

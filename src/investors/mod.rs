@@ -46,7 +46,7 @@ pub enum KycStatus {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum InvestorError {
+pub(crate) enum InvestorError {
     #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("no investor {0}")]
@@ -136,13 +136,6 @@ pub struct Investor {
     pub updated_at: DateTime<Utc>,
     /// When an operator last set `kyc_status`.
     pub kyc_decided_at: Option<DateTime<Utc>>,
-}
-
-impl Investor {
-    /// Only a verified investor can pledge.
-    pub fn can_pledge(&self) -> bool {
-        self.kyc_status == KycStatus::Verified
-    }
 }
 
 #[cfg(test)]

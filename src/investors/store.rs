@@ -90,7 +90,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Investor>, 
 }
 
 /// Many investors at once, by id; those that do not exist are absent from the map.
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Investor>, sqlx::Error> {
@@ -104,7 +104,7 @@ pub async fn get_many(
 }
 
 /// Records an operator's KYC decision; `None` when there is no such investor.
-pub async fn set_kyc(
+pub(crate) async fn set_kyc(
     conn: &mut PgConnection,
     id: Uuid,
     status: KycStatus,

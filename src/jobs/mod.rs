@@ -103,7 +103,7 @@ async fn wait_for_tick(moved: &mut watch::Receiver<()>, shutdown: &mut watch::Re
 }
 
 /// One pass of every job at `now` (`seed_key` draws ballots).
-pub async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), RoundError> {
+pub(crate) async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), RoundError> {
     expire_unpaid(pool, now).await?;
     closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::expire_due(pool, now).await?;

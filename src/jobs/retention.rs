@@ -11,7 +11,7 @@ const BATCH: i64 = 1000;
 
 /// A pass runs when this much of the service clock has gone by since the last one (or the clock
 /// went back): records expire by the day, so an hour late is on time.
-pub const EVERY: TimeDelta = TimeDelta::hours(1);
+pub(crate) const EVERY: TimeDelta = TimeDelta::hours(1);
 
 struct Purge {
     table: &'static str,

@@ -55,7 +55,7 @@ pub fn commitment(seed: &[u8]) -> String {
 
 /// A pledge's place in the draw: `HMAC-SHA256(key = seed, message = pledge id as lowercase
 /// hyphenated text)`, hex. Pledges are drawn in increasing order of this key.
-pub fn draw_key(seed: &[u8], pledge: Uuid) -> String {
+pub(crate) fn draw_key(seed: &[u8], pledge: Uuid) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(seed).expect("HMAC takes keys of any length");
     mac.update(pledge.hyphenated().to_string().as_bytes());
     hex::encode(mac.finalize().into_bytes())

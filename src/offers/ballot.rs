@@ -21,7 +21,7 @@ use super::{Offer, allocation};
 use crate::clock::ClockMode;
 
 /// A shorter key would be easier to guess than the seed it protects.
-pub const MIN_KEY_BYTES: usize = 32;
+pub(crate) const MIN_KEY_BYTES: usize = 32;
 
 /// The key used with the manual clock when none is configured: sandboxes and tests need no
 /// setting, and nothing of value rides on their draws. Never used with the system clock.
@@ -103,7 +103,7 @@ pub fn commit(key: Option<&SeedKey>, offer: Uuid) -> Result<([u8; 32], String), 
 /// At the draw: the seed committed to at open. An offer opened before seeds were derived
 /// (migration 0023) holds its seed. A derived seed that does not match the commitment (the key
 /// was changed since the open) is refused: the draw could not be checked against it.
-pub fn seed_for_draw(key: Option<&SeedKey>, offer: &Offer) -> Result<Vec<u8>, BallotError> {
+pub(crate) fn seed_for_draw(key: Option<&SeedKey>, offer: &Offer) -> Result<Vec<u8>, BallotError> {
     let Some(nonce) = &offer.ballot_nonce else {
         return Ok(offer
             .ballot_seed

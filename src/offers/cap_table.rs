@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{OfferError, OfferStatus, store};
 
 #[derive(Serialize, ToSchema)]
-pub struct CapTableLine {
+pub(crate) struct CapTableLine {
     investor_id: Uuid,
     investor_name: String,
     shares: i64,

@@ -81,7 +81,7 @@ impl CreateOffer {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct OfferView {
+pub(crate) struct OfferView {
     id: Uuid,
     project_id: Uuid,
     status: OfferStatus,
@@ -245,7 +245,7 @@ async fn cancel_offer(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct PledgesQuery {
+pub(crate) struct PledgesQuery {
     /// The last `seq` of the previous page.
     after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
@@ -253,7 +253,7 @@ pub struct PledgesQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PledgePage {
+pub(crate) struct PledgePage {
     items: Vec<PledgeView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<i64>,
@@ -316,7 +316,7 @@ async fn cap_table(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PayoutView {
+pub(crate) struct PayoutView {
     id: Uuid,
     offer_id: Uuid,
     status: String,

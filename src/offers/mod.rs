@@ -19,7 +19,7 @@ use crate::projects::ProjectError;
 use ballot::BallotError;
 
 /// ECSP (Regulation (EU) 2020/1503) art. 1(2)(c): at most €5,000,000 over 12 months per project.
-pub const ECSP_CAP_EUR: Decimal = Decimal::from_parts(5_000_000, 0, 0, false, 0);
+pub(crate) const ECSP_CAP_EUR: Decimal = Decimal::from_parts(5_000_000, 0, 0, false, 0);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
 #[sqlx(type_name = "offer_status", rename_all = "snake_case")]
@@ -123,7 +123,7 @@ pub struct Offer {
 
 impl Offer {
     /// The money for `shares` shares.
-    pub fn price_of(&self, shares: i64) -> Money {
+    pub(crate) fn price_of(&self, shares: i64) -> Money {
         Money::new(self.share_price.amount() * Decimal::from(shares), self.currency)
             .expect("a whole number of shares at a valid price has the currency's decimals")
     }
@@ -137,7 +137,7 @@ impl Offer {
     }
 
     /// Whether a pledge may be made at `now`.
-    pub fn accepts_pledges(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn accepts_pledges(&self, now: DateTime<Utc>) -> bool {
         self.status == OfferStatus::Open && self.opens_at <= now && now < self.closes_at
     }
 }
@@ -159,8 +159,8 @@ pub struct Terms {
     pub oversubscription_limit: Decimal,
 }
 
-pub const DEFAULT_PAYMENT_WINDOW_SECONDS: i32 = 30 * 60;
-pub const DEFAULT_OVERSUBSCRIPTION_LIMIT: Decimal = Decimal::from_parts(5, 0, 0, false, 0);
+pub(crate) const DEFAULT_PAYMENT_WINDOW_SECONDS: i32 = 30 * 60;
+pub(crate) const DEFAULT_OVERSUBSCRIPTION_LIMIT: Decimal = Decimal::from_parts(5, 0, 0, false, 0);
 
 /// Raw terms as they arrive, before validation.
 pub struct RawTerms {
@@ -249,7 +249,7 @@ impl Terms {
     }
 
     /// How many shares pledges may reserve in total.
-    pub fn reserve_limit(&self) -> i64 {
+    pub(crate) fn reserve_limit(&self) -> i64 {
         match self.allocation {
             Allocation::FirstCome => self.max_shares,
             Allocation::ProRata | Allocation::Ballot => {
@@ -269,7 +269,7 @@ impl Terms {
 }
 
 /// The data of an `offer.*` event.
-pub fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
+pub(crate) fn offer_event(offer: &Offer, status: OfferStatus) -> serde_json::Value {
     serde_json::json!({ "offer_id": offer.id, "project_id": offer.project_id, "status": status })
 }
 

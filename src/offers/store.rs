@@ -133,7 +133,11 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offe
 }
 
 /// Sum of the max targets of a project's offers opened since `since` and not failed or cancelled.
-pub async fn ecsp_committed(conn: &mut PgConnection, project_id: Uuid, since: DateTime<Utc>) -> sqlx::Result<Decimal> {
+pub(crate) async fn ecsp_committed(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Decimal> {
     sqlx::query_scalar(
         "select coalesce(sum(max_shares * share_price), 0) from offers
           where project_id = $1 and currency = 'EUR' and opened_at >= $2
@@ -145,7 +149,7 @@ pub async fn ecsp_committed(conn: &mut PgConnection, project_id: Uuid, since: Da
     .await
 }
 
-pub async fn set_status(
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: OfferStatus,
@@ -167,7 +171,7 @@ pub async fn set_status(
 }
 
 /// At open: the ballot's nonce and the commitment to its seed (the seed itself is not stored).
-pub async fn set_ballot(conn: &mut PgConnection, id: Uuid, nonce: &[u8], commitment: &str) -> sqlx::Result<()> {
+pub(crate) async fn set_ballot(conn: &mut PgConnection, id: Uuid, nonce: &[u8], commitment: &str) -> sqlx::Result<()> {
     sqlx::query("update offers set ballot_nonce = $2, ballot_commitment = $3 where id = $1")
         .bind(id)
         .bind(nonce)
@@ -178,7 +182,7 @@ pub async fn set_ballot(conn: &mut PgConnection, id: Uuid, nonce: &[u8], commitm
 }
 
 /// At the draw: the seed, stored so the offer reveals it.
-pub async fn reveal_ballot_seed(conn: &mut PgConnection, id: Uuid, seed: &[u8]) -> sqlx::Result<()> {
+pub(crate) async fn reveal_ballot_seed(conn: &mut PgConnection, id: Uuid, seed: &[u8]) -> sqlx::Result<()> {
     sqlx::query("update offers set ballot_seed = $2 where id = $1")
         .bind(id)
         .bind(seed)
@@ -201,7 +205,7 @@ pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Re
 
 /// Reserves `shares` on an open offer if they fit. `Ok(false)`, and nothing changed, when the
 /// offer is not open or has no room for them all.
-pub async fn reserve_if_room(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
+pub(crate) async fn reserve_if_room(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "update offers set shares_reserved = shares_reserved + $2
           where id = $1 and status = 'open' and shares_reserved + $2 <= reserve_limit",
@@ -214,7 +218,7 @@ pub async fn reserve_if_room(conn: &mut PgConnection, id: Uuid, shares: i64) -> 
 }
 
 /// Gives back shares of pledges that ended without being allocated.
-pub async fn release(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<()> {
+pub(crate) async fn release(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<()> {
     sqlx::query("update offers set shares_reserved = shares_reserved - $2 where id = $1")
         .bind(id)
         .bind(shares)
@@ -249,7 +253,7 @@ pub async fn figures(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Figures>
 }
 
 /// Offers whose time has come: open past `closes_at`, or closing.
-pub async fn due_for_closing(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Vec<Uuid>> {
+pub(crate) async fn due_for_closing(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "select id from offers where (status = 'open' and closes_at <= $1) or status = 'closing' order by closes_at",
     )

@@ -31,7 +31,7 @@ pub struct Payment {
 }
 
 /// Asks `provider` for a card payment of a pledge's card part.
-pub async fn create_payment(
+pub(crate) async fn create_payment(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     pledge_id: Uuid,
@@ -57,7 +57,7 @@ pub async fn create_payment(
 }
 
 /// [`create_payment`] for many pledges in one statement (the batcher's), in the order given.
-pub async fn create_payments(
+pub(crate) async fn create_payments(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     requests: &[(Uuid, Money, DateTime<Utc>)],
@@ -93,7 +93,7 @@ pub async fn create_payments(
 
 pub(crate) const PAYMENT_COLUMNS: &str = "id, provider, provider_payment_id, pledge_id, amount, currency, status";
 
-pub async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
+pub(crate) async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where pledge_id = $1"))
         .bind(pledge_id)
         .fetch_optional(conn)

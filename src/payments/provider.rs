@@ -107,7 +107,7 @@ impl Received {
 
 /// Where an object of ours lives at its provider: `{provider, payment_id}`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct PaymentRef {
+pub(crate) struct PaymentRef {
     #[schema(example = "sandbox")]
     pub provider: String,
     /// The provider's id for the payment, refund, payout or deposit.
@@ -134,7 +134,7 @@ pub enum Object {
 
 impl Object {
     /// What it is called in a sentence.
-    pub fn noun(self) -> &'static str {
+    pub(crate) fn noun(self) -> &'static str {
         match self {
             Object::Payment => "payment",
             Object::Refund => "refund",

@@ -94,7 +94,7 @@ impl Providers {
 
     /// The adapter of `POST /v1/webhooks/{name}`: the sandbox only where it exists; stripe
     /// always (its endpoint answers 404 until its secret is set).
-    pub fn adapter(&self, name: &str) -> Option<&'static dyn PaymentProvider> {
+    pub(crate) fn adapter(&self, name: &str) -> Option<&'static dyn PaymentProvider> {
         match name {
             SANDBOX if self.sandbox.is_some() => Some(&sandbox::Sandbox),
             stripe::STRIPE => Some(&stripe::Stripe),
@@ -110,7 +110,7 @@ impl Providers {
     }
 
     /// The secrets inbound events are verified with.
-    pub fn webhook_secrets(&self) -> WebhookSecrets<'_> {
+    pub(crate) fn webhook_secrets(&self) -> WebhookSecrets<'_> {
         WebhookSecrets {
             sandbox: self.sandbox.as_ref().map(|s| &s.secret),
             stripe: self.stripe_secret.as_ref(),
@@ -135,7 +135,7 @@ fn known(name: &str) -> Option<&'static dyn PaymentProvider> {
 
 /// The adapter of a provider named in one of our rows: refunds go back through the provider
 /// of the payment they return.
-pub fn of_row(name: &str) -> &'static dyn PaymentProvider {
+pub(crate) fn of_row(name: &str) -> &'static dyn PaymentProvider {
     known(name).expect("rows only name registered providers")
 }
 

@@ -57,7 +57,7 @@ pub(crate) async fn insert_refunds(
 
 /// Gives a pledge's money back from escrow: `escrow → refunds`, and a refund awaiting the
 /// provider's confirmation.
-pub async fn refund_from_escrow(
+pub(crate) async fn refund_from_escrow(
     conn: &mut PgConnection,
     pledge_id: Uuid,
     offer_id: Uuid,
@@ -90,7 +90,7 @@ pub async fn refund_from_escrow(
 /// later (`refunds → psp`), but for each provider a single entry `escrow → refunds` for their
 /// total, which every refund names. A constant number of statements, whatever the number of
 /// pledges. `parts` are `(pledge, card amount > 0)`.
-pub async fn refund_many_from_escrow(
+pub(crate) async fn refund_many_from_escrow(
     conn: &mut PgConnection,
     offer_id: Uuid,
     currency: Currency,
@@ -140,7 +140,7 @@ pub async fn refund_many_from_escrow(
 }
 
 /// The provider gave a refund back to the card: `refunds → psp`, for the refund's exact amount.
-pub async fn confirm_refund(
+pub(crate) async fn confirm_refund(
     conn: &mut PgConnection,
     provider: &str,
     provider_refund_id: &str,

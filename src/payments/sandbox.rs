@@ -12,7 +12,7 @@ use crate::webhooks::signature;
 use uuid::Uuid;
 
 /// The built-in test-mode provider. Its objects are our rows; its ids name them.
-pub struct Sandbox;
+pub(crate) struct Sandbox;
 
 /// The sandbox's signing secret when `payments.sandbox.webhook_secret` is unset: public (it is
 /// in this repository), so it serves only with a manual clock, and the settings refuse it under
@@ -55,7 +55,7 @@ impl PaymentProvider for Sandbox {
 
 /// The sandbox's body: `{"id":"evt_…","type":"payment.succeeded","created":…,"data":{…}}`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SandboxEvent {
+pub(crate) struct SandboxEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -64,7 +64,7 @@ pub struct SandboxEvent {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SandboxData {
+pub(crate) struct SandboxData {
     /// The payment's id; for refund and payout events, the refund's or payout's.
     pub payment_id: String,
     pub amount: String,

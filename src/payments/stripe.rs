@@ -14,7 +14,7 @@ use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, W
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
 
-pub const STRIPE: &str = "stripe";
+pub(crate) const STRIPE: &str = "stripe";
 
 pub struct Stripe;
 

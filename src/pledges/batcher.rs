@@ -55,14 +55,14 @@ use crate::payments::provider::PaymentProvider;
 use crate::{investors, offers, payments};
 
 /// Pledges per transaction, at most.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Batches of one offer written at once.
 const DEPTH: usize = 2;
 /// An offer's task ends after this long without a pledge; the next pledge starts another.
 const IDLE: Duration = Duration::from_secs(60);
 
 /// One card pledge waiting for its batch.
-pub struct Job {
+pub(crate) struct Job {
     pub scope: String,
     pub key: IdempotencyKey,
     pub fingerprint: Vec<u8>,
@@ -90,7 +90,7 @@ impl Batcher {
 
     /// Queues a card pledge on its offer and waits for the outcome. `Err(job)` when it must
     /// take the one-pledge path instead.
-    pub async fn submit(&self, offer: Uuid, job: Job) -> Result<Result<Response, ApiError>, Box<Job>> {
+    pub(crate) async fn submit(&self, offer: Uuid, job: Job) -> Result<Result<Response, ApiError>, Box<Job>> {
         let Some(card) = self.card else {
             return Err(Box::new(job));
         };

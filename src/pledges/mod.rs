@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::money::{Currency, Money};
 
 /// A non-sophisticated investor may revoke a pledge this long after making it (ECSP art. 22).
-pub const REFLECTION_PERIOD_DAYS: i64 = 4;
+pub(crate) const REFLECTION_PERIOD_DAYS: i64 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
 #[sqlx(type_name = "pledge_status", rename_all = "snake_case")]
@@ -52,7 +52,7 @@ pub struct Pledge {
 
 /// The data of a `pledge.*` event.
 #[derive(serde::Serialize)]
-pub struct PledgeEvent {
+pub(crate) struct PledgeEvent {
     pledge_id: Uuid,
     offer_id: Uuid,
     investor_id: Uuid,
@@ -90,13 +90,13 @@ impl PledgeEvent {
     }
 }
 
-pub fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
+pub(crate) fn pledge_event(pledge: &Pledge, status: PledgeStatus) -> serde_json::Value {
     serde_json::to_value(PledgeEvent::new(pledge, status)).expect("a pledge event serialises")
 }
 
 impl Pledge {
     /// This pledge as the cheques see it: what their money funds.
-    pub fn funded_by_cheques(&self) -> crate::cheques::redeem::Funded {
+    pub(crate) fn funded_by_cheques(&self) -> crate::cheques::redeem::Funded {
         crate::cheques::redeem::Funded {
             pledge_id: self.id,
             offer_id: self.offer_id,

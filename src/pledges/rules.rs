@@ -30,13 +30,13 @@ use crate::payments::provider::PaymentProvider;
 
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
 /// risk warning (ECSP art. 21(7)).
-pub const RISK_WARNING_FLOOR_EUR: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
+pub(crate) const RISK_WARNING_FLOOR_EUR: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
 
 /// The limits a pledge is held to over the investor's live pledges (pending, funded or allocated)
 /// on its offer, itself included: `max_ticket`, and the risk warning (ECSP art. 21(7) speaks of
 /// the amount invested in the offer) unless acknowledged. PRODUCT.md section 12.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TicketLimits {
+pub(crate) struct TicketLimits {
     max_ticket: Option<Money>,
     /// For a non-sophisticated investor who did not acknowledge the risk warning.
     risk_threshold: Option<Decimal>,
@@ -354,7 +354,7 @@ pub async fn check(
 
 /// Judges a card-only pledge against an offer and investor already read (the batch's): the same
 /// rules as [`check`], in the same order. The batch holds the pledge to its [`TicketLimits`].
-pub fn judge_card(
+pub(crate) fn judge_card(
     offer: &Offer,
     investor: Option<&Investor>,
     req: &PledgeRequest,

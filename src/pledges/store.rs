@@ -103,7 +103,7 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) 
 
 /// Inserts many pledges in one statement (the batcher's); each with its own `created_at`.
 /// Returns them in the order given.
-pub async fn insert_many(
+pub(crate) async fn insert_many(
     conn: &mut PgConnection,
     pledges: &[(&NewPledge, DateTime<Utc>)],
 ) -> sqlx::Result<Vec<Pledge>> {
@@ -180,7 +180,7 @@ fn ticket_lock_key(offer_id: Uuid, investor_id: Uuid) -> i64 {
 /// a transaction, before locking the offer's row: the locks are held until it ends, so each
 /// pledge of these investors on the offer that could be refused for its total is judged after
 /// the ones before it commit (docs/rounds.md, "Per-offer totals").
-pub async fn lock_ticket_totals(
+pub(crate) async fn lock_ticket_totals(
     conn: &mut PgConnection,
     offer_id: Uuid,
     investor_ids: &[Uuid],
@@ -227,7 +227,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Pled
 }
 
 /// An offer's pledges in arrival order, optionally only those in `statuses`, locked if asked.
-pub async fn of_offer(
+pub(crate) async fn of_offer(
     conn: &mut PgConnection,
     offer_id: Uuid,
     statuses: Option<&[PledgeStatus]>,
@@ -252,7 +252,7 @@ pub async fn of_offer(
 
 /// Funds those of many pledges that are still pending and within their payment window at `now`,
 /// locking them in id order (so two batches lock them in one order); returns the funded ones.
-pub async fn fund_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<Vec<Pledge>> {
+pub(crate) async fn fund_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<Vec<Pledge>> {
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
         "update pledges set status = 'funded', funded_at = $2
           where id in (select id from pledges
@@ -267,7 +267,7 @@ pub async fn fund_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>
     Ok(rows.into_iter().map(Pledge::from).collect())
 }
 
-pub async fn set_status(
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: PledgeStatus,
@@ -287,7 +287,7 @@ pub async fn set_status(
 }
 
 /// Ends many pledges at once in `status` (not `funded`, which has its own time column).
-pub async fn set_statuses(
+pub(crate) async fn set_statuses(
     conn: &mut PgConnection,
     ids: &[Uuid],
     status: PledgeStatus,

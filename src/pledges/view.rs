@@ -12,7 +12,7 @@ use crate::payments::card::Payment;
 use crate::payments::provider::PaymentRef;
 
 #[derive(Serialize, ToSchema)]
-pub struct PledgeView {
+pub(crate) struct PledgeView {
     id: Uuid,
     offer_id: Uuid,
     investor_id: Uuid,

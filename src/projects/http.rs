@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct IndicatorView {
+pub(crate) struct IndicatorView {
     name: String,
     unit: String,
     #[schema(example = "3")]
@@ -97,7 +97,7 @@ const MAX_PAGE: i64 = 1000;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ProjectsQuery {
+pub(crate) struct ProjectsQuery {
     /// Only projects with this theme.
     #[param(inline)]
     theme: Option<Theme>,

@@ -103,14 +103,14 @@ impl ProjectStatus {
 
 /// A move in a project's life, requested by an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
+pub(crate) enum Lifecycle {
     Publish,
     Archive,
 }
 
 impl Lifecycle {
     /// The statuses this move may start from.
-    pub fn starts_from(self) -> &'static [ProjectStatus] {
+    pub(crate) fn starts_from(self) -> &'static [ProjectStatus] {
         match self {
             Lifecycle::Publish => &[ProjectStatus::Draft],
             Lifecycle::Archive => &[ProjectStatus::Draft, ProjectStatus::Published],
@@ -291,7 +291,7 @@ pub struct Project {
 
 impl Project {
     /// Whether callers other than operators may see it.
-    pub fn is_public(&self) -> bool {
+    pub(crate) fn is_public(&self) -> bool {
         self.status == ProjectStatus::Published
     }
 }
@@ -309,7 +309,7 @@ pub struct ProjectFilter {
 impl ProjectFilter {
     /// The statuses a caller sees, narrowed by the one they asked for: a non-operator asking
     /// for drafts gets an empty list, as they would get a 404 for one draft.
-    pub fn visible(operator: bool, asked: Option<ProjectStatus>) -> Vec<ProjectStatus> {
+    pub(crate) fn visible(operator: bool, asked: Option<ProjectStatus>) -> Vec<ProjectStatus> {
         let visible: &[ProjectStatus] = if operator {
             &[ProjectStatus::Draft, ProjectStatus::Published, ProjectStatus::Archived]
         } else {

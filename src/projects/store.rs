@@ -99,7 +99,7 @@ pub async fn status(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectS
 
 /// A project's status, its row locked until the transaction ends: offers of one project are
 /// opened one at a time (offers/lifecycle.rs).
-pub async fn lock_status(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectStatus>, sqlx::Error> {
+pub(crate) async fn lock_status(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectStatus>, sqlx::Error> {
     sqlx::query_scalar("select status from projects where id = $1 for update")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -108,7 +108,7 @@ pub async fn lock_status(conn: &mut PgConnection, id: Uuid) -> Result<Option<Pro
 
 /// Moves a project to `to` if its status is one of `from`, in one statement: `None` when no
 /// project with that id had one of those statuses.
-pub async fn transition(
+pub(crate) async fn transition(
     conn: &mut PgConnection,
     id: Uuid,
     from: &[ProjectStatus],

@@ -21,7 +21,7 @@ use crate::outbox::{self, EventType};
 use crate::pledges::{self, PledgeStatus};
 
 /// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
-pub fn settlement_reference(offer: Uuid) -> String {
+pub(crate) fn settlement_reference(offer: Uuid) -> String {
     format!("offer:{offer}:settlement")
 }
 

@@ -23,7 +23,11 @@ const BATCH: i64 = 500;
 /// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
 /// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
 /// pledge's locks.
-pub async fn cancel_pledge(conn: &mut PgConnection, pledge: &Pledge, now: DateTime<Utc>) -> Result<(), RoundError> {
+pub(crate) async fn cancel_pledge(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    now: DateTime<Utc>,
+) -> Result<(), RoundError> {
     store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
     let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
     if reserved_by_cheques > Decimal::ZERO {
@@ -84,7 +88,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
 /// Gives `amount` of a funded pledge's money back from escrow: its card money first (a refund
 /// to the card), then its cheque money (to the cheques, or their sponsors once they ended). The
 /// caller holds the offer's and the pledge's locks.
-pub async fn give_back(
+pub(crate) async fn give_back(
     conn: &mut PgConnection,
     pledge: &Pledge,
     amount: Decimal,
@@ -113,7 +117,7 @@ pub async fn give_back(
 /// of all of them in a few statements ([`payments::refunds::refund_many_from_escrow`]), then the cheque
 /// money pledge by pledge. `parts` are `(pledge, amount to give back)`. The caller holds the
 /// offer's lock, under which funded pledges do not change.
-pub async fn give_back_many(
+pub(crate) async fn give_back_many(
     conn: &mut PgConnection,
     offer: &Offer,
     parts: &[(&Pledge, Decimal)],
@@ -138,7 +142,7 @@ pub async fn give_back_many(
 /// Ends funded pledges of an offer that failed or was cancelled: all their money given back,
 /// each `refunded`, their shares released, a `pledge.refunded` event each. The caller holds the
 /// offer's lock, under which funded pledges do not change.
-pub async fn refund_in_full(
+pub(crate) async fn refund_in_full(
     conn: &mut PgConnection,
     offer: &Offer,
     funded: &[Pledge],
@@ -162,7 +166,11 @@ pub async fn refund_in_full(
 }
 
 /// `draft | open → cancelled`: unpaid pledges are cancelled, funded ones refunded in full.
-pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) -> Result<(), RoundError> {
+pub(crate) async fn cancel_offer(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), RoundError> {
     let offer = offers::store::lock(conn, offer_id)
         .await?
         .ok_or(RoundError::NoOffer(offer_id))?;
@@ -182,7 +190,7 @@ pub async fn cancel_offer(conn: &mut PgConnection, offer_id: Uuid, now: DateTime
     Ok(())
 }
 /// Cancels pledges whose payment window has passed, releasing their shares.
-pub async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, RoundError> {
+pub(crate) async fn expire_unpaid(pool: &PgPool, now: DateTime<Utc>) -> Result<usize, RoundError> {
     let mut expired = 0;
     loop {
         let mut conn = pool.acquire().await?;

@@ -27,7 +27,7 @@ use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event};
 /// Money captured is always booked (PRODUCT.md section 10): a payment arriving for a pledge
 /// that ended meanwhile (its window lapsed, its round closed, or the provider had declared the
 /// payment failed) is captured `psp → refunds` and refunded in full at once.
-pub async fn confirm_payment(
+pub(crate) async fn confirm_payment(
     conn: &mut PgConnection,
     provider: &str,
     provider_payment_id: &str,
@@ -247,7 +247,7 @@ impl Captures {
 }
 
 /// The provider declined a payment: a pending pledge is cancelled and its shares released.
-pub async fn fail_payment(
+pub(crate) async fn fail_payment(
     conn: &mut PgConnection,
     provider: &str,
     provider_payment_id: &str,

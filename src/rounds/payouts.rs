@@ -28,7 +28,7 @@ pub struct Payout {
 }
 
 /// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer.
-pub async fn request_payout(
+pub(crate) async fn request_payout(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     offer_id: Uuid,

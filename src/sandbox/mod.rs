@@ -195,7 +195,7 @@ async fn deposit_succeed(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ClockView {
+pub(crate) struct ClockView {
     now: DateTime<Utc>,
 }
 

@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SponsorView {
+pub(crate) struct SponsorView {
     id: Uuid,
     name: String,
     email: Option<String>,
@@ -101,7 +101,7 @@ pub struct DepositInput {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DepositView {
+pub(crate) struct DepositView {
     id: Uuid,
     sponsor_id: Uuid,
     status: DepositStatus,

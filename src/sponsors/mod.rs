@@ -117,7 +117,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Spons
 }
 
 /// A sponsor, or [`SponsorError::NotFound`].
-pub async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor, SponsorError> {
+pub(crate) async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor, SponsorError> {
     get(conn, id).await?.ok_or(SponsorError::NotFound(id))
 }
 

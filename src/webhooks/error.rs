@@ -32,7 +32,7 @@ impl WebhookError {
     /// Whether Postgres rolled the transaction back to break a deadlock or a serialisation
     /// conflict, here or in the domain that applied the event: nothing of it was committed,
     /// and receiving the event again is safe.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             WebhookError::Database(err) => crate::db::errors::is_retryable(err),
             WebhookError::Failed(err) => {

@@ -21,7 +21,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{RequestBuilder, Url};
 
 /// How much of a receiver's answer is read (and kept with the attempt).
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -46,7 +46,7 @@ const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16, len:
 
 /// The IANA IPv4 Special-Purpose Address Registry, every block of it, globally reachable or not
 /// (none is a place for a webhook), and multicast.
-pub const IPV4_REFUSED: &[(Ipv4Net, &str)] = &[
+pub(crate) const IPV4_REFUSED: &[(Ipv4Net, &str)] = &[
     (v4(0, 0, 0, 0, 8), "\"this network\", RFC 791"),
     (v4(10, 0, 0, 0, 8), "private use, RFC 1918"),
     (v4(100, 64, 0, 0, 10), "shared address space (CGNAT), RFC 6598"),
@@ -72,10 +72,10 @@ pub const IPV4_REFUSED: &[(Ipv4Net, &str)] = &[
 ];
 
 /// IPv4-mapped addresses: judged by the IPv4 address they carry.
-pub const IPV4_MAPPED: Ipv6Net = v6(0, 0, 0, 0, 0, 0xffff, 0, 0, 96);
+pub(crate) const IPV4_MAPPED: Ipv6Net = v6(0, 0, 0, 0, 0, 0xffff, 0, 0, 96);
 /// The NAT64 well-known prefix (RFC 6052): a NAT64 gateway connects to the IPv4 address in the
 /// low 32 bits, so it is judged by that address.
-pub const NAT64_WELL_KNOWN: Ipv6Net = v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0, 96);
+pub(crate) const NAT64_WELL_KNOWN: Ipv6Net = v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0, 96);
 /// Only global unicast is routed on the internet (IANA IPv6 Address Space registry).
 const GLOBAL_UNICAST: Ipv6Net = v6(0x2000, 0, 0, 0, 0, 0, 0, 0, 3);
 
@@ -83,7 +83,7 @@ const GLOBAL_UNICAST: Ipv6Net = v6(0x2000, 0, 0, 0, 0, 0, 0, 0, 3);
 /// Embedded IPv4 is judged only for the two forms above; for the others below the whole block is
 /// refused: 2001::/23 with its globally reachable exceptions (anycast, AMT, AS112, ORCHIDv2),
 /// which no webhook receiver uses; 6to4 and IPv4-compatible addresses, deprecated.
-pub const IPV6_REFUSED: &[(Ipv6Net, &str)] = &[
+pub(crate) const IPV6_REFUSED: &[(Ipv6Net, &str)] = &[
     (v6(0, 0, 0, 0, 0, 0, 0, 0, 128), "unspecified, RFC 4291"),
     (v6(0, 0, 0, 0, 0, 0, 0, 1, 128), "loopback, RFC 4291"),
     (v6(0, 0, 0, 0, 0, 0, 0, 0, 96), "IPv4-compatible (deprecated), RFC 4291"),
@@ -120,7 +120,7 @@ pub const IPV6_REFUSED: &[(Ipv6Net, &str)] = &[
 
 /// True for an address a webhook must not reach: any special-purpose address (the tables above),
 /// any IPv6 address outside global unicast, and a mapped or NAT64 address of any such IPv4.
-pub fn is_internal(ip: IpAddr) -> bool {
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => IPV4_REFUSED.iter().any(|(net, _)| net.contains(&v4)),
         IpAddr::V6(v6) => {
@@ -188,7 +188,7 @@ impl GuardedClient {
     }
 
     /// A client over another resolver (tests give names the answers they need).
-    pub fn with_resolver(resolver: Arc<dyn Resolve>, allow_private: bool, timeout: Duration) -> GuardedClient {
+    pub(crate) fn with_resolver(resolver: Arc<dyn Resolve>, allow_private: bool, timeout: Duration) -> GuardedClient {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -261,7 +261,7 @@ fn parse(url: &str) -> Result<(Url, Option<IpAddr>), TargetError> {
 
 /// Reads at most `limit` bytes of an answer's body, dropping the rest unread; with the error
 /// that ended the reading early, if one did.
-pub async fn read_at_most(mut response: reqwest::Response, limit: usize) -> (Vec<u8>, Option<reqwest::Error>) {
+pub(crate) async fn read_at_most(mut response: reqwest::Response, limit: usize) -> (Vec<u8>, Option<reqwest::Error>) {
     let mut body = Vec::new();
     while body.len() < limit {
         match response.chunk().await {
@@ -274,7 +274,7 @@ pub async fn read_at_most(mut response: reqwest::Response, limit: usize) -> (Vec
 }
 
 /// An error with its causes: reqwest's own message alone does not say why a connection failed.
-pub fn describe(err: &dyn std::error::Error) -> String {
+pub(crate) fn describe(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();
     while let Some(c) = cause {

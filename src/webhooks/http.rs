@@ -39,7 +39,7 @@ pub struct CreateEndpoint {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EndpointView {
+pub(crate) struct EndpointView {
     id: Uuid,
     url: String,
     events: Vec<String>,
@@ -124,7 +124,7 @@ async fn create_endpoint(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveriesQuery {
+pub(crate) struct DeliveriesQuery {
     /// How many, newest first: 1 to 500 (default 50).
     limit: Option<i64>,
 }
@@ -168,7 +168,7 @@ async fn rotate_secret(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Redelivery {
+pub(crate) struct Redelivery {
     delivery_id: Uuid,
     endpoint_id: Uuid,
     status: &'static str,
@@ -252,7 +252,7 @@ async fn webhook(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct QuarantineQuery {
+pub(crate) struct QuarantineQuery {
     /// The `id` of the last event of the previous page (its `next_before`): the page goes on
     /// with older events.
     before: Option<Uuid>,
@@ -261,7 +261,7 @@ pub struct QuarantineQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct QuarantinedEvent {
+pub(crate) struct QuarantinedEvent {
     id: Uuid,
     provider: String,
     event_id: String,

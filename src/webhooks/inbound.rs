@@ -237,7 +237,7 @@ impl Batcher {
 
     /// Queues a verified event and waits for its acknowledgement. `Err(inbound)` when it must
     /// be received on its own ([`receive`]).
-    pub async fn submit(&self, inbound: Inbound) -> Result<Result<Ack, WebhookError>, Box<Inbound>> {
+    pub(crate) async fn submit(&self, inbound: Inbound) -> Result<Result<Ack, WebhookError>, Box<Inbound>> {
         let pool = self.pool.clone();
         self.lane
             .submit((), inbound, |rx| {
@@ -268,7 +268,7 @@ impl Batcher {
 /// crate::batch): the common payment confirmations set-wise ([`crate::rounds::funding::confirm_payments`]), the rest one by one, each in its own
 /// savepoint. `None` for an event to hand to [`receive`] after the batch commits: a repeat of
 /// a stored event id (which [`receive`] answers as a duplicate).
-pub async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, WebhookError> {
+pub(crate) async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec<Option<Ack>>, WebhookError> {
     let mut tx = pool.begin().await?;
     // Event ids already stored are repeats; so is an id listed again later in the batch. The
     // new ones are stored at the end with their outcome, in one statement: written once, not

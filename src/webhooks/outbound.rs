@@ -22,9 +22,9 @@ use crate::outbox::{self, EventType};
 
 /// Waits before the 2nd, 3rd, … 8th attempt; the 1st is immediate.
 pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600];
-pub const MAX_ATTEMPTS: i32 = RETRY_DELAYS_SECONDS.len() as i32 + 1;
+pub(crate) const MAX_ATTEMPTS: i32 = RETRY_DELAYS_SECONDS.len() as i32 + 1;
 /// How long the old secret keeps signing after a rotation.
-pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
+pub(crate) const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
 /// A delivery's lease: longer than the request timeout, so two workers never send at once.
 const LEASE_SECONDS: i64 = 60;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -91,7 +91,11 @@ pub async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
 }
 
 /// A new secret; the old one keeps signing for 24 hours so receivers can switch over.
-pub async fn rotate_secret(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<Option<Endpoint>> {
+pub(crate) async fn rotate_secret(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<Endpoint>> {
     sqlx::query_as(&format!(
         "update webhook_endpoints
             set previous_secret = secret, previous_secret_until = $3, secret = $2
@@ -215,7 +219,7 @@ pub async fn deliver_all_due(
 }
 
 /// Sends one batch of due deliveries, each once; returns how many were attempted.
-pub async fn deliver_due(pool: &PgPool, client: &GuardedClient, now: DateTime<Utc>) -> sqlx::Result<usize> {
+pub(crate) async fn deliver_due(pool: &PgPool, client: &GuardedClient, now: DateTime<Utc>) -> sqlx::Result<usize> {
     let claimed: Vec<Claimed> = sqlx::query_as(
         "with due as (
              select d.id from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id

@@ -17,13 +17,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// How far a signed timestamp may be from now, either way, before the message counts as stale.
-pub const TOLERANCE_SECONDS: u64 = 300;
+pub(crate) const TOLERANCE_SECONDS: u64 = 300;
 
 /// Longest signature header we read; real ones are a few hundred bytes.
-pub const MAX_HEADER_BYTES: usize = 4096;
+pub(crate) const MAX_HEADER_BYTES: usize = 4096;
 
 /// Items of a signature header we look at; rotation needs two, Stripe sends three or so.
-pub const MAX_HEADER_ITEMS: usize = 16;
+pub(crate) const MAX_HEADER_ITEMS: usize = 16;
 
 const SECRET_PREFIX: &str = "whsec_";
 
