@@ -296,27 +296,11 @@ async fn quarantine(
         return Err(ApiError::validation("limit must be between 1 and 1000"));
     }
     let mut conn = state.pool.acquire().await?;
-    // The cursor is an event's id; its place in the order is its (received_at, id).
-    let before: Option<DateTime<Utc>> = match q.before {
-        None => None,
-        Some(id) => Some(
-            sqlx::query_scalar("select received_at from inbound_events where id = $1 and status = 'quarantined'")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| ApiError::validation(format!("before: no quarantined event {id}")))?,
-        ),
-    };
-    let rows: Vec<QuarantineRow> = sqlx::query_as(
-        "select id, provider, event_id, event_type, received_at, detail, body from inbound_events
-          where status = 'quarantined' and ($2::timestamptz is null or (received_at, id) < ($2, $3))
-          order by received_at desc, id desc limit $1",
-    )
-    .bind(limit)
-    .bind(before)
-    .bind(q.before)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = super::inbound::quarantined(&mut conn, q.before, limit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation(format!("before: no quarantined event {}", q.before.unwrap_or_default()))
+        })?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
@@ -335,15 +319,4 @@ async fn quarantine(
             .collect(),
         next_before,
     }))
-}
-
-#[derive(sqlx::FromRow)]
-struct QuarantineRow {
-    id: Uuid,
-    provider: String,
-    event_id: String,
-    event_type: String,
-    received_at: DateTime<Utc>,
-    detail: Option<String>,
-    body: Vec<u8>,
 }

@@ -351,3 +351,51 @@ pub(crate) async fn receive_many(pool: &PgPool, batch: &[Inbound]) -> Result<Vec
         })
         .collect())
 }
+
+/// A quarantined event as stored: the verified body as received, and why it was held back.
+#[derive(sqlx::FromRow)]
+pub struct Quarantined {
+    pub id: Uuid,
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    pub detail: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Quarantined events, newest first, at most `limit`, after the event `before` (keyset paging on
+/// `received_at, id`, so events quarantined meanwhile neither shift nor repeat later pages).
+/// `None` when `before` names no quarantined event.
+pub async fn quarantined(
+    conn: &mut PgConnection,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Option<Vec<Quarantined>>, WebhookError> {
+    // The cursor is an event's id; its place in the order is its (received_at, id).
+    let after: Option<DateTime<Utc>> = match before {
+        None => None,
+        Some(id) => {
+            let at =
+                sqlx::query_scalar("select received_at from inbound_events where id = $1 and status = 'quarantined'")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match at {
+                Some(at) => Some(at),
+                None => return Ok(None),
+            }
+        }
+    };
+    let rows = sqlx::query_as(
+        "select id, provider, event_id, event_type, received_at, detail, body from inbound_events
+          where status = 'quarantined' and ($2::timestamptz is null or (received_at, id) < ($2, $3))
+          order by received_at desc, id desc limit $1",
+    )
+    .bind(limit)
+    .bind(after)
+    .bind(before)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(rows))
+}
