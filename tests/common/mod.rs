@@ -217,7 +217,7 @@ impl Reply {
 
 /// The login the service uses (scripts/lib/pg.sh creates it in the test cluster): a member of
 /// `crowdledger_app`, owner of nothing, no superuser (docs/database-roles.md).
-pub const SERVICE_ROLE: &str = "crowdledger_service";
+pub use crowdledger_testkit::SERVICE_ROLE;
 
 /// A pool on the same database as `pool`, as large, logged in as [`SERVICE_ROLE`]. When the app
 /// holding it stops, its connections close, and `#[sqlx::test]` can drop the database (which
@@ -257,113 +257,25 @@ pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
         .unwrap()
 }
 
-/// The URL of the database behind `pool`, for running the binary against it.
-pub fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by scripts/test");
-    let db = pool
-        .connect_options()
-        .get_database()
-        .expect("test pools name their database")
-        .to_string();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{db}")
-}
+// Each test binary uses part of the harness (as `#![allow(dead_code)]` above says).
+#[allow(unused_imports)]
+pub use crowdledger_testkit::{database_url, free_port, service_url};
 
-/// Like [`database_url`], logged in as [`SERVICE_ROLE`]: what `crowdledger serve` should use.
-pub fn service_url(pool: &PgPool) -> String {
-    let mut url = reqwest::Url::parse(&database_url(pool)).unwrap();
-    url.set_username(SERVICE_ROLE).unwrap();
-    url.set_password(None).unwrap();
-    url.to_string()
-}
-
-/// A TCP port that was free a moment ago, for a child process to bind.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `crowdledger serve` child process; killed when dropped, so a failed test leaves none behind.
-pub struct Served {
-    child: Option<std::process::Child>,
-    pub base: String,
-    pub metrics_base: String,
-}
+/// `crowdledger serve` as a child process (crowdledger-testkit's), running the binary Cargo
+/// built for these very tests.
+pub struct Served;
 
 impl Served {
     /// Starts `crowdledger serve` on `pool`'s database, logged in as [`SERVICE_ROLE`], with the
     /// bootstrap key `key`, and waits until ready.
-    pub async fn start(pool: &PgPool, key: &str) -> Served {
+    pub async fn start(pool: &PgPool, key: &str) -> crowdledger_testkit::Served {
         Served::start_with(pool, key, &[]).await
     }
 
     /// Like `start`, with extra environment variables (settings).
-    pub async fn start_with(pool: &PgPool, key: &str, env: &[(&str, &str)]) -> Served {
-        let db = service_url(pool);
-        let (port, metrics_port) = (free_port(), free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-            // Tests drive the sandbox's controls, which only a manual clock serves; `env` may say otherwise.
-            .env("CROWDLEDGER__CLOCK__MODE", "manual")
-            .envs(env.iter().copied())
-            .arg("serve")
-            .env("DATABASE_URL", &db)
-            .env("CROWDLEDGER__HTTP__BIND", format!("127.0.0.1:{port}"))
-            .env("CROWDLEDGER__HTTP__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
-            .env("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", key)
-            .env("CROWDLEDGER__DATABASE__MAX_CONNECTIONS", "20")
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let served = Served {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("{}/ready", served.base))
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(std::time::Instant::now() < deadline, "serve did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        served
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash would.
-    pub fn crash(mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Sends SIGTERM and waits for the process to exit; returns its output.
-    pub async fn terminate(mut self) -> std::process::Output {
-        let child = self.child.take().unwrap();
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    pub async fn start_with(pool: &PgPool, key: &str, env: &[(&str, &str)]) -> crowdledger_testkit::Served {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_crowdledger"));
+        crowdledger_testkit::Served::start_binary(bin, pool, key, env).await
     }
 }
 

@@ -105,9 +105,15 @@ impl Served {
 
     /// Like `start`, with extra environment variables (settings).
     pub async fn start_with(pool: &PgPool, key: &str, env: &[(&str, &str)]) -> Served {
+        Served::start_binary(service_binary(), pool, key, env).await
+    }
+
+    /// Like `start_with`, running the `crowdledger` binary at `bin` (the service's own tests name
+    /// the one Cargo built for them).
+    pub async fn start_binary(bin: &Path, pool: &PgPool, key: &str, env: &[(&str, &str)]) -> Served {
         let db = service_url(pool);
         let (port, metrics_port) = (free_port(), free_port());
-        let child = Command::new(service_binary())
+        let child = Command::new(bin)
             // Tests drive the sandbox's controls, which only a manual clock serves; `env` may say otherwise.
             .env("CROWDLEDGER__CLOCK__MODE", "manual")
             .envs(env.iter().copied())
@@ -150,6 +156,14 @@ impl Served {
         tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await
             .unwrap()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }
 
