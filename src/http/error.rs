@@ -91,6 +91,8 @@ catalogue! {
 
     // Offers and their rounds.
     EcspCapExceeded = "ecsp_cap_exceeded", UNPROCESSABLE_ENTITY;
+    /// A project is archived only once none of its offers is open.
+    ProjectHasOpenOffers = "project_has_open_offers", CONFLICT;
     BallotKeyMissing = "ballot_key_missing", CONFLICT;
     MinTargetNotReached = "min_target_not_reached", CONFLICT;
     NothingToPay = "nothing_to_pay", CONFLICT;
@@ -403,6 +405,7 @@ impl From<OfferError> for ApiError {
                 ApiError::new(Code::InvalidStateTransition, detail)
             }
             EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
+            ProjectHasOpenOffers => ApiError::new(Code::ProjectHasOpenOffers, detail),
             Ballot(e) => e.into(),
             Database(e) => ApiError::database(e),
         }

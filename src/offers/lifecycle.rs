@@ -8,7 +8,7 @@ use super::ballot::{self, SeedKey};
 use super::{Allocation, ECSP_CAP_EUR, Offer, OfferError, OfferStatus, Terms, offer_event, store};
 use crate::money::Money;
 use crate::outbox::{self, EventType};
-use crate::projects::{self, ProjectError, ProjectStatus};
+use crate::projects::{self, Project, ProjectError, ProjectStatus};
 
 pub(crate) fn invalid_transition(offer: &Offer, action: &'static str) -> OfferError {
     OfferError::InvalidTransition {
@@ -54,6 +54,23 @@ pub async fn create(
     }
     check_ecsp_cap(conn, project_id, terms.max_target(), now).await?;
     Ok(store::insert(conn, project_id, terms, now).await?)
+}
+
+/// Archives a draft or published project, refused (409 `project_has_open_offers`) while one of
+/// its offers is open: an archived project takes no pledges. Under the project's row lock, the
+/// one [`open`] takes, so an offer cannot open between the check and the archive.
+pub async fn archive_project(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Project, OfferError> {
+    let status = lock_project(conn, project_id)
+        .await?
+        .ok_or(ProjectError::NotFound(project_id))?;
+    if status != ProjectStatus::Archived && store::has_open(conn, project_id).await? {
+        return Err(OfferError::ProjectHasOpenOffers);
+    }
+    Ok(projects::Lifecycle::Archive.apply(conn, project_id, now).await?)
 }
 
 /// `draft → open`: the project must be published and the cap respected; a ballot publishes its

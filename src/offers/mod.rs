@@ -63,6 +63,9 @@ pub enum OfferError {
     ProjectNotPublished,
     #[error("the offer's closing time has passed")]
     ClosingTimePassed,
+    /// A project is archived only once none of its offers takes pledges.
+    #[error("the project has an open offer; close or cancel it before archiving the project")]
+    ProjectHasOpenOffers,
     /// A cap table is read only after the round succeeded.
     #[error("the offer has not succeeded (yet)")]
     NotSucceeded,

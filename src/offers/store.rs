@@ -123,6 +123,14 @@ pub async fn exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
         .await
 }
 
+/// Whether one of the project's offers is open (takes pledges).
+pub(crate) async fn has_open(conn: &mut PgConnection, project_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from offers where project_id = $1 and status = 'open')")
+        .bind(project_id)
+        .fetch_one(conn)
+        .await
+}
+
 /// Reads and locks the offer row: lifecycle changes of one offer run one at a time.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Offer>> {
     let row: Option<OfferRow> = sqlx::query_as(&format!("select {COLUMNS} from offers where id = $1 for update"))

@@ -208,16 +208,20 @@ async fn publish_project(
     apply(&state, id, Lifecycle::Publish).await
 }
 
-/// Archive a draft or published project: it leaves the catalogue.
+/// Archive a draft or published project: it leaves the catalogue. Refused (409
+/// `project_has_open_offers`) while one of its offers is open.
 #[utoipa::path(post, path = "/v1/projects/{id}/archive", tag = "projects", params(("id" = Uuid, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = ProjectView),
-              (status = 409, description = "the project is already archived", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "the project is already archived (`invalid_state_transition`), or one of its offers is open (`project_has_open_offers`)", body = Problem, content_type = "application/problem+json"),
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn archive_project(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<ProjectView>, ApiError> {
-    apply(&state, id, Lifecycle::Archive).await
+    let mut tx = state.pool.begin().await?;
+    let project = crate::offers::lifecycle::archive_project(&mut tx, id, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(Json(project.into()))
 }

@@ -103,7 +103,7 @@ impl ProjectStatus {
 
 /// A move in a project's life, requested by an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lifecycle {
+pub enum Lifecycle {
     Publish,
     Archive,
 }

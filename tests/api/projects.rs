@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, id_of, send_as as send};
+use crate::common::{self, OPERATOR_KEY, Reply, TestApp, assert_json, fixtures, id_of, send_as as send};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -123,6 +123,31 @@ async fn a_project_is_created_as_a_draft_and_read_back(pool: PgPool) {
     let got = app.get(&format!("/v1/projects/{id}")).await;
     assert_json(&got, 200);
     assert_eq!(got.body, r.body);
+}
+
+#[sqlx::test]
+async fn a_project_with_an_open_offer_is_not_archived_until_the_offer_ends(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let world = fixtures::world(&app, 1).await;
+    let r = app
+        .post(&format!("/v1/projects/{}/archive", world.project), json!({}))
+        .await;
+    r.assert_problem(409, "project_has_open_offers");
+    assert_eq!(
+        app.get(&format!("/v1/projects/{}", world.project)).await.body["status"],
+        "published"
+    );
+    // Nothing changed: the offer still takes pledges.
+    let pledge = fixtures::pledge(&app, &world.offer, &world.investors[0], 10, "10.00").await;
+    assert_eq!(pledge.status, 201, "{:#}", pledge.body);
+
+    let r = app.post(&format!("/v1/offers/{}/cancel", world.offer), json!({})).await;
+    assert_json(&r, 200);
+    let r = app
+        .post(&format!("/v1/projects/{}/archive", world.project), json!({}))
+        .await;
+    assert_json(&r, 200);
+    assert_eq!(r.body["status"], "archived");
 }
 
 #[sqlx::test]
