@@ -101,8 +101,13 @@ pub(crate) struct OfferView {
     max_shares: i64,
     shares_reserved: i64,
     shares_funded: i64,
+    /// What the funded pledges came to, oversubscription included.
     amount_funded: String,
     shares_allocated: i64,
+    /// What the round raised: the price of the shares allocated. Set once the round has ended
+    /// (`0.00` for a round that failed or was cancelled); below `amount_funded` after an
+    /// oversubscribed pro-rata or ballot close, whose difference was refunded.
+    amount_raised: Option<String>,
     pledge_count: i64,
     investor_count: i64,
     /// Ballot only: sha256(seed), hex, published when the offer opens.
@@ -145,6 +150,7 @@ impl OfferView {
             shares_funded: f.shares_funded,
             amount_funded: crate::money::format_amount(f.amount_funded, o.currency),
             shares_allocated: f.shares_allocated,
+            amount_raised: ended.then(|| o.price_of(f.shares_allocated).amount_string()),
             pledge_count: f.pledge_count,
             investor_count: f.investor_count,
             commitment: o.ballot_commitment,

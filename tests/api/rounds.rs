@@ -187,6 +187,11 @@ async fn an_oversubscribed_pro_rata_round_scales_down_by_largest_remainder(pool:
         (o["shares_reserved"].as_i64(), o["shares_allocated"].as_i64()),
         (Some(10), Some(10))
     );
+    // 500.00 was funded; the round raised what it allocated, the rest was refunded.
+    assert_eq!(
+        (o["amount_funded"].as_str(), o["amount_raised"].as_str()),
+        (Some("500.00"), Some("100.00"))
+    );
     assert_eq!(refunded, ["240.00", "100.00", "60.00"]);
     assert_eq!(balance(&app, "refunds:sandbox:eur").await, "400.00");
     assert_eq!(balance(&app, &format!("project:{project}:payable:eur")).await, "95.00");
@@ -200,6 +205,10 @@ async fn a_ballot_round_can_be_recomputed_from_the_revealed_seed(pool: PgPool) {
     let World { offer, investors, .. } = world_with(&app, terms, 28, 12).await;
     let opened = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
     let commitment = opened["commitment"].as_str().unwrap().to_string();
+    assert!(
+        opened["amount_raised"].is_null(),
+        "nothing is raised before the round ends"
+    );
     assert!(
         opened.get("seed").is_none(),
         "the seed stays secret while the offer is open"
