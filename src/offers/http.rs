@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::payments::provider::PaymentRef;
+use crate::rounds::payouts::Requested;
 
 use super::cap_table::{self, CapTable};
 use super::store::Figures;
@@ -334,7 +335,9 @@ pub(crate) struct PayoutView {
 
 /// Pay the project what it is owed for a succeeded offer (net of the success fee).
 #[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
-    responses((status = 201, body = PayoutView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = PayoutView, description = "a payout of what the project was still owed"),
+              (status = 200, body = PayoutView, description = "the project was owed nothing more: the payout already made"),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_payout(
     State(state): State<AppState>,
     Auth { caller, .. }: Auth<Operators>,
@@ -346,10 +349,13 @@ async fn create_payout(
     // Without a provider to pay through, refused before anything is written.
     let provider = state.providers.card_provider()?;
     idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
-        let p = crate::rounds::payouts::request_payout(conn, provider, id, now).await?;
+        let (status, p) = match crate::rounds::payouts::request_payout(conn, provider, id, now).await? {
+            Requested::Created(p) => (StatusCode::CREATED, p),
+            Requested::Existing(p) => (StatusCode::OK, p),
+        };
         let amount = p.amount;
         Ok((
-            StatusCode::CREATED,
+            status,
             PayoutView {
                 id: p.id,
                 offer_id: p.offer_id,

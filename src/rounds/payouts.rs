@@ -27,13 +27,25 @@ pub struct Payout {
     pub created_at: DateTime<Utc>,
 }
 
-/// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer.
+/// What asking for a payout did.
+pub(crate) enum Requested {
+    /// A payout of what the project was still owed.
+    Created(Payout),
+    /// Nothing was owed any more: the payout already made for the offer (the latest).
+    Existing(Payout),
+}
+
+const PAYOUT_COLUMNS: &str = "id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at";
+
+/// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer; when
+/// it is owed nothing any more, answers the payout already made, so asking again is harmless.
+/// 409 `nothing_to_pay` only when the offer never owed anything.
 pub(crate) async fn request_payout(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     offer_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<Payout, RoundError> {
+) -> Result<Requested, RoundError> {
     let offer = offers::store::lock(conn, offer_id)
         .await?
         .ok_or_else(|| unknown("offer", &offer_id.to_string()))?;
@@ -56,17 +68,23 @@ pub(crate) async fn request_payout(
         .await?;
     let owed = settled.unwrap_or_default() - requested;
     if owed <= Decimal::ZERO {
-        return Err(RoundError::NothingToPay);
+        let made: Option<Payout> = sqlx::query_as(&format!(
+            "select {PAYOUT_COLUMNS} from payouts where offer_id = $1 order by created_at desc, id desc limit 1"
+        ))
+        .bind(offer_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return made.map(Requested::Existing).ok_or(RoundError::NothingToPay);
     }
     let id = Uuid::now_v7();
     let provider_payout_id = provider
         .create_payout(id, Money::new(owed, offer.currency)?)
         .map_err(crate::payments::PaymentError::from)?;
-    let payout = sqlx::query_as(
+    let payout = sqlx::query_as(&format!(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at",
-    )
+         returning {PAYOUT_COLUMNS}"
+    ))
     .bind(id)
     .bind(provider.name())
     .bind(provider_payout_id)
@@ -76,7 +94,7 @@ pub(crate) async fn request_payout(
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(payout)
+    Ok(Requested::Created(payout))
 }
 
 /// The provider paid the project: `project payable → psp`, for the payout's exact amount.

@@ -84,10 +84,12 @@ async fn a_1001pact_round_succeeds_and_every_cent_adds_up(pool: PgPool) {
     // Payout: the project gets its net once the provider confirms.
     let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
     assert_eq!(payout["amount"], format!("{:.2}", total - fee));
-    app.post(&format!("/v1/offers/{offer}/payouts"), json!({}))
-        .await
-        .assert_problem(409, "nothing_to_pay");
+    // Asked again, the payout already made: nothing more is owed, nothing more is created.
+    let again = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 200).await;
+    assert_eq!(again, payout);
     confirm_payout(&app, &payout).await;
+    let after = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 200).await;
+    assert_eq!((&after["id"], &after["status"]), (&payout["id"], &json!("paid")));
     assert_eq!(balance(&app, &format!("project:{project}:payable:eur")).await, "0.00");
     assert_eq!(balance(&app, "psp:sandbox:eur").await, format!("{fee:.2}"));
     app.assert_books_verify().await;
