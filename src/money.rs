@@ -185,6 +185,28 @@ impl Money {
         Ok(Money { amount, currency })
     }
 
+    /// An amount as a client wrote it: refused with more decimals than the currency has, trailing
+    /// zeros included (`"20.000"` in EUR), where [`Money::new`] takes what computation produced.
+    pub fn exact(amount: Decimal, currency: Currency) -> Result<Self, MoneyError> {
+        let allowed = currency.minor_units();
+        if amount.scale() > allowed {
+            return Err(MoneyError::TooManyDecimals {
+                amount: amount.to_string(),
+                currency,
+                allowed,
+            });
+        }
+        Money::new(amount, currency)
+    }
+
+    /// Like [`Money::exact`], and refuses zero and negative amounts.
+    pub fn exact_positive(amount: Decimal, currency: Currency) -> Result<Self, MoneyError> {
+        if amount <= Decimal::ZERO {
+            return Err(MoneyError::NotPositive);
+        }
+        Money::exact(amount, currency)
+    }
+
     /// Like [`Money::new`], and refuses zero and negative amounts.
     pub fn positive(amount: Decimal, currency: Currency) -> Result<Self, MoneyError> {
         if amount <= Decimal::ZERO {

@@ -137,7 +137,7 @@ fn money_json<S: serde::Serializer>(money: &Money, s: S) -> Result<S::Ok, S::Err
 
 impl NewCheque {
     pub fn parse(input: ChequeInput, now: DateTime<Utc>) -> Result<Self, ChequeError> {
-        let face_value = Money::positive(input.face_value.value(), input.currency)
+        let face_value = Money::exact_positive(input.face_value.value(), input.currency)
             .map_err(|e| FieldError(format!("face_value: {e}")))?;
         if input.expires_at <= now {
             return Err(FieldError("expires_at must be in the future".into()).into());

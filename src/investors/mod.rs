@@ -107,7 +107,7 @@ impl NewInvestor {
                 if nw.amount.value() < Decimal::ZERO {
                     return Err(FieldError("net_worth.amount must not be negative".into()));
                 }
-                Money::new(nw.amount.value(), nw.currency).map_err(|e| FieldError(format!("net_worth: {e}")))
+                Money::exact(nw.amount.value(), nw.currency).map_err(|e| FieldError(format!("net_worth: {e}")))
             })
             .transpose()?;
         Ok(NewInvestor {

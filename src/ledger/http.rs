@@ -334,7 +334,8 @@ async fn post_entry(
         .metadata(manual::metadata(caller.key_id, body.memo)?);
     for p in body.postings {
         let currency = Currency::parse(&p.currency).map_err(|e| ApiError::validation(e.to_string()))?;
-        let amount = Money::positive(p.amount.value(), currency).map_err(|e| ApiError::validation(e.to_string()))?;
+        let amount =
+            Money::exact_positive(p.amount.value(), currency).map_err(|e| ApiError::validation(e.to_string()))?;
         entry = match p.side {
             Side::Debit => entry.debit(p.account_id, amount),
             Side::Credit => entry.credit(p.account_id, amount),

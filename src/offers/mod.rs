@@ -190,7 +190,7 @@ impl Terms {
             return Err(FieldError("currency: only EUR offers are supported".into()));
         }
         let money = |field: &str, amount: Decimal| {
-            Money::positive(amount, currency).map_err(|e| FieldError(format!("{field}: {e}")))
+            Money::exact_positive(amount, currency).map_err(|e| FieldError(format!("{field}: {e}")))
         };
         let share_price = money("share_price", raw.share_price)?;
         let shares = |field: &str, amount: Decimal| -> Result<i64, FieldError> {

@@ -248,7 +248,7 @@ fn admit<'r>(
     let mut card = Decimal::ZERO;
     let mut codes = Vec::new();
     for source in &req.funding {
-        let part = Money::positive(source.amount.value(), offer.currency)
+        let part = Money::exact_positive(source.amount.value(), offer.currency)
             .map_err(|e| PledgeError::Invalid(format!("funding amount: {e}")))?;
         total += part.amount();
         match (source.kind, source.cheque_code.as_deref()) {

@@ -141,7 +141,7 @@ async fn create_deposit(
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<DepositInput>,
 ) -> Result<Response, ApiError> {
-    let amount = Money::positive(body.amount.value(), body.currency)
+    let amount = Money::exact_positive(body.amount.value(), body.currency)
         .map_err(|e| ApiError::validation(format!("amount: {e}")))?;
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/sponsors/{id}/deposits"), &body);
     let now = state.clock.now();

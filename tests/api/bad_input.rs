@@ -342,6 +342,8 @@ fn bad_amounts() -> Vec<Value> {
         json!("0"),
         json!("-10.00"),
         json!("10.001"),
+        // A third decimal, though zero: more decimals than EUR has.
+        json!("10.000"),
         json!("10.0000000000000000000000001"),
         json!("NaN"),
         json!("Infinity"),

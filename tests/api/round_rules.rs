@@ -255,6 +255,11 @@ async fn offer_terms_that_break_a_rule_are_refused_and_write_nothing(pool: PgPoo
         ("min_target not whole shares", json!({"min_target": "100005.00"})),
         ("min_target above max_target", json!({"min_target": "200000.00"})),
         ("min_target with 3 decimals", json!({"min_target": "100000.001"})),
+        // More decimals than EUR has are refused, trailing zeros or not (README: Amounts).
+        (
+            "share_price with a third decimal zero",
+            json!({"share_price": "10.000"}),
+        ),
         ("min_target zero", json!({"min_target": "0.00"})),
         ("max_target as a JSON number", json!({"max_target": 150000})),
         ("share_price zero", json!({"share_price": "0"})),
