@@ -76,7 +76,7 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::cheques::http::router())
         .merge(crate::webhooks::http::router());
     match clock {
-        ClockMode::Manual => api.merge(crate::sandbox::router()),
+        ClockMode::Manual => api.merge(crate::sandbox::http::router()),
         ClockMode::System => api,
     }
     .split_for_parts()

@@ -3,7 +3,7 @@
 //! one commit, one WAL flush and one hold of each hot row per batch instead of per request.
 //! Each request is answered after its batch commits, or handed back to take its own
 //! transaction ("falls back") when the batch cannot decide it or failed and rolled back.
-//! Used by the pledge batcher (pledges/batcher.rs) and inbound provider events
+//! Used by the pledge batcher (pledges/http/batcher.rs) and inbound provider events
 //! (webhooks/inbound.rs), each with the error type of its own answers (`E`).
 
 use std::collections::HashMap;

@@ -5,6 +5,7 @@
 //! future resolves, so tests run the real app on port 0.
 
 mod app;
+mod background;
 pub mod batch;
 pub mod books;
 pub mod cheques;
@@ -69,7 +70,7 @@ impl App {
         );
         App {
             state: AppState {
-                batcher: pledges::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
+                batcher: pledges::http::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
                 inbound: webhooks::inbound::Batcher::new(pool.clone()),
                 pool,
                 clock,
@@ -121,7 +122,7 @@ pub async fn launch(
         .self_url
         .set(format!("http://{}", std::net::SocketAddr::new(host, local.port())));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-    let jobs = tokio::spawn(jobs::run(app.state.clone(), jobs_stopped));
+    let jobs = tokio::spawn(background::run(app.state.clone(), jobs_stopped));
     let router = app::router(app.state, app.limits);
     http::serve::serve(listener, router, header_read_timeout, shutdown).await;
     // Requests are done; let the jobs finish their current item, then stop.

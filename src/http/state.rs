@@ -17,9 +17,9 @@ pub struct AppState {
     pub clock: Clock,
     pub auth: Arc<Authenticator>,
     pub providers: Arc<crate::payments::providers::Providers>,
-    /// Card pledges, many per transaction per offer (pledges/batcher.rs).
-    pub batcher: crate::pledges::batcher::Batcher,
-    /// Verified provider events, many per transaction (payments/inbound.rs).
+    /// Card pledges, many per transaction per offer (pledges/http/batcher.rs).
+    pub batcher: crate::pledges::http::batcher::Batcher,
+    /// Verified provider events, many per transaction (webhooks/inbound.rs).
     pub inbound: crate::webhooks::inbound::Batcher,
     /// Ballot seeds are derived from it (`ballot.seed_key`, offers/ballot.rs); none under the
     /// system clock when not configured.

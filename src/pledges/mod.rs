@@ -1,6 +1,5 @@
 //! Pledges: an investor's commitment to buy shares in an offer, and the money behind it.
 
-pub mod batcher;
 pub mod http;
 pub mod rules;
 pub mod store;

@@ -187,7 +187,7 @@ pub(super) fn offer_full(shares: i64) -> PledgeError {
 
 impl PledgeRequest {
     /// Whether all of its money comes from a card: such pledges can be judged without looking
-    /// up cheques, so they go through the offer's batch (pledges/batcher.rs).
+    /// up cheques, so they go through the offer's batch (pledges/http/batcher.rs).
     pub fn card_only(&self) -> bool {
         self.funding.iter().all(|s| s.kind == FundingKind::Card)
     }

@@ -251,7 +251,7 @@ fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
     read_body::<sponsors::http::DepositInput>(bytes)?;
     read_body::<webhooks::http::CreateEndpoint>(bytes)?;
     read_body::<investors::http::KycDecision>(bytes)?;
-    read_body::<sandbox::MoveClock>(bytes)?;
+    read_body::<sandbox::http::MoveClock>(bytes)?;
     read_body::<ledger::http::CreateAccount>(bytes)?;
     read_body::<ledger::http::PostEntry>(bytes)?;
     read_body::<ledger::http::ReverseEntry>(bytes)?;

@@ -13,14 +13,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     // The top: builds the app, gathers the router, parses the settings of every layer.
     ("app", 90),
+    ("background", 90),
     ("config", 90),
     ("db::errors", 10),
     ("db", 90),
     ("", 90), // lib.rs
-    // The clock's jobs run beside the router, on the same state; the retention purge they run
-    // is SQL over several tables, with the domains.
+    // The clock's jobs, run by `background` beside the router: a tick moves rounds; the retention
+    // purge is SQL over several tables, with the domains.
     ("jobs::retention", 56),
-    ("jobs", 85),
+    ("jobs", 65),
     // The HTTP layer: its parts, every domain's handlers, the sandbox's test controls.
     ("http", 80),
     ("books::http", 80),
@@ -29,7 +30,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("investors::http", 80),
     ("offers::http", 80),
     ("pledges::http", 80),
-    ("pledges::batcher", 80),
+    ("pledges::http::batcher", 80),
     ("sponsors::http", 80),
     ("cheques::http", 80),
     ("webhooks::http", 80),

@@ -1,5 +1,7 @@
 //! Pledges over HTTP: make one, read it, revoke it.
 
+pub mod batcher;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +13,7 @@ use uuid::Uuid;
 
 use super::rules::{self, FundingKind, PledgeRequest};
 use super::view::PledgeView;
-use super::{PledgeError, batcher, store};
+use super::{PledgeError, store};
 use crate::cheques::{ChequeError, attempts};
 use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
@@ -51,7 +53,7 @@ async fn create_pledge(
     };
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
     if body.card_only() {
-        // Card pledges are judged and written in their offer's batch (pledges/batcher.rs).
+        // Card pledges are judged and written in their offer's batch (pledges/http/batcher.rs).
         let job = batcher::Job {
             scope: idempotency::scope(&caller),
             key,

@@ -40,10 +40,6 @@ use rust_decimal::Decimal;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::rules::{self, PledgeRequest};
-use super::store::NewPledge;
-use super::view::PledgeView;
-use super::{PledgeStatus, store};
 use crate::batch::{self, Decided, Lanes, Turn};
 use crate::http::error::ApiError;
 use crate::http::idempotency::{self, IdempotencyKey, KeyClaim};
@@ -52,6 +48,10 @@ use crate::money::Money;
 use crate::offers::Offer;
 use crate::outbox::{self, EventType};
 use crate::payments::provider::PaymentProvider;
+use crate::pledges::rules::{self, PledgeRequest};
+use crate::pledges::store::NewPledge;
+use crate::pledges::view::PledgeView;
+use crate::pledges::{PledgeStatus, store};
 use crate::{investors, offers, payments};
 
 /// Pledges per transaction, at most.
@@ -354,7 +354,7 @@ async fn insert(
         .map(|(p, (i, _))| {
             (
                 EventType::PledgeCreated,
-                super::PledgeEvent::new(p, PledgeStatus::PendingPayment),
+                crate::pledges::PledgeEvent::new(p, PledgeStatus::PendingPayment),
                 jobs[*i].now,
             )
         })
