@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod money;
 pub mod offers;
 pub mod outbox;
+pub mod paging;
 pub mod payments;
 pub mod pledges;
 pub mod projects;

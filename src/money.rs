@@ -235,7 +235,8 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency)
+        // One format in every message: the currency's decimals ("1500.00 EUR").
+        write!(f, "{} {}", format_amount(self.amount, self.currency), self.currency)
     }
 }
 

@@ -139,6 +139,7 @@ pub struct ApiError {
     code: Code,
     detail: String,
     reason: Option<&'static str>,
+    param: Option<String>,
     retry_after: Option<u64>,
     cause: Option<anyhow::Error>,
 }
@@ -157,6 +158,10 @@ pub(crate) struct Problem {
     /// For some codes, which case it is (stable too): `cheque_invalid` says `expired`, `unknown_code`, …
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The field or query parameter at fault, when one is: `amount`, `limit`,
+    /// `terms.min_ticket` (a path into the body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -167,6 +172,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             reason: None,
+            param: None,
             retry_after: None,
             cause: None,
         }
@@ -198,6 +204,24 @@ impl ApiError {
 
     pub fn validation(detail: impl Into<String>) -> Self {
         ApiError::new(Code::ValidationFailed, detail)
+    }
+
+    /// 422 `validation_failed` naming the field or parameter at fault.
+    pub fn invalid(param: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError {
+            param: Some(param.into()),
+            ..ApiError::validation(detail)
+        }
+    }
+
+    /// Names the field or parameter at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        self.param.as_deref()
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -309,6 +333,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.as_str().to_string(),
             reason: self.reason.map(str::to_string),
+            param: self.param,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(

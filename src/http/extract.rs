@@ -25,12 +25,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
             return Err(not_json());
         }
         let AppBytes(bytes) = AppBytes::from_request(req, state).await?;
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::validation("the body must be a JSON object"));
-        }
-        Ok(AppJson(value))
+        from_json_body(&bytes).map(AppJson)
     }
+}
+
+/// A body read as `T`: 400 `malformed_json` for bytes that are not JSON, 422 naming the field
+/// (`param`) and saying in words what is wrong with it for JSON of the wrong shape.
+pub(crate) fn from_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => field_error(&path, &inner.to_string(), Field::Body),
+            _ => not_valid_json(&inner),
+        }
+    })?;
+    de.end().map_err(|e| not_valid_json(&e))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::validation("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn not_valid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::new(Code::MalformedJson, format!("the body is not valid JSON: {e}"))
 }
 
 /// `application/json`, or any `application/…+json`, as axum's `Json` takes.
@@ -50,10 +69,11 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let detail = rejection.body_text();
         match rejection {
-            JsonRejection::JsonDataError(_) => ApiError::validation(detail),
-            JsonRejection::JsonSyntaxError(_) => ApiError::new(Code::MalformedJson, detail),
+            JsonRejection::JsonDataError(_) => {
+                ApiError::validation("the body does not have the shape this route takes")
+            }
+            JsonRejection::JsonSyntaxError(_) => ApiError::new(Code::MalformedJson, "the body is not valid JSON"),
             JsonRejection::MissingJsonContentType(_) => not_json(),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
             other => ApiError::rejected(other.status(), other.body_text()),
@@ -124,12 +144,16 @@ pub(crate) struct AppQuery<T>(pub T);
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
-        if parts.uri.query().is_some_and(holds_nul) {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        if holds_nul(query) {
             return Err(ApiError::validation("query parameters cannot hold a NUL character"));
         }
-        Ok(AppQuery(value))
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(AppQuery).map_err(|e| {
+            let path = e.path().to_string();
+            field_error(&path, &e.into_inner().to_string(), Field::Query)
+        })
     }
 }
 
@@ -139,7 +163,178 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Field {
+    Body,
+    Query,
+}
+
+/// 422 naming the field at `path` (a path into the body, `terms.min_ticket`) and saying in words
+/// what is wrong with it, from serde's message: no parser internals (`i64`, line and column).
+fn field_error(path: &str, message: &str, field: Field) -> ApiError {
+    let message = strip_position(message);
+    let parent = match path {
+        "." | "?" => "",
+        p => p,
+    };
+    let join = |name: &str| {
+        if parent.is_empty() {
+            name.to_string()
+        } else if parent == name || parent.ends_with(&format!(".{name}")) {
+            parent.to_string()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
+    let what = match field {
+        Field::Body => "field",
+        Field::Query => "parameter",
+    };
+    if let Some(name) = between_backticks(message.strip_prefix("missing field ")) {
+        let param = join(name);
+        return ApiError::invalid(param.clone(), format!("{what} `{param}` is required"));
+    }
+    if let Some(name) = between_backticks(message.strip_prefix("unknown field ")) {
+        let param = join(name);
+        return ApiError::invalid(param.clone(), format!("this route takes no {what} `{param}`"));
+    }
+    let param = if parent.is_empty() {
+        None
+    } else {
+        Some(parent.to_string())
+    };
+    let words = in_words(message);
+    match param {
+        Some(param) => ApiError::invalid(param.clone(), format!("{what} `{param}` {words}")),
+        None => ApiError::validation(format!(
+            "the {} {words}",
+            if field == Field::Body { "body" } else { "query" }
+        )),
+    }
+}
+
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => &message[..i],
+        _ => message,
+    }
+}
+
+fn between_backticks(s: Option<&str>) -> Option<&str> {
+    let s = s?.strip_prefix('`')?;
+    s.split('`').next()
+}
+
+/// serde's "invalid type: integer `1`, expected a string" → "must be a string, not the number 1".
+fn in_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let got = between_backticks(Some(rest)).unwrap_or("");
+        let allowed = rest
+            .split_once("expected ")
+            .map(|(_, e)| e.trim_start_matches("one of ").replace('`', ""))
+            .unwrap_or_default();
+        return format!("must be one of {allowed}, not \"{got}\"");
+    }
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((got, expected)) = rest.split_once(", expected ")
+        {
+            return format!("must be {}, not {}", expected_in_words(expected), got.replace('`', ""));
+        }
+    }
+    match message {
+        "invalid digit found in string" | "cannot parse integer from empty string" => "must be a whole number".into(),
+        "number too large to fit in target type" | "number too small to fit in target type" => "is out of range".into(),
+        "provided string was not `true` or `false`" => "must be true or false".into(),
+        m if m.starts_with("UUID parsing failed")
+            || m.starts_with("invalid character")
+            || m.starts_with("invalid length") =>
+        {
+            "must be a UUID".into()
+        }
+        m if m.starts_with("input contains invalid characters") || m.starts_with("premature end of input") => {
+            "must be a date and time (RFC 3339, e.g. 2026-05-01T12:00:00Z)".into()
+        }
+        m => m.to_string(),
+    }
+}
+
+fn expected_in_words(expected: &str) -> &str {
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" | "an integer" => {
+            "a whole number"
+        }
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a sequence" => "a list",
+        "a map" => "an object",
+        "a UUID string" => "a UUID",
+        e if e.starts_with("struct ") || e.starts_with("a map") => "an object",
+        e if e.contains("date and time") || e.contains("RFC 3339") => "a date and time (RFC 3339)",
+        e => e,
+    }
+}
+
 /// Whether a raw (percent-encoded) path or query decodes to a NUL somewhere.
 fn holds_nul(raw: &str) -> bool {
     raw.as_bytes().windows(3).any(|w| w == b"%00")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Terms {
+        min_ticket: String,
+        shares: i64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        terms: Terms,
+    }
+
+    fn refused(body: &str) -> ApiError {
+        from_json_body::<Body>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field_in_words() {
+        let e = refused(r#"{"name": "x", "terms": {"min_ticket": "10", "shares": "many"}}"#);
+        assert_eq!(e.code(), Code::ValidationFailed);
+        assert_eq!(e.param(), Some("terms.shares"));
+        assert_eq!(
+            e.detail(),
+            "field `terms.shares` must be a whole number, not string \"many\""
+        );
+        assert!(!e.detail().contains("line"), "{}", e.detail());
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named() {
+        let e = refused(r#"{"terms": {"min_ticket": "10", "shares": 1}}"#);
+        assert_eq!((e.param(), e.detail()), (Some("name"), "field `name` is required"));
+        let e = refused(r#"{"name": "x", "terms": {"min_ticket": "10", "shares": 1, "colour": 2}}"#);
+        assert_eq!(e.param(), Some("terms.colour"));
+        let e = refused(r#"{"name": "x", "terms": {"shares": 1}}"#);
+        assert_eq!(e.param(), Some("terms.min_ticket"));
+    }
+
+    #[test]
+    fn bad_syntax_is_malformed_json() {
+        assert_eq!(refused(r#"{"name": "#).code(), Code::MalformedJson);
+        assert_eq!(
+            refused(r#"{"name": "x", "terms": {"min_ticket": "1", "shares": 1}} trailing"#).code(),
+            Code::MalformedJson
+        );
+        assert_eq!(refused(r#"["x"]"#).code(), Code::ValidationFailed);
+    }
 }

@@ -54,6 +54,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("outbox", 10),
     ("batch", 10),
     ("money", 10),
+    ("paging", 10),
     ("fields", 10),
     ("clock", 10),
     ("keys", 10),
