@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::Scalar;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::clock::ClockMode;
 use crate::http::error::{ApiError, Code, Problem};
@@ -89,16 +89,13 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     // (and each request), and a handler holding the document itself made each connection copy
     // it, a megabyte and more apiece.
     let openapi_json = Bytes::from(serde_json::to_vec(&openapi).expect("the OpenAPI document serialises"));
-    let docs_html = Bytes::from(Scalar::new(openapi).to_html());
     let request_id = HeaderName::from_static("x-request-id");
     api.route(
         "/openapi.json",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi_json.clone()))),
     )
-    .route(
-        "/docs",
-        get(move || std::future::ready(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], docs_html.clone()))),
-    )
+    // The viewer's files are in the binary: `/docs` works with no network.
+    .merge(SwaggerUi::new("/docs").config(Config::from("/openapi.json")))
     .fallback(|| async { no_such_route() })
     .method_not_allowed_fallback(|| async {
         ApiError::new(Code::MethodNotAllowed, "this route does not take that method")

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::trial_balance::TrialBalance;
+use super::trial_balance::{AsOf, TrialBalance};
 use super::{Account, AccountKind, AccountLine, Entry, NewAccount, NewEntry, Side};
 use crate::books::manual;
 use crate::http::auth::{Auth, BookReaders, Operators};
@@ -250,19 +250,46 @@ async fn create_account(
     Ok((status, Json(AccountView::from(account))).into_response())
 }
 
-/// One account, with its balance.
-#[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    /// The moment to answer for (RFC 3339), not after now: balances are the running balances
+    /// after each account's last posting effective by then. Default: now.
+    as_of: Option<DateTime<Utc>>,
+}
+
+impl AsOfQuery {
+    /// `None` for now; a moment past; a moment to come refused.
+    fn moment(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
+        match self.as_of {
+            Some(at) if at > now => Err(ApiError::invalid(
+                "as_of",
+                "as_of is later than now: the books know only the past",
+            )),
+            at => Ok(at),
+        }
+    }
+}
+
+/// One account, with its balance (now, or `as_of` a moment past; 404 for an account opened
+/// after it).
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger", params(("id" = Uuid, Path), AsOfQuery),
     security(("api_key" = [])),
     responses((status = 200, body = AccountView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_account(
     State(state): State<AppState>,
     _auth: Auth<BookReaders>,
     AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<AsOfQuery>,
 ) -> Result<Json<AccountView>, ApiError> {
+    let as_of = q.moment(state.clock.now())?;
     let mut conn = state.pool.acquire().await?;
-    let account = super::account(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
+    let account = match as_of {
+        None => super::account(&mut conn, id).await?,
+        Some(at) => super::account_as_of(&mut conn, id, at).await?,
+    };
+    let account = account.ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
     Ok(Json(account.into()))
 }
 
@@ -399,13 +426,20 @@ async fn reverse_entry(
     Ok((status, Json(EntryView::from(posted.entry))).into_response())
 }
 
-/// Every account's balance in a debit or credit column, per currency, with totals.
-#[utoipa::path(get, path = "/v1/ledger/trial-balance", tag = "ledger", security(("api_key" = [])),
+/// Every account's balance in a debit or credit column, per currency, with totals: now, or
+/// `as_of` a moment past (the accounts that existed then, with their running balances).
+#[utoipa::path(get, path = "/v1/ledger/trial-balance", tag = "ledger", params(AsOfQuery), security(("api_key" = [])),
     responses((status = 200, body = TrialBalance), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn trial_balance(
     State(state): State<AppState>,
     _auth: Auth<BookReaders>,
+    AppQuery(q): AppQuery<AsOfQuery>,
 ) -> Result<Json<TrialBalance>, ApiError> {
-    let balance = super::trial_balance::trial_balance(&state.pool, state.read_timeout, state.clock.now()).await?;
+    let now = state.clock.now();
+    let as_of = match q.moment(now)? {
+        None => AsOf::Now(now),
+        Some(at) => AsOf::Past(at),
+    };
+    let balance = super::trial_balance::trial_balance(&state.pool, state.read_timeout, as_of).await?;
     Ok(Json(balance))
 }

@@ -501,6 +501,46 @@ pub async fn account_lines(
 }
 
 /// Every account's balance, grouped by currency: the trial balance.
+/// The columns of an account as it stood at `$1`: its balance is the running balance after its
+/// last posting effective by then (0 before any), and `posting_count` that posting's number.
+/// Postings are read newest first from the account's `(account_id, account_seq)` index, so an
+/// `as_of` near now costs a few rows; one long ago, a scan of the postings since.
+const ACCOUNT_COLUMNS_AS_OF: &str = "a.id, a.code, a.currency, a.kind, a.no_overdraft,
+    coalesce(last.balance_after, 0) as balance, coalesce(last.account_seq, 0) as posting_count, a.created_at
+    from ledger_accounts a
+    left join lateral (
+        select p.balance_after, p.account_seq from ledger_postings p join ledger_entries e on e.id = p.entry_id
+        where p.account_id = a.id and e.effective_at <= $1
+        order by p.account_seq desc limit 1
+    ) last on true";
+
+/// One account as it stood at `as_of` (see [`ACCOUNT_COLUMNS_AS_OF`]); none if it did not exist yet.
+pub async fn account_as_of(
+    conn: &mut PgConnection,
+    id: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<Option<Account>, LedgerError> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS_AS_OF} where a.id = $2 and a.created_at <= $1"
+    ))
+    .bind(as_of)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Account::try_from).transpose()
+}
+
+/// Every account that existed at `as_of`, as it stood then, in the order of [`all_accounts`].
+pub async fn all_accounts_as_of(conn: &mut PgConnection, as_of: DateTime<Utc>) -> Result<Vec<Account>, LedgerError> {
+    let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS_AS_OF} where a.created_at <= $1 order by a.currency, a.code collate \"C\""
+    ))
+    .bind(as_of)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Account::try_from).collect()
+}
+
 pub async fn all_accounts(conn: &mut PgConnection) -> Result<Vec<Account>, LedgerError> {
     let rows: Vec<AccountRow> = sqlx::query_as(&format!(
         "select {ACCOUNT_COLUMNS} from ledger_accounts order by currency, code collate \"C\""

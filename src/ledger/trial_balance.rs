@@ -41,15 +41,23 @@ pub struct TrialBalance {
     currencies: Vec<TrialBalanceCurrency>,
 }
 
+/// Which moment a trial balance is of.
+#[derive(Clone, Copy, Debug)]
+pub enum AsOf {
+    /// Now: the accounts' own balances.
+    Now(DateTime<Utc>),
+    /// A moment past: each account's running balance after its last posting effective by then.
+    Past(DateTime<Utc>),
+}
+
 /// The trial balance as of `as_of`, every statement within `timeout`.
-pub async fn trial_balance(
-    pool: &PgPool,
-    timeout: Duration,
-    as_of: DateTime<Utc>,
-) -> Result<TrialBalance, LedgerError> {
+pub async fn trial_balance(pool: &PgPool, timeout: Duration, as_of: AsOf) -> Result<TrialBalance, LedgerError> {
     // Every account: a full read, on one snapshot and within the time limit for reads.
     let mut tx = super::read_snapshot(pool, Some(timeout)).await?;
-    let accounts = super::all_accounts(&mut tx).await?;
+    let (accounts, as_of) = match as_of {
+        AsOf::Now(now) => (super::all_accounts(&mut tx).await?, now),
+        AsOf::Past(at) => (super::all_accounts_as_of(&mut tx, at).await?, at),
+    };
     tx.commit().await?;
     let mut currencies: Vec<TrialBalanceCurrency> = Vec::new();
     let mut totals: Vec<(Currency, Decimal, Decimal)> = Vec::new();

@@ -282,8 +282,10 @@ async fn the_openapi_document_describes_every_ledger_path(pool: PgPool) {
     );
 }
 
+/// `/docs` works with no network: the page and every script and style it loads are served by
+/// the service itself (no CDN), and it shows the service's own `/openapi.json`.
 #[sqlx::test]
-async fn the_docs_page_is_html_over_the_openapi_document(pool: PgPool) {
+async fn the_docs_page_is_served_whole_by_the_service(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let r = send(&app, Method::GET, "/docs", &[], None).await;
     assert_eq!(r.status, 200);
@@ -294,16 +296,33 @@ async fn the_docs_page_is_html_over_the_openapi_document(pool: PgPool) {
     );
     let html = r.body.as_str().expect("an HTML page, not JSON");
     assert!(html.to_ascii_lowercase().contains("<html"), "{html}");
-    if !html.contains("/openapi.json") {
-        // Not linked: then the document itself must be embedded, the very one /openapi.json serves.
-        let start = html.find("type=\"application/json\">").expect("an embedded document") + 24;
-        let len = html[start..]
-            .find("</script>")
-            .expect("the end of the embedded document");
-        let embedded: Value = serde_json::from_str(html[start..start + len].trim()).expect("embedded JSON");
-        let served = send(&app, Method::GET, "/openapi.json", &[], None).await;
-        assert_eq!(embedded, served.body);
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.ends_with(".js") || s.ends_with(".css"))
+        .collect();
+    assert!(
+        assets.len() >= 2,
+        "the page loads its viewer's scripts and styles: {html}"
+    );
+    let mut initializer = String::new();
+    for asset in assets {
+        assert!(
+            !asset.contains("://"),
+            "{asset} is loaded from elsewhere than the service"
+        );
+        let path = format!("/docs/{}", asset.trim_start_matches("./"));
+        let served = app.client.get(format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(served.status(), 200, "{path}");
+        let text = served.text().await.unwrap();
+        assert!(text.len() > 100, "{path} is served whole");
+        if path.contains("initializer") {
+            initializer = text;
+        }
     }
+    assert!(
+        initializer.contains("/openapi.json"),
+        "the viewer shows the service's document: {initializer}"
+    );
 }
 
 #[sqlx::test]
@@ -1015,6 +1034,83 @@ async fn the_trial_balance_and_verify_report_on_the_books(pool: PgPool) {
         assert!(c["description"].as_str().is_some_and(|d| !d.is_empty()));
     }
     app.assert_books_verify().await;
+}
+
+/// `as_of` answers for a moment past from the postings' running balances: an account's balance
+/// and the trial balance then, without the entries posted since and the accounts opened since.
+#[sqlx::test]
+async fn balances_answer_as_of_a_moment_past(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = books(&app).await; // bank 150.00 owed 150.00, at t0
+    let t0 = app.clock.now();
+    app.clock.advance(3600).unwrap();
+    assert_json(&post_transfer(&app, "later", &b.bank, &b.owed, "50.00").await, 201);
+    app.clock.advance(3600).unwrap();
+    let fees = open_account(&app, "manual:fees", "expense", false).await;
+    assert_json(&post_transfer(&app, "latest", &fees, &b.bank, "12.34").await, 201);
+
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B")
+    };
+    let then = app
+        .get(&format!("/v1/ledger/accounts/{}?as_of={}", b.bank, at(t0)))
+        .await;
+    assert_json(&then, 200);
+    assert_eq!(then.body["balance"], "150.00");
+    assert_eq!(then.body["posting_count"], 1);
+    let now = app.get(&format!("/v1/ledger/accounts/{}", b.bank)).await;
+    assert_eq!(now.body["balance"], "187.66");
+    // Opened after the moment asked for: it did not exist then.
+    app.get(&format!("/v1/ledger/accounts/{fees}?as_of={}", at(t0)))
+        .await
+        .assert_problem(404, "not_found");
+
+    let middle = t0 + chrono::Duration::seconds(5400); // after "later", before the fees account
+    let r = app.get(&format!("/v1/ledger/trial-balance?as_of={}", at(middle))).await;
+    assert_json(&r, 200);
+    let asked = at(middle)
+        .replace("%2B", "+")
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    assert_eq!(
+        r.body["as_of"]
+            .as_str()
+            .map(|s| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap()),
+        Some(asked)
+    );
+    let eur = &r.body["currencies"][0];
+    assert_eq!(
+        (&eur["total_debit"], &eur["total_credit"]),
+        (&json!("200.00"), &json!("200.00"))
+    );
+    let codes: Vec<&str> = eur["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["manual:bank", "manual:owed"]);
+    // Before anything was posted: the accounts existed, with nothing in them.
+    let before = t0 - chrono::Duration::seconds(1);
+    let r = app.get(&format!("/v1/ledger/trial-balance?as_of={}", at(before))).await;
+    assert_json(&r, 200);
+    assert_eq!(r.body["currencies"], json!([]), "{:#}", r.body);
+
+    let r = app
+        .get(&format!(
+            "/v1/ledger/trial-balance?as_of={}",
+            at(app.clock.now() + chrono::Duration::days(1))
+        ))
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "as_of");
+    let r = app.get("/v1/ledger/trial-balance?as_of=yesterday").await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "as_of");
+    let r = app.get("/v1/ledger/trial-balance?at=2026-01-01T00:00:00Z").await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "at");
 }
 
 #[sqlx::test]
