@@ -202,8 +202,15 @@ impl ApiError {
         self.reason
     }
 
+    /// 422 `validation_failed`; `param` is the field the detail starts by naming, if it does
+    /// (`max_ticket: must not be below min_ticket`).
     pub fn validation(detail: impl Into<String>) -> Self {
-        ApiError::new(Code::ValidationFailed, detail)
+        let detail = detail.into();
+        let param = field_named(&detail).map(str::to_string);
+        ApiError {
+            param,
+            ..ApiError::new(Code::ValidationFailed, detail)
+        }
     }
 
     /// 422 `validation_failed` naming the field or parameter at fault.
@@ -382,6 +389,29 @@ impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> Self {
         ApiError::validation(err.0)
     }
+}
+
+/// The field a rule's message is about, when it starts by naming one the way the domains write
+/// them: `max_ticket: must not be below min_ticket`, `name has 1 to 200 characters`.
+fn field_named(message: &str) -> Option<&str> {
+    let end = message
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
+        .unwrap_or(message.len());
+    let (field, rest) = message.split_at(end);
+    let first = field.chars().next()?;
+    if !first.is_ascii_lowercase() {
+        return None;
+    }
+    let verb = rest
+        .strip_prefix(' ')
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_default();
+    let names_it = rest.starts_with(':')
+        || matches!(
+            verb,
+            "has" | "is" | "holds" | "must" | "names" | "lists" | "cannot" | "may"
+        ) && !matches!(field, "a" | "an" | "the" | "this" | "it");
+    names_it.then_some(field)
 }
 
 impl From<ProjectError> for ApiError {
@@ -663,6 +693,26 @@ impl From<crate::rounds::RoundError> for ApiError {
 impl From<crate::rounds::RoundError> for WebhookError {
     fn from(err: crate::rounds::RoundError) -> Self {
         ApiError::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::field_named;
+
+    #[test]
+    fn the_field_a_rule_names_is_the_param() {
+        assert_eq!(
+            field_named("max_ticket: must not be below min_ticket"),
+            Some("max_ticket")
+        );
+        assert_eq!(field_named("name has 1 to 200 characters"), Some("name"));
+        assert_eq!(
+            field_named("net_worth.amount must not be negative"),
+            Some("net_worth.amount")
+        );
+        assert_eq!(field_named("a cheque appears twice in the funding"), None);
+        assert_eq!(field_named("'x' is not a theme"), None);
     }
 }
 

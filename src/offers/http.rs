@@ -173,7 +173,8 @@ async fn view(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<OfferView, ApiE
 }
 
 /// Create a share offer (a funding round) for a project.
-#[utoipa::path(post, path = "/v1/projects/{id}/offers", tag = "offers", params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/v1/projects/{id}/offers", tag = "offers", params(("id" = Uuid, Path),
+    ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
     request_body = CreateOffer, security(("api_key" = [])),
     responses((status = 201, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_offer(
@@ -298,7 +299,8 @@ async fn list_pledges(
 /// The cap table after a successful round: each investor's shares and amount. JSON, or CSV with
 /// `Accept: text/csv`.
 #[utoipa::path(get, path = "/v1/offers/{id}/cap-table", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
-    responses((status = 200, body = CapTable), (status = 200, content_type = "text/csv", body = String),
+    responses((status = 200, description = "the cap table: JSON, or CSV with `Accept: text/csv`",
+               content((CapTable = "application/json"), (String = "text/csv"))),
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn cap_table(
     State(state): State<AppState>,
@@ -334,7 +336,8 @@ pub(crate) struct PayoutView {
 }
 
 /// Pay the project what it is owed for a succeeded offer (net of the success fee).
-#[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path),
+    ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")), security(("api_key" = [])),
     responses((status = 201, body = PayoutView, description = "a payout of what the project was still owed"),
               (status = 200, body = PayoutView, description = "the project was owed nothing more: the payout already made"),
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]

@@ -16,13 +16,16 @@ pub(crate) struct PledgeView {
     id: Uuid,
     offer_id: Uuid,
     investor_id: Uuid,
-    /// Arrival order within the offer.
+    /// Arrival order: one sequence numbers every pledge of the service, so within an offer a
+    /// later pledge has a larger `seq` (not a count: numbers between two of an offer's pledges
+    /// went to other offers).
     seq: i64,
     status: PledgeStatus,
     shares: i64,
     amount: String,
     currency: String,
-    #[schema(value_type = Object)]
+    /// Where the money comes from: the sources given, without a cheque's code.
+    #[schema(value_type = Vec<FundingView>)]
     funding: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment: Option<PaymentRef>,
@@ -35,6 +38,16 @@ pub(crate) struct PledgeView {
     created_at: DateTime<Utc>,
     funded_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+}
+
+/// One source of a pledge's money as kept: its kind and amount, and for a cheque which one.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: the stored JSON is sent as it is
+pub(crate) struct FundingView {
+    kind: super::rules::FundingKind,
+    amount: String,
+    /// For `cheque` sources: the cheque spent.
+    cheque_id: Option<Uuid>,
 }
 
 impl PledgeView {
