@@ -82,13 +82,24 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     .split_for_parts()
 }
 
+/// The document as served: utoipa's, with the links between operations.
+fn document(openapi: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi).expect("the OpenAPI document serialises");
+    let unapplied = crate::http::openapi::add_links(&mut doc);
+    debug_assert!(
+        unapplied.is_empty(),
+        "links from operations not in the document: {unapplied:?}"
+    );
+    doc
+}
+
 /// The whole application: API routes, `/openapi.json`, `/docs`, and the middleware stack.
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (api, openapi) = api(state.clock.mode());
     // Rendered once into shared bytes: axum clones every route's handler for each connection
     // (and each request), and a handler holding the document itself made each connection copy
     // it, a megabyte and more apiece.
-    let openapi_json = Bytes::from(serde_json::to_vec(&openapi).expect("the OpenAPI document serialises"));
+    let openapi_json = Bytes::from(serde_json::to_vec(&document(&openapi)).expect("the OpenAPI document serialises"));
     let request_id = HeaderName::from_static("x-request-id");
     api.route(
         "/openapi.json",
@@ -151,4 +162,35 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         rate_limit::limit,
     ))
     .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_link_starts_at_an_operation_of_the_document() {
+        for clock in [ClockMode::Manual, ClockMode::System] {
+            let (_, openapi) = api(clock);
+            let mut doc = serde_json::to_value(&openapi).unwrap();
+            assert_eq!(crate::http::openapi::add_links(&mut doc), Vec::<&str>::new());
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let (_, openapi) = api(ClockMode::Manual);
+        let doc = serde_json::to_value(&openapi).unwrap();
+        let mut ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "{ids:?}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod serve;
