@@ -6,22 +6,24 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::store::InvestorFilter;
 use super::{Classification, Investor, InvestorError, InvestorInput, InvestorKind, KycStatus, NewInvestor};
 use crate::http::auth::{Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::money::MoneyView;
+use crate::paging::{Page, PageRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_investor))
+        .routes(routes!(create_investor, list_investors))
         .routes(routes!(get_investor))
         .routes(routes!(decide_kyc))
 }
@@ -81,6 +83,45 @@ async fn create_investor(
         Ok((StatusCode::CREATED, InvestorView::from(investor)))
     })
     .await
+}
+
+crate::page_of!(
+    /// A page of investors, newest first.
+    InvestorPage,
+    InvestorView
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InvestorsQuery {
+    /// Only the investor with this email address, ignoring case.
+    email: Option<String>,
+    /// Only investors with this KYC status.
+    #[param(inline)]
+    kyc_status: Option<KycStatus>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Investors, newest first, by email and KYC status; each as `GET /v1/investors/{id}` shows it.
+#[utoipa::path(get, path = "/v1/investors", tag = "investors", params(InvestorsQuery), security(("api_key" = [])),
+    responses((status = 200, body = InvestorPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_investors(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppQuery(q): AppQuery<InvestorsQuery>,
+) -> Result<Json<InvestorPage>, ApiError> {
+    let request = PageRequest::<(DateTime<Utc>, Uuid)>::parse(q.limit, q.cursor.as_deref())?;
+    let filter = InvestorFilter {
+        email: q.email.map(|e| e.trim().to_string()),
+        kyc_status: q.kyc_status,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let investors = super::store::list(&mut conn, &filter, request.after, request.fetch()).await?;
+    Ok(Json(Page::of(investors, &request, |i| (i.created_at, i.id)).into()))
 }
 
 /// One investor, for the platform and operators: an auditor reads the books, not investors'

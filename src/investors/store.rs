@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Classification, Investor, InvestorKind, KycStatus, NewInvestor};
@@ -101,6 +101,41 @@ pub(crate) async fn get_many(
     rows.into_iter()
         .map(|row| Investor::try_from(row).map(|i| (i.id, i)))
         .collect()
+}
+
+/// Which investors a list shows.
+#[derive(Debug, Default)]
+pub(crate) struct InvestorFilter {
+    /// The address, ignoring case.
+    pub email: Option<String>,
+    pub kyc_status: Option<KycStatus>,
+}
+
+/// Investors matching `filter`, newest first, after the keyset position `after`.
+pub(crate) async fn list(
+    conn: &mut PgConnection,
+    filter: &InvestorFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Investor>, sqlx::Error> {
+    // Only the predicates asked for, so each shape gets a plan that uses its index.
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("select {COLUMNS} from investors where true"));
+    if let Some(email) = &filter.email {
+        q.push(" and lower(email) = lower(").push_bind(email.clone()).push(")");
+    }
+    if let Some(status) = filter.kyc_status {
+        q.push(" and kyc_status = ").push_bind(status);
+    }
+    if let Some((at, id)) = after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    let rows: Vec<InvestorRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+    rows.into_iter().map(Investor::try_from).collect()
 }
 
 /// Records an operator's KYC decision; `None` when there is no such investor.

@@ -23,12 +23,17 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
+use crate::keys::Role;
 use crate::money::Amount;
+use crate::paging::{Page, PageRequest};
+use crate::pledges::http::PledgePage;
 use crate::pledges::view::PledgeView;
+use crate::projects::ProjectError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_offer))
+        .routes(routes!(create_offer, list_project_offers))
+        .routes(routes!(list_offers))
         .routes(routes!(get_offer))
         .routes(routes!(open_offer))
         .routes(routes!(close_offer))
@@ -206,6 +211,103 @@ async fn get_offer(
     Ok(Json(view(&mut conn, id).await?))
 }
 
+crate::page_of!(
+    /// A page of offers, newest first.
+    OfferPage,
+    OfferView
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OffersQuery {
+    /// Only the offers of this project.
+    project_id: Option<Uuid>,
+    /// Only offers in this status.
+    #[param(inline)]
+    status: Option<OfferStatus>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectOffersQuery {
+    /// Only offers in this status.
+    #[param(inline)]
+    status: Option<OfferStatus>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of offers with their figures: the figures of the whole page in one statement.
+async fn offer_page(
+    conn: &mut sqlx::PgConnection,
+    filter: &store::OfferFilter,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<OfferPage, ApiError> {
+    let request = PageRequest::<(DateTime<Utc>, Uuid)>::parse(limit, cursor)?;
+    let offers = store::list(conn, filter, request.after, request.fetch()).await?;
+    let page = Page::of(offers, &request, |o| (o.created_at, o.id));
+    let ids: Vec<Uuid> = page.items.iter().map(|o| o.id).collect();
+    let mut figures = store::figures_many(conn, &ids).await?;
+    Ok(page
+        .map(|o| {
+            let f = figures.remove(&o.id).unwrap_or_default();
+            OfferView::new(o, f)
+        })
+        .into())
+}
+
+/// Offers, newest first, by project and status; each as `GET /v1/offers/{id}` shows it.
+#[utoipa::path(get, path = "/v1/offers", tag = "offers", params(OffersQuery), security(("api_key" = [])),
+    responses((status = 200, body = OfferPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_offers(
+    State(state): State<AppState>,
+    _auth: Auth<AnyRole>,
+    AppQuery(q): AppQuery<OffersQuery>,
+) -> Result<Json<OfferPage>, ApiError> {
+    let filter = store::OfferFilter {
+        project_id: q.project_id,
+        status: q.status,
+    };
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(
+        offer_page(&mut conn, &filter, q.limit, q.cursor.as_deref()).await?,
+    ))
+}
+
+/// A project's offers (its rounds), newest first; each as `GET /v1/offers/{id}` shows it. 404 for
+/// a project the caller cannot see (callers other than operators see published projects only).
+#[utoipa::path(get, path = "/v1/projects/{id}/offers", tag = "offers", params(("id" = Uuid, Path), ProjectOffersQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = OfferPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_project_offers(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<AnyRole>,
+    AppPath(project_id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<ProjectOffersQuery>,
+) -> Result<Json<OfferPage>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    crate::projects::store::get(&mut conn, project_id)
+        .await?
+        .filter(|p| caller.role == Role::Operator || p.is_public())
+        .ok_or(ProjectError::NotFound(project_id))?;
+    let filter = store::OfferFilter {
+        project_id: Some(project_id),
+        status: q.status,
+    };
+    Ok(Json(
+        offer_page(&mut conn, &filter, q.limit, q.cursor.as_deref()).await?,
+    ))
+}
+
 /// Open the offer to pledges (draft → open).
 #[utoipa::path(post, path = "/v1/offers/{id}/open", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
     responses((status = 200, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -254,20 +356,14 @@ async fn cancel_offer(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PledgesQuery {
-    /// The last `seq` of the previous page.
-    after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub(crate) struct PledgePage {
-    items: Vec<PledgeView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_after: Option<i64>,
-}
-
-/// An offer's pledges in arrival order: the public list a ballot can be recomputed from.
+/// An offer's pledges in arrival order (`seq`, oldest first, unlike other lists): the public list
+/// a ballot can be recomputed from.
 #[utoipa::path(get, path = "/v1/offers/{id}/pledges", tag = "offers", params(("id" = Uuid, Path), PledgesQuery),
     security(("api_key" = [])),
     responses((status = 200, body = PledgePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -277,23 +373,17 @@ async fn list_pledges(
     AppPath(id): AppPath<Uuid>,
     AppQuery(q): AppQuery<PledgesQuery>,
 ) -> Result<Json<PledgePage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 1000"));
-    }
+    // The key is the last `seq` shown.
+    let request = PageRequest::<i64>::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     store::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
-    let pledges = crate::pledges::store::of_offer(&mut conn, id, None, q.after.unwrap_or(0), limit, false).await?;
-    let next_after = (pledges.len() as i64 == limit)
-        .then(|| pledges.last().map(|p| p.seq))
-        .flatten();
-    let mut items = Vec::with_capacity(pledges.len());
-    for p in pledges {
-        items.push(PledgeView::new(p, None));
-    }
-    Ok(Json(PledgePage { items, next_after }))
+    let pledges =
+        crate::pledges::store::of_offer(&mut conn, id, None, request.after.unwrap_or(0), request.fetch(), false)
+            .await?;
+    let page = Page::of(pledges, &request, |p| p.seq);
+    Ok(Json(page.map(|p| PledgeView::new(p, None)).into()))
 }
 
 /// The cap table after a successful round: each investor's shares and amount. JSON, or CSV with

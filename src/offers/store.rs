@@ -1,8 +1,10 @@
 //! The SQL of the `offers` table.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Allocation, Offer, OfferStatus, Terms};
@@ -246,18 +248,67 @@ pub struct Figures {
 }
 
 pub async fn figures(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Figures> {
-    sqlx::query_as(
-        "select count(*) filter (where status in ('pending_payment', 'funded', 'allocated')) as pledge_count,
+    Ok(figures_many(conn, &[id]).await?.remove(&id).unwrap_or_default())
+}
+
+/// The figures of many offers in one statement (a page of offers); an offer without pledges is
+/// absent (its figures are all zero).
+pub(crate) async fn figures_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<HashMap<Uuid, Figures>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        offer_id: Uuid,
+        #[sqlx(flatten)]
+        figures: Figures,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select offer_id,
+                count(*) filter (where status in ('pending_payment', 'funded', 'allocated')) as pledge_count,
                 count(distinct investor_id) filter (where status in ('pending_payment', 'funded', 'allocated'))
                     as investor_count,
                 coalesce(sum(shares) filter (where status in ('funded', 'allocated')), 0)::bigint as shares_funded,
                 coalesce(sum(amount) filter (where status in ('funded', 'allocated')), 0) as amount_funded,
                 coalesce(sum(allocated_shares), 0)::bigint as shares_allocated
-           from pledges where offer_id = $1",
+           from pledges where offer_id = any($1)
+          group by offer_id",
     )
-    .bind(id)
-    .fetch_one(conn)
-    .await
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.offer_id, r.figures)).collect())
+}
+
+/// Which offers a list shows.
+#[derive(Debug, Default)]
+pub(crate) struct OfferFilter {
+    pub project_id: Option<Uuid>,
+    pub status: Option<OfferStatus>,
+}
+
+/// Offers matching `filter`, newest first, after the keyset position `after`.
+pub(crate) async fn list(
+    conn: &mut PgConnection,
+    filter: &OfferFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Offer>> {
+    // Only the predicates asked for, so each shape gets a plan that uses its index.
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("select {COLUMNS} from offers where true"));
+    if let Some(project_id) = filter.project_id {
+        q.push(" and project_id = ").push_bind(project_id);
+    }
+    if let Some(status) = filter.status {
+        q.push(" and status = ").push_bind(status);
+    }
+    if let Some((at, id)) = after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    let rows: Vec<OfferRow> = q.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().map(Offer::from).collect())
 }
 
 /// Offers whose time has come: open past `closes_at`, or closing.

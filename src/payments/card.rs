@@ -100,6 +100,20 @@ pub(crate) async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) 
         .await
 }
 
+/// The payments of many pledges in one statement (a page of pledges), by pledge.
+pub(crate) async fn payments_of_pledges(
+    conn: &mut PgConnection,
+    pledge_ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, Payment>> {
+    let payments: Vec<Payment> = sqlx::query_as(&format!(
+        "select {PAYMENT_COLUMNS} from payments where pledge_id = any($1)"
+    ))
+    .bind(pledge_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(payments.into_iter().map(|p| (p.pledge_id, p)).collect())
+}
+
 pub(crate) async fn find_payment(
     conn: &mut PgConnection,
     provider: &str,

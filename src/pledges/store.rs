@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Pledge, PledgeStatus};
@@ -248,6 +248,97 @@ pub(crate) async fn of_offer(
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(Pledge::from).collect())
+}
+
+/// Which of an investor's pledges a list shows.
+#[derive(Debug, Default)]
+pub(crate) struct InvestorPledgeFilter {
+    pub offer_id: Option<Uuid>,
+    pub status: Option<PledgeStatus>,
+}
+
+/// An investor's pledges, newest first, after the keyset position `after`: a range of the
+/// `pledges_investor_created_idx` index (migration 0025), however many pledges are stored.
+pub(crate) async fn of_investor(
+    conn: &mut PgConnection,
+    investor_id: Uuid,
+    filter: &InvestorPledgeFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Pledge>> {
+    // Only the predicates asked for: a cursor's row comparison then bounds the index scan.
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("select {COLUMNS} from pledges where investor_id = "));
+    q.push_bind(investor_id);
+    if let Some(offer_id) = filter.offer_id {
+        q.push(" and offer_id = ").push_bind(offer_id);
+    }
+    if let Some(status) = filter.status {
+        q.push(" and status = ").push_bind(status);
+    }
+    if let Some((at, id)) = after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    let rows: Vec<PledgeRow> = q.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().map(Pledge::from).collect())
+}
+
+/// What an investor holds in one succeeded offer: the shares allocated to their pledges on it,
+/// what those shares cost, and the part of that paid by cheques.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Holding {
+    pub offer_id: Uuid,
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub currency: String,
+    pub shares: i64,
+    pub amount_invested: Decimal,
+    pub amount_by_cheque: Decimal,
+    pub closed_at: DateTime<Utc>,
+}
+
+/// An investor's holdings, one per succeeded offer they were allocated shares in, the latest
+/// closed first, after the keyset position `after` (the offer's `closed_at` and id).
+///
+/// What a pledge kept is its amount less what was refunded; a close refunds the card part first
+/// (`rounds::ending::give_back_many`), so the cheques' part of what it kept is what the cheques
+/// paid less what was given back to them (`cheque_redemptions.returned`).
+pub(crate) async fn holdings(
+    conn: &mut PgConnection,
+    investor_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Holding>> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(
+        "select o.id as offer_id, o.project_id, pr.name as project_name, o.currency,
+                sum(p.allocated_shares)::bigint as shares,
+                sum(p.amount - coalesce(p.refunded_amount, 0)) as amount_invested,
+                coalesce(sum(c.by_cheque), 0) as amount_by_cheque,
+                o.closed_at
+           from pledges p
+           join offers o on o.id = p.offer_id
+           join projects pr on pr.id = o.project_id
+           left join lateral (select sum(r.amount - r.returned) as by_cheque
+                                from cheque_redemptions r where r.pledge_id = p.id) c on true
+          where p.investor_id = $1 and p.status = 'allocated' and p.allocated_shares > 0
+            and o.status = 'succeeded'
+            and ($2::timestamptz is null or (o.closed_at, o.id) < ($2, $3))
+          group by o.id, pr.name
+          order by o.closed_at desc, o.id desc
+          limit $4",
+    )
+    .bind(investor_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }
 
 /// Funds those of many pledges that are still pending and within their payment window at `now`,

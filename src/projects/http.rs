@@ -18,6 +18,7 @@ use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::keys::Role;
+use crate::paging::{Page, PageRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -83,16 +84,11 @@ impl From<Project> for ProjectView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ProjectPage {
-    items: Vec<ProjectView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_after: Option<Uuid>,
-}
-
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
+crate::page_of!(
+    /// A page of projects, newest first.
+    ProjectPage,
+    ProjectView
+);
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -107,17 +103,17 @@ pub(crate) struct ProjectsQuery {
     /// asking them for another status gives an empty list.
     #[param(inline)]
     status: Option<ProjectStatus>,
-    /// The last id of the previous page.
-    after: Option<Uuid>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 fn is_operator(caller: &Caller) -> bool {
     caller.role == Role::Operator
 }
 
-/// List projects in creation order, by theme, territory and status.
+/// List projects, newest first, by theme, territory and status.
 #[utoipa::path(get, path = "/v1/projects", tag = "projects", params(ProjectsQuery),
     security(("api_key" = [])),
     responses((status = 200, body = ProjectPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -126,28 +122,15 @@ async fn list_projects(
     Auth { caller, .. }: Auth<AnyRole>,
     AppQuery(q): AppQuery<ProjectsQuery>,
 ) -> Result<Json<ProjectPage>, ApiError> {
-    let limit = match q.limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => n,
-        _ => return Err(ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))),
-    };
+    let request = PageRequest::<(DateTime<Utc>, Uuid)>::parse(q.limit, q.cursor.as_deref())?;
     let filter = ProjectFilter {
         statuses: ProjectFilter::visible(is_operator(&caller), q.status),
         theme: q.theme,
         territory: q.territory.as_deref().map(ProjectFilter::territory).transpose()?,
     };
     let mut conn = state.pool.acquire().await?;
-    // One more than a page tells whether another page follows.
-    let mut projects = super::store::list(&mut conn, &filter, q.after, limit + 1).await?;
-    let next_after = if projects.len() as i64 > limit {
-        projects.truncate(limit as usize);
-        projects.last().map(|p| p.id)
-    } else {
-        None
-    };
-    Ok(Json(ProjectPage {
-        items: projects.into_iter().map(ProjectView::from).collect(),
-        next_after,
-    }))
+    let projects = super::store::list(&mut conn, &filter, request.after, request.fetch()).await?;
+    Ok(Json(Page::of(projects, &request, |p| (p.created_at, p.id)).into()))
 }
 
 /// Create a draft project. Honours `Idempotency-Key`.

@@ -127,11 +127,11 @@ pub(crate) async fn transition(
     row.map(Project::try_from).transpose()
 }
 
-/// Projects matching `filter`, in id order (creation order: ids are UUIDv7), after `after`.
+/// Projects matching `filter`, newest first, after the keyset position `after`.
 pub async fn list(
     conn: &mut PgConnection,
     filter: &ProjectFilter,
-    after: Option<Uuid>,
+    after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Project>, sqlx::Error> {
     // Only the predicates asked for, so the planner can use the theme and territory indexes.
@@ -148,10 +148,14 @@ pub async fn list(
             .push_bind(territory.clone())
             .push(")");
     }
-    if let Some(after) = after {
-        q.push(" and id > ").push_bind(after);
+    if let Some((at, id)) = after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
     }
-    q.push(" order by id limit ").push_bind(limit);
+    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
     let rows: Vec<ProjectRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     rows.into_iter().map(Project::try_from).collect()
 }

@@ -51,9 +51,14 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/projects/{id}/publish", Roles(OPERATOR)),
     ("POST", "/v1/projects/{id}/archive", Roles(OPERATOR)),
     ("POST", "/v1/investors", Roles(PLATFORM)),
+    ("GET", "/v1/investors", Roles(PLATFORM)),
     ("GET", "/v1/investors/{id}", Roles(PLATFORM)),
+    ("GET", "/v1/investors/{id}/pledges", Roles(PLATFORM)),
+    ("GET", "/v1/investors/{id}/holdings", Roles(PLATFORM)),
     ("POST", "/v1/investors/{id}/kyc", Roles(OPERATOR)),
     ("POST", "/v1/projects/{id}/offers", Roles(OPERATOR)),
+    ("GET", "/v1/projects/{id}/offers", Roles(ANY)),
+    ("GET", "/v1/offers", Roles(ANY)),
     ("GET", "/v1/offers/{id}", Roles(ANY)),
     ("POST", "/v1/offers/{id}/open", Roles(OPERATOR)),
     ("POST", "/v1/offers/{id}/close", Roles(OPERATOR)),
@@ -183,8 +188,11 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         .await
         .unwrap();
     HashMap::from([
-        ("/v1/projects/{id}", project),
-        ("/v1/investors/{id}", who),
+        ("/v1/projects/{id}", project.clone()),
+        ("/v1/projects/{id}/offers", project),
+        ("/v1/investors/{id}", who.clone()),
+        ("/v1/investors/{id}/pledges", who.clone()),
+        ("/v1/investors/{id}/holdings", who),
         ("/v1/offers/{id}", offer.clone()),
         ("/v1/offers/{id}/pledges", offer.clone()),
         ("/v1/offers/{id}/cap-table", offer),

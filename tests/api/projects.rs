@@ -48,7 +48,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
         .unwrap()
 }
 
-/// The ids on one page, and its `next_after`.
+/// The ids on one page, and its `next_cursor`.
 fn page(r: &Reply) -> (Vec<String>, Option<String>) {
     assert_json(r, 200);
     let ids = r.body["items"]
@@ -57,9 +57,9 @@ fn page(r: &Reply) -> (Vec<String>, Option<String>) {
         .iter()
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
-    let next = r.body.get("next_after").map(|n| {
+    let next = r.body.get("next_cursor").map(|n| {
         n.as_str()
-            .unwrap_or_else(|| panic!("next_after is present but not an id: {:#}", r.body))
+            .unwrap_or_else(|| panic!("next_cursor is present but not a string: {:#}", r.body))
             .to_string()
     });
     (ids, next)
@@ -280,15 +280,15 @@ async fn projects_are_listed_by_theme_and_territory(pool: PgPool) {
         );
     }
 
-    // Items come in id order, with the whole project.
+    // Items come newest first, with the whole project.
     let r = app.get("/v1/projects?territory=pays%20de%20brest").await;
     let (ids, _) = page(&r);
     assert_eq!(
         ids,
-        vec![brest_waste.clone(), brest_energy.clone(), brest_culture.clone()]
+        vec![brest_culture.clone(), brest_energy.clone(), brest_waste.clone()]
     );
-    assert_eq!(r.body["items"][2]["themes"], json!(["culture", "inclusion"]));
-    assert_eq!(r.body["items"][2]["territory"], "pays de brest");
+    assert_eq!(r.body["items"][0]["themes"], json!(["culture", "inclusion"]));
+    assert_eq!(r.body["items"][0]["territory"], "pays de brest");
 }
 
 #[sqlx::test]
@@ -307,6 +307,7 @@ async fn listing_filters_are_checked(pool: PgPool) {
         "limit=-1",
         "limit=ten",
         "after=42",
+        "cursor=42",
         "colour=green",
     ] {
         app.get(&format!("/v1/projects?{query}"))
@@ -316,48 +317,52 @@ async fn listing_filters_are_checked(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn projects_are_paged_by_id(pool: PgPool) {
+async fn projects_are_paged_newest_first(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(create(&app, &format!("Project {i}"), "Hauts-de-France", &["inclusion"]).await);
+        app.clock.advance(1).unwrap();
     }
-    let mut sorted = created.clone();
-    sorted.sort();
-    assert_eq!(created, sorted, "UUIDv7 ids follow creation order");
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
 
     let mut seen = Vec::new();
-    let mut after: Option<String> = None;
+    let mut cursor: Option<String> = None;
     let mut pages = Vec::new();
     loop {
-        let query = match &after {
-            Some(a) => format!("/v1/projects?limit=2&after={a}"),
+        let query = match &cursor {
+            Some(c) => format!("/v1/projects?limit=2&cursor={c}"),
             None => "/v1/projects?limit=2".to_string(),
         };
         let (ids, next) = page(&app.get(&query).await);
         pages.push(ids.len());
         seen.extend(ids);
         match next {
-            Some(n) => after = Some(n),
+            Some(n) => cursor = Some(n),
             None => break,
         }
     }
     assert_eq!(pages, vec![2, 2, 1]);
-    assert_eq!(seen, created);
+    assert_eq!(seen, newest_first);
 
     // A page that ends exactly at the last project is the last page.
     let (ids, next) = page(&app.get("/v1/projects?limit=5").await);
     assert_eq!(ids.len(), 5);
     assert_eq!(next, None);
-    let (ids, next) = page(&app.get(&format!("/v1/projects?limit=2&after={}", created[2])).await);
-    assert_eq!(ids, created[3..].to_vec());
+    // A project created between two pages comes first, and does not shift the next page.
+    let (first, next) = page(&app.get("/v1/projects?limit=3").await);
+    assert_eq!(first, newest_first[..3].to_vec());
+    create(&app, "Project 5", "Hauts-de-France", &["inclusion"]).await;
+    let (ids, next) = page(&app.get(&format!("/v1/projects?limit=3&cursor={}", next.unwrap())).await);
+    assert_eq!(ids, newest_first[3..].to_vec());
     assert_eq!(next, None);
-    let (ids, next) = page(&app.get(&format!("/v1/projects?after={}", created[4])).await);
-    assert!(ids.is_empty());
-    assert_eq!(next, None);
+    // A cursor this list did not give out.
+    let r = app.get(&format!("/v1/projects?cursor={}", created[0])).await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "cursor", "{:#}", r.body);
     // The default page holds them all.
     let (ids, next) = page(&app.get("/v1/projects").await);
-    assert_eq!((ids, next), (created.clone(), None));
+    assert_eq!((ids.len(), next), (6, None));
 }
 
 // ---------------------------------------------------------------------------------------------

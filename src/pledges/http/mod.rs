@@ -1,6 +1,8 @@
-//! Pledges over HTTP: make one, read it, revoke it.
+//! Pledges over HTTP: make one, read it, revoke it; an investor's pledges and holdings
+//! (`portfolio`).
 
 pub mod batcher;
+mod portfolio;
 
 use axum::Json;
 use axum::extract::State;
@@ -28,7 +30,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_pledge))
         .routes(routes!(get_pledge))
         .routes(routes!(revoke_pledge))
+        .routes(routes!(portfolio::list_investor_pledges))
+        .routes(routes!(portfolio::list_holdings))
 }
+
+crate::page_of!(
+    /// A page of pledges.
+    PledgePage,
+    PledgeView
+);
 
 /// Pledge shares in an open offer. `Idempotency-Key` is required: the same key and body return
 /// the same pledge; the key with another body is refused.
