@@ -292,6 +292,7 @@ async fn list_pledges(
     for p in pledges {
         items.push(PledgeView::new(p, None));
     }
+    PledgeView::fill_refunds(&mut conn, &mut items).await?;
     Ok(Json(PledgePage { items, next_after }))
 }
 
