@@ -18,6 +18,7 @@ mod investors;
 mod layers;
 mod pledges_concurrency;
 mod projects;
+mod refunds;
 mod round_rules;
 mod rounds;
 mod security;
