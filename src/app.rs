@@ -43,6 +43,7 @@ use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
         (name = "investors", description = "Investors, their ECSP classification and KYC decisions"),
         (name = "offers", description = "Share offers (funding rounds): lifecycle, pledges, cap table, payouts"),
         (name = "pledges", description = "Investors' pledges: make, read, revoke"),
+        (name = "refunds", description = "Card money owed back to investors, one refund per pledge given money back, until the provider pays it"),
         (name = "sponsors", description = "Sponsors of prize cheques and the deposits that fund their budgets"),
         (name = "cheques", description = "Virtual prize cheques: issued from a sponsor's budget, spent only in pledges"),
         (name = "sandbox", description = "The built-in test provider's controls and the manual clock; served only with clock.mode = \"manual\""),
@@ -72,6 +73,7 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::investors::http::router())
         .merge(crate::offers::http::router())
         .merge(crate::pledges::http::router())
+        .merge(crate::payments::http::router())
         .merge(crate::sponsors::http::router())
         .merge(crate::cheques::http::router())
         .merge(crate::webhooks::http::router());

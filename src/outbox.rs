@@ -25,11 +25,12 @@ pub enum EventType {
     ChequeExpired,
     PayoutPaid,
     EndpointDisabled,
+    RefundSucceeded,
 }
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -44,6 +45,7 @@ impl EventType {
         EventType::ChequeExpired,
         EventType::PayoutPaid,
         EventType::EndpointDisabled,
+        EventType::RefundSucceeded,
     ];
 
     /// The type's name on the wire: `offer.opened`, `pledge.funded`, …
@@ -63,6 +65,7 @@ impl EventType {
             EventType::ChequeExpired => "cheque.expired",
             EventType::PayoutPaid => "payout.paid",
             EventType::EndpointDisabled => "endpoint.disabled",
+            EventType::RefundSucceeded => "refund.succeeded",
         }
     }
 

@@ -383,7 +383,9 @@ async fn list_pledges(
         crate::pledges::store::of_offer(&mut conn, id, None, request.after.unwrap_or(0), request.fetch(), false)
             .await?;
     let page = Page::of(pledges, &request, |p| p.seq);
-    Ok(Json(page.map(|p| PledgeView::new(p, None)).into()))
+    let mut page: PledgePage = page.map(|p| PledgeView::new(p, None)).into();
+    PledgeView::fill_refunds(&mut conn, &mut page.items).await?;
+    Ok(Json(page))
 }
 
 /// The cap table after a successful round: each investor's shares and amount. JSON, or CSV with

@@ -3,20 +3,234 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::card::payment_of_pledge;
-use super::provider::Object;
+use super::provider::{Object, PaymentRef};
 use super::{Applied, PaymentError, expect_money, unknown};
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
+use crate::outbox::{self, EventType};
 
-/// A refund to write: its id, its pledge and the amount back to the card.
+/// Where a refund stands: owed until the provider confirms the money reached the card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
+#[sqlx(type_name = "refund_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Owed: asked of the provider, not yet confirmed.
+    Pending,
+    /// The provider confirmed the money is back on the card.
+    Succeeded,
+}
+
+/// Why card money is given back: a stable word, stored as written here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    /// The investor revoked the pledge within its reflection period.
+    Revoked,
+    /// The operator cancelled the round.
+    OfferCancelled,
+    /// The round closed below its minimum target.
+    OfferFailed,
+    /// The round was oversubscribed: the part of the pledge its allocation did not take.
+    NotAllocated,
+    /// The card payment arrived after the pledge had ended (its window lapsed, or it was
+    /// revoked or cancelled while unpaid).
+    PaymentAfterPledgeEnded,
+    /// The card payment succeeded after the provider had declined it and the pledge had ended.
+    PaymentAfterFailure,
+}
+
+impl RefundReason {
+    const ALL: [RefundReason; 6] = [
+        RefundReason::Revoked,
+        RefundReason::OfferCancelled,
+        RefundReason::OfferFailed,
+        RefundReason::NotAllocated,
+        RefundReason::PaymentAfterPledgeEnded,
+        RefundReason::PaymentAfterFailure,
+    ];
+
+    /// The word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundReason::Revoked => "revoked",
+            RefundReason::OfferCancelled => "offer_cancelled",
+            RefundReason::OfferFailed => "offer_failed",
+            RefundReason::NotAllocated => "not_allocated",
+            RefundReason::PaymentAfterPledgeEnded => "payment_after_pledge_ended",
+            RefundReason::PaymentAfterFailure => "payment_after_failure",
+        }
+    }
+
+    fn parse(word: &str) -> Option<RefundReason> {
+        RefundReason::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+}
+
+/// A refund: card money of one pledge owed back, and whether the provider has paid it.
+#[derive(Clone, Debug)]
+pub(crate) struct Refund {
+    pub id: Uuid,
+    pub pledge_id: Uuid,
+    pub offer_id: Uuid,
+    pub amount: Money,
+    pub status: RefundStatus,
+    pub reason: RefundReason,
+    pub provider: String,
+    pub provider_refund_id: String,
+    pub created_at: DateTime<Utc>,
+    pub succeeded_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RefundRow {
+    id: Uuid,
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    amount: Decimal,
+    currency: String,
+    status: RefundStatus,
+    reason: String,
+    provider: String,
+    provider_refund_id: String,
+    created_at: DateTime<Utc>,
+    settled_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "id, pledge_id, offer_id, amount, currency, status, reason, provider, provider_refund_id, created_at, settled_at";
+
+impl From<RefundRow> for Refund {
+    fn from(r: RefundRow) -> Refund {
+        let currency = Currency::parse(&r.currency).expect("refunds hold valid currencies");
+        Refund {
+            id: r.id,
+            pledge_id: r.pledge_id,
+            offer_id: r.offer_id,
+            amount: Money::new(r.amount, currency).expect("refunds hold valid amounts"),
+            status: r.status,
+            reason: RefundReason::parse(&r.reason).expect("refunds hold the reasons RefundReason names"),
+            provider: r.provider,
+            provider_refund_id: r.provider_refund_id,
+            created_at: r.created_at,
+            succeeded_at: r.settled_at,
+        }
+    }
+}
+
+/// A refund as the API and the `refund.succeeded` event show it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RefundView {
+    id: Uuid,
+    /// The pledge whose money this is; a pledge lists its refunds' ids in `refunds`.
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    /// Card money given back, with the currency's decimals.
+    #[schema(example = "250.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    status: RefundStatus,
+    reason: RefundReason,
+    /// The refund at its provider: `payment_id` is the provider's id for the refund.
+    payment: PaymentRef,
+    created_at: DateTime<Utc>,
+    /// When the provider confirmed it; absent while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    succeeded_at: Option<DateTime<Utc>>,
+}
+
+impl From<Refund> for RefundView {
+    fn from(r: Refund) -> RefundView {
+        RefundView {
+            id: r.id,
+            pledge_id: r.pledge_id,
+            offer_id: r.offer_id,
+            amount: r.amount.amount_string(),
+            currency: r.amount.currency().code().to_string(),
+            status: r.status,
+            reason: r.reason,
+            payment: PaymentRef::new(r.provider, r.provider_refund_id),
+            created_at: r.created_at,
+            succeeded_at: r.succeeded_at,
+        }
+    }
+}
+
+/// Which refunds a list shows; `None` is any.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RefundFilter {
+    pub offer_id: Option<Uuid>,
+    pub pledge_id: Option<Uuid>,
+    pub status: Option<RefundStatus>,
+}
+
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Refund>> {
+    let row: Option<RefundRow> = sqlx::query_as(&format!("select {COLUMNS} from refunds where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Refund::from))
+}
+
+/// Up to `fetch` refunds matching `filter`, newest first (`created_at`, then `id`, descending),
+/// after the keyset position `after`. Only the filters given are written into the statement, so
+/// each combination gets a plan of its own over the index that serves it (migration 0027).
+pub(crate) async fn list(
+    conn: &mut PgConnection,
+    filter: RefundFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    fetch: i64,
+) -> sqlx::Result<Vec<Refund>> {
+    let mut query = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from refunds where true"));
+    if let Some(offer_id) = filter.offer_id {
+        query.push(" and offer_id = ").push_bind(offer_id);
+    }
+    if let Some(pledge_id) = filter.pledge_id {
+        query.push(" and pledge_id = ").push_bind(pledge_id);
+    }
+    if let Some(status) = filter.status {
+        query.push(" and status = ").push_bind(status);
+    }
+    if let Some((created_at, id)) = after {
+        query
+            .push(" and (created_at, id) < (")
+            .push_bind(created_at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query.push(" order by created_at desc, id desc limit ").push_bind(fetch);
+    let rows: Vec<RefundRow> = query.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().map(Refund::from).collect())
+}
+
+/// The ids of these pledges' refunds, oldest first, by pledge; pledges without any are left out.
+pub(crate) async fn ids_by_pledge(
+    conn: &mut PgConnection,
+    pledge_ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, Vec<Uuid>>> {
+    let rows: Vec<(Uuid, Vec<Uuid>)> = sqlx::query_as(
+        "select pledge_id, array_agg(id order by created_at, id) from refunds
+          where pledge_id = any($1) group by pledge_id",
+    )
+    .bind(pledge_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A refund to write: its id, its pledge (and the pledge's offer) and the amount back to the card.
 pub(crate) struct NewRefund {
     pub(crate) id: Uuid,
     pub(crate) pledge_id: Uuid,
+    pub(crate) offer_id: Uuid,
     pub(crate) amount: Decimal,
 }
 
@@ -26,7 +240,7 @@ pub(crate) async fn insert_refunds(
     provider: &str,
     currency: Currency,
     refunds: &[NewRefund],
-    reason: &str,
+    reason: RefundReason,
     owed_entry: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), PaymentError> {
@@ -37,19 +251,21 @@ pub(crate) async fn insert_refunds(
         .collect::<Result<Vec<String>, PaymentError>>()?;
     sqlx::query(
         "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, owed_entry_id,
-                              created_at)
-         select r.id, $2, r.provider_refund_id, r.pledge_id, r.amount, $5, $6, $7, $8
-           from unnest($1::uuid[], $3::text[], $4::uuid[], $9::numeric[]) as r(id, provider_refund_id, pledge_id, amount)",
+                              created_at, offer_id)
+         select r.id, $2, r.provider_refund_id, r.pledge_id, r.amount, $5, $6, $7, $8, r.offer_id
+           from unnest($1::uuid[], $3::text[], $4::uuid[], $9::numeric[], $10::uuid[])
+                as r(id, provider_refund_id, pledge_id, amount, offer_id)",
     )
     .bind(refunds.iter().map(|r| r.id).collect::<Vec<Uuid>>())
     .bind(provider)
     .bind(&provider_ids)
     .bind(refunds.iter().map(|r| r.pledge_id).collect::<Vec<Uuid>>())
     .bind(currency.code())
-    .bind(reason)
+    .bind(reason.as_str())
     .bind(owed_entry)
     .bind(now)
     .bind(refunds.iter().map(|r| r.amount).collect::<Vec<Decimal>>())
+    .bind(refunds.iter().map(|r| r.offer_id).collect::<Vec<Uuid>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -62,7 +278,7 @@ pub(crate) async fn refund_from_escrow(
     pledge_id: Uuid,
     offer_id: Uuid,
     amount: Money,
-    reason: &str,
+    reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<Uuid, PaymentError> {
     let payment = payment_of_pledge(conn, pledge_id)
@@ -72,13 +288,14 @@ pub(crate) async fn refund_from_escrow(
     let escrow = chart::offer_escrow(conn, offer_id, amount.currency(), now).await?;
     let refunds = chart::refunds(conn, &payment.provider, amount.currency(), now).await?;
     let entry = NewEntry::new(EntryKind::PledgeRefund, format!("refund:{refund}:owed"), now)
-        .metadata(serde_json::json!({ "pledge_id": pledge_id, "offer_id": offer_id, "reason": reason }))
+        .metadata(serde_json::json!({ "pledge_id": pledge_id, "offer_id": offer_id, "reason": reason.as_str() }))
         .debit(escrow, amount)
         .credit(refunds, amount);
     let owed = ledger::post(conn, entry).await?.entry.id;
     let new = NewRefund {
         id: refund,
         pledge_id,
+        offer_id,
         amount: amount.amount(),
     };
     insert_refunds(conn, &payment.provider, amount.currency(), &[new], reason, owed, now).await?;
@@ -95,7 +312,7 @@ pub(crate) async fn refund_many_from_escrow(
     offer_id: Uuid,
     currency: Currency,
     parts: &[(Uuid, Decimal)],
-    reason: &str,
+    reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<(), PaymentError> {
     if parts.is_empty() {
@@ -118,6 +335,7 @@ pub(crate) async fn refund_many_from_escrow(
         by_provider.entry(provider).or_default().push(NewRefund {
             id: Uuid::now_v7(),
             pledge_id,
+            offer_id,
             amount,
         });
     }
@@ -130,7 +348,7 @@ pub(crate) async fn refund_many_from_escrow(
             format!("offer:{offer_id}:refunds:{}:owed", refunds[0].id),
             now,
         )
-        .metadata(serde_json::json!({ "offer_id": offer_id, "reason": reason, "refunds": refunds.len() }))
+        .metadata(serde_json::json!({ "offer_id": offer_id, "reason": reason.as_str(), "refunds": refunds.len() }))
         .debit(escrow, total)
         .credit(to, total);
         let owed = ledger::post(conn, entry).await?.entry.id;
@@ -139,7 +357,8 @@ pub(crate) async fn refund_many_from_escrow(
     Ok(())
 }
 
-/// The provider gave a refund back to the card: `refunds → psp`, for the refund's exact amount.
+/// The provider gave a refund back to the card: `refunds → psp`, for the refund's exact amount,
+/// and a `refund.succeeded` event whose data is the refund.
 pub(crate) async fn confirm_refund(
     conn: &mut PgConnection,
     provider: &str,
@@ -169,11 +388,15 @@ pub(crate) async fn confirm_refund(
     let paid = ledger::post(conn, entry).await?.entry.id;
     // Settled and named in one statement: Postgres refuses either without the other
     // (`refunds_paid_once`), and verify checks the entry (`refunds_paid`).
-    sqlx::query("update refunds set status = 'succeeded', settled_at = $2, paid_entry_id = $3 where id = $1")
-        .bind(id)
-        .bind(now)
-        .bind(paid)
-        .execute(&mut *conn)
-        .await?;
+    let settled: RefundRow = sqlx::query_as(&format!(
+        "update refunds set status = 'succeeded', settled_at = $2, paid_entry_id = $3 where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .bind(paid)
+    .fetch_one(&mut *conn)
+    .await?;
+    let data = serde_json::to_value(RefundView::from(Refund::from(settled))).expect("a refund serialises");
+    outbox::emit(conn, EventType::RefundSucceeded, data, now).await?;
     Ok(Applied::Done)
 }

@@ -377,18 +377,30 @@ pub(crate) async fn set_status(
     Ok(())
 }
 
-/// Ends many pledges at once in `status` (not `funded`, which has its own time column).
-pub(crate) async fn set_statuses(
+/// Ends funded pledges whose whole amount was given back (`revoked`, or `refunded` when their
+/// round failed or was cancelled): `refunded_amount` is then their amount.
+pub(crate) async fn end_given_back(
     conn: &mut PgConnection,
     ids: &[Uuid],
     status: PledgeStatus,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    debug_assert!(status != PledgeStatus::Funded);
-    sqlx::query("update pledges set status = $2, ended_at = $3 where id = any($1)")
+    debug_assert!(matches!(status, PledgeStatus::Revoked | PledgeStatus::Refunded));
+    sqlx::query("update pledges set status = $2, ended_at = $3, refunded_amount = amount where id = any($1)")
         .bind(ids)
         .bind(status)
         .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds card money owed straight back to an ended pledge (its payment arrived too late) to
+/// what it was given back.
+pub(crate) async fn add_refunded(conn: &mut PgConnection, id: Uuid, amount: Decimal) -> sqlx::Result<()> {
+    sqlx::query("update pledges set refunded_amount = coalesce(refunded_amount, 0) + $2 where id = $1")
+        .bind(id)
+        .bind(amount)
         .execute(conn)
         .await?;
     Ok(())

@@ -2,7 +2,9 @@
 //! and the pledge batcher, which stores the exact response with the request's idempotency key.
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -34,7 +36,15 @@ pub(crate) struct PledgeView {
     reflection_ends_at: Option<DateTime<Utc>>,
     payment_due_at: DateTime<Utc>,
     allocated_shares: Option<i64>,
+    /// All the money given back to the pledge: card refunds (owed or paid, see `refunds`) and
+    /// cheque money returned to its cheques. Its whole amount once revoked or refunded, the part
+    /// not allocated after a round's close; null while nothing was given back.
     refunded_amount: Option<String>,
+    /// The ids of the pledge's refunds (`GET /v1/refunds/{id}`), oldest first.
+    refunds: Vec<Uuid>,
+    /// Whether any money was given back, so whether `refunds` may need reading.
+    #[serde(skip)]
+    gave_back: bool,
     created_at: DateTime<Utc>,
     funded_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
@@ -51,6 +61,8 @@ pub(crate) struct FundingView {
 }
 
 impl PledgeView {
+    /// The view without its refunds' ids ([`PledgeView::fill_refunds`] reads them): a pledge just
+    /// made has none, and the hot path of pledging reads nothing more.
     pub fn new(p: Pledge, payment: Option<Payment>) -> Self {
         let currency = p.amount.currency();
         PledgeView {
@@ -69,9 +81,33 @@ impl PledgeView {
             payment_due_at: p.payment_due_at,
             allocated_shares: p.allocated_shares,
             refunded_amount: p.refunded_amount.map(|r| format_amount(r, currency)),
+            refunds: Vec::new(),
+            gave_back: p.refunded_amount.is_some_and(|r| r > Decimal::ZERO),
             created_at: p.created_at,
             funded_at: p.funded_at,
             ended_at: p.ended_at,
         }
+    }
+
+    /// Reads the refunds' ids of those views whose pledge was given money back: one query for
+    /// them all, none when no pledge was.
+    pub(crate) async fn fill_refunds(conn: &mut PgConnection, views: &mut [PledgeView]) -> sqlx::Result<()> {
+        let ids: Vec<Uuid> = views.iter().filter(|v| v.gave_back).map(|v| v.id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut refunds = crate::payments::refunds::ids_by_pledge(conn, &ids).await?;
+        for view in views.iter_mut() {
+            view.refunds = refunds.remove(&view.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// [`PledgeView::new`] with its refunds' ids.
+    pub(crate) async fn read(conn: &mut PgConnection, p: Pledge, payment: Option<Payment>) -> sqlx::Result<Self> {
+        let mut view = [PledgeView::new(p, payment)];
+        PledgeView::fill_refunds(conn, &mut view).await?;
+        let [view] = view;
+        Ok(view)
     }
 }

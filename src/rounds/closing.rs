@@ -18,6 +18,7 @@ use crate::offers::allocation::{self, Claim};
 use crate::offers::ballot::{self, SeedKey};
 use crate::offers::{Allocation, Offer, OfferStatus, offer_event, store};
 use crate::outbox::{self, EventType};
+use crate::payments::refunds::RefundReason;
 use crate::pledges::{self, PledgeStatus};
 
 /// The reference of the entry moving a succeeded offer's escrow to the project and the fee.
@@ -86,7 +87,7 @@ pub async fn advance(
         succeed(conn, &offer, &funded, seed_key, now).await?;
         Ok(OfferStatus::Succeeded)
     } else {
-        refund_in_full(conn, &offer, &funded, "offer_failed", now).await?;
+        refund_in_full(conn, &offer, &funded, RefundReason::OfferFailed, now).await?;
         store::set_status(conn, offer.id, OfferStatus::Failed, now).await?;
         outbox::emit(
             conn,
@@ -144,7 +145,7 @@ async fn succeed(
         }
     }
     // A round's unallocated money goes back in a few statements, not a few per pledge.
-    give_back_many(conn, offer, &given_back, "not_allocated", now).await?;
+    give_back_many(conn, offer, &given_back, RefundReason::NotAllocated, now).await?;
     outbox::emit_all(conn, EventType::PledgeRefunded, &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
     pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;

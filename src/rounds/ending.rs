@@ -15,6 +15,7 @@ use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
 use crate::outbox::{self, EventType};
 use crate::payments;
+use crate::payments::refunds::RefundReason;
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, store};
 
 /// Pledges looked at per transaction by [`expire_unpaid`].
@@ -69,8 +70,8 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
     match pledge.status {
         PledgeStatus::PendingPayment => cancel_pledge(conn, &pledge, now).await?,
         PledgeStatus::Funded => {
-            give_back(conn, &pledge, pledge.amount.amount(), "revoked", now).await?;
-            store::set_status(conn, pledge.id, PledgeStatus::Revoked, now).await?;
+            give_back(conn, &pledge, pledge.amount.amount(), RefundReason::Revoked, now).await?;
+            store::end_given_back(conn, &[pledge.id], PledgeStatus::Revoked, now).await?;
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
             outbox::emit(
                 conn,
@@ -92,7 +93,7 @@ pub(crate) async fn give_back(
     conn: &mut PgConnection,
     pledge: &Pledge,
     amount: Decimal,
-    reason: &str,
+    reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
     let card = amount.min(pledge.card_amount);
@@ -121,7 +122,7 @@ pub(crate) async fn give_back_many(
     conn: &mut PgConnection,
     offer: &Offer,
     parts: &[(&Pledge, Decimal)],
-    reason: &str,
+    reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
     let cards: Vec<(Uuid, Decimal)> = parts
@@ -146,7 +147,7 @@ pub(crate) async fn refund_in_full(
     conn: &mut PgConnection,
     offer: &Offer,
     funded: &[Pledge],
-    reason: &str,
+    reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
     if funded.is_empty() {
@@ -155,7 +156,7 @@ pub(crate) async fn refund_in_full(
     let parts: Vec<(&Pledge, Decimal)> = funded.iter().map(|p| (p, p.amount.amount())).collect();
     give_back_many(conn, offer, &parts, reason, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
-    store::set_statuses(conn, &ids, PledgeStatus::Refunded, now).await?;
+    store::end_given_back(conn, &ids, PledgeStatus::Refunded, now).await?;
     offers::store::release(conn, offer.id, funded.iter().map(|p| p.shares).sum()).await?;
     let refunded: Vec<_> = funded
         .iter()
@@ -185,7 +186,7 @@ pub(crate) async fn cancel_offer(
     for pledge in &unpaid {
         cancel_pledge(conn, pledge, now).await?;
     }
-    refund_in_full(conn, &offer, &funded, "offer_cancelled", now).await?;
+    refund_in_full(conn, &offer, &funded, RefundReason::OfferCancelled, now).await?;
     offers::store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
     Ok(())
 }

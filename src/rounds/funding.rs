@@ -19,7 +19,7 @@ use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::payments::card::{PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, set_payment_status};
 use crate::payments::provider::Object;
-use crate::payments::refunds::{NewRefund, insert_refunds};
+use crate::payments::refunds::{NewRefund, RefundReason, insert_refunds};
 use crate::payments::{Applied, expect_money, unknown};
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event};
 
@@ -90,14 +90,14 @@ pub(crate) async fn confirm_payment(
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
         let reason = if payment.status == PaymentStatus::Failed {
-            "payment_after_failure"
+            RefundReason::PaymentAfterFailure
         } else {
-            "payment_after_pledge_ended"
+            RefundReason::PaymentAfterPledgeEnded
         };
         let refunds = chart::refunds(conn, provider, paid.currency(), now).await?;
         let refund = Uuid::now_v7();
         let entry = NewEntry::new(EntryKind::PaymentLate, format!("payment:{}:captured", payment.id), now)
-            .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund, "reason": reason }))
+            .metadata(serde_json::json!({ "pledge_id": pledge.id, "refund_id": refund, "reason": reason.as_str() }))
             .debit(psp, paid)
             .credit(refunds, paid);
         let owed = ledger::post(conn, entry).await?.entry.id;
@@ -105,9 +105,11 @@ pub(crate) async fn confirm_payment(
         let new = NewRefund {
             id: refund,
             pledge_id: pledge.id,
+            offer_id: pledge.offer_id,
             amount: paid.amount(),
         };
         insert_refunds(conn, provider, paid.currency(), &[new], reason, owed, now).await?;
+        pledges::store::add_refunded(conn, pledge.id, paid.amount()).await?;
     }
     Ok(Applied::Done)
 }

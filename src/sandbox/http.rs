@@ -19,6 +19,7 @@ use crate::http::extract::{AppJson, AppPath};
 use crate::http::state::AppState;
 use crate::money::{Currency, format_amount};
 use crate::payments::SANDBOX;
+use crate::payments::refunds::{self, RefundView};
 use crate::payments::sandbox::{SandboxData, SandboxEvent};
 use crate::webhooks::signature;
 use uuid::Uuid;
@@ -155,17 +156,36 @@ async fn payment_fail(
     send(&state, "payment.failed", id, amount, currency).await
 }
 
-/// Sandbox: the refund reached the investor's card (a signed `refund.succeeded` webhook).
-#[utoipa::path(post, path = "/v1/sandbox/refunds/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
+/// Sandbox: the refund reached the investor's card (a signed `refund.succeeded` webhook). `id` is
+/// the refund's own (`GET /v1/refunds`); the answer is the refund after the webhook, `succeeded`
+/// (asking again changes nothing).
+#[utoipa::path(post, path = "/v1/sandbox/refunds/{id}/succeed", tag = "sandbox", params(("id" = Uuid, Path)),
     security(("api_key" = [])),
-    responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RefundView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn refund_succeed(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
-    AppPath(id): AppPath<String>,
-) -> Result<Json<Outcome>, ApiError> {
-    let (amount, currency) = lookup(&state, "refunds", "provider_refund_id", &id).await?;
-    send(&state, "refund.succeeded", id, amount, currency).await
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<RefundView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let refund = refunds::get(&mut conn, id)
+        .await?
+        .filter(|r| r.provider == SANDBOX)
+        .ok_or_else(|| ApiError::not_found(format!("no sandbox refund {id}")))?;
+    drop(conn);
+    let amount = refund.amount;
+    // The refund read afterwards says what the webhook did (a repeat changes nothing).
+    let _ = send(
+        &state,
+        "refund.succeeded",
+        refund.provider_refund_id,
+        amount.amount(),
+        amount.currency().code().to_string(),
+    )
+    .await?;
+    let mut conn = state.pool.acquire().await?;
+    let refund = refunds::get(&mut conn, id).await?.expect("refunds are never deleted");
+    Ok(Json(refund.into()))
 }
 
 /// Sandbox: the payout reached the project (a signed `payout.paid` webhook).

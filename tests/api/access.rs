@@ -15,7 +15,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::fixtures::{funded_pledge, funded_sponsor, investor, ok, open_offer, published_project};
+use crate::common::fixtures::{
+    funded_pledge, funded_sponsor, investor, ok, open_offer, published_project, small_open_offer,
+};
 use crate::common::{self, Reply, TestApp, send};
 
 /// Who may call a route.
@@ -69,6 +71,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/offers/{id}/pledges", Roles(PLATFORM)),
     ("GET", "/v1/pledges/{id}", Roles(PLATFORM)),
     ("POST", "/v1/pledges/{id}/revoke", Roles(PLATFORM)),
+    ("GET", "/v1/refunds", Roles(ANY)),
+    ("GET", "/v1/refunds/{id}", Roles(ANY)),
     ("POST", "/v1/sponsors", Roles(OPERATOR)),
     ("GET", "/v1/sponsors/{id}", Roles(OPERATOR)),
     ("POST", "/v1/sponsors/{id}/deposits", Roles(OPERATOR)),
@@ -157,6 +161,18 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
     let pledge = id_of_value(&funded_pledge(app, &offer, &who, 10).await);
     let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
     assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    // A round cancelled with a funded pledge: its refund.
+    let (_, cancelled) = small_open_offer(app).await;
+    funded_pledge(app, &cancelled, &who, 5).await;
+    ok(
+        app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
+        200,
+    )
+    .await;
+    let refund: Uuid = sqlx::query_scalar("select id from refunds")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     let sponsor = funded_sponsor(app, "SenseTour Belgium", "1000.00").await;
     let cheque = ok(
         app.post(
@@ -197,6 +213,7 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/offers/{id}/pledges", offer.clone()),
         ("/v1/offers/{id}/cap-table", offer),
         ("/v1/pledges/{id}", pledge),
+        ("/v1/refunds/{id}", refund.to_string()),
         ("/v1/sponsors/{id}", sponsor),
         ("/v1/deposits/{id}", deposit.to_string()),
         ("/v1/cheques/{id}", id_of_value(&cheque)),

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cheques::http", 80),
     ("webhooks::http", 80),
     ("ledger::http", 80),
+    ("payments::http", 80),
     // The providers' events, applied to rounds and deposits.
     ("webhooks::inbound", 70),
     // A round's money moves.

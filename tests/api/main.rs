@@ -19,6 +19,7 @@ mod layers;
 mod lists;
 mod pledges_concurrency;
 mod projects;
+mod refunds;
 mod round_rules;
 mod rounds;
 mod security;

@@ -977,13 +977,12 @@ async fn an_unpaid_pledge_is_cancelled_when_its_payment_window_ends(pool: PgPool
     assert_eq!(balance(&app, "refunds:sandbox:eur").await, "250.00");
     assert_eq!(balance(&app, "psp:sandbox:eur").await, "250.00");
     assert_eq!(balance(&app, &format!("offer:{offer}:escrow")).await, "0.00");
-    let refunds: Vec<(String, Decimal, String, String)> = sqlx::query_as(
-        "select provider_refund_id, amount, reason, status::text from refunds where pledge_id = $1::uuid",
-    )
-    .bind(&id)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let refunds: Vec<(String, Decimal, String, String)> =
+        sqlx::query_as("select id::text, amount, reason, status::text from refunds where pledge_id = $1::uuid")
+            .bind(&id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(refunds.len(), 1, "{refunds:?}");
     assert_eq!(refunds[0].1, Decimal::new(25000, 2));
     assert_eq!(refunds[0].2, "payment_after_pledge_ended");
@@ -997,8 +996,14 @@ async fn an_unpaid_pledge_is_cancelled_when_its_payment_window_ends(pool: PgPool
     assert_eq!(snapshot(&app).await, before);
 
     // The refund reaches the card: the money has left.
+    // The cancelled pledge shows the money owed back to it, and its refund.
+    let now = ok(app.get(&format!("/v1/pledges/{id}")).await, 200);
+    assert_eq!(
+        (&now["refunded_amount"], &now["refunds"]),
+        (&json!("250.00"), &json!([refunds[0].0]))
+    );
     let paid = ok(sandbox(&app, "refunds", &refunds[0].0, "succeed").await, 200);
-    assert_eq!(paid["applied"], true);
+    assert_eq!(paid["status"], "succeeded", "{paid:#}");
     assert_eq!(balance(&app, "refunds:sandbox:eur").await, "0.00");
     assert_eq!(balance(&app, "psp:sandbox:eur").await, "0.00");
     app.assert_books_verify().await;

@@ -132,9 +132,28 @@ async fn a_round_that_misses_its_minimum_refunds_everyone(pool: PgPool) {
     )
     .await;
     assert_eq!(unpaid["status"], "cancelled");
+    assert_eq!(
+        (&unpaid["refunded_amount"], &unpaid["refunds"]),
+        (&Value::Null, &json!([]))
+    );
+    // Each refunded pledge shows its whole amount given back, and its refund.
+    for p in pledges_of(&app, &offer)
+        .await
+        .iter()
+        .filter(|p| p["status"] == "refunded")
+    {
+        assert_eq!(p["refunded_amount"], p["amount"], "{p:#}");
+        let ids = p["refunds"].as_array().unwrap();
+        assert_eq!(ids.len(), 1, "{p:#}");
+        let refund = ok(app.get(&format!("/v1/refunds/{}", ids[0].as_str().unwrap())).await, 200).await;
+        assert_eq!(
+            (&refund["amount"], &refund["reason"]),
+            (&p["amount"], &json!("offer_failed"))
+        );
+    }
 
     // The provider confirms both refunds: the money has left the psp account.
-    let refunds: Vec<String> = sqlx::query_scalar("select provider_refund_id from refunds order by created_at")
+    let refunds: Vec<String> = sqlx::query_scalar("select id::text from refunds order by created_at")
         .fetch_all(&app.pool)
         .await
         .unwrap();
@@ -145,13 +164,13 @@ async fn a_round_that_misses_its_minimum_refunds_everyone(pool: PgPool) {
             200,
         )
         .await;
-        assert_eq!(r["applied"], true);
+        assert_eq!(r["status"], "succeeded", "{r:#}");
         let again = ok(
             app.post(&format!("/v1/sandbox/refunds/{id}/succeed"), json!({})).await,
             200,
         )
         .await;
-        assert_eq!(again["applied"], false);
+        assert_eq!(again["succeeded_at"], r["succeeded_at"], "{again:#}");
     }
     assert_eq!(balance(&app, "refunds:sandbox:eur").await, "0.00");
     assert_eq!(balance(&app, "psp:sandbox:eur").await, "0.00");

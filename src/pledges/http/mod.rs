@@ -138,7 +138,7 @@ async fn get_pledge(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no pledge {id}")))?;
     let payment = payments::card::payment_of_pledge(&mut conn, id).await?;
-    Ok(Json(PledgeView::new(pledge, payment)))
+    Ok(Json(PledgeView::read(&mut conn, pledge, payment).await?))
 }
 
 /// Revoke a non-sophisticated investor's pledge within its 4-day reflection period: its money
@@ -153,6 +153,7 @@ async fn revoke_pledge(
     let mut tx = state.pool.begin().await?;
     let pledge = crate::rounds::ending::revoke(&mut tx, id, state.clock.now()).await?;
     let payment = payments::card::payment_of_pledge(&mut tx, id).await?;
+    let view = PledgeView::read(&mut tx, pledge, payment).await?;
     tx.commit().await?;
-    Ok(Json(PledgeView::new(pledge, payment)))
+    Ok(Json(view))
 }

@@ -67,13 +67,14 @@ pub(super) async fn list_investor_pledges(
     // The page's payments in one statement, not one per pledge.
     let ids: Vec<Uuid> = page.items.iter().map(|p| p.id).collect();
     let mut paid = payments::card::payments_of_pledges(&mut conn, &ids).await?;
-    Ok(Json(
-        page.map(|p| {
+    let mut page: PledgePage = page
+        .map(|p| {
             let payment = paid.remove(&p.id);
             PledgeView::new(p, payment)
         })
-        .into(),
-    ))
+        .into();
+    PledgeView::fill_refunds(&mut conn, &mut page.items).await?;
+    Ok(Json(page))
 }
 
 /// What an investor holds in one succeeded offer.

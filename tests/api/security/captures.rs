@@ -72,13 +72,12 @@ async fn a_success_after_a_failure_is_captured_and_refunded_in_full(pool: PgPool
     assert_eq!(after["status"], "cancelled", "{after:#}");
     let offer_now = app.get(&format!("/v1/offers/{offer}")).await.body;
     assert_eq!(offer_now["shares_reserved"], 0, "{offer_now:#}");
-    let refunds: Vec<(String, String, String, String)> = sqlx::query_as(
-        "select provider_refund_id, amount::text, status::text, reason from refunds where pledge_id = $1::uuid",
-    )
-    .bind(pledge_id)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let refunds: Vec<(String, String, String, String)> =
+        sqlx::query_as("select id::text, amount::text, status::text, reason from refunds where pledge_id = $1::uuid")
+            .bind(pledge_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(refunds.len(), 1, "{refunds:?}");
     let (refund, amount, status, reason) = &refunds[0];
     assert_eq!(
@@ -117,7 +116,11 @@ async fn a_success_after_a_failure_is_captured_and_refunded_in_full(pool: PgPool
         200,
     )
     .await;
-    assert_eq!(sent["outcome"], "applied", "{sent:#}");
+    assert_eq!(sent["status"], "succeeded", "{sent:#}");
+    // The cancelled pledge shows the money owed back to it, and the refund.
+    let after = app.get(&format!("/v1/pledges/{pledge_id}")).await.body;
+    assert_eq!(after["refunded_amount"], "120.00", "{after:#}");
+    assert_eq!(after["refunds"], json!([refund]), "{after:#}");
     assert_eq!(fixtures::balance(&app, "psp:sandbox:eur").await, "0.00");
     assert_eq!(fixtures::balance(&app, "refunds:sandbox:eur").await, "0.00");
     app.assert_books_verify().await;

@@ -250,7 +250,7 @@ async fn settle_one_of_each(app: &TestApp) -> Settled {
         200,
     )
     .await;
-    let refund: String = sqlx::query_scalar("select provider_refund_id from refunds")
+    let refund: String = sqlx::query_scalar("select id::text from refunds")
         .fetch_one(&app.pool)
         .await
         .unwrap();
@@ -260,7 +260,7 @@ async fn settle_one_of_each(app: &TestApp) -> Settled {
         200,
     )
     .await;
-    assert_eq!(paid["applied"], true, "{paid:#}");
+    assert_eq!(paid["status"], "succeeded", "{paid:#}");
 
     let (refund, payout, deposit) = sqlx::query_as(
         "select (select id from refunds where status = 'succeeded'), (select id from payouts where status = 'paid'),
