@@ -245,7 +245,10 @@ impl Settings {
             ("retention.idempotency_keys_days", self.retention.idempotency_keys_days),
             ("retention.inbound_events_days", self.retention.inbound_events_days),
             ("retention.webhook_attempts_days", self.retention.webhook_attempts_days),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.retention.audit_log_days.map(|d| ("retention.audit_log_days", d)))
+        {
             if !(1..=MAX_RETENTION_DAYS).contains(&days) {
                 bail!("invalid configuration: {key} must be between 1 and {MAX_RETENTION_DAYS}");
             }
