@@ -484,6 +484,7 @@ mod tests {
             ("CROWDLEDGER__RETENTION__IDEMPOTENCY_KEYS_DAYS", "0"),
             ("CROWDLEDGER__RETENTION__INBOUND_EVENTS_DAYS", "36501"),
             ("CROWDLEDGER__RETENTION__WEBHOOK_ATTEMPTS_DAYS", "0"),
+            ("CROWDLEDGER__RETENTION__AUDIT_LOG_DAYS", "0"),
         ] {
             let err = message(load(&[(key, value)]).unwrap_err());
             let name = key

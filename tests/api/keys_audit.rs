@@ -488,3 +488,28 @@ async fn the_audit_log_and_the_keys_come_in_pages(pool: PgPool) {
     assert_eq!(flat.last().unwrap(), &key_id, "oldest last: {flat:?}");
     assert_eq!(flat.iter().collect::<BTreeSet<_>>().len(), 5, "no repeat: {flat:?}");
 }
+
+#[sqlx::test]
+async fn the_audit_log_is_purged_only_when_a_retention_is_set(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, &[("CROWDLEDGER__RETENTION__AUDIT_LOG_DAYS", "5")]).await;
+    let start = app.clock.now();
+    published_project(&app).await;
+    let old = format!(
+        "select count(*) from audit_log where at < '{}'::timestamptz",
+        start + TimeDelta::hours(1)
+    );
+    let count = || async { sqlx::query_scalar::<_, i64>(&old).fetch_one(&app.pool).await.unwrap() };
+    ok(app.get("/v1/audit-log?limit=1").await, 200).await;
+    assert_eq!(count().await, 2);
+    app.clock.advance(4 * 86_400).unwrap();
+    published_project(&app).await;
+    ok(app.get("/v1/audit-log?limit=1").await, 200).await;
+    app.clock.advance(2 * 86_400).unwrap();
+    app.wait_for_value(count, |n| *n == 0).await;
+    let left = ok(app.get("/v1/audit-log").await, 200).await;
+    assert_eq!(
+        left["items"].as_array().unwrap().len(),
+        2,
+        "the 4-day-old writes are kept: {left:#}"
+    );
+}
