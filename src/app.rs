@@ -48,6 +48,8 @@ use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
         (name = "cheques", description = "Virtual prize cheques: issued from a sponsor's budget, spent only in pledges"),
         (name = "sandbox", description = "The built-in test provider's controls and the manual clock; served only with clock.mode = \"manual\""),
         (name = "webhooks", description = "Signed events from payment providers, the quarantine, and operators' webhook endpoints"),
+        (name = "keys", description = "API keys: create (the secret shown once), list, revoke"),
+        (name = "audit", description = "The audit trail: which key did what to which object, and when"),
     )
 )]
 struct ApiDoc;
@@ -76,7 +78,9 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::payments::http::router())
         .merge(crate::sponsors::http::router())
         .merge(crate::cheques::http::router())
-        .merge(crate::webhooks::http::router());
+        .merge(crate::webhooks::http::router())
+        .merge(crate::http::keys::router())
+        .merge(crate::http::audit::router());
     match clock {
         ClockMode::Manual => api.merge(crate::sandbox::http::router()),
         ClockMode::System => api,
@@ -103,7 +107,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     // it, a megabyte and more apiece.
     let openapi_json = Bytes::from(serde_json::to_vec(&document(&openapi)).expect("the OpenAPI document serialises"));
     let request_id = HeaderName::from_static("x-request-id");
-    api.route(
+    // Innermost, around each route's handler: it needs the matched route and its `{id}`.
+    api.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::http::audit::record,
+    ))
+    .route(
         "/openapi.json",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi_json.clone()))),
     )

@@ -245,7 +245,10 @@ impl Settings {
             ("retention.idempotency_keys_days", self.retention.idempotency_keys_days),
             ("retention.inbound_events_days", self.retention.inbound_events_days),
             ("retention.webhook_attempts_days", self.retention.webhook_attempts_days),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.retention.audit_log_days.map(|d| ("retention.audit_log_days", d)))
+        {
             if !(1..=MAX_RETENTION_DAYS).contains(&days) {
                 bail!("invalid configuration: {key} must be between 1 and {MAX_RETENTION_DAYS}");
             }
@@ -481,6 +484,7 @@ mod tests {
             ("CROWDLEDGER__RETENTION__IDEMPOTENCY_KEYS_DAYS", "0"),
             ("CROWDLEDGER__RETENTION__INBOUND_EVENTS_DAYS", "36501"),
             ("CROWDLEDGER__RETENTION__WEBHOOK_ATTEMPTS_DAYS", "0"),
+            ("CROWDLEDGER__RETENTION__AUDIT_LOG_DAYS", "0"),
         ] {
             let err = message(load(&[(key, value)]).unwrap_err());
             let name = key

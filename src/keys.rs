@@ -109,7 +109,55 @@ pub async fn revoke(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sq
 }
 
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<KeyInfo>> {
-    sqlx::query_as("select id, name, role, key_prefix, created_at, revoked_at from api_keys order by created_at")
+    sqlx::query_as(&format!("select {COLUMNS} from api_keys order by created_at"))
         .fetch_all(conn)
+        .await
+}
+
+const COLUMNS: &str = "id, name, role, key_prefix, created_at, revoked_at";
+
+/// The keyset of `GET /v1/api-keys`: newest first.
+pub(crate) type PageKey = (DateTime<Utc>, Uuid);
+
+/// A page of keys, newest first, revoked ones included (rows for [`crate::paging::Page::of`]).
+pub(crate) async fn page(
+    conn: &mut PgConnection,
+    request: &crate::paging::PageRequest<PageKey>,
+) -> sqlx::Result<Vec<KeyInfo>> {
+    let (after_at, after_id) = request.after.unzip();
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from api_keys
+          where $1::timestamptz is null or (created_at, id) < ($1, $2)
+          order by created_at desc, id desc
+          limit $3"
+    ))
+    .bind(after_at)
+    .bind(after_id)
+    .bind(request.fetch())
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes a key if it is active and returns it as it now is (revoked, at the time of its first
+/// revocation); `None` if there is no such key.
+pub(crate) async fn revoke_once(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<KeyInfo>> {
+    let revoked = sqlx::query_as(&format!(
+        "update api_keys set revoked_at = $2 where id = $1 and revoked_at is null returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if revoked.is_some() {
+        return Ok(revoked);
+    }
+    // Revoked already (perhaps just now, by a concurrent call): a statement of its own sees it.
+    sqlx::query_as(&format!("select {COLUMNS} from api_keys where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
         .await
 }

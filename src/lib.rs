@@ -5,6 +5,7 @@
 //! future resolves, so tests run the real app on port 0.
 
 mod app;
+mod audit;
 mod background;
 pub mod batch;
 pub mod books;
@@ -73,6 +74,7 @@ impl App {
             state: AppState {
                 batcher: pledges::http::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
                 inbound: webhooks::inbound::Batcher::new(pool.clone()),
+                audit: http::audit::AuditTrail::new(pool.clone()),
                 pool,
                 clock,
                 auth: Authenticator::new(settings.auth.bootstrap_operator_key.as_ref()),
@@ -124,8 +126,11 @@ pub async fn launch(
         .set(format!("http://{}", std::net::SocketAddr::new(host, local.port())));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs = tokio::spawn(background::run(app.state.clone(), jobs_stopped));
+    let audit = app.state.audit.clone();
     let router = app::router(app.state, app.limits);
     http::serve::serve(listener, router, header_read_timeout, shutdown).await;
+    // The answered writes' records still queued are stored before the process ends.
+    audit.flush().await;
     // Requests are done; let the jobs finish their current item, then stop.
     let _ = stop_jobs.send(true);
     let _ = jobs.await;

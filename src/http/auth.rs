@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` → the caller's role. Handlers state which roles they admit.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderValue;
@@ -123,6 +123,17 @@ pub(crate) struct KeyCheck {
     pub auth: Arc<Authenticator>,
 }
 
+/// Where the audit trail (`http/audit.rs`) learns who made a request: it puts an empty slot in
+/// the request, and checking the key fills it.
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(Arc<OnceLock<Caller>>);
+
+impl CallerSlot {
+    pub(crate) fn get(&self) -> Option<Caller> {
+        self.0.get().copied()
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller
 where
     KeyCheck: FromRef<S>,
@@ -130,26 +141,35 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = KeyCheck::from_ref(state);
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
-        let key = bearer_key(header)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
-        let presented = keys::hash(key);
-        if let Some(bootstrap) = &state.auth.bootstrap
-            && bool::from(bootstrap.ct_eq(&presented))
-        {
-            return Ok(Caller {
-                role: Role::Operator,
-                key_id: None,
-            });
+        let caller = check(parts, &KeyCheck::from_ref(state)).await?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            let _ = slot.0.set(caller);
         }
-        let mut conn = state.pool.acquire().await?;
-        match keys::find_active(&mut conn, &presented).await? {
-            Some((id, role)) => Ok(Caller { role, key_id: Some(id) }),
-            None => Err(ApiError::unauthorized("unknown or revoked API key")),
-        }
+        Ok(caller)
+    }
+}
+
+/// The caller a request's key names. Every request looks its key up afresh: nothing is cached,
+/// so a revoked key is refused from the moment its revocation commits.
+async fn check(parts: &Parts, state: &KeyCheck) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
+    let key = bearer_key(header)
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
+    let presented = keys::hash(key);
+    if let Some(bootstrap) = &state.auth.bootstrap
+        && bool::from(bootstrap.ct_eq(&presented))
+    {
+        return Ok(Caller {
+            role: Role::Operator,
+            key_id: None,
+        });
+    }
+    let mut conn = state.pool.acquire().await?;
+    match keys::find_active(&mut conn, &presented).await? {
+        Some((id, role)) => Ok(Caller { role, key_id: Some(id) }),
+        None => Err(ApiError::unauthorized("unknown or revoked API key")),
     }
 }

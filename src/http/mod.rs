@@ -1,14 +1,17 @@
 //! The HTTP layer's parts, below the handlers that use them: the state and limits
-//! (`state`), API keys and roles (`auth`), problem+json (`error`), extractors, idempotency,
-//! middleware (rate limit, body deadline, metrics) and the connection loop (`serve`). The
-//! router that gathers every domain's handlers is `crate::app`, the top of the house.
+//! (`state`), API keys and roles (`auth`; `keys`, their routes), problem+json (`error`),
+//! extractors, idempotency, middleware (rate limit, body deadline, metrics, the audit trail)
+//! and the connection loop (`serve`). The router that gathers every domain's handlers is
+//! `crate::app`, the top of the house.
 
+pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod page;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub batcher: crate::pledges::http::batcher::Batcher,
     /// Verified provider events, many per transaction (webhooks/inbound.rs).
     pub inbound: crate::webhooks::inbound::Batcher,
+    /// The audit trail's queue to its writer (http/audit.rs).
+    pub audit: crate::http::audit::AuditTrail,
     /// Ballot seeds are derived from it (`ballot.seed_key`, offers/ballot.rs); none under the
     /// system clock when not configured.
     pub seed_key: Option<crate::offers::ballot::SeedKey>,

@@ -1,7 +1,8 @@
 //! Retention: idempotency keys, verified provider events and webhook delivery attempts are kept
 //! for their configured number of days of the service clock (`[retention]`), then deleted in
 //! bounded batches (docs/reliability.md, "Retention"). Quarantined provider events are kept:
-//! each is money that did not fit and waits for a person.
+//! each is money that did not fit and waits for a person. The audit trail is kept for ever
+//! unless `retention.audit_log_days` is set.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
@@ -19,7 +20,8 @@ struct Purge {
     time: &'static str,
     /// Rows kept whatever their age, in SQL.
     keep: &'static str,
-    days: fn(&RetentionSettings) -> u32,
+    /// None: kept for ever.
+    days: fn(&RetentionSettings) -> Option<u32>,
 }
 
 const PURGES: &[Purge] = &[
@@ -27,19 +29,25 @@ const PURGES: &[Purge] = &[
         table: "idempotency_keys",
         time: "created_at",
         keep: "false",
-        days: |r| r.idempotency_keys_days,
+        days: |r| Some(r.idempotency_keys_days),
     },
     Purge {
         table: "inbound_events",
         time: "received_at",
         keep: "status = 'quarantined'",
-        days: |r| r.inbound_events_days,
+        days: |r| Some(r.inbound_events_days),
     },
     Purge {
         table: "webhook_attempts",
         time: "attempted_at",
         keep: "false",
-        days: |r| r.webhook_attempts_days,
+        days: |r| Some(r.webhook_attempts_days),
+    },
+    Purge {
+        table: "audit_log",
+        time: "at",
+        keep: "false",
+        days: |r| r.audit_log_days,
     },
 ];
 
@@ -53,9 +61,13 @@ pub async fn purge(
 ) -> sqlx::Result<Vec<(&'static str, u64)>> {
     let mut purged = Vec::with_capacity(PURGES.len());
     for purge in PURGES {
-        let cutoff = now - TimeDelta::days(i64::from((purge.days)(retention)));
+        let Some(days) = (purge.days)(retention) else {
+            continue;
+        };
+        let cutoff = now - TimeDelta::days(i64::from(days));
         // By ctid: the rows just found, without a second lookup by key. The times are indexed
-        // by BRIN (migration 0021), so a pass reads the old end of the table, not all of it.
+        // by BRIN (migration 0021; the audit trail's by a B-tree, 0029), so a pass reads the old end
+        // of the table, not all of it.
         let sql = format!(
             "delete from {table} where ctid = any(array(
                  select ctid from {table} where {time} < $1 and not ({keep}) limit $2))",
@@ -95,4 +107,7 @@ pub struct RetentionSettings {
     pub inbound_events_days: u32,
     /// The log of outbound webhook delivery attempts (the deliveries themselves are kept).
     pub webhook_attempts_days: u32,
+    /// The audit trail (docs/audit-log.md); unset, it is kept for ever.
+    #[serde(default)]
+    pub audit_log_days: Option<u32>,
 }

@@ -102,6 +102,11 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sandbox/deposits/{id}/succeed", Roles(OPERATOR)),
     ("GET", "/v1/sandbox/clock", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/clock", Roles(OPERATOR)),
+    // PRODUCT.md section 11. The matrix's create has an empty body (422), so it makes no key.
+    ("POST", "/v1/api-keys", Roles(OPERATOR)),
+    ("GET", "/v1/api-keys", Roles(OPERATOR)),
+    ("POST", "/v1/api-keys/{id}/revoke", Roles(OPERATOR)),
+    ("GET", "/v1/audit-log", Roles(BOOKS)),
 ];
 
 /// Served beside the document, not in it.

@@ -59,6 +59,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("fields", 10),
     ("clock", 10),
     ("keys", 10),
+    ("audit", 10),
 ];
 
 fn layer(module: &str) -> u32 {

@@ -15,6 +15,7 @@ mod cheques;
 mod cli;
 mod http_api;
 mod investors;
+mod keys_audit;
 mod layers;
 mod lists;
 mod pledges_concurrency;

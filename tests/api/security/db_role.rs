@@ -528,6 +528,10 @@ async fn records_past_their_retention_are_purged_and_recent_ones_kept(pool: PgPo
     let applied = old("inbound_events", "received_at") + " and status <> 'quarantined'";
     let quarantined = old("inbound_events", "received_at") + " and status = 'quarantined'";
     let attempts = old("webhook_attempts", "attempted_at");
+    // Reading the trail stores every record of the writes answered before.
+    ok(app.get("/v1/audit-log?limit=1").await, 200).await;
+    let trail = count(&app, &old("audit_log", "at")).await;
+    assert!(trail > 0);
     assert_eq!(
         (
             count(&app, &keys).await,
@@ -564,4 +568,6 @@ async fn records_past_their_retention_are_purged_and_recent_ones_kept(pool: PgPo
     assert_eq!(count(&app, &quarantined).await, 1);
     assert_eq!(count(&app, "select count(*) from idempotency_keys").await, 1);
     assert_eq!(sponsor_with_key(&app, "sponsor-iroise").await, (again, true));
+    // The audit trail is kept: no `retention.audit_log_days` is set.
+    assert_eq!(count(&app, &old("audit_log", "at")).await, trail);
 }
