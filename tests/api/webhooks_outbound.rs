@@ -121,10 +121,14 @@ async fn emit(app: &TestApp, kind: &str, data: Value) {
     .unwrap();
 }
 
+/// An endpoint's deliveries, newest first (one page holds them all in these tests).
 async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let r = app.get(&format!("/v1/webhook-endpoints/{endpoint}/deliveries")).await;
+    let r = app
+        .get(&format!("/v1/webhook-endpoints/{endpoint}/deliveries?limit=1000"))
+        .await;
     assert_eq!(r.status, 200, "{:#}", r.body);
-    r.body.as_array().unwrap().clone()
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
+    r.body["items"].as_array().unwrap().clone()
 }
 
 /// One pass of the service's delivery job at the app's clock, run here rather than waited for:
