@@ -16,6 +16,7 @@ mod cli;
 mod http_api;
 mod investors;
 mod layers;
+mod lists_money;
 mod pledges_concurrency;
 mod projects;
 mod round_rules;
