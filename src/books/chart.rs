@@ -90,7 +90,14 @@ pub(crate) async fn sponsor_budget(
     open(conn, code, currency, AccountKind::Liability, now).await
 }
 
+/// The start of every cheque's account code, followed by the cheque's id.
+pub(crate) const CHEQUE_PREFIX: &str = "cheque:";
+
+pub(crate) fn cheque_code(cheque: Uuid) -> String {
+    format!("{CHEQUE_PREFIX}{cheque}")
+}
+
 /// A cheque's unspent value; it can never be paid out, only spent in pledges or returned.
 pub async fn cheque(conn: &mut PgConnection, cheque: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
-    open(conn, format!("cheque:{cheque}"), currency, AccountKind::Liability, now).await
+    open(conn, cheque_code(cheque), currency, AccountKind::Liability, now).await
 }

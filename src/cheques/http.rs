@@ -1,13 +1,13 @@
-//! Cheques over HTTP: operators issue, read and cancel them. They are spent as pledge funding
-//! (`POST /v1/offers/{id}/pledges`).
+//! Cheques over HTTP: operators issue, read, list (a sponsor's) and cancel them. They are spent
+//! as pledge funding (`POST /v1/offers/{id}/pledges`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,16 +15,19 @@ use uuid::Uuid;
 use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Code, Problem};
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::money::{Money, format_amount};
+use crate::paging::{Page, PageRequest};
+use crate::sponsors::ListKey;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(issue_cheque))
         .routes(routes!(get_cheque))
         .routes(routes!(cancel_cheque))
+        .routes(routes!(list_cheques))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,4 +144,46 @@ async fn cancel_cheque(
     let balance = super::balance(&mut tx, &cheque, now).await?;
     tx.commit().await?;
     Ok(Json(view(cheque, balance, None)))
+}
+
+crate::page_of!(
+    /// A page of a sponsor's cheques, newest first.
+    ChequePage,
+    ChequeView
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChequesQuery {
+    /// Only the cheques in this status (`spent`: active with nothing left on it).
+    status: Option<ChequeStatus>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A sponsor's cheques, newest first, a page at a time, each as `GET /v1/cheques/{id}` shows
+/// it (never its code); those in one `status` when given.
+#[utoipa::path(get, path = "/v1/sponsors/{id}/cheques", tag = "cheques", params(("id" = Uuid, Path), ChequesQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = ChequePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_cheques(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<ChequesQuery>,
+) -> Result<Json<ChequePage>, ApiError> {
+    let page = PageRequest::<ListKey>::parse(q.limit, q.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    crate::sponsors::require(&mut conn, id).await?;
+    let cheques = super::of_sponsor(&mut conn, id, q.status, &page).await?;
+    let balances = super::balances(&mut conn, &cheques).await?;
+    let page = Page::of(
+        cheques.into_iter().zip(balances).collect(),
+        &page,
+        |(c, _): &(Cheque, Money)| (c.created_at, c.id),
+    );
+    Ok(Json(page.map(|(c, balance)| view(c, balance, None)).into()))
 }

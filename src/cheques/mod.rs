@@ -13,10 +13,12 @@ pub mod code;
 pub mod http;
 pub mod redeem;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -25,6 +27,7 @@ use crate::fields::{self, Email, FieldError};
 use crate::ledger::{self, LedgerError, NewEntry};
 use crate::money::{Amount, Currency, Money, MoneyError};
 use crate::outbox::{self, EventType};
+use crate::paging::PageRequest;
 use crate::projects::Theme;
 use crate::sponsors;
 
@@ -86,7 +89,7 @@ pub enum Stored {
     Cancelled,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChequeStatus {
     Active,
@@ -223,6 +226,67 @@ pub(crate) async fn by_code_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::
 pub async fn balance(conn: &mut PgConnection, cheque: &Cheque, now: DateTime<Utc>) -> Result<Money, ChequeError> {
     let account = chart::cheque(conn, cheque.id, cheque.currency, now).await?;
     Ok(ledger::balance(conn, account).await?)
+}
+
+/// A sponsor's cheques, newest first, those in `status` when given, a page at a time. `spent`
+/// and `active` are told apart as [`status`] does, by what is left on the cheque's account.
+pub(crate) async fn of_sponsor(
+    conn: &mut PgConnection,
+    sponsor: Uuid,
+    status: Option<ChequeStatus>,
+    page: &PageRequest<sponsors::ListKey>,
+) -> sqlx::Result<Vec<Cheque>> {
+    let mut q = QueryBuilder::new(format!("select {COLUMNS} from cheques c where sponsor_id = "));
+    q.push_bind(sponsor);
+    let left = |q: &mut QueryBuilder<'_, sqlx::Postgres>, some: bool| {
+        q.push(if some { " and exists" } else { " and not exists" })
+            .push(" (select 1 from ledger_accounts a where a.code = ")
+            .push_bind(chart::CHEQUE_PREFIX)
+            .push(" || c.id::text and a.balance > 0)");
+    };
+    match status {
+        None => {}
+        Some(ChequeStatus::Expired) => {
+            q.push(" and status = ").push_bind(Stored::Expired);
+        }
+        Some(ChequeStatus::Cancelled) => {
+            q.push(" and status = ").push_bind(Stored::Cancelled);
+        }
+        Some(ChequeStatus::Active) => {
+            q.push(" and status = ").push_bind(Stored::Active);
+            left(&mut q, true);
+        }
+        Some(ChequeStatus::Spent) => {
+            q.push(" and status = ").push_bind(Stored::Active);
+            left(&mut q, false);
+        }
+    }
+    if let Some((at, id)) = page.after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    q.build_query_as().fetch_all(conn).await
+}
+
+/// What is left on each cheque, in their order, read in one statement (nothing for a cheque
+/// whose account was never opened).
+pub(crate) async fn balances(conn: &mut PgConnection, cheques: &[Cheque]) -> Result<Vec<Money>, ChequeError> {
+    let codes: Vec<String> = cheques.iter().map(|c| chart::cheque_code(c.id)).collect();
+    let left: HashMap<String, Decimal> = ledger::accounts_by_code(conn, &codes)
+        .await?
+        .into_iter()
+        .map(|a| (a.code, a.balance))
+        .collect();
+    cheques
+        .iter()
+        .zip(&codes)
+        .map(|(c, code)| Ok(Money::new(left.get(code).copied().unwrap_or_default(), c.currency)?))
+        .collect()
 }
 
 pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {

@@ -21,6 +21,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
 use crate::money::{Amount, Currency, Money, format_amount};
+use crate::paging::{Page, PageRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -150,31 +151,17 @@ impl From<AccountLine> for LineView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct AccountPage {
-    items: Vec<AccountView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_after: Option<String>,
-}
+crate::page_of!(
+    /// A page of accounts, in code order.
+    AccountPage,
+    AccountView
+);
 
-#[derive(Serialize, ToSchema)]
-pub struct LinePage {
-    items: Vec<LineView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_after: Option<i64>,
-}
-
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
-
-fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => Ok(n),
-        _ => Err(ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))),
-    }
-}
+crate::page_of!(
+    /// A page of an account's statement, in posting order.
+    LinePage,
+    LineView
+);
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -182,13 +169,13 @@ fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
 pub struct AccountsQuery {
     /// Only accounts whose code starts with this, e.g. `offer:` or `psp:`.
     code_prefix: Option<String>,
-    /// The last code of the previous page.
-    after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// List accounts in code order.
+/// List accounts in code order (byte order of the codes), a page at a time.
 #[utoipa::path(get, path = "/v1/ledger/accounts", tag = "ledger", params(AccountsQuery),
     security(("api_key" = [])),
     responses((status = 200, body = AccountPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -197,22 +184,17 @@ async fn list_accounts(
     _auth: Auth<BookReaders>,
     AppQuery(q): AppQuery<AccountsQuery>,
 ) -> Result<Json<AccountPage>, ApiError> {
-    let limit = page_size(q.limit)?;
+    // The cursor is the last code of the page: the list is in code order.
+    let page = PageRequest::<String>::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     let accounts = super::list_accounts(
         &mut conn,
         q.code_prefix.as_deref().unwrap_or(""),
-        q.after.as_deref(),
-        limit,
+        page.after.as_deref(),
+        page.fetch(),
     )
     .await?;
-    let next_after = (accounts.len() as i64 == limit)
-        .then(|| accounts.last().map(|a| a.code.clone()))
-        .flatten();
-    Ok(Json(AccountPage {
-        items: accounts.into_iter().map(AccountView::from).collect(),
-        next_after,
-    }))
+    Ok(Json(Page::of(accounts, &page, |a| a.code.clone()).into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -297,13 +279,14 @@ async fn get_account(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LinesQuery {
-    /// The last `account_seq` of the previous page (default: from the start).
-    after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page (default: from the start).
+    cursor: Option<String>,
 }
 
-/// An account's statement: its postings in order, with running balances.
+/// An account's statement: its postings in order (oldest first, as a statement reads), with
+/// running balances, a page at a time.
 #[utoipa::path(get, path = "/v1/ledger/accounts/{id}/entries", tag = "ledger", params(("id" = Uuid, Path), LinesQuery),
     security(("api_key" = [])),
     responses((status = 200, body = LinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -313,19 +296,14 @@ async fn account_entries(
     AppPath(id): AppPath<Uuid>,
     AppQuery(q): AppQuery<LinesQuery>,
 ) -> Result<Json<LinePage>, ApiError> {
-    let limit = page_size(q.limit)?;
+    // The cursor is the last `account_seq` of the page.
+    let page = PageRequest::<i64>::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     super::account(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
-    let lines = super::account_lines(&mut conn, id, q.after.unwrap_or(0).max(0), limit).await?;
-    let next_after = (lines.len() as i64 == limit)
-        .then(|| lines.last().map(|l| l.account_seq))
-        .flatten();
-    Ok(Json(LinePage {
-        items: lines.into_iter().map(LineView::from).collect(),
-        next_after,
-    }))
+    let lines = super::account_lines(&mut conn, id, page.after.unwrap_or(0).max(0), page.fetch()).await?;
+    Ok(Json(Page::of(lines, &page, |l| l.account_seq).into()))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -102,6 +102,18 @@ pub async fn account_by_code(conn: &mut PgConnection, code: &str) -> Result<Opti
     row.map(Account::try_from).transpose()
 }
 
+/// The accounts with these codes, those that exist, in no particular order: one statement for
+/// a page of a list that shows each item's balance.
+pub async fn accounts_by_code(conn: &mut PgConnection, codes: &[String]) -> Result<Vec<Account>, LedgerError> {
+    let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from ledger_accounts where code = any($1)"
+    ))
+    .bind(codes)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Account::try_from).collect()
+}
+
 /// The account's balance on its normal side, read from its row: constant time.
 pub async fn balance(conn: &mut PgConnection, id: Uuid) -> Result<Money, LedgerError> {
     let account = account(conn, id).await?.ok_or(LedgerError::UnknownAccount(id))?;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres, Transaction};
 
 pub use journal::{
-    account, account_as_of, account_by_code, account_lines, all_accounts, all_accounts_as_of, balance, entry,
-    entry_by_reference, list_accounts, lock_balance, open_account, post, post_many, reverse,
+    account, account_as_of, account_by_code, account_lines, accounts_by_code, all_accounts, all_accounts_as_of,
+    balance, entry, entry_by_reference, list_accounts, lock_balance, open_account, post, post_many, reverse,
 };
 pub use model::{
     Account, AccountCode, AccountKind, AccountLine, Entry, LedgerError, NewAccount, NewEntry, NewPosting, Posted,

@@ -1,4 +1,5 @@
-//! Offers over HTTP: create, read, open, close, cancel, pledge list, cap table, payouts.
+//! Offers over HTTP: create, read, open, close, cancel, pledge list, cap table, payouts (made
+//! and listed).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +12,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::paging::{Page, PageRequest};
 use crate::payments::provider::PaymentRef;
-use crate::rounds::payouts::Requested;
+use crate::rounds::payouts::{self, Payout, PayoutKey, Requested};
 
 use super::cap_table::{self, CapTable};
 use super::store::Figures;
@@ -25,7 +27,6 @@ use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::keys::Role;
 use crate::money::Amount;
-use crate::paging::{Page, PageRequest};
 use crate::pledges::http::PledgePage;
 use crate::pledges::view::PledgeView;
 use crate::projects::ProjectError;
@@ -41,6 +42,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_pledges))
         .routes(routes!(cap_table))
         .routes(routes!(create_payout))
+        .routes(routes!(list_payouts))
+        .routes(routes!(get_payout))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -420,11 +423,33 @@ async fn cap_table(
 pub(crate) struct PayoutView {
     id: Uuid,
     offer_id: Uuid,
+    /// `pending` until the provider confirms it paid the project, then `paid`.
+    #[schema(example = "paid")]
     status: String,
+    #[schema(example = "9500.00")]
     amount: String,
+    #[schema(example = "EUR")]
     currency: String,
+    /// The provider paying it, and its id for the payout.
     payment: PaymentRef,
     created_at: DateTime<Utc>,
+    /// When the provider confirmed it paid; null while pending.
+    paid_at: Option<DateTime<Utc>>,
+}
+
+impl From<Payout> for PayoutView {
+    fn from(p: Payout) -> Self {
+        PayoutView {
+            id: p.id,
+            offer_id: p.offer_id,
+            status: p.status,
+            amount: crate::money::format_amount(p.amount, p.currency),
+            currency: p.currency.code().to_string(),
+            payment: PaymentRef::new(p.provider, p.provider_payout_id),
+            created_at: p.created_at,
+            paid_at: p.settled_at,
+        }
+    }
 }
 
 /// Pay the project what it is owed for a succeeded offer (net of the success fee).
@@ -448,19 +473,54 @@ async fn create_payout(
             Requested::Created(p) => (StatusCode::CREATED, p),
             Requested::Existing(p) => (StatusCode::OK, p),
         };
-        let amount = p.amount;
-        Ok((
-            status,
-            PayoutView {
-                id: p.id,
-                offer_id: p.offer_id,
-                status: p.status,
-                amount: crate::money::format_amount(amount, crate::money::Currency::parse(&p.currency)?),
-                currency: p.currency,
-                payment: PaymentRef::new(p.provider, p.provider_payout_id),
-                created_at: p.created_at,
-            },
-        ))
+        Ok((status, PayoutView::from(p)))
     })
     .await
+}
+
+crate::page_of!(
+    /// A page of payouts, newest first.
+    PayoutPage,
+    PayoutView
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PayoutsQuery {
+    /// Only the payouts of this offer.
+    offer_id: Option<Uuid>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Payouts to projects, newest first, a page at a time; those of one offer with `offer_id`.
+#[utoipa::path(get, path = "/v1/payouts", tag = "offers", params(PayoutsQuery), security(("api_key" = [])),
+    responses((status = 200, body = PayoutPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_payouts(
+    State(state): State<AppState>,
+    _auth: Auth<BookReaders>,
+    AppQuery(q): AppQuery<PayoutsQuery>,
+) -> Result<Json<PayoutPage>, ApiError> {
+    let page = PageRequest::<PayoutKey>::parse(q.limit, q.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let rows = payouts::list(&mut conn, q.offer_id, &page).await?;
+    Ok(Json(Page::of(rows, &page, |p| (p.created_at, p.id)).into()))
+}
+
+/// One payout and whether the provider has paid it.
+#[utoipa::path(get, path = "/v1/payouts/{id}", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = PayoutView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_payout(
+    State(state): State<AppState>,
+    _auth: Auth<BookReaders>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<PayoutView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let payout = payouts::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no payout {id}")))?;
+    Ok(Json(payout.into()))
 }

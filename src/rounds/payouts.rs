@@ -3,15 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use super::RoundError;
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::offers;
 use crate::outbox::{self, EventType};
+use crate::paging::PageRequest;
 use crate::payments::provider::{Object, PaymentProvider};
 use crate::payments::{Applied, expect_money, unknown};
 
@@ -22,9 +23,12 @@ pub struct Payout {
     pub provider_payout_id: String,
     pub offer_id: Uuid,
     pub amount: Decimal,
-    pub currency: String,
+    #[sqlx(try_from = "String")]
+    pub currency: Currency,
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// When the provider confirmed it paid.
+    pub settled_at: Option<DateTime<Utc>>,
 }
 
 /// What asking for a payout did.
@@ -35,7 +39,40 @@ pub(crate) enum Requested {
     Existing(Payout),
 }
 
-const PAYOUT_COLUMNS: &str = "id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at";
+const PAYOUT_COLUMNS: &str =
+    "id, provider, provider_payout_id, offer_id, amount, currency, status::text as status, created_at, settled_at";
+
+/// The position of a payout in the lists, newest first.
+pub(crate) type PayoutKey = (DateTime<Utc>, Uuid);
+
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Payout>> {
+    sqlx::query_as(&format!("select {PAYOUT_COLUMNS} from payouts where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Payouts newest first, those of `offer` when given, a page at a time.
+pub(crate) async fn list(
+    conn: &mut PgConnection,
+    offer: Option<Uuid>,
+    page: &PageRequest<PayoutKey>,
+) -> sqlx::Result<Vec<Payout>> {
+    let mut q = QueryBuilder::new(format!("select {PAYOUT_COLUMNS} from payouts where true"));
+    if let Some(offer) = offer {
+        q.push(" and offer_id = ").push_bind(offer);
+    }
+    if let Some((at, id)) = page.after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    q.build_query_as().fetch_all(conn).await
+}
 
 /// Asks `provider` to pay a succeeded offer's project what it is still owed for that offer; when
 /// it is owed nothing any more, answers the payout already made, so asking again is harmless.
@@ -105,10 +142,9 @@ pub async fn confirm_payout(
     paid: Money,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let payout: Payout = sqlx::query_as(
-        "select id, provider, provider_payout_id, offer_id, amount, currency, status::text, created_at
-           from payouts where provider = $1 and provider_payout_id = $2 for update",
-    )
+    let payout: Payout = sqlx::query_as(&format!(
+        "select {PAYOUT_COLUMNS} from payouts where provider = $1 and provider_payout_id = $2 for update"
+    ))
     .bind(provider)
     .bind(provider_payout_id)
     .fetch_optional(&mut *conn)
@@ -118,7 +154,7 @@ pub async fn confirm_payout(
         Object::Payout,
         provider_payout_id,
         payout.amount,
-        &payout.currency,
+        payout.currency.code(),
         paid,
     )?;
     if payout.status != "pending" {

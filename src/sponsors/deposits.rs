@@ -5,19 +5,20 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgConnection, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Sponsor, SponsorError};
+use super::{ListKey, Sponsor, SponsorError};
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
+use crate::paging::PageRequest;
 use crate::payments::Applied;
 use crate::payments::provider::PaymentProvider;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
 #[sqlx(type_name = "deposit_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum DepositStatus {
@@ -78,6 +79,30 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Depos
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// A sponsor's deposits, newest first, those in `status` when given, a page at a time.
+pub(crate) async fn of_sponsor(
+    conn: &mut PgConnection,
+    sponsor: Uuid,
+    status: Option<DepositStatus>,
+    page: &PageRequest<ListKey>,
+) -> sqlx::Result<Vec<Deposit>> {
+    let mut q = QueryBuilder::new(format!("select {COLUMNS} from deposits where sponsor_id = "));
+    q.push_bind(sponsor);
+    if let Some(status) = status {
+        q.push(" and status = ").push_bind(status);
+    }
+    if let Some((at, id)) = page.after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    q.build_query_as().fetch_all(conn).await
 }
 
 /// The deposit the provider knows as `provider_deposit_id`, locked when `lock`.

@@ -1,4 +1,5 @@
-//! Sponsors over HTTP: operators register them and request deposits into their budgets.
+//! Sponsors over HTTP: operators register and list them, request deposits into their budgets and
+//! list those.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,26 +7,27 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::deposits::{self, Deposit, DepositStatus};
-use super::{NewSponsor, Sponsor, SponsorInput};
+use super::{ListKey, NewSponsor, Sponsor, SponsorInput};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::money::{Amount, Currency, Money, MoneyView};
+use crate::paging::{Page, PageRequest};
 use crate::payments::provider::PaymentRef;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_sponsor))
+        .routes(routes!(list_sponsors, create_sponsor))
         .routes(routes!(get_sponsor))
-        .routes(routes!(create_deposit))
+        .routes(routes!(list_deposits, create_deposit))
         .routes(routes!(get_deposit))
 }
 
@@ -51,6 +53,44 @@ fn sponsor_view(sponsor: Sponsor, budget: Money) -> SponsorView {
         budget: budget.into(),
         created_at: sponsor.created_at,
     }
+}
+
+crate::page_of!(
+    /// A page of sponsors, newest first.
+    SponsorPage,
+    SponsorView
+);
+
+/// A list's page: `limit` and `cursor`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SponsorsQuery {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Sponsors, newest first, a page at a time, each with its budget.
+#[utoipa::path(get, path = "/v1/sponsors", tag = "sponsors", params(SponsorsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = SponsorPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_sponsors(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppQuery(q): AppQuery<SponsorsQuery>,
+) -> Result<Json<SponsorPage>, ApiError> {
+    let page = PageRequest::<ListKey>::parse(q.limit, q.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let sponsors = super::list(&mut conn, &page).await?;
+    let budgets = super::budgets(&mut conn, &sponsors).await?;
+    let page = Page::of(
+        sponsors.into_iter().zip(budgets).collect(),
+        &page,
+        |(s, _): &(Sponsor, Money)| (s.created_at, s.id),
+    );
+    Ok(Json(page.map(|(s, budget)| sponsor_view(s, budget)).into()))
 }
 
 /// Register a sponsor, with an empty budget. Honours `Idempotency-Key`.
@@ -153,6 +193,41 @@ async fn create_deposit(
         Ok((StatusCode::CREATED, DepositView::from(deposit)))
     })
     .await
+}
+
+crate::page_of!(
+    /// A page of a sponsor's deposits, newest first.
+    DepositPage,
+    DepositView
+);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DepositsQuery {
+    /// Only the deposits in this status.
+    status: Option<DepositStatus>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A sponsor's deposits, newest first, a page at a time; those in one `status` when given.
+#[utoipa::path(get, path = "/v1/sponsors/{id}/deposits", tag = "sponsors", params(("id" = Uuid, Path), DepositsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = DepositPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_deposits(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<DepositsQuery>,
+) -> Result<Json<DepositPage>, ApiError> {
+    let page = PageRequest::<ListKey>::parse(q.limit, q.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    super::require(&mut conn, id).await?;
+    let deposits = deposits::of_sponsor(&mut conn, id, q.status, &page).await?;
+    Ok(Json(Page::of(deposits, &page, |d| (d.created_at, d.id)).into()))
 }
 
 /// One deposit and whether the provider has confirmed it.

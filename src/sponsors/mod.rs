@@ -7,10 +7,12 @@
 pub mod deposits;
 pub mod http;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,6 +21,7 @@ use crate::fields::Email;
 use crate::fields::{self, FieldError};
 use crate::ledger::{self, LedgerError};
 use crate::money::{Currency, Money};
+use crate::paging::PageRequest;
 use crate::payments::provider::ProviderError;
 
 /// Why a sponsor's budget or deposit could not be read or moved.
@@ -121,12 +124,47 @@ pub(crate) async fn require(conn: &mut PgConnection, id: Uuid) -> Result<Sponsor
     get(conn, id).await?.ok_or(SponsorError::NotFound(id))
 }
 
+/// The position of an item in the lists of sponsors, cheques and deposits: newest first.
+pub type ListKey = (DateTime<Utc>, Uuid);
+
+/// Sponsors, newest first, a page at a time.
+pub(crate) async fn list(conn: &mut PgConnection, page: &PageRequest<ListKey>) -> sqlx::Result<Vec<Sponsor>> {
+    let mut q = QueryBuilder::new(format!("select {COLUMNS} from sponsors"));
+    if let Some((at, id)) = page.after {
+        q.push(" where (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    q.build_query_as().fetch_all(conn).await
+}
+
 /// What the sponsor can still issue as cheques: its budget account's balance (zero before the
 /// first confirmed deposit).
 pub async fn budget(conn: &mut PgConnection, sponsor: &Sponsor) -> Result<Money, SponsorError> {
-    let code = chart::sponsor_budget_code(sponsor.id, sponsor.currency);
-    Ok(match ledger::account_by_code(conn, &code).await? {
-        Some(account) => ledger::balance(conn, account.id).await?,
-        None => Money::zero(sponsor.currency),
-    })
+    Ok(budgets(conn, std::slice::from_ref(sponsor)).await?.remove(0))
+}
+
+/// Each sponsor's [`budget`], in their order, read in one statement.
+pub(crate) async fn budgets(conn: &mut PgConnection, sponsors: &[Sponsor]) -> Result<Vec<Money>, SponsorError> {
+    let codes: Vec<String> = sponsors
+        .iter()
+        .map(|s| chart::sponsor_budget_code(s.id, s.currency))
+        .collect();
+    let balances: HashMap<String, Decimal> = ledger::accounts_by_code(conn, &codes)
+        .await?
+        .into_iter()
+        .map(|a| (a.code, a.balance))
+        .collect();
+    sponsors
+        .iter()
+        .zip(&codes)
+        .map(|(s, code)| {
+            let balance = balances.get(code).copied().unwrap_or_default();
+            Ok(Money::new(balance, s.currency).map_err(LedgerError::from)?)
+        })
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! Operators' webhook endpoints: register, list deliveries, rotate the secret, redeliver.
+//! Operators' webhook endpoints: register, list, read, change, delete, list deliveries, rotate
+//! the secret, redeliver.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::inbound::{Ack, Inbound, receive};
-use super::outbound::{self, DeliveryView, Endpoint};
+use super::inbound::{Ack, Inbound, QuarantineKey, Quarantined, receive};
+use super::outbound::{self, DeliveryKey, DeliveryView, Endpoint, EndpointChanges, EndpointKey, EndpointStatus};
 use crate::clock::wall_clock;
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Code, Problem};
@@ -20,10 +21,12 @@ use crate::http::extract::{AppBytes, AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::outbox::EventType;
+use crate::paging::{Page, PageRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
     inbound_router()
-        .routes(routes!(create_endpoint))
+        .routes(routes!(list_endpoints, create_endpoint))
+        .routes(routes!(get_endpoint, update_endpoint, delete_endpoint))
         .routes(routes!(list_deliveries))
         .routes(routes!(rotate_secret))
         .routes(routes!(redeliver))
@@ -43,7 +46,10 @@ pub(crate) struct EndpointView {
     id: Uuid,
     url: String,
     events: Vec<String>,
-    status: String,
+    status: EndpointStatus,
+    /// When it was disabled (by an operator, or by the service after a delivery exhausted its
+    /// retries); null while enabled.
+    disabled_at: Option<DateTime<Utc>>,
     /// The signing secret (`whsec_…`): shown only in the response that creates or rotates it;
     /// null in a replay of the registration for the same `Idempotency-Key`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,12 +62,24 @@ pub(crate) struct EndpointView {
 
 impl EndpointView {
     fn with_secret(e: Endpoint) -> Self {
+        let secret = e.secret.clone();
+        EndpointView {
+            secret: Some(secret),
+            ..EndpointView::from(e)
+        }
+    }
+}
+
+/// Without its secret: only the answers that create or rotate it show one.
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
         EndpointView {
             id: e.id,
             url: e.url,
             events: e.events,
             status: e.status,
-            secret: Some(e.secret),
+            disabled_at: e.disabled_at,
+            secret: None,
             previous_secret_valid_until: e.previous_secret_until,
             created_at: e.created_at,
         }
@@ -70,6 +88,39 @@ impl EndpointView {
 
 fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
     ApiError::new(code, detail)
+}
+
+/// The event types an endpoint subscribes to, checked, sorted and without repeats.
+fn checked_events(events: &[String]) -> Result<Vec<String>, ApiError> {
+    if events.is_empty() || events.len() > EventType::ALL.len() {
+        return Err(ApiError::invalid("events", "events lists 1 or more event types"));
+    }
+    if let Some(unknown) = events.iter().find(|e| EventType::parse(e).is_none()) {
+        return Err(ApiError::invalid(
+            "events",
+            format!(
+                "unknown event type '{unknown}'; known: {}",
+                EventType::ALL.map(EventType::as_str).join(", ")
+            ),
+        ));
+    }
+    let mut events = events.to_vec();
+    events.sort();
+    events.dedup();
+    Ok(events)
+}
+
+/// A URL deliveries may go to: one line, and a target the guard lets deliveries reach
+/// (422 `invalid_target` otherwise).
+async fn checked_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+    // Shown to operators in listings: a single line that shows what it holds.
+    crate::fields::address("url", url, 2000)?;
+    state
+        .providers
+        .webhooks
+        .check(url)
+        .await
+        .map_err(|e| unprocessable(Code::InvalidTarget, e.to_string()))
 }
 
 /// Register an endpoint for events. Its signing secret is returned once. Honours
@@ -84,26 +135,8 @@ async fn create_endpoint(
     MaybeKey(key): MaybeKey,
     AppJson(body): AppJson<CreateEndpoint>,
 ) -> Result<Response, ApiError> {
-    if body.events.is_empty() || body.events.len() > EventType::ALL.len() {
-        return Err(ApiError::validation("events lists 1 or more event types"));
-    }
-    if let Some(unknown) = body.events.iter().find(|e| EventType::parse(e).is_none()) {
-        return Err(ApiError::validation(format!(
-            "unknown event type '{unknown}'; known: {}",
-            EventType::ALL.map(EventType::as_str).join(", ")
-        )));
-    }
-    // Shown to operators in listings: a single line that shows what it holds.
-    crate::fields::address("url", &body.url, 2000)?;
-    state
-        .providers
-        .webhooks
-        .check(&body.url)
-        .await
-        .map_err(|e| unprocessable(Code::InvalidTarget, e.to_string()))?;
-    let mut events = body.events.clone();
-    events.sort();
-    events.dedup();
+    let events = checked_events(&body.events)?;
+    checked_url(&state, &body.url).await?;
     let now = state.clock.now();
     let fingerprint = idempotency::fingerprint("POST /v1/webhook-endpoints", &body);
     idempotency::once_keeping_secret(
@@ -121,33 +154,137 @@ async fn create_endpoint(
     .await
 }
 
+crate::page_of!(
+    /// A page of webhook endpoints, newest first.
+    EndpointPage,
+    EndpointView
+);
+
+/// A list's page: `limit` and `cursor`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DeliveriesQuery {
-    /// How many, newest first: 1 to 500 (default 50).
+pub(crate) struct PageQuery {
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// An endpoint's deliveries, newest first, with every attempt.
+/// The endpoints, newest first, a page at a time (never their secrets; deleted ones are gone).
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", params(PageQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = EndpointPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_endpoints(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> Result<Json<EndpointPage>, ApiError> {
+    let page = PageRequest::<EndpointKey>::parse(q.limit, q.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let endpoints = outbound::endpoints(&mut conn, &page).await?;
+    Ok(Json(Page::of(endpoints, &page, |e| (e.created_at, e.id)).into()))
+}
+
+fn no_endpoint(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no webhook endpoint {id}"))
+}
+
+/// One endpoint (never its secret).
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_endpoint(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let endpoint = outbound::endpoint(&mut conn, id)
+        .await?
+        .ok_or_else(|| no_endpoint(id))?;
+    Ok(Json(endpoint.into()))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    /// Checked as at registration (422 `invalid_target` for a target deliveries may not reach).
+    #[schema(example = "https://platform.example/hooks/crowdledger")]
+    url: Option<String>,
+    /// Replaces the event types it receives.
+    events: Option<Vec<String>>,
+    /// `enabled` also re-enables an endpoint the service disabled after a delivery exhausted its
+    /// retries; its pending deliveries are then sent. A disabled endpoint receives no new events.
+    status: Option<EndpointStatus>,
+}
+
+/// Change an endpoint's URL, events or status; what the body leaves out stays.
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body = UpdateEndpoint, security(("api_key" = [])),
+    responses((status = 200, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn update_endpoint(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<UpdateEndpoint>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let events = body.events.as_deref().map(checked_events).transpose()?;
+    if let Some(url) = &body.url {
+        checked_url(&state, url).await?;
+    }
+    let changes = EndpointChanges {
+        url: body.url.as_deref(),
+        events: events.as_deref(),
+        status: body.status,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let endpoint = outbound::update_endpoint(&mut conn, id, &changes, state.clock.now())
+        .await?
+        .ok_or_else(|| no_endpoint(id))?;
+    Ok(Json(endpoint.into()))
+}
+
+/// Delete an endpoint: nothing is delivered to it any more, and it is gone from the API. Its
+/// deliveries are kept as history in the database.
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("api_key" = [])),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    if outbound::delete_endpoint(&mut conn, id, state.clock.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_endpoint(id))
+    }
+}
+
+crate::page_of!(
+    /// A page of an endpoint's deliveries, newest first.
+    DeliveryPage,
+    DeliveryView
+);
+
+/// An endpoint's deliveries, newest first, a page at a time, with every attempt.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks",
-    params(("id" = Uuid, Path), DeliveriesQuery), security(("api_key" = [])),
-    responses((status = 200, body = Vec<DeliveryView>), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = Uuid, Path), PageQuery), security(("api_key" = [])),
+    responses((status = 200, body = DeliveryPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_deliveries(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
     AppPath(id): AppPath<Uuid>,
-    AppQuery(q): AppQuery<DeliveriesQuery>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 500"));
-    }
+    AppQuery(q): AppQuery<PageQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let page = PageRequest::<DeliveryKey>::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     outbound::endpoint(&mut conn, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no webhook endpoint {id}")))?;
-    Ok(Json(outbound::deliveries(&mut conn, id, limit).await?))
+        .ok_or_else(|| no_endpoint(id))?;
+    Ok(Json(outbound::deliveries(&mut conn, id, &page).await?.into()))
 }
 
 /// A new signing secret, returned once; the old one keeps signing for 24 hours. Each call
@@ -163,7 +300,7 @@ async fn rotate_secret(
     let mut conn = state.pool.acquire().await?;
     let endpoint = outbound::rotate_secret(&mut conn, id, state.clock.now())
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no webhook endpoint {id}")))?;
+        .ok_or_else(|| no_endpoint(id))?;
     Ok(Json(EndpointView::with_secret(endpoint)))
 }
 
@@ -249,17 +386,6 @@ async fn webhook(
     Ok(Json(receive(&mut conn, &inbound).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct QuarantineQuery {
-    /// The `id` of the last event of the previous page (its `next_before`): the page goes on
-    /// with older events.
-    before: Option<Uuid>,
-    /// Page size, 1 to 1000 (default 100).
-    limit: Option<i64>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub(crate) struct QuarantinedEvent {
     id: Uuid,
@@ -272,51 +398,39 @@ pub(crate) struct QuarantinedEvent {
     body: String,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct QuarantinePage {
-    items: Vec<QuarantinedEvent>,
-    /// Pass as `before` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_before: Option<Uuid>,
+impl From<Quarantined> for QuarantinedEvent {
+    fn from(r: Quarantined) -> Self {
+        QuarantinedEvent {
+            id: r.id,
+            provider: r.provider,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            received_at: r.received_at,
+            detail: r.detail,
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
 }
+
+crate::page_of!(
+    /// A page of quarantined events, newest first.
+    QuarantinePage,
+    QuarantinedEvent
+);
 
 /// Events held back because they did not match what the books know, newest first, a page at
 /// a time (keyset paging on `received_at, id`, so events quarantined meanwhile neither shift
 /// nor repeat the pages that follow).
-#[utoipa::path(get, path = "/v1/webhooks/quarantine", tag = "webhooks", params(QuarantineQuery),
+#[utoipa::path(get, path = "/v1/webhooks/quarantine", tag = "webhooks", params(PageQuery),
     security(("api_key" = [])),
     responses((status = 200, body = QuarantinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn quarantine(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
-    AppQuery(q): AppQuery<QuarantineQuery>,
+    AppQuery(q): AppQuery<PageQuery>,
 ) -> Result<Json<QuarantinePage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 1000"));
-    }
+    let page = PageRequest::<QuarantineKey>::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
-    let rows = super::inbound::quarantined(&mut conn, q.before, limit)
-        .await?
-        .ok_or_else(|| {
-            ApiError::validation(format!("before: no quarantined event {}", q.before.unwrap_or_default()))
-        })?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
-    Ok(Json(QuarantinePage {
-        items: rows
-            .into_iter()
-            .map(|r| QuarantinedEvent {
-                id: r.id,
-                provider: r.provider,
-                event_id: r.event_id,
-                event_type: r.event_type,
-                received_at: r.received_at,
-                detail: r.detail,
-                body: String::from_utf8_lossy(&r.body).into_owned(),
-            })
-            .collect(),
-        next_before,
-    }))
+    let rows = super::inbound::quarantined(&mut conn, &page).await?;
+    Ok(Json(Page::of(rows, &page, |r| (r.received_at, r.id)).into()))
 }

@@ -9,12 +9,13 @@
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{Acquire, PgConnection, PgPool, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::WebhookError;
 use crate::batch::{self, Lanes};
+use crate::paging::PageRequest;
 use crate::payments::Applied;
 use crate::payments::provider::{Event, Received};
 use crate::sponsors::deposits;
@@ -364,38 +365,27 @@ pub struct Quarantined {
     pub body: Vec<u8>,
 }
 
-/// Quarantined events, newest first, at most `limit`, after the event `before` (keyset paging on
-/// `received_at, id`, so events quarantined meanwhile neither shift nor repeat later pages).
-/// `None` when `before` names no quarantined event.
+/// The position of a quarantined event in their list, newest first.
+pub type QuarantineKey = (DateTime<Utc>, Uuid);
+
+/// Quarantined events, newest first, a page at a time (keyset paging on `received_at, id`, so
+/// events quarantined meanwhile neither shift nor repeat later pages).
 pub async fn quarantined(
     conn: &mut PgConnection,
-    before: Option<Uuid>,
-    limit: i64,
-) -> Result<Option<Vec<Quarantined>>, WebhookError> {
-    // The cursor is an event's id; its place in the order is its (received_at, id).
-    let after: Option<DateTime<Utc>> = match before {
-        None => None,
-        Some(id) => {
-            let at =
-                sqlx::query_scalar("select received_at from inbound_events where id = $1 and status = 'quarantined'")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            match at {
-                Some(at) => Some(at),
-                None => return Ok(None),
-            }
-        }
-    };
-    let rows = sqlx::query_as(
+    page: &PageRequest<QuarantineKey>,
+) -> Result<Vec<Quarantined>, WebhookError> {
+    let mut q = QueryBuilder::new(
         "select id, provider, event_id, event_type, received_at, detail, body from inbound_events
-          where status = 'quarantined' and ($2::timestamptz is null or (received_at, id) < ($2, $3))
-          order by received_at desc, id desc limit $1",
-    )
-    .bind(limit)
-    .bind(after)
-    .bind(before)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Some(rows))
+          where status = 'quarantined'",
+    );
+    if let Some((at, id)) = page.after {
+        q.push(" and (received_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by received_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    Ok(q.build_query_as().fetch_all(&mut *conn).await?)
 }

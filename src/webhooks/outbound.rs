@@ -8,17 +8,19 @@
 //! endpoint disabled. Delivery is at least once: a worker that dies mid-request loses its lease,
 //! and another sends again. What a delivery may reach is `super::guard`'s to decide.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::guard::{self, GuardedClient};
 use super::signature::{self, WebhookSecret};
 use crate::outbox::{self, EventType};
+use crate::paging::{Page, PageRequest};
 
 /// Waits before the 2nd, 3rd, … 8th attempt; the 1st is immediate.
 pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600];
@@ -31,6 +33,21 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deliveries claimed and sent at once.
 pub const DELIVERY_BATCH: usize = 32;
 
+/// Whether an endpoint receives events. Stored as `active` (migration 0007), shown as
+/// `enabled`, the word operators set it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, Deserialize, ToSchema)]
+#[sqlx(type_name = "webhook_endpoint_status")]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStatus {
+    /// Events it subscribes to are fanned out to it and delivered.
+    #[sqlx(rename = "active")]
+    Enabled,
+    /// Set by an operator, or by the service when a delivery exhausted its retries: new events
+    /// are not fanned out to it, and its pending deliveries wait until it is enabled again.
+    #[sqlx(rename = "disabled")]
+    Disabled,
+}
+
 /// An operator's endpoint. Its `Debug` leaves the secrets out, so it can be logged.
 #[derive(Clone, sqlx::FromRow)]
 pub struct Endpoint {
@@ -40,8 +57,9 @@ pub struct Endpoint {
     pub secret: String,
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: EndpointStatus,
     pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -55,12 +73,13 @@ impl std::fmt::Debug for Endpoint {
             .field("previous_secret_until", &self.previous_secret_until)
             .field("status", &self.status)
             .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
             .finish()
     }
 }
 
 const ENDPOINT_COLUMNS: &str =
-    "id, url, events, secret, previous_secret, previous_secret_until, status::text as status, created_at";
+    "id, url, events, secret, previous_secret, previous_secret_until, status, created_at, disabled_at";
 
 pub async fn create_endpoint(
     conn: &mut PgConnection,
@@ -81,13 +100,83 @@ pub async fn create_endpoint(
     .await
 }
 
+/// An endpoint, unless it is unknown or deleted.
 pub async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Endpoint>> {
     sqlx::query_as(&format!(
-        "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = $1"
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = $1 and deleted_at is null"
     ))
     .bind(id)
     .fetch_optional(conn)
     .await
+}
+
+/// The position of an endpoint in their list, newest first.
+pub(crate) type EndpointKey = (DateTime<Utc>, Uuid);
+
+/// Endpoints not deleted, newest first, a page at a time.
+pub(crate) async fn endpoints(conn: &mut PgConnection, page: &PageRequest<EndpointKey>) -> sqlx::Result<Vec<Endpoint>> {
+    let mut q = QueryBuilder::new(format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints where deleted_at is null"
+    ));
+    if let Some((at, id)) = page.after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch());
+    q.build_query_as().fetch_all(conn).await
+}
+
+/// What an operator changes on an endpoint; `None` keeps what is there. `events` is checked and
+/// deduplicated by the caller, as at registration.
+pub(crate) struct EndpointChanges<'a> {
+    pub url: Option<&'a str>,
+    pub events: Option<&'a [String]>,
+    pub status: Option<EndpointStatus>,
+}
+
+/// Changes an endpoint; `None` for an unknown or deleted one. Enabling one (even one the service
+/// disabled after a delivery exhausted its retries) clears `disabled_at`; disabling one keeps the
+/// time it was first disabled.
+pub(crate) async fn update_endpoint(
+    conn: &mut PgConnection,
+    id: Uuid,
+    changes: &EndpointChanges<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(&format!(
+        "update webhook_endpoints
+            set url = coalesce($2, url), events = coalesce($3, events), status = coalesce($4, status),
+                disabled_at = case coalesce($4, status) when 'active' then null else coalesce(disabled_at, $5) end
+          where id = $1 and deleted_at is null
+         returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(changes.url)
+    .bind(changes.events)
+    .bind(changes.status)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Deletes an endpoint: it is disabled and marked deleted, so nothing is fanned out to it or
+/// delivered to it again, while its deliveries stay as history. False for an unknown or already
+/// deleted one.
+pub(crate) async fn delete_endpoint(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<bool> {
+    let deleted = sqlx::query(
+        "update webhook_endpoints set deleted_at = $2, status = 'disabled', disabled_at = coalesce(disabled_at, $2)
+          where id = $1 and deleted_at is null",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(deleted == 1)
 }
 
 /// A new secret; the old one keeps signing for 24 hours so receivers can switch over.
@@ -99,7 +188,7 @@ pub(crate) async fn rotate_secret(
     sqlx::query_as(&format!(
         "update webhook_endpoints
             set previous_secret = secret, previous_secret_until = $3, secret = $2
-          where id = $1
+          where id = $1 and deleted_at is null
          returning {ENDPOINT_COLUMNS}"
     ))
     .bind(id)
@@ -110,11 +199,15 @@ pub(crate) async fn rotate_secret(
 }
 
 /// Queues a delivery again, now; an endpoint disabled by exhaustion is enabled again, since the
-/// operator asked for it. Returns the endpoint id, or None for an unknown delivery.
+/// operator asked for it. Returns the endpoint id, or None for an unknown delivery or one of a
+/// deleted endpoint (which is never sent to again).
 pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid, now: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
     let endpoint: Option<Uuid> = sqlx::query_scalar(
-        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = $2, leased_until = null
-          where id = $1 returning endpoint_id",
+        "update webhook_deliveries d
+            set status = 'pending', attempts = 0, next_attempt_at = $2, leased_until = null
+           from webhook_endpoints w
+          where d.id = $1 and w.id = d.endpoint_id and w.deleted_at is null
+         returning d.endpoint_id",
     )
     .bind(delivery)
     .bind(now)
@@ -132,7 +225,8 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid, now: DateTime<Ut
 /// Events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 1000;
 
-/// Turns new outbox events into deliveries for the active endpoints that subscribe to them, all
+/// Turns new outbox events into deliveries for the active endpoints that subscribe to them (never
+/// a disabled or deleted one: a deleted endpoint is disabled too, `webhook_endpoints_deleted_disabled`), all
 /// of them: a flood writes thousands of events a second, and a tick must not fall behind.
 pub async fn fan_out(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
     while fan_out_some(pool, now).await? == FAN_OUT_BATCH as usize {}
@@ -413,6 +507,8 @@ pub struct AttemptView {
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryView {
     pub id: Uuid,
+    /// When the event was fanned out to the endpoint.
+    pub created_at: DateTime<Utc>,
     pub event_id: Uuid,
     pub event_type: String,
     pub status: String,
@@ -425,6 +521,8 @@ pub struct DeliveryView {
 #[derive(sqlx::FromRow)]
 struct DeliveryRow {
     id: Uuid,
+    created_at: DateTime<Utc>,
+    seq: i64,
     event_id: Uuid,
     event_type: String,
     status: String,
@@ -433,38 +531,65 @@ struct DeliveryRow {
     delivered_at: Option<DateTime<Utc>>,
 }
 
-/// An endpoint's deliveries, newest first, each with its attempts.
-pub async fn deliveries(conn: &mut PgConnection, endpoint: Uuid, limit: i64) -> sqlx::Result<Vec<DeliveryView>> {
-    let rows: Vec<DeliveryRow> = sqlx::query_as(
-        "select d.id, d.event_id, e.event_type, d.status::text as status, d.attempts, d.next_attempt_at, d.delivered_at
+/// The position of a delivery in its endpoint's list: newest first, and among those fanned out
+/// at once, the latest event first.
+pub(crate) type DeliveryKey = (DateTime<Utc>, i64);
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    delivery_id: Uuid,
+    #[sqlx(flatten)]
+    attempt: AttemptView,
+}
+
+/// An endpoint's deliveries, newest first, a page at a time, each with its attempts (read in one
+/// statement for the page).
+pub(crate) async fn deliveries(
+    conn: &mut PgConnection,
+    endpoint: Uuid,
+    page: &PageRequest<DeliveryKey>,
+) -> sqlx::Result<Page<DeliveryView>> {
+    let mut q = QueryBuilder::new(
+        "select d.id, d.created_at, e.seq, d.event_id, e.event_type, d.status::text as status, d.attempts,
+                d.next_attempt_at, d.delivered_at
            from webhook_deliveries d join outbox_events e on e.id = d.event_id
-          where d.endpoint_id = $1 order by d.created_at desc, e.seq desc limit $2",
+          where d.endpoint_id = ",
+    );
+    q.push_bind(endpoint);
+    if let Some((at, seq)) = page.after {
+        q.push(" and (d.created_at, e.seq) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(seq)
+            .push(")");
+    }
+    q.push(" order by d.created_at desc, e.seq desc limit ")
+        .push_bind(page.fetch());
+    let rows: Vec<DeliveryRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let rows = Page::of(rows, page, |r| (r.created_at, r.seq));
+    let ids: Vec<Uuid> = rows.items.iter().map(|r| r.id).collect();
+    let attempts: Vec<AttemptRow> = sqlx::query_as(
+        "select delivery_id, attempted_at, status_code, error, duration_ms, response_body from webhook_attempts
+          where delivery_id = any($1) order by delivery_id, id",
     )
-    .bind(endpoint)
-    .bind(limit)
+    .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in rows {
-        let attempt_log: Vec<AttemptView> = sqlx::query_as(
-            "select attempted_at, status_code, error, duration_ms, response_body from webhook_attempts
-              where delivery_id = $1 order by id",
-        )
-        .bind(r.id)
-        .fetch_all(&mut *conn)
-        .await?;
-        views.push(DeliveryView {
-            id: r.id,
-            event_id: r.event_id,
-            event_type: r.event_type,
-            next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
-            status: r.status,
-            attempts: r.attempts,
-            delivered_at: r.delivered_at,
-            attempt_log,
-        });
+    let mut logs: HashMap<Uuid, Vec<AttemptView>> = HashMap::new();
+    for a in attempts {
+        logs.entry(a.delivery_id).or_default().push(a.attempt);
     }
-    Ok(views)
+    Ok(rows.map(|r| DeliveryView {
+        id: r.id,
+        created_at: r.created_at,
+        event_id: r.event_id,
+        event_type: r.event_type,
+        next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+        status: r.status,
+        attempts: r.attempts,
+        delivered_at: r.delivered_at,
+        attempt_log: logs.remove(&r.id).unwrap_or_default(),
+    }))
 }
 
 #[cfg(test)]
@@ -484,8 +609,9 @@ mod tests {
             secret: secret.clone(),
             previous_secret: Some(previous.clone()),
             previous_secret_until: None,
-            status: "active".into(),
+            status: EndpointStatus::Enabled,
             created_at: Utc::now(),
+            disabled_at: None,
         };
         let printed = format!("{endpoint:?} {endpoint:#?}");
         assert!(!printed.contains(&secret) && !printed.contains(&previous), "{printed}");

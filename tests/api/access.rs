@@ -68,13 +68,18 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/offers/{id}/pledges", Roles(BOOKS)),
     ("GET", "/v1/offers/{id}/cap-table", Roles(BOOKS)),
     ("POST", "/v1/offers/{id}/payouts", Roles(OPERATOR)),
+    ("GET", "/v1/payouts", Roles(BOOKS)),
+    ("GET", "/v1/payouts/{id}", Roles(BOOKS)),
     ("POST", "/v1/offers/{id}/pledges", Roles(PLATFORM)),
     ("GET", "/v1/pledges/{id}", Roles(PLATFORM)),
     ("POST", "/v1/pledges/{id}/revoke", Roles(PLATFORM)),
     ("GET", "/v1/refunds", Roles(ANY)),
     ("GET", "/v1/refunds/{id}", Roles(ANY)),
     ("POST", "/v1/sponsors", Roles(OPERATOR)),
+    ("GET", "/v1/sponsors", Roles(OPERATOR)),
     ("GET", "/v1/sponsors/{id}", Roles(OPERATOR)),
+    ("GET", "/v1/sponsors/{id}/cheques", Roles(OPERATOR)),
+    ("GET", "/v1/sponsors/{id}/deposits", Roles(OPERATOR)),
     ("POST", "/v1/sponsors/{id}/deposits", Roles(OPERATOR)),
     ("GET", "/v1/deposits/{id}", Roles(OPERATOR)),
     ("POST", "/v1/cheques", Roles(OPERATOR)),
@@ -92,6 +97,10 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/webhooks/{provider}", Signature),
     ("GET", "/v1/webhooks/quarantine", Roles(OPERATOR)),
     ("POST", "/v1/webhook-endpoints", Roles(OPERATOR)),
+    ("GET", "/v1/webhook-endpoints", Roles(OPERATOR)),
+    ("GET", "/v1/webhook-endpoints/{id}", Roles(OPERATOR)),
+    ("PATCH", "/v1/webhook-endpoints/{id}", Roles(OPERATOR)),
+    ("DELETE", "/v1/webhook-endpoints/{id}", Roles(OPERATOR)),
     ("GET", "/v1/webhook-endpoints/{id}/deliveries", Roles(OPERATOR)),
     ("POST", "/v1/webhook-endpoints/{id}/rotate-secret", Roles(OPERATOR)),
     ("POST", "/v1/webhook-deliveries/{id}/redeliver", Roles(OPERATOR)),
@@ -178,6 +187,7 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         .fetch_one(&app.pool)
         .await
         .unwrap();
+    let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
     let sponsor = funded_sponsor(app, "SenseTour Belgium", "1000.00").await;
     let cheque = ok(
         app.post(
@@ -219,12 +229,16 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/offers/{id}/cap-table", offer),
         ("/v1/pledges/{id}", pledge),
         ("/v1/refunds/{id}", refund.to_string()),
-        ("/v1/sponsors/{id}", sponsor),
+        ("/v1/sponsors/{id}", sponsor.clone()),
+        ("/v1/sponsors/{id}/cheques", sponsor.clone()),
+        ("/v1/sponsors/{id}/deposits", sponsor),
+        ("/v1/payouts/{id}", id_of_value(&payout)),
         ("/v1/deposits/{id}", deposit.to_string()),
         ("/v1/cheques/{id}", id_of_value(&cheque)),
         ("/v1/ledger/accounts/{id}", account.to_string()),
         ("/v1/ledger/accounts/{id}/entries", account.to_string()),
         ("/v1/ledger/entries/{id}", entry.to_string()),
+        ("/v1/webhook-endpoints/{id}", id_of_value(&endpoint)),
         ("/v1/webhook-endpoints/{id}/deliveries", id_of_value(&endpoint)),
     ])
 }
@@ -329,7 +343,7 @@ async fn every_route_answers_every_caller_as_the_roles_table_says(pool: PgPool) 
             let path = concrete(method, template, ids);
             let key = key_of.get(&caller).map(String::as_str);
             let method: Method = method.parse().unwrap();
-            let body = (method == Method::POST).then(|| json!({}));
+            let body = (method == Method::POST || method == Method::PATCH).then(|| json!({}));
             let r = app.call(method.clone(), &path, key, body.as_ref()).await;
             judge(method.as_str(), access, caller, &r)
                 .map_err(|wrong| format!("{method} {path} as {caller:?}: {wrong}; got {} {}", r.status, r.body))

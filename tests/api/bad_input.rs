@@ -687,7 +687,7 @@ async fn junk_and_traversal_in_ids_are_404s(pool: PgPool) {
     // The same junk in query parameters that filter lists.
     for path in [
         "/v1/ledger/accounts?code_prefix=%00",
-        "/v1/ledger/accounts?after=offer%00",
+        "/v1/ledger/accounts?cursor=offer%00",
         "/v1/projects?territory=Brest%00",
         "/v1/projects?theme=..%2F",
         "/v1/projects?cursor=..%2F..%2F",

@@ -86,11 +86,11 @@ fn posting<'a>(entry: &'a Value, code: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no posting on {code} in {entry:#}"))
 }
 
-/// A page with no items and no `next_after` (absent or null: the schema says absent).
+/// A page with no items and no `next_cursor` (absent: the schema says so).
 fn assert_empty_last_page(r: &Reply) {
     assert_json(r, 200);
     assert_eq!(r.body["items"], json!([]), "{:#}", r.body);
-    assert!(r.body["next_after"].is_null(), "{:#}", r.body);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -717,7 +717,7 @@ async fn accounts_are_listed_by_prefix_and_paginated(pool: PgPool) {
     let r = app.get("/v1/ledger/accounts?code_prefix=manual:").await;
     assert_json(&r, 200);
     assert_eq!(codes(&r), ["manual:b_x", "manual:bank", "manual:owed"]);
-    assert_eq!(r.body["next_after"], Value::Null);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
     let items = r.body["items"].as_array().unwrap();
     assert_eq!(items[1]["id"], bank.as_str());
     assert_eq!(items[2]["id"], owed.as_str());
@@ -736,22 +736,19 @@ async fn accounts_are_listed_by_prefix_and_paginated(pool: PgPool) {
 
     // One at a time.
     let mut seen = Vec::new();
-    let mut after: Option<String> = None;
+    let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let path = match &after {
-            Some(a) => format!("/v1/ledger/accounts?code_prefix=manual:&limit=1&after={a}"),
+        let path = match &cursor {
+            Some(c) => format!("/v1/ledger/accounts?code_prefix=manual:&limit=1&cursor={c}"),
             None => "/v1/ledger/accounts?code_prefix=manual:&limit=1".to_string(),
         };
         let r = app.get(&path).await;
         assert_json(&r, 200);
         let page = codes(&r);
-        assert!(page.len() <= 1);
+        assert_eq!(page.len(), 1, "{:#}", r.body);
         seen.extend(page.clone());
-        match r.body["next_after"].as_str() {
-            Some(next) => {
-                assert_eq!(page.last().map(String::as_str), Some(next));
-                after = Some(next.to_string());
-            }
+        match r.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
     }
@@ -759,15 +756,24 @@ async fn accounts_are_listed_by_prefix_and_paginated(pool: PgPool) {
 
     let r = app.get("/v1/ledger/accounts?limit=2").await;
     assert_eq!(codes(&r), ["manual:b_x", "manual:bank"]);
-    assert_eq!(r.body["next_after"], "manual:bank");
-    let r = app.get("/v1/ledger/accounts?limit=2&after=manual:bank").await;
+    let next = r.body["next_cursor"].as_str().expect("a next page").to_string();
+    let r = app.get(&format!("/v1/ledger/accounts?limit=2&cursor={next}")).await;
     assert_eq!(codes(&r), ["manual:owed"]);
-    assert_eq!(r.body["next_after"], Value::Null);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
+    // A page that ends exactly with the list is the last: no cursor to an empty page.
+    let r = app.get("/v1/ledger/accounts?limit=3").await;
+    assert_eq!(codes(&r).len(), 3);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
+    app.get("/v1/ledger/accounts?cursor=manual:bank")
+        .await
+        .assert_problem(422, "validation_failed");
+    let r = app.get("/v1/ledger/accounts?after=manual:bank").await;
+    r.assert_problem(422, "validation_failed");
 }
 
 /// The database's collation decides `code > after`; the listing orders by bytes ("C"). On a
 /// database whose collation is not "C" (the usual en_US.UTF-8, or ICU), the two disagree on
-/// punctuation, and paging by `next_after` skips accounts.
+/// punctuation, and paging by `next_cursor` skips accounts.
 #[sqlx::test]
 async fn account_pages_do_not_depend_on_the_database_collation(pool: PgPool) {
     sqlx::query(r#"alter table ledger_accounts alter column code type text collate "en-US-x-icu""#)
@@ -788,10 +794,10 @@ async fn account_pages_do_not_depend_on_the_database_collation(pool: PgPool) {
     assert_eq!(all.len(), 4);
 
     let mut seen: Vec<String> = Vec::new();
-    let mut after: Option<String> = None;
+    let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let path = match &after {
-            Some(a) => format!("/v1/ledger/accounts?limit=1&after={a}"),
+        let path = match &cursor {
+            Some(c) => format!("/v1/ledger/accounts?limit=1&cursor={c}"),
             None => "/v1/ledger/accounts?limit=1".to_string(),
         };
         let r = app.get(&path).await;
@@ -799,12 +805,12 @@ async fn account_pages_do_not_depend_on_the_database_collation(pool: PgPool) {
         for a in r.body["items"].as_array().unwrap() {
             seen.push(a["code"].as_str().unwrap().to_string());
         }
-        match r.body["next_after"].as_str() {
-            Some(next) => after = Some(next.to_string()),
+        match r.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
     }
-    assert_eq!(seen, all, "paging by next_after did not visit every account once");
+    assert_eq!(seen, all, "paging by next_cursor did not visit every account once");
 }
 
 #[sqlx::test]
@@ -847,7 +853,7 @@ async fn an_account_statement_shows_running_balances_and_pages(pool: PgPool) {
     assert_eq!(lines[0]["kind"], "manual");
     assert_eq!(lines[0]["currency"], "EUR");
     assert_eq!(lines[2]["kind"], "manual.reversal");
-    assert_eq!(r.body["next_after"], Value::Null);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
 
     let r = app.get(&format!("/v1/ledger/accounts/{}/entries", b.owed)).await;
     let balances: Vec<&str> = r.body["items"]
@@ -858,7 +864,7 @@ async fn an_account_statement_shows_running_balances_and_pages(pool: PgPool) {
         .collect();
     assert_eq!(balances, ["150.00", "200.00", "150.00"]);
 
-    // Pages of two: after/next_after walk the statement without gaps or repeats.
+    // Pages of two: cursor/next_cursor walk the statement without gaps or repeats.
     let path = format!("/v1/ledger/accounts/{}/entries", b.bank);
     let r = app.get(&format!("{path}?limit=2")).await;
     let seqs = |r: &Reply| -> Vec<i64> {
@@ -870,18 +876,20 @@ async fn an_account_statement_shows_running_balances_and_pages(pool: PgPool) {
             .collect()
     };
     assert_eq!(seqs(&r), [1, 2]);
-    assert_eq!(r.body["next_after"], 2);
-    let r = app.get(&format!("{path}?limit=2&after=2")).await;
+    let next = r.body["next_cursor"].as_str().expect("a next page").to_string();
+    let r = app.get(&format!("{path}?limit=2&cursor={next}")).await;
     assert_eq!(seqs(&r), [3]);
-    assert_eq!(r.body["next_after"], Value::Null);
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
     let r = app.get(&format!("{path}?limit=3")).await;
     assert_eq!(seqs(&r), [1, 2, 3]);
-    assert_eq!(r.body["next_after"], 3);
-    let r = app.get(&format!("{path}?limit=3&after=3")).await;
-    assert_json(&r, 200);
-    assert_empty_last_page(&r);
-    let r = app.get(&format!("{path}?after=1")).await;
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
+    let r = app.get(&format!("{path}?limit=1")).await;
+    let next = r.body["next_cursor"].as_str().expect("a next page").to_string();
+    let r = app.get(&format!("{path}?cursor={next}")).await;
     assert_eq!(seqs(&r), [2, 3]);
+    let r = app.get(&format!("{path}?cursor=2")).await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "cursor");
 
     let r = app.get(&format!("/v1/ledger/accounts/{}", b.bank)).await;
     assert_eq!(r.body["balance"], "150.00");
@@ -1451,6 +1459,8 @@ async fn bad_query_parameters_are_422s(pool: PgPool) {
         format!("{statement}?limit=0"),
         format!("{statement}?limit=5000"),
         format!("{statement}?after=first"),
+        format!("{statement}?cursor=first"),
+        "/v1/ledger/accounts?cursor=manual:bank".to_string(),
         format!("{statement}?code_prefix=manual:"),
     ] {
         let r = app.get(&path).await;

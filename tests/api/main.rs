@@ -18,6 +18,7 @@ mod investors;
 mod keys_audit;
 mod layers;
 mod lists;
+mod lists_money;
 mod pledges_concurrency;
 mod projects;
 mod refunds;

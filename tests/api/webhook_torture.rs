@@ -440,10 +440,10 @@ async fn quarantine(app: &TestApp) -> (Vec<Value>, usize) {
         let page = fixtures::ok(app.get(&path).await, 200).await;
         pages += 1;
         items.extend(page["items"].as_array().unwrap().iter().cloned());
-        let Some(next) = page["next_before"].as_str() else {
+        let Some(next) = page["next_cursor"].as_str() else {
             return (items, pages);
         };
-        path = format!("/v1/webhooks/quarantine?limit=100&before={next}");
+        path = format!("/v1/webhooks/quarantine?limit=100&cursor={next}");
     }
 }
 

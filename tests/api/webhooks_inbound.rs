@@ -200,7 +200,7 @@ async fn events_that_do_not_match_the_books_are_quarantined(pool: PgPool) {
 
     let listed = app.get("/v1/webhooks/quarantine").await;
     assert_eq!(listed.status, 200);
-    assert!(listed.body.get("next_before").is_none(), "one page holds them all");
+    assert!(listed.body.get("next_cursor").is_none(), "one page holds them all");
     let listed = listed.body["items"].as_array().unwrap().clone();
     assert_eq!(listed.len(), cases.len());
     let mismatch = listed.iter().find(|e| e["event_id"] == "evt_amount").unwrap();
@@ -732,11 +732,10 @@ async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
         let items = page["items"].as_array().unwrap();
         pages.push(items.len());
         listed.extend(items.iter().map(|e| e["event_id"].as_str().unwrap().to_string()));
-        let Some(next) = page["next_before"].as_str() else {
+        let Some(next) = page["next_cursor"].as_str() else {
             break;
         };
-        assert_eq!(next, items.last().unwrap()["id"]);
-        path = format!("/v1/webhooks/quarantine?limit=3&before={next}");
+        path = format!("/v1/webhooks/quarantine?limit=3&cursor={next}");
     }
     assert_eq!(pages, [3, 3, 2]);
     // Newest first: the unreadable one, sent last, then the seven in reverse.
@@ -744,7 +743,12 @@ async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
     expected.extend(sent.iter().rev().cloned());
     assert_eq!(listed, expected);
 
-    // A cursor must name a quarantined event.
+    // A cursor must be one the list gave out; the old `before` is an unknown parameter.
+    let r = app
+        .get(&format!("/v1/webhooks/quarantine?cursor={}", uuid::Uuid::now_v7()))
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "cursor");
     let r = app
         .get(&format!("/v1/webhooks/quarantine?before={}", uuid::Uuid::now_v7()))
         .await;
@@ -762,12 +766,12 @@ async fn the_quarantine_is_listed_page_by_page(pool: PgPool) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["before", "limit"]);
+    assert_eq!(params, ["limit", "cursor"]);
     assert_eq!(
         op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/QuarantinePage"
     );
-    assert!(doc["components"]["schemas"]["QuarantinePage"]["properties"]["next_before"].is_object());
+    assert!(doc["components"]["schemas"]["QuarantinePage"]["properties"]["next_cursor"].is_object());
 }
 
 #[sqlx::test]

@@ -18,20 +18,20 @@ use sqlx::PgPool;
 use crate::common::{self, TestApp, fixtures};
 
 #[derive(Clone, Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A webhook receiver: records what it gets, answers the scripted statuses, then 200.
 #[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
+pub(crate) struct Receiver {
+    pub(crate) got: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl Receiver {
-    async fn start(script: &[u16]) -> (Receiver, String) {
+    pub(crate) async fn start(script: &[u16]) -> (Receiver, String) {
         let receiver = Receiver::default();
         receiver.script.lock().unwrap().extend(script);
         let r = receiver.clone();
@@ -55,11 +55,11 @@ impl Receiver {
         (receiver, url)
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.got.lock().unwrap().len()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while self.count() < n {
             assert!(
@@ -97,11 +97,11 @@ fn signed_by(r: &Received, secrets: &[&str]) -> Vec<usize> {
     signers
 }
 
-async fn spawn(pool: PgPool) -> TestApp {
+pub(crate) async fn spawn(pool: PgPool) -> TestApp {
     TestApp::spawn_with(pool, &[("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")]).await
 }
 
-async fn register(app: &TestApp, url: &str, events: &[&str]) -> Value {
+pub(crate) async fn register(app: &TestApp, url: &str, events: &[&str]) -> Value {
     let r = app
         .post("/v1/webhook-endpoints", json!({"url": url, "events": events}))
         .await;
@@ -109,7 +109,7 @@ async fn register(app: &TestApp, url: &str, events: &[&str]) -> Value {
     r.body
 }
 
-async fn emit(app: &TestApp, kind: &str, data: Value) {
+pub(crate) async fn emit(app: &TestApp, kind: &str, data: Value) {
     let mut conn = app.pool.acquire().await.unwrap();
     crowdledger::outbox::emit(
         &mut conn,
@@ -121,10 +121,14 @@ async fn emit(app: &TestApp, kind: &str, data: Value) {
     .unwrap();
 }
 
-async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let r = app.get(&format!("/v1/webhook-endpoints/{endpoint}/deliveries")).await;
+/// An endpoint's deliveries, newest first (one page holds them all in these tests).
+pub(crate) async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
+    let r = app
+        .get(&format!("/v1/webhook-endpoints/{endpoint}/deliveries?limit=1000"))
+        .await;
     assert_eq!(r.status, 200, "{:#}", r.body);
-    r.body.as_array().unwrap().clone()
+    assert!(r.body.get("next_cursor").is_none(), "{:#}", r.body);
+    r.body["items"].as_array().unwrap().clone()
 }
 
 /// One pass of the service's delivery job at the app's clock, run here rather than waited for:
@@ -132,7 +136,7 @@ async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
 /// were attempted. Fan-out passes only transactions older than every running one, and parallel
 /// tests share the cluster, so this polls until the cursor has passed every event. A test that
 /// shows nothing is sent runs this pass instead of sleeping while the service's loop comes round.
-async fn delivery_pass(app: &TestApp) -> usize {
+pub(crate) async fn delivery_pass(app: &TestApp) -> usize {
     use crowdledger::webhooks::outbound::{self, REQUEST_TIMEOUT};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -79,12 +79,12 @@ async fn first_attempt(app: &TestApp, endpoint: &str) -> Value {
     let path = format!("/v1/webhook-endpoints/{endpoint}/deliveries");
     let deliveries = app
         .wait_for(&path, |d| {
-            d.as_array().is_some_and(|d| {
+            d["items"].as_array().is_some_and(|d| {
                 d.len() == 1 && d[0]["attempts"] == 1 && !d[0]["attempt_log"].as_array().unwrap().is_empty()
             })
         })
         .await;
-    deliveries[0].clone()
+    deliveries["items"][0].clone()
 }
 
 #[sqlx::test]
