@@ -72,7 +72,27 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
         "/v1/sandbox/payouts/{id}",
         "$response.body#/payment/payment_id",
     ),
+    ("POST /v1/offers/{id}/payouts", "201", "/v1/payouts/{id}", "$response.body#/id"),
+    ("POST /v1/api-keys", "201", "/v1/api-keys/{id}", "$response.body#/id"),
+    // Lists: the first item's id, for objects no create answers with (refunds) and for ids a
+    // fuzzer should also reach from a read.
+    ("GET /v1/refunds", "200", "/v1/refunds/{id}", FIRST_ITEM),
+    ("GET /v1/refunds", "200", "/v1/sandbox/refunds/{id}", FIRST_ITEM),
+    ("GET /v1/payouts", "200", "/v1/payouts/{id}", FIRST_ITEM),
+    ("GET /v1/projects", "200", "/v1/projects/{id}", FIRST_ITEM),
+    ("GET /v1/offers", "200", "/v1/offers/{id}", FIRST_ITEM),
+    ("GET /v1/projects/{id}/offers", "200", "/v1/offers/{id}", FIRST_ITEM),
+    ("GET /v1/investors", "200", "/v1/investors/{id}", FIRST_ITEM),
+    ("GET /v1/investors/{id}/pledges", "200", "/v1/pledges/{id}", FIRST_ITEM),
+    ("GET /v1/offers/{id}/pledges", "200", "/v1/pledges/{id}", FIRST_ITEM),
+    ("GET /v1/sponsors", "200", "/v1/sponsors/{id}", FIRST_ITEM),
+    ("GET /v1/sponsors/{id}/cheques", "200", "/v1/cheques/{id}", FIRST_ITEM),
+    ("GET /v1/sponsors/{id}/deposits", "200", "/v1/deposits/{id}", FIRST_ITEM),
+    ("GET /v1/webhook-endpoints", "200", "/v1/webhook-endpoints/{id}", FIRST_ITEM),
+    ("GET /v1/ledger/accounts", "200", "/v1/ledger/accounts/{id}", FIRST_ITEM),
 ];
+
+const FIRST_ITEM: &str = "$response.body#/items/0/id";
 
 /// Adds [`LINKS`] to the document; returns the links whose source operation or response is not
 /// in it (none, in a document that matches the table: a test checks). A link with no operation

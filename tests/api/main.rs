@@ -19,6 +19,7 @@ mod keys_audit;
 mod layers;
 mod lists;
 mod lists_money;
+mod openapi;
 mod pledges_concurrency;
 mod projects;
 mod refunds;
