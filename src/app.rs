@@ -24,6 +24,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::clock::ClockMode;
 use crate::http::error::{ApiError, Code, Problem};
+use crate::http::event_catalogue::EventWebhooks;
 use crate::http::state::{AppState, Limits};
 use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
 
@@ -34,7 +35,7 @@ use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
         description = "Equity crowdfunding for social-impact projects on a double-entry ledger. \
                        Amounts are decimal strings; errors are application/problem+json with a stable `code`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EventWebhooks),
     components(schemas(Problem)),
     tags(
         (name = "health", description = "Liveness and readiness; no key needed"),
@@ -50,6 +51,7 @@ use crate::http::{body_deadline, metrics, no_such_route, rate_limit};
         (name = "webhooks", description = "Signed events from payment providers, the quarantine, and operators' webhook endpoints"),
         (name = "keys", description = "API keys: create (the secret shown once), list, revoke"),
         (name = "audit", description = "The audit trail: which key did what to which object, and when"),
+        (name = "events", description = "What happened, as the outbox holds it: the events webhooks deliver, listed and by id; each type's data is in `webhooks`"),
     )
 )]
 struct ApiDoc;
@@ -80,7 +82,8 @@ pub fn api(clock: ClockMode) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::cheques::http::router())
         .merge(crate::webhooks::http::router())
         .merge(crate::http::keys::router())
-        .merge(crate::http::audit::router());
+        .merge(crate::http::audit::router())
+        .merge(crate::http::events::router());
     match clock {
         ClockMode::Manual => api.merge(crate::sandbox::http::router()),
         ClockMode::System => api,

@@ -15,14 +15,20 @@ pub enum EventType {
     OfferClosing,
     OfferSucceeded,
     OfferFailed,
+    OfferCancelled,
     PledgeCreated,
     PledgeFunded,
     PledgeRevoked,
     PledgeCancelled,
     PledgeRefunded,
+    PledgeDisputed,
+    PaymentLate,
     ChequeIssued,
     ChequeRedeemed,
     ChequeExpired,
+    ChequeCancelled,
+    DepositSucceeded,
+    PayoutCreated,
     PayoutPaid,
     EndpointDisabled,
     RefundSucceeded,
@@ -30,19 +36,25 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 21] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
         EventType::OfferFailed,
+        EventType::OfferCancelled,
         EventType::PledgeCreated,
         EventType::PledgeFunded,
         EventType::PledgeRevoked,
         EventType::PledgeCancelled,
         EventType::PledgeRefunded,
+        EventType::PledgeDisputed,
+        EventType::PaymentLate,
         EventType::ChequeIssued,
         EventType::ChequeRedeemed,
         EventType::ChequeExpired,
+        EventType::ChequeCancelled,
+        EventType::DepositSucceeded,
+        EventType::PayoutCreated,
         EventType::PayoutPaid,
         EventType::EndpointDisabled,
         EventType::RefundSucceeded,
@@ -55,14 +67,20 @@ impl EventType {
             EventType::OfferClosing => "offer.closing",
             EventType::OfferSucceeded => "offer.succeeded",
             EventType::OfferFailed => "offer.failed",
+            EventType::OfferCancelled => "offer.cancelled",
             EventType::PledgeCreated => "pledge.created",
             EventType::PledgeFunded => "pledge.funded",
             EventType::PledgeRevoked => "pledge.revoked",
             EventType::PledgeCancelled => "pledge.cancelled",
             EventType::PledgeRefunded => "pledge.refunded",
+            EventType::PledgeDisputed => "pledge.disputed",
+            EventType::PaymentLate => "payment.late",
             EventType::ChequeIssued => "cheque.issued",
             EventType::ChequeRedeemed => "cheque.redeemed",
             EventType::ChequeExpired => "cheque.expired",
+            EventType::ChequeCancelled => "cheque.cancelled",
+            EventType::DepositSucceeded => "deposit.succeeded",
+            EventType::PayoutCreated => "payout.created",
             EventType::PayoutPaid => "payout.paid",
             EventType::EndpointDisabled => "endpoint.disabled",
             EventType::RefundSucceeded => "refund.succeeded",
@@ -168,4 +186,63 @@ pub async fn emit(
         .execute(conn)
         .await?;
     Ok(id)
+}
+
+/// An event as the outbox holds it: `payload` is the envelope its webhook deliveries carry.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredEvent {
+    pub id: Uuid,
+    /// The envelope's time to the microsecond, as Postgres keeps it: the list's order.
+    pub created_at: DateTime<Utc>,
+    pub payload: Value,
+}
+
+/// Events of `types`, newest first (`created_at desc, id desc`), after `after` when given.
+///
+/// One index serves every filter (migration 0028: `event_type, created_at desc, id desc`): each
+/// type's newest `limit` keys are read from the index (index-only), merged, and only the page's
+/// rows are fetched, by id: under a millisecond for a page of 200,000 events. Listing all types
+/// costs one short index probe per type (a score of them), and the hot pledge path pays for a
+/// single extra index on the outbox.
+pub(crate) async fn list(
+    conn: &mut PgConnection,
+    types: &[EventType],
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+    // Past the newest key there is nothing: "infinity" and the largest uuid stand for no cursor,
+    // so one statement (and one plan, with the cursor in the index condition) serves both.
+    let (at, id) = after.map_or((None, Uuid::max()), |(at, id)| (Some(at), id));
+    sqlx::query_as(
+        "select k.id, k.created_at, p.payload
+           from (select o.id, o.created_at
+                   from unnest($1::text[]) as t(event_type)
+                   cross join lateral (
+                       select o.id, o.created_at from outbox_events o
+                        where o.event_type = t.event_type
+                          and (o.created_at, o.id) < (coalesce($2, 'infinity'::timestamptz), $3)
+                        order by o.created_at desc, o.id desc
+                        limit $4) o
+                  order by o.created_at desc, o.id desc
+                  limit $4) k
+           -- A lateral probe by id (the limit keeps it one): a plain join is planned as a hash
+           -- join over the whole outbox.
+           cross join lateral (select e.payload from outbox_events e where e.id = k.id limit 1) p
+          order by k.created_at desc, k.id desc",
+    )
+    .bind(&names)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// One event, while the outbox keeps it.
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<StoredEvent>> {
+    sqlx::query_as("select id, created_at, payload from outbox_events where id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }

@@ -402,10 +402,15 @@ pub async fn end(
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    if to == Stored::Expired {
+    let ended_as = match to {
+        Stored::Expired => Some(EventType::ChequeExpired),
+        Stored::Cancelled => Some(EventType::ChequeCancelled),
+        Stored::Active => None,
+    };
+    if let Some(event) = ended_as {
         outbox::emit(
             conn,
-            EventType::ChequeExpired,
+            event,
             serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id,
                                 "returned_to_budget": left.amount_string(), "currency": cheque.currency }),
             now,

@@ -8,6 +8,8 @@ pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod error;
+pub(crate) mod event_catalogue;
+pub(crate) mod events;
 pub mod extract;
 pub mod health;
 pub mod idempotency;

@@ -72,7 +72,12 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
         "/v1/sandbox/payouts/{id}",
         "$response.body#/payment/payment_id",
     ),
-    ("POST /v1/offers/{id}/payouts", "201", "/v1/payouts/{id}", "$response.body#/id"),
+    (
+        "POST /v1/offers/{id}/payouts",
+        "201",
+        "/v1/payouts/{id}",
+        "$response.body#/id",
+    ),
     ("POST /v1/api-keys", "201", "/v1/api-keys/{id}", "$response.body#/id"),
     // Lists: the first item's id, for objects no create answers with (refunds) and for ids a
     // fuzzer should also reach from a read.
@@ -88,7 +93,12 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
     ("GET /v1/sponsors", "200", "/v1/sponsors/{id}", FIRST_ITEM),
     ("GET /v1/sponsors/{id}/cheques", "200", "/v1/cheques/{id}", FIRST_ITEM),
     ("GET /v1/sponsors/{id}/deposits", "200", "/v1/deposits/{id}", FIRST_ITEM),
-    ("GET /v1/webhook-endpoints", "200", "/v1/webhook-endpoints/{id}", FIRST_ITEM),
+    (
+        "GET /v1/webhook-endpoints",
+        "200",
+        "/v1/webhook-endpoints/{id}",
+        FIRST_ITEM,
+    ),
     ("GET /v1/ledger/accounts", "200", "/v1/ledger/accounts/{id}", FIRST_ITEM),
 ];
 

@@ -188,6 +188,13 @@ pub(crate) async fn cancel_offer(
     }
     refund_in_full(conn, &offer, &funded, RefundReason::OfferCancelled, now).await?;
     offers::store::set_status(conn, offer_id, OfferStatus::Cancelled, now).await?;
+    outbox::emit(
+        conn,
+        EventType::OfferCancelled,
+        offers::offer_event(&offer, OfferStatus::Cancelled),
+        now,
+    )
+    .await?;
     Ok(())
 }
 /// Cancels pledges whose payment window has passed, releasing their shares.

@@ -110,6 +110,16 @@ pub(crate) async fn confirm_payment(
         };
         insert_refunds(conn, provider, paid.currency(), &[new], reason, owed, now).await?;
         pledges::store::add_refunded(conn, pledge.id, paid.amount()).await?;
+        outbox::emit(
+            conn,
+            EventType::PaymentLate,
+            serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "investor_id": pledge.investor_id,
+                                "payment": { "provider": provider, "payment_id": provider_payment_id },
+                                "amount": paid.amount_string(), "currency": paid.currency(),
+                                "reason": reason, "refund_id": refund }),
+            now,
+        )
+        .await?;
     }
     Ok(Applied::Done)
 }

@@ -114,8 +114,9 @@ pub(crate) async fn request_payout(
         return made.map(Requested::Existing).ok_or(RoundError::NothingToPay);
     }
     let id = Uuid::now_v7();
+    let amount = Money::new(owed, offer.currency)?;
     let provider_payout_id = provider
-        .create_payout(id, Money::new(owed, offer.currency)?)
+        .create_payout(id, amount)
         .map_err(crate::payments::PaymentError::from)?;
     let payout = sqlx::query_as(&format!(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
@@ -130,6 +131,14 @@ pub(crate) async fn request_payout(
     .bind(offer.currency.code())
     .bind(now)
     .fetch_one(&mut *conn)
+    .await?;
+    outbox::emit(
+        conn,
+        EventType::PayoutCreated,
+        serde_json::json!({ "payout_id": id, "offer_id": offer.id, "project_id": offer.project_id,
+                            "amount": amount.amount_string(), "currency": offer.currency }),
+        now,
+    )
     .await?;
     Ok(Requested::Created(payout))
 }

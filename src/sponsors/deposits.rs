@@ -14,6 +14,7 @@ use super::{ListKey, Sponsor, SponsorError};
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::{Currency, Money};
+use crate::outbox::{self, EventType};
 use crate::paging::PageRequest;
 use crate::payments::Applied;
 use crate::payments::provider::PaymentProvider;
@@ -163,6 +164,14 @@ pub async fn confirm(
     .credit(budget, paid);
     let captured = ledger::post(conn, entry).await?.entry.id;
     set_status(conn, deposit.id, DepositStatus::Succeeded, Some(captured), now).await?;
+    outbox::emit(
+        conn,
+        EventType::DepositSucceeded,
+        serde_json::json!({ "deposit_id": deposit.id, "sponsor_id": deposit.sponsor_id,
+                            "amount": paid.amount_string(), "currency": paid.currency() }),
+        now,
+    )
+    .await?;
     Ok(Applied::Done)
 }
 

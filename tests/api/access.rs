@@ -104,6 +104,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/webhook-endpoints/{id}/deliveries", Roles(OPERATOR)),
     ("POST", "/v1/webhook-endpoints/{id}/rotate-secret", Roles(OPERATOR)),
     ("POST", "/v1/webhook-deliveries/{id}/redeliver", Roles(OPERATOR)),
+    ("GET", "/v1/events", Roles(BOOKS)),
+    ("GET", "/v1/events/{id}", Roles(BOOKS)),
     ("POST", "/v1/sandbox/payments/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/payments/{id}/fail", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/refunds/{id}/succeed", Roles(OPERATOR)),
@@ -218,6 +220,10 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         .fetch_one(&app.pool)
         .await
         .unwrap();
+    let event: Uuid = sqlx::query_scalar("select id from outbox_events limit 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     HashMap::from([
         ("/v1/projects/{id}", project.clone()),
         ("/v1/projects/{id}/offers", project),
@@ -240,6 +246,7 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/ledger/entries/{id}", entry.to_string()),
         ("/v1/webhook-endpoints/{id}", id_of_value(&endpoint)),
         ("/v1/webhook-endpoints/{id}/deliveries", id_of_value(&endpoint)),
+        ("/v1/events/{id}", event.to_string()),
     ])
 }
 

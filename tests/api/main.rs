@@ -13,6 +13,7 @@ mod bad_input;
 mod bad_input_props;
 mod cheques;
 mod cli;
+mod events;
 mod http_api;
 mod investors;
 mod keys_audit;

@@ -89,7 +89,10 @@ fn every_route_honouring_an_idempotency_key_declares_it() {
             }
         }
     }
-    assert!(honouring >= 10, "found only {honouring} handlers taking a key: is the scan still right?");
+    assert!(
+        honouring >= 10,
+        "found only {honouring} handlers taking a key: is the scan still right?"
+    );
     assert_eq!(undeclared, Vec::<String>::new());
 }
 

@@ -425,6 +425,7 @@ async fn a_receiver_gets_every_event_of_a_full_round(pool: PgPool) {
         "pledge.funded",
         "offer.closing",
         "offer.succeeded",
+        "payout.created",
         "payout.paid",
     ];
     let got = receiver.wait_for(expected.len()).await;
