@@ -15,7 +15,7 @@ pub enum PaymentError {
     Unknown { what: &'static str, id: String },
     /// A provider's confirmation is for other money than it was asked for: the event is
     /// quarantined and moves nothing. A deposit is money paid to us, so it is a payment's.
-    #[error("{} {provider_id} is for {expected} {currency}, not {paid}", object.noun())]
+    #[error("{} {provider_id} is for {} {currency}, not {paid}", object.noun(), shown(*expected, currency))]
     Mismatch {
         object: Object,
         provider_id: String,
@@ -43,4 +43,12 @@ pub enum PaymentError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Money(#[from] MoneyError),
+}
+
+/// An amount in its currency's decimals, as every message writes money.
+fn shown(amount: Decimal, currency: &str) -> String {
+    match crate::money::Currency::parse(currency) {
+        Ok(currency) => crate::money::format_amount(amount, currency),
+        Err(_) => amount.normalize().to_string(),
+    }
 }

@@ -39,7 +39,7 @@ pub enum SponsorError {
         asked: Currency,
     },
     /// The provider confirmed another amount than the one asked of it.
-    #[error("deposit {deposit} is for {expected} {currency}, not {paid}")]
+    #[error("deposit {deposit} is for {} {currency}, not {paid}", crate::money::format_amount(*expected, *currency))]
     DepositMismatch {
         deposit: String,
         expected: Decimal,

@@ -762,6 +762,38 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
     }
     assert_eq!(shares_reserved(&app, &offer).await, 0);
 
+    // Messages write money one way, with the currency's decimals, and name the field at fault
+    // in words, not in the parser's terms.
+    let r = pledge_body(&app, OPERATOR_KEY, &offer, card(&sophie, 9, "10.00")).await;
+    assert_eq!(r.body["detail"], "90.00 EUR is below the minimum ticket of 100.00 EUR");
+    let r = pledge_body(&app, OPERATOR_KEY, &offer, card(&sophie, 2001, "10.00")).await;
+    assert_eq!(
+        r.body["detail"],
+        "20010.00 EUR is above the maximum ticket of 20000.00 EUR"
+    );
+    let r = pledge_body(
+        &app,
+        OPERATOR_KEY,
+        &offer,
+        json!({"investor_id": sophie, "shares": "10", "funding": [{"kind": "card", "amount": "100.00"}]}),
+    )
+    .await;
+    assert_eq!(r.body["param"], "shares", "{:#}", r.body);
+    assert_eq!(
+        r.body["detail"],
+        "field `shares` must be a whole number, not string \"10\""
+    );
+    let r = pledge_body(
+        &app,
+        OPERATOR_KEY,
+        &offer,
+        json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": 100}]}),
+    )
+    .await;
+    assert_eq!(r.body["param"], "funding[0].amount", "{:#}", r.body);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(!detail.contains("line") && !detail.contains("column"), "{detail}");
+
     // What passes: Carol up to her threshold without acknowledgement (4,900, then 100 more to
     // exactly 5,000), above it with; Dan at exactly 1,000; Sophie up to the maximum ticket without
     // any warning. The limits apply to an investor's pledges on the offer taken together.
