@@ -561,6 +561,7 @@ impl From<crate::payments::PaymentError> for ApiError {
                 };
                 ApiError::new(code, detail)
             }
+            NotCaptured { .. } => ApiError::new(Code::InvalidStateTransition, detail),
             Unavailable => ApiError::new(Code::PaymentProviderUnavailable, detail),
             Provider(_) => ApiError::new(Code::ProviderUnavailable, detail),
             InvalidSignature(_) => ApiError::new(Code::InvalidSignature, detail),

@@ -250,7 +250,7 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
         ),
         EventType::PledgeDisputed => (
             "PledgeDisputedData",
-            "The investor disputed a pledge's card payment with their bank. Not emitted yet: no provider's dispute is handled.",
+            "The provider reported that the investor disputed a pledge's captured card payment with their bank (once per payment; `amount` is what is disputed). The pledge keeps its status and no money moves yet: it shows `disputed_at`.",
         ),
         EventType::PaymentLate => (
             "PaymentLateData",

@@ -28,6 +28,9 @@ pub struct Payment {
     pub amount: Decimal,
     pub currency: String,
     pub status: PaymentStatus,
+    /// When the provider told us the investor disputed it (migration 0031); the money side of a
+    /// dispute is not booked yet.
+    pub disputed_at: Option<DateTime<Utc>>,
 }
 
 /// Asks `provider` for a card payment of a pledge's card part.
@@ -43,7 +46,7 @@ pub(crate) async fn create_payment(
     Ok(sqlx::query_as(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at",
     )
     .bind(id)
     .bind(provider.name())
@@ -73,7 +76,7 @@ pub(crate) async fn create_payments(
          select u.id, $2, u.reference, u.pledge_id, u.amount, u.currency, u.created_at
            from unnest($1::uuid[], $3::text[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])
                 as u(id, reference, pledge_id, amount, currency, created_at)
-         returning id, provider, provider_payment_id, pledge_id, amount, currency, status",
+         returning id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at",
     )
     .bind(&ids)
     .bind(provider.name())
@@ -91,7 +94,8 @@ pub(crate) async fn create_payments(
         .collect())
 }
 
-pub(crate) const PAYMENT_COLUMNS: &str = "id, provider, provider_payment_id, pledge_id, amount, currency, status";
+pub(crate) const PAYMENT_COLUMNS: &str =
+    "id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at";
 
 pub(crate) async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where pledge_id = $1"))
@@ -154,4 +158,23 @@ pub(crate) async fn capture(conn: &mut PgConnection, id: Uuid, entry: Uuid, now:
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records the provider's dispute of a captured payment, for `amount` of it, the first time only:
+/// `false` when a dispute was recorded before (the first one stands).
+pub(crate) async fn record_dispute(
+    conn: &mut PgConnection,
+    id: Uuid,
+    amount: Decimal,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let recorded =
+        sqlx::query("update payments set disputed_at = $3, disputed_amount = $2 where id = $1 and disputed_at is null")
+            .bind(id)
+            .bind(amount)
+            .bind(now)
+            .execute(conn)
+            .await?
+            .rows_affected();
+    Ok(recorded == 1)
 }

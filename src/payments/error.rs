@@ -23,6 +23,10 @@ pub enum PaymentError {
         currency: String,
         paid: Money,
     },
+    /// A provider disputes a payment we never captured: nothing of ours to dispute, so the
+    /// event is quarantined.
+    #[error("payment {provider_id} was never captured: there is nothing to dispute")]
+    NotCaptured { provider_id: String },
     /// Money that needs a provider to create it, where none is configured to.
     #[error("no payment provider is configured to take this money (payments.card_provider)")]
     Unavailable,

@@ -27,6 +27,11 @@ pub enum Event {
     PaymentFailed {
         payment_id: String,
     },
+    /// The investor disputed a captured card payment with their bank, for `amount` of it.
+    PaymentDisputed {
+        payment_id: String,
+        amount: Money,
+    },
     /// A refund reached the card, for `amount`: it must be the refund's.
     RefundSucceeded {
         refund_id: String,
@@ -63,7 +68,9 @@ impl Event {
     /// The provider's id of the object the event is about.
     fn object_id(&self) -> Option<&str> {
         match self {
-            Event::PaymentSucceeded { payment_id, .. } | Event::PaymentFailed { payment_id } => Some(payment_id),
+            Event::PaymentSucceeded { payment_id, .. }
+            | Event::PaymentFailed { payment_id }
+            | Event::PaymentDisputed { payment_id, .. } => Some(payment_id),
             Event::RefundSucceeded { refund_id, .. } => Some(refund_id),
             Event::PayoutPaid { payout_id, .. } => Some(payout_id),
             Event::Other => None,

@@ -110,6 +110,10 @@ fn sandbox_event(e: &SandboxEvent) -> Result<Event, String> {
             amount: money()?,
         },
         "payment.failed" => Event::PaymentFailed { payment_id: id },
+        "payment.disputed" => Event::PaymentDisputed {
+            payment_id: id,
+            amount: money()?,
+        },
         "refund.succeeded" => Event::RefundSucceeded {
             refund_id: id,
             amount: money()?,

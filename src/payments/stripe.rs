@@ -1,5 +1,6 @@
 //! Stripe, inbound: `Stripe-Signature` verification and the mapping of `payment_intent.succeeded`,
-//! `payment_intent.payment_failed`, `charge.refunded` and `payout.paid` onto our [`Event`]s.
+//! `payment_intent.payment_failed`, `charge.dispute.created`, `charge.refunded` and `payout.paid`
+//! onto our [`Event`]s.
 //! Creating Stripe objects needs Stripe's API, which no network reaches from here, so this
 //! adapter refuses to create; new payments go to the sandbox (docs/payments.md).
 
@@ -91,6 +92,14 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
             amount: stripe_money(object)?,
         }],
         "payment_intent.payment_failed" => vec![Event::PaymentFailed { payment_id: id()? }],
+        // A dispute names the payment intent it disputes (our payment's id), and how much of it.
+        "charge.dispute.created" => vec![Event::PaymentDisputed {
+            payment_id: object["payment_intent"]
+                .as_str()
+                .ok_or("a dispute without its payment intent")?
+                .to_owned(),
+            amount: stripe_money(object)?,
+        }],
         // A charge lists its refunds; each one is confirmed.
         "charge.refunded" => object["refunds"]["data"]
             .as_array()
@@ -136,6 +145,25 @@ mod tests {
             Ok(vec![Event::PaymentFailed {
                 payment_id: "pi_1".into()
             }])
+        );
+        let disputed = stripe_events(
+            "charge.dispute.created",
+            &json!({"id": "dp_1", "charge": "ch_1", "payment_intent": "pi_1", "amount": 12050,
+                    "currency": "eur", "reason": "fraudulent"}),
+        );
+        assert_eq!(
+            disputed,
+            Ok(vec![Event::PaymentDisputed {
+                payment_id: "pi_1".into(),
+                amount: eur("120.50")
+            }])
+        );
+        assert!(
+            stripe_events(
+                "charge.dispute.created",
+                &json!({"id": "dp_2", "amount": 100, "currency": "eur"})
+            )
+            .is_err()
         );
         let refunded = stripe_events(
             "charge.refunded",

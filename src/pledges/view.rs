@@ -31,6 +31,11 @@ pub(crate) struct PledgeView {
     funding: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment: Option<PaymentRef>,
+    /// When the investor disputed the card payment with their bank (`pledge.disputed`); shown
+    /// with `payment`, absent while undisputed. The pledge's status does not change: the money
+    /// stays where its funding put it until the provider takes it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disputed_at: Option<DateTime<Utc>>,
     risk_acknowledged: bool,
     /// Until then a non-sophisticated investor may revoke the pledge; null for sophisticated ones.
     reflection_ends_at: Option<DateTime<Utc>>,
@@ -75,6 +80,7 @@ impl PledgeView {
             amount: p.amount.amount_string(),
             currency: currency.code().to_string(),
             funding: p.funding,
+            disputed_at: payment.as_ref().and_then(|pay| pay.disputed_at),
             payment: payment.map(|pay| PaymentRef::new(pay.provider, pay.provider_payment_id)),
             risk_acknowledged: p.risk_acknowledged,
             reflection_ends_at: p.reflection_ends_at,

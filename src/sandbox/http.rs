@@ -1,6 +1,6 @@
-//! The sandbox's test controls: make the built-in provider succeed or fail a payment, refund,
-//! payout or deposit (it then posts its signed webhook to this service like a real provider),
-//! and read or move the manual clock. Routed only under a manual clock (`crate::app`), and
+//! The sandbox's test controls: make the built-in provider succeed, fail or dispute a payment,
+//! or succeed a refund, payout or deposit (it then posts its signed webhook to this service like
+//! a real provider), and read or move the manual clock. Routed only under a manual clock (`crate::app`), and
 //! above the domains like any handler: the adapter itself is `payments::sandbox`.
 
 use axum::Json;
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(payment_succeed))
         .routes(routes!(payment_fail))
+        .routes(routes!(payment_dispute))
         .routes(routes!(refund_succeed))
         .routes(routes!(payout_succeed))
         .routes(routes!(deposit_succeed))
@@ -154,6 +155,21 @@ async fn payment_fail(
 ) -> Result<Json<Outcome>, ApiError> {
     let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
     send(&state, "payment.failed", id, amount, currency).await
+}
+
+/// Sandbox: the investor disputes the captured card payment with their bank, for all of it (a
+/// signed `payment.disputed` webhook is sent). The pledge is announced disputed
+/// (`pledge.disputed`) once; its status and the books do not change.
+#[utoipa::path(post, path = "/v1/sandbox/payments/{id}/dispute", tag = "sandbox", params(("id" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn payment_dispute(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
+    send(&state, "payment.disputed", id, amount, currency).await
 }
 
 /// Sandbox: the refund reached the investor's card (a signed `refund.succeeded` webhook). `id` is

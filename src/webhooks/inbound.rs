@@ -64,6 +64,11 @@ async fn apply(
                 crate::rounds::funding::fail_payment(conn, provider, payment_id, now).await?
             }
         }
+        // Only a pledge's card payment can be disputed: a deposit's dispute names no payment of
+        // ours and is quarantined as unknown.
+        Event::PaymentDisputed { payment_id, amount } => {
+            crate::rounds::funding::dispute_payment(conn, provider, payment_id, *amount, now).await?
+        }
         Event::RefundSucceeded { refund_id, amount } => {
             crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await?
         }

@@ -12,9 +12,9 @@ use sqlx::PgPool;
 use crate::common::fixtures::{self, funded_pledge, funded_sponsor, investor, ok, open_offer, published_project};
 use crate::common::{Reply, TestApp};
 
-/// Types no action of [`busy_world`] emits: no provider dispute is handled yet, and disabling an
-/// endpoint takes eight failed deliveries (tests/api/webhooks_outbound.rs shows it).
-const NOT_IN_THE_WORLD: [&str; 2] = ["pledge.disputed", "endpoint.disabled"];
+/// Types no action of [`busy_world`] emits: disabling an endpoint takes eight failed deliveries
+/// (tests/api/webhooks_outbound.rs shows it).
+const NOT_IN_THE_WORLD: [&str; 1] = ["endpoint.disabled"];
 
 fn payment_of(p: &Value) -> String {
     p["payment"]["payment_id"].as_str().unwrap().to_string()
@@ -46,8 +46,8 @@ async fn issue_cheque(app: &TestApp, sponsor: &str, face: &str, days: i64) -> Va
 
 /// Every event type but [`NOT_IN_THE_WORLD`], each by the action that emits it, through the API:
 /// a sponsor's deposit, cheques issued, spent, cancelled and expired; a round that succeeds and
-/// is paid out (with a revocation, a late payment and a cheque-funded pledge), one that fails
-/// at its closing time, one cancelled.
+/// is paid out (with a revocation refunded, a late payment, a disputed payment and a
+/// cheque-funded pledge), one that fails at its closing time, one cancelled.
 async fn busy_world(app: &TestApp) {
     let project = published_project(app).await;
     let sophie = investor(app, "Sophie", "sophisticated").await;
@@ -57,9 +57,10 @@ async fn busy_world(app: &TestApp) {
 
     let terms = json!({"min_target": "100.00", "max_target": "1000.00"});
     let offer = open_offer(app, &project, terms.clone(), 9).await;
-    funded_pledge(app, &offer, &sophie, 20).await;
+    let disputed = funded_pledge(app, &offer, &sophie, 20).await;
+    sandbox(app, "payments", &payment_of(&disputed), "dispute").await;
     let revocable = funded_pledge(app, &offer, &carol, 5).await;
-    ok(
+    let revoked = ok(
         app.post(
             &format!("/v1/pledges/{}/revoke", revocable["id"].as_str().unwrap()),
             json!({}),
@@ -68,6 +69,15 @@ async fn busy_world(app: &TestApp) {
         200,
     )
     .await;
+    // The provider confirms the revoked pledge's refund (refund.succeeded).
+    let refund = revoked["refunds"][0].as_str().unwrap();
+    let paid_back = ok(
+        app.post(&format!("/v1/sandbox/refunds/{refund}/succeed"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(paid_back["status"], "succeeded", "{paid_back:#}");
     let late = ok(fixtures::pledge(app, &offer, &sophie, 3, "10.00").await, 201).await;
     sandbox(app, "payments", &payment_of(&late), "fail").await;
     sandbox(app, "payments", &payment_of(&late), "succeed").await;
@@ -228,7 +238,7 @@ async fn events_are_filtered_by_type_and_paged_without_repeat_or_gap(pool: PgPoo
         assert!(!got.is_empty(), "{event_type}");
     }
     // A type nothing emitted yet is an empty list, not an error.
-    let none = ok(app.get("/v1/events?type=pledge.disputed").await, 200).await;
+    let none = ok(app.get("/v1/events?type=endpoint.disabled").await, 200).await;
     assert_eq!(none, json!({"items": []}));
 }
 
@@ -451,4 +461,133 @@ async fn every_event_matches_its_webhook_schema_in_the_document(pool: PgPool) {
     ] {
         assert!(!validator.is_valid(&broken), "{broken:#}");
     }
+}
+
+/// `data` of an event checked against the document's schema of its webhook; the errors found.
+fn schema_errors(doc: &Value, event: &Value) -> Vec<String> {
+    let event_type = event["type"].as_str().unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&webhook_schema(doc, event_type))
+        .unwrap();
+    validator
+        .iter_errors(event)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[sqlx::test]
+async fn a_disputed_payment_announces_its_pledge_once_and_moves_nothing(pool: PgPool) {
+    use crate::common::sandbox::{event, signed};
+    let app = TestApp::spawn(pool).await;
+    let project = published_project(&app).await;
+    let sophie = investor(&app, "Sophie", "sophisticated").await;
+    let offer = open_offer(
+        &app,
+        &project,
+        json!({"min_target": "100.00", "max_target": "1000.00"}),
+        9,
+    )
+    .await;
+    let pledge = funded_pledge(&app, &offer, &sophie, 20).await;
+    let pledge_id = pledge["id"].as_str().unwrap();
+    let payment = payment_of(&pledge);
+    let before = ok(app.get(&format!("/v1/pledges/{pledge_id}")).await, 200).await;
+    assert!(before.get("disputed_at").is_none(), "{before:#}");
+    let trial = ok(app.get("/v1/ledger/trial-balance").await, 200).await;
+
+    let sent = sandbox(&app, "payments", &payment, "dispute").await;
+    assert_eq!(sent["outcome"], "applied");
+    let disputes = of_type(&app, "pledge.disputed").await;
+    assert_eq!(disputes.len(), 1, "{disputes:#?}");
+    assert_eq!(
+        disputes[0]["data"],
+        json!({"pledge_id": pledge_id, "offer_id": offer, "investor_id": sophie,
+               "payment": {"provider": "sandbox", "payment_id": payment},
+               "amount": "200.00", "currency": "EUR"})
+    );
+    let doc = ok(app.get("/openapi.json").await, 200).await;
+    let errors = schema_errors(&doc, &disputes[0]);
+    assert!(errors.is_empty(), "{errors:#?}\n{:#}", disputes[0]);
+
+    // The pledge shows when; its status and the books stay as they were (no chargeback yet).
+    let after = ok(app.get(&format!("/v1/pledges/{pledge_id}")).await, 200).await;
+    assert_eq!(after["status"], "funded");
+    let at: chrono::DateTime<chrono::Utc> = after["disputed_at"].as_str().unwrap().parse().unwrap();
+    let emitted: chrono::DateTime<chrono::Utc> = disputes[0]["created_at"].as_str().unwrap().parse().unwrap();
+    // Postgres keeps microseconds; the event's envelope has the clock's nanoseconds.
+    assert_eq!(at, chrono::SubsecRound::trunc_subsecs(emitted, 6));
+    let mine = ok(app.get(&format!("/v1/investors/{sophie}/pledges")).await, 200).await;
+    assert_eq!(mine["items"][0]["disputed_at"], after["disputed_at"]);
+    let trial_after = ok(app.get("/v1/ledger/trial-balance").await, 200).await;
+    assert_eq!(trial_after["currencies"], trial["currencies"]);
+
+    // The same event delivered again is a repeat; a second dispute of the payment, under a new
+    // event id, is stored and ignored: nothing more is announced or recorded.
+    let event_id = sent["event_id"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let again = signed(
+        &app,
+        event_id,
+        event(event_id, "payment.disputed", &payment, "200.00", "EUR", now),
+        0,
+    )
+    .await;
+    assert_eq!(again.status, 200, "{:#}", again.body);
+    assert_eq!(again.body["duplicate"], true);
+    let second = ok(
+        app.post(&format!("/v1/sandbox/payments/{payment}/dispute"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&second["applied"], &second["outcome"]),
+        (&json!(false), &json!("ignored"))
+    );
+    assert_eq!(of_type(&app, "pledge.disputed").await.len(), 1);
+    let unchanged = ok(app.get(&format!("/v1/pledges/{pledge_id}")).await, 200).await;
+    assert_eq!(unchanged["disputed_at"], after["disputed_at"]);
+
+    // What does not fit is quarantined: an unknown payment, a payment never captured, more
+    // than was paid, another currency.
+    let pending = ok(fixtures::pledge(&app, &offer, &sophie, 3, "10.00").await, 201).await;
+    for (n, (id, amount, currency, code)) in [
+        ("pay_unknown".to_string(), "10.00", "EUR", "not_found"),
+        (payment_of(&pending), "30.00", "EUR", "invalid_state_transition"),
+        (payment.clone(), "200.01", "EUR", "payment_mismatch"),
+        (payment.clone(), "200.00", "USD", "payment_mismatch"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let event_id = format!("evt_dispute_{n}");
+        let r = signed(
+            &app,
+            &event_id,
+            event(&event_id, "payment.disputed", &id, amount, currency, now),
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{:#}", r.body);
+        assert_eq!(
+            r.body["outcome"], "quarantined",
+            "{id} {amount} {currency}: {:#}",
+            r.body
+        );
+        assert!(
+            r.body["detail"].as_str().unwrap().starts_with(code),
+            "{id}: {:#}",
+            r.body
+        );
+    }
+    assert_eq!(of_type(&app, "pledge.disputed").await.len(), 1);
+    let pending = ok(
+        app.get(&format!("/v1/pledges/{}", pending["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert!(pending.get("disputed_at").is_none(), "{pending:#}");
+    app.assert_books_verify().await;
 }
