@@ -4,7 +4,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 /// A field that breaks a rule; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,9 +120,23 @@ const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB B
     TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
 
 /// An ISO 3166-1 alpha-2 country code in capitals: `FR`, `BE`. Not `fr`, not `FRA`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema)]
-#[schema(value_type = String, example = "FR", pattern = "^[A-Z]{2}$")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Country([u8; 2]);
+
+/// In the document, the codes [`Country::parse`] takes, so that a client (or a fuzzer) knows
+/// that `ZZ` is refused though it has the shape of one.
+impl PartialSchema for Country {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .description(Some("An ISO 3166-1 alpha-2 country code in capitals"))
+            .enum_values(Some(COUNTRIES.split_ascii_whitespace()))
+            .examples(["FR"])
+            .into()
+    }
+}
+
+impl ToSchema for Country {}
 
 impl Country {
     pub fn parse(code: &str) -> Result<Self, FieldError> {

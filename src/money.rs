@@ -105,8 +105,20 @@ impl<'de> Deserialize<'de> for Currency {
 /// A decimal amount as it arrives in JSON: a string of plain decimal digits. Its currency is not
 /// known yet, so it becomes [`Money`] only with [`Money::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
-#[schema(value_type = String, example = "2000.00", pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+#[schema(value_type = String, example = "2000.00", pattern = r"^-?0*[0-9]{1,15}(\.[0-9]{1,18})?$")]
 pub struct Amount(Decimal);
+
+/// In the document only: an [`Amount`] of money above zero (a price, a target, a ticket, a
+/// deposit, a face value, a posting), with at most 4 decimals (no currency has more; the
+/// currency's own count is checked with it), which the service refuses otherwise.
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    example = "2000.00",
+    pattern = r"^(0*[1-9][0-9]{0,14}(\.[0-9]{1,4})?|0+\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
+)]
+#[allow(dead_code)] // never built: the schema is all it is for
+pub struct PositiveAmount(Decimal);
 
 impl Amount {
     pub fn value(self) -> Decimal {

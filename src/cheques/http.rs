@@ -81,7 +81,7 @@ fn view(cheque: Cheque, balance: Money, code: Option<String>) -> ChequeView {
 /// Issue a cheque from a sponsor's budget. The answer carries the cheque's code, the only time
 /// it is ever shown. Honours `Idempotency-Key` (a replay answers with `code: null`).
 #[utoipa::path(post, path = "/v1/cheques", tag = "cheques", request_body = ChequeInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response (without the code) for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response (without the code) for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = ChequeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn issue_cheque(
@@ -159,8 +159,10 @@ pub(crate) struct ChequesQuery {
     /// Only the cheques in this status (`spent`: active with nothing left on it).
     status: Option<ChequeStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::books::{EntryKind, chart};
 use crate::fields::{self, Email, FieldError};
 use crate::ledger::{self, LedgerError, NewEntry};
-use crate::money::{Amount, Currency, Money, MoneyError};
+use crate::money::{Amount, Currency, Money, MoneyError, PositiveAmount};
 use crate::outbox::{self, EventType};
 use crate::paging::PageRequest;
 use crate::projects::Theme;
@@ -106,10 +106,12 @@ pub struct ChequeInput {
     pub beneficiary_name: String,
     #[schema(example = "camille@example.org")]
     pub beneficiary_email: String,
-    #[schema(value_type = String, example = "2000.00")]
+    #[schema(value_type = PositiveAmount, example = "2000.00")]
     pub face_value: Amount,
     #[schema(value_type = String, example = "EUR")]
     pub currency: Currency,
+    /// In the future.
+    #[schema(example = "2099-12-31T23:59:59Z")]
     pub expires_at: DateTime<Utc>,
     /// Spendable only on projects with one of these themes (any theme when absent or empty).
     pub eligible_themes: Option<Vec<Theme>>,

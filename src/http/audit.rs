@@ -260,8 +260,10 @@ pub(crate) struct AuditQuery {
     /// Only writes made with this key.
     key_id: Option<Uuid>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -91,15 +91,17 @@ crate::page_of!(
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeysQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
 /// Create an API key. Its secret is in this answer only. Honours `Idempotency-Key`: a replay
 /// answers the same key with `key: null`, as the secret is never stored.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = NewKey,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response (without the secret) for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response (without the secret) for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = CreatedKeyView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_key(

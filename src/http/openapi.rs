@@ -100,6 +100,8 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
         FIRST_ITEM,
     ),
     ("GET /v1/ledger/accounts", "200", "/v1/ledger/accounts/{id}", FIRST_ITEM),
+    // No operation answers with an event: they are made by the others, and listed.
+    ("GET /v1/events", "200", "/v1/events/{id}", FIRST_ITEM),
 ];
 
 const FIRST_ITEM: &str = "$response.body#/items/0/id";

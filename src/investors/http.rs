@@ -66,7 +66,7 @@ impl From<Investor> for InvestorView {
 
 /// Register an investor, KYC pending. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/investors", tag = "investors", request_body = InvestorInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = InvestorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_investor(
@@ -101,8 +101,10 @@ pub(crate) struct InvestorsQuery {
     #[param(inline)]
     kyc_status: Option<KycStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -20,7 +20,7 @@ use crate::http::auth::{Auth, BookReaders, Operators};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
-use crate::money::{Amount, Currency, Money, format_amount};
+use crate::money::{Amount, Currency, Money, PositiveAmount, format_amount};
 use crate::paging::{Page, PageRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -170,8 +170,10 @@ pub struct AccountsQuery {
     /// Only accounts whose code starts with this, e.g. `offer:` or `psp:`.
     code_prefix: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -280,8 +282,10 @@ async fn get_account(
 #[serde(deny_unknown_fields)]
 pub struct LinesQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page (default: from the start).
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -311,6 +315,7 @@ async fn account_entries(
 pub struct PostingInput {
     account_id: Uuid,
     side: Side,
+    #[schema(value_type = PositiveAmount)]
     amount: Amount,
     #[schema(example = "EUR")]
     currency: String,
@@ -319,9 +324,13 @@ pub struct PostingInput {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostEntry {
-    /// Idempotency key: the same reference and postings again return the first entry.
+    /// Idempotency key: the same reference and postings again return the first entry. 1 to 193
+    /// bytes (the document can bound only characters).
+    #[schema(min_length = 1, max_length = 193, example = "adjustment-2026-05")]
     reference: String,
+    #[schema(max_length = 500)]
     memo: Option<String>,
+    #[schema(min_items = 2)]
     postings: Vec<PostingInput>,
 }
 

@@ -26,7 +26,7 @@ use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::keys::Role;
-use crate::money::Amount;
+use crate::money::{Amount, PositiveAmount};
 use crate::pledges::http::PledgePage;
 use crate::pledges::view::PledgeView;
 use crate::projects::ProjectError;
@@ -51,21 +51,33 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CreateOffer {
     #[schema(example = "EUR")]
     currency: String,
+    #[schema(value_type = PositiveAmount, example = "10.00")]
     share_price: Amount,
     /// All-or-nothing threshold: a whole number of shares at share_price.
+    #[schema(value_type = PositiveAmount, example = "5000.00")]
     min_target: Amount,
     /// Hard cap: a whole number of shares at share_price.
+    #[schema(value_type = PositiveAmount, example = "20000.00")]
     max_target: Amount,
+    #[schema(value_type = PositiveAmount, example = "100.00")]
     min_ticket: Amount,
+    #[schema(value_type = Option<PositiveAmount>, example = "5000.00")]
     max_ticket: Option<Amount>,
+    #[schema(example = "2026-06-01T00:00:00Z")]
     opens_at: DateTime<Utc>,
+    /// After opens_at.
+    #[schema(example = "2026-07-01T00:00:00Z")]
     closes_at: DateTime<Utc>,
     /// A fraction, e.g. "0.05" for 5%.
+    #[schema(value_type = String, example = "0.05", pattern = r"^0+(\.[0-9]{1,6}0*)?$")]
     success_fee_rate: Amount,
     allocation: Allocation,
     /// Default 1800 (30 minutes).
+    #[schema(minimum = 60, maximum = 604800)]
     payment_window_seconds: Option<i32>,
-    /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5").
+    /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5"),
+    /// from 1 to 100.
+    #[schema(value_type = Option<String>, example = "5", pattern = r"^(0*([1-9][0-9]?)(\.[0-9]{1,18})?|0*100(\.0{1,18})?)$")]
     oversubscription_limit: Option<Amount>,
 }
 
@@ -182,7 +194,7 @@ async fn view(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<OfferView, ApiE
 
 /// Create a share offer (a funding round) for a project.
 #[utoipa::path(post, path = "/v1/projects/{id}/offers", tag = "offers", params(("id" = Uuid, Path),
-    ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")),
     request_body = CreateOffer, security(("api_key" = [])),
     responses((status = 201, body = OfferView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_offer(
@@ -230,8 +242,10 @@ pub(crate) struct OffersQuery {
     #[param(inline)]
     status: Option<OfferStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -243,8 +257,10 @@ pub(crate) struct ProjectOffersQuery {
     #[param(inline)]
     status: Option<OfferStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -360,8 +376,10 @@ async fn cancel_offer(
 #[serde(deny_unknown_fields)]
 pub(crate) struct PledgesQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -454,7 +472,7 @@ impl From<Payout> for PayoutView {
 
 /// Pay the project what it is owed for a succeeded offer (net of the success fee).
 #[utoipa::path(post, path = "/v1/offers/{id}/payouts", tag = "offers", params(("id" = Uuid, Path),
-    ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")), security(("api_key" = [])),
+    ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")), security(("api_key" = [])),
     responses((status = 201, body = PayoutView, description = "a payout of what the project was still owed"),
               (status = 200, body = PayoutView, description = "the project was owed nothing more: the payout already made"),
               (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -491,8 +509,10 @@ pub(crate) struct PayoutsQuery {
     /// Only the payouts of this offer.
     offer_id: Option<Uuid>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -40,8 +40,10 @@ pub(crate) struct RefundsQuery {
     /// Only refunds in this state: `pending` ones are still owed.
     status: Option<RefundStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -147,8 +147,10 @@ impl std::fmt::Debug for FundingSource {
 pub struct PledgeRequest {
     pub investor_id: Uuid,
     /// A whole number of shares.
+    #[schema(minimum = 1)]
     pub shares: i64,
     /// Where the money comes from; the amounts add up to shares × share_price.
+    #[schema(min_items = 1, max_items = 10)]
     pub funding: Vec<FundingSource>,
     /// Required (true) for a non-sophisticated investor whose live pledges on the offer, this one
     /// included, come to more than the risk-warning threshold.

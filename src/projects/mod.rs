@@ -191,6 +191,17 @@ pub struct IndicatorInput {
     pub target: Amount,
 }
 
+/// `themes` in the document: one to eight, each once (utoipa has no `unique_items` attribute).
+fn distinct_themes() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("Theme"))
+        .description(Some("One to eight distinct themes."))
+        .min_items(Some(1))
+        .max_items(Some(8))
+        .unique_items(true)
+        .build()
+}
+
 /// A project as a client describes it, before any rule is applied.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +216,7 @@ pub struct ProjectInput {
     #[schema(example = "Pays de Brest")]
     pub territory: String,
     /// One to eight distinct themes.
+    #[schema(schema_with = distinct_themes)]
     pub themes: Vec<Theme>,
     /// At most 20,000 characters.
     pub description: String,

@@ -19,7 +19,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::money::{Amount, Currency, Money, MoneyView};
+use crate::money::{Amount, Currency, Money, MoneyView, PositiveAmount};
 use crate::paging::{Page, PageRequest};
 use crate::payments::provider::PaymentRef;
 
@@ -67,8 +67,10 @@ crate::page_of!(
 #[serde(deny_unknown_fields)]
 pub(crate) struct SponsorsQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -95,7 +97,7 @@ async fn list_sponsors(
 
 /// Register a sponsor, with an empty budget. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/sponsors", tag = "sponsors", request_body = SponsorInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = SponsorView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_sponsor(
@@ -134,7 +136,7 @@ async fn get_sponsor(
 #[serde(deny_unknown_fields)]
 pub struct DepositInput {
     /// More than zero, in the currency's precision.
-    #[schema(value_type = String, example = "10000.00")]
+    #[schema(value_type = PositiveAmount, example = "10000.00")]
     amount: Amount,
     #[schema(value_type = String, example = "EUR")]
     currency: Currency,
@@ -171,7 +173,7 @@ impl From<Deposit> for DepositView {
 /// Request a deposit into the sponsor's budget from the payment provider. The budget grows only
 /// when the provider confirms it by its signed webhook. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/sponsors/{id}/deposits", tag = "sponsors", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")),
     request_body = DepositInput, security(("api_key" = [])),
     responses((status = 201, body = DepositView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_deposit(
@@ -208,8 +210,10 @@ pub(crate) struct DepositsQuery {
     /// Only the deposits in this status.
     status: Option<DepositStatus>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

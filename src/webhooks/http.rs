@@ -38,6 +38,7 @@ pub struct CreateEndpoint {
     #[schema(example = "https://platform.example/hooks/crowdledger")]
     url: String,
     /// Event types to receive, e.g. ["pledge.funded", "offer.succeeded"].
+    #[schema(value_type = Vec<EventType>, min_items = 1, example = json!(["pledge.funded", "offer.succeeded"]))]
     events: Vec<String>,
 }
 
@@ -126,7 +127,7 @@ async fn checked_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 /// Register an endpoint for events. Its signing secret is returned once. Honours
 /// `Idempotency-Key` (a replay answers with `secret: null`: the secret is never stored with it).
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response (without the secret) for the same key and body")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response (without the secret) for the same key and body")),
     security(("api_key" = [])),
     responses((status = 201, body = EndpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_endpoint(
@@ -166,8 +167,10 @@ crate::page_of!(
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -213,6 +216,7 @@ pub struct UpdateEndpoint {
     #[schema(example = "https://platform.example/hooks/crowdledger")]
     url: Option<String>,
     /// Replaces the event types it receives.
+    #[schema(value_type = Option<Vec<EventType>>, min_items = 1, example = json!(["pledge.funded", "offer.succeeded"]))]
     events: Option<Vec<String>>,
     /// `enabled` also re-enables an endpoint the service disabled after a delivery exhausted its
     /// retries; its pending deliveries are then sent. A disabled endpoint receives no new events.

@@ -43,7 +43,7 @@ crate::page_of!(
 /// Pledge shares in an open offer. `Idempotency-Key` is required: the same key and body return
 /// the same pledge; the key with another body is refused.
 #[utoipa::path(post, path = "/v1/offers/{id}/pledges", tag = "pledges", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = String, Header, description = "required; 1 to 255 visible ASCII characters")),
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "required; 1 to 255 visible ASCII characters")),
     request_body = PledgeRequest, security(("api_key" = [])),
     responses((status = 201, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_pledge(
