@@ -225,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
                 &preloaded.investors,
                 args.read_clients,
                 read_for,
+                args.service_pid,
             )
             .await?,
         );

@@ -16,6 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::cpu::{self, PerRequest};
+
 /// The default page size of the lists, which the first pages use.
 const LIMIT: usize = 100;
 
@@ -47,6 +49,8 @@ pub struct RouteReads {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU per read, by process: on a shared machine latency says little alone.
+    pub cpu: Option<PerRequest>,
 }
 
 /// How many preloaded pledges the investors own.
@@ -270,7 +274,13 @@ fn ms(micros: u64) -> f64 {
 }
 
 /// Reads one route from `clients` concurrent clients for `duration`.
-async fn run_route(shared: &Arc<Shared>, route: Route, clients: usize, duration: Duration) -> RouteReads {
+async fn run_route(
+    shared: &Arc<Shared>,
+    route: Route,
+    clients: usize,
+    duration: Duration,
+    service_pid: Option<u32>,
+) -> RouteReads {
     *shared.state.lock().expect("tally poisoned") = Tally {
         latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
         items: 0,
@@ -286,6 +296,7 @@ async fn run_route(shared: &Arc<Shared>, route: Route, clients: usize, duration:
         .expect("a plain HTTP client builds");
     // Connect first: the phase measures requests, not TCP handshakes.
     futures::future::join_all((0..clients).map(|_| client.get(format!("{}/health", shared.base)).send())).await;
+    let before = cpu::Sample::now(service_pid);
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..clients)
@@ -311,6 +322,7 @@ async fn run_route(shared: &Arc<Shared>, route: Route, clients: usize, duration:
         t.await.expect("a reader task panicked");
     }
     let seconds = started.elapsed().as_secs_f64();
+    let after = cpu::Sample::now(service_pid);
     let t = shared.state.lock().expect("tally poisoned");
     let requests = t.latency.len();
     RouteReads {
@@ -332,6 +344,7 @@ async fn run_route(shared: &Arc<Shared>, route: Route, clients: usize, duration:
         p95_ms: ms(t.latency.value_at_quantile(0.95)),
         p99_ms: ms(t.latency.value_at_quantile(0.99)),
         max_ms: ms(t.latency.max()),
+        cpu: PerRequest::between(before, after, requests),
     }
 }
 
@@ -343,6 +356,7 @@ pub async fn read(
     investors: &[Uuid],
     clients: usize,
     duration: Duration,
+    service_pid: Option<u32>,
 ) -> anyhow::Result<Portfolio> {
     anyhow::ensure!(!investors.is_empty(), "no preloaded investors to read");
     let heavy: Vec<Uuid> = investors.iter().take(HEAVY).copied().collect();
@@ -390,10 +404,20 @@ pub async fn read(
     let mut routes = Vec::new();
     let (mut failures, mut first_failures) = (0, Vec::new());
     for route in [Route::Pledges, Route::Holdings] {
-        let reads = run_route(&shared, route, clients, duration).await;
+        let reads = run_route(&shared, route, clients, duration, service_pid).await;
         eprintln!(
-            "  {}: {:.0}/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.1} items a page",
-            reads.route, reads.per_second, reads.p50_ms, reads.p95_ms, reads.p99_ms, reads.max_ms, reads.items_per_page
+            "  {}: {:.0}/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.1} items a page, CPU µs a read: {}",
+            reads.route,
+            reads.per_second,
+            reads.p50_ms,
+            reads.p95_ms,
+            reads.p99_ms,
+            reads.max_ms,
+            reads.items_per_page,
+            reads.cpu.map_or("?".into(), |c| format!(
+                "service {:.0}, Postgres {:.0}, generator {:.0}",
+                c.service_us, c.postgres_us, c.generator_us
+            ))
         );
         let t = shared.state.lock().expect("tally poisoned");
         failures += t.failures;

@@ -333,13 +333,13 @@ impl Report {
                 "\nPortfolio reads after the preload, through the HTTP API: {} of the {} investors \
                  evenly drawn, and one read in {} of the {} heaviest. Preloaded pledges per investor: \
                  median {}, p90 {}, p99 {}, max {} (the heavy ones read: at least {}).\n\n\
-                 | route | clients | per second | p50 ms | p95 ms | p99 ms | max ms | requests | second pages | items a page |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                 | route | clients | per second | p50 ms | p95 ms | p99 ms | max ms | requests | second pages | items a page | CPU µs a read: service, Postgres |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
                 p.sample, s.investors, p.heavy_every, p.heavy, s.median, s.p90, s.p99, s.max, s.heavy_min
             ));
             for r in &p.routes {
                 md.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} |\n",
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {} |\n",
                     r.route,
                     r.clients,
                     r.per_second,
@@ -349,7 +349,9 @@ impl Report {
                     r.max_ms,
                     r.requests,
                     r.second_pages,
-                    r.items_per_page
+                    r.items_per_page,
+                    r.cpu
+                        .map_or("?".into(), |c| format!("{:.0}, {:.0}", c.service_us, c.postgres_us))
                 ));
             }
             md.push_str(&format!(
