@@ -88,7 +88,8 @@ impl Portfolio {
 }
 
 /// A page as the generator reads it: only the fields it checks, the rest skipped unparsed (a
-/// `serde_json::Value` of every field was a fifth of the machine's CPU per read).
+/// `serde_json::Value` of every field took 460 µs of CPU a pledge page, this 140 µs, on the
+/// two cores the service and Postgres share with the generator).
 #[derive(Deserialize)]
 struct PageOf {
     items: Vec<Item>,
