@@ -64,40 +64,78 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
-/// Seeds `n` funded card pledges of verified sophisticated investors (one investor for every
-/// two pledges, also seeded) into the open EUR offer `offer`, in SQL, `CHUNK` per transaction.
-pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime<Utc>) -> anyhow::Result<Seeded> {
+/// Whose the seeded pledges are.
+#[derive(Clone, Copy)]
+pub enum Owners<'a> {
+    /// A fresh verified investor for every two pledges: a round's own crowd (the closes).
+    Pairs,
+    /// A platform's investors, drawn with a long tail (see `preload`): the `k`-th of `M` (from
+    /// 0) owns about `n·(√(k+1) − √k)/√M` of the `n` pledges, the first ones thousands.
+    Pool(&'a [Uuid]),
+}
+
+/// Inserts `count` verified sophisticated investors, numbered from `first` in their names and
+/// addresses; returns their ids in that order.
+async fn insert_investors(
+    conn: &mut sqlx::PgConnection,
+    first: i64,
+    count: i64,
+    run: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "insert into investors (id, kind, name, email, country, classification, kyc_status, created_at,
+                                updated_at, kyc_decided_at)
+         select gen_random_uuid(), 'natural', 'Seeded investor ' || g, 'seeded' || g || '.' || $2 || '@bench.example',
+                'FR', 'sophisticated', 'verified', $3, $3, $3
+           from generate_series($1::bigint, $1::bigint + $4::bigint - 1) g
+          order by g
+         returning id",
+    )
+    .bind(first)
+    .bind(run)
+    .bind(now)
+    .bind(count)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Seeds `n` funded card pledges of verified sophisticated investors (`owners`) into the open EUR
+/// offer `offer`, in SQL, `CHUNK` per transaction.
+pub async fn seed_funded(
+    pool: &sqlx::PgPool,
+    offer: Uuid,
+    n: i64,
+    now: DateTime<Utc>,
+    owners: Owners<'_>,
+) -> anyhow::Result<Seeded> {
     let started = Instant::now();
     let run = Uuid::new_v4().simple().to_string();
+    // The owner of the `g`-th pledge, `$4` being the investors' ids: the pairs' (`$2` is the
+    // chunk's first `g`), or the pool's, the `floor(M·r²)`-th for a uniform `r` in [0, 1).
+    let owner = match owners {
+        Owners::Pairs => "($4::uuid[])[(1 + (g - $2) / 2)::int]",
+        Owners::Pool(_) => "($4::uuid[])[1 + floor(cardinality($4::uuid[]) * power(random(), 2))::int]",
+    };
     let mut shares = 0;
     let mut from = 0;
     while from < n {
         let count = CHUNK.min(n - from);
         let mut tx = pool.begin().await?;
-        let investors: Vec<Uuid> = sqlx::query_scalar(
-            "insert into investors (id, kind, name, email, country, classification, kyc_status, created_at,
-                                    updated_at, kyc_decided_at)
-             select gen_random_uuid(), 'natural', 'Seeded investor ' || g, 'seeded' || g || '.' || $2 || '@bench.example',
-                    'FR', 'sophisticated', 'verified', $3, $3, $3
-               from generate_series($1::bigint, $1::bigint + ($4::bigint + 1) / 2 - 1) g
-             returning id",
-        )
-        .bind(from)
-        .bind(&run)
-        .bind(now)
-        .bind(count)
-        .fetch_all(&mut *tx)
-        .await?;
+        let investors = match owners {
+            Owners::Pairs => insert_investors(&mut tx, from, (count + 1) / 2, &run, now).await?,
+            Owners::Pool(ids) => ids.to_vec(),
+        };
         // The entry that captures the chunk's money (posted below), which its payments name.
         let capture = Uuid::now_v7();
         // One statement: the pledges, their succeeded payments and the offer's reservation. The
         // `g`-th pledge has 1 + g % 5 shares, as `shares_of` says.
-        let (pledged, shares_in_chunk, amount): (i64, i64, Decimal) = sqlx::query_as(
+        let (pledged, shares_in_chunk, amount): (i64, i64, Decimal) = sqlx::query_as(&format!(
             "with o as (select id, currency, share_price, payment_window_seconds from offers
                          where id = $1 and status = 'open'),
                   p as (insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding,
                                              card_amount, status, payment_due_at, created_at)
-                        select gen_random_uuid(), o.id, ($4::uuid[])[(1 + (g - $2) / 2)::int], 1 + g % 5,
+                        select gen_random_uuid(), o.id, {owner}, 1 + g % 5,
                                (1 + g % 5) * o.share_price, o.currency,
                                jsonb_build_array(jsonb_build_object('kind', 'card',
                                    'amount', ((1 + g % 5) * o.share_price)::numeric(20, 2)::text)),
@@ -113,8 +151,8 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
                             from (select gen_random_uuid() as id, p.id as pledge_id, p.amount, p.currency from p) x),
                   r as (update offers set shares_reserved = shares_reserved + (select sum(shares) from p)
                          where id = $1)
-             select count(*), coalesce(sum(shares), 0)::bigint, coalesce(sum(amount), 0) from p",
-        )
+             select count(*), coalesce(sum(shares), 0)::bigint, coalesce(sum(amount), 0) from p"
+        ))
         .bind(offer)
         .bind(from)
         .bind(count)
@@ -163,25 +201,71 @@ pub async fn seed_funded(pool: &sqlx::PgPool, offer: Uuid, n: i64, now: DateTime
     })
 }
 
-/// Seeds `n` funded pledges on offers of their own (at most a million each, within the ECSP
-/// cap), then vacuums, analyzes and checkpoints, as a database holding them for a while would be.
-pub async fn preload(api: &Api, pool: &sqlx::PgPool, n: i64) -> anyhow::Result<Seeded> {
+/// Pledges per preloaded round: a platform's million pledges are many rounds', and a round of
+/// 100,000 closes in seconds.
+const PRELOAD_ROUND: i64 = 100_000;
+
+/// Pledges per investor of the preload, on average.
+const PLEDGES_PER_INVESTOR: i64 = 50;
+
+/// What the preload left: its pledges and the platform's investors who own them.
+pub struct Preloaded {
+    pub seeded: Seeded,
+    /// The investors, the heaviest first (`Owners::Pool`).
+    pub investors: Vec<Uuid>,
+    pub rounds: usize,
+    /// Rounds closed through the API (not timed): their pledges are holdings.
+    pub closed: usize,
+}
+
+/// Seeds `n` funded pledges on rounds of their own (`PRELOAD_ROUND` each), owned by a pool of
+/// `n / PLEDGES_PER_INVESTOR` investors with a long tail (`Owners::Pool`: with a million, half
+/// own fewer than about 35, one in a hundred over 250, the first ten over 1,000 and the first
+/// 7,000); closes every other round through the API, so investors hold shares; then vacuums,
+/// analyzes and checkpoints, as a database holding them for a while would be.
+pub async fn preload(api: &Api, pool: &sqlx::PgPool, n: i64) -> anyhow::Result<Preloaded> {
     let started = Instant::now();
+    let now = api.now().await?;
+    let run = Uuid::new_v4().simple().to_string();
+    let mut conn = pool.acquire().await?;
+    let investors = insert_investors(&mut conn, 0, (n / PLEDGES_PER_INVESTOR).max(1), &run, now).await?;
+    drop(conn);
     let mut left = n;
     let mut shares = 0;
+    let mut rounds = Vec::new();
     while left > 0 {
-        let count = left.min(1_000_000);
+        let count = left.min(PRELOAD_ROUND);
         let cap = total_shares(count);
         let offer = open_offer(api, "Preloaded round", "first_come", 1, cap).await?;
         let now = api.now().await?;
-        shares += seed_funded(pool, offer.parse()?, count, now).await?.shares;
+        shares += seed_funded(pool, offer.parse()?, count, now, Owners::Pool(&investors))
+            .await?
+            .shares;
+        rounds.push(offer);
         left -= count;
+        eprintln!("  seeded {} of {n} pledges", n - left);
     }
+    // Sold out, so a first_come round closes at once: everything allocated, nothing refunded.
+    let mut closed = 0;
+    for offer in rounds.iter().step_by(2) {
+        api.post(&format!("/v1/offers/{offer}/close"), json!({})).await.ok();
+        let status = settled(api, offer).await?;
+        if status != "succeeded" {
+            bail!("preloaded round {offer} ended {status}, not succeeded");
+        }
+        closed += 1;
+    }
+    eprintln!("  closed {closed} of {} rounds through the API", rounds.len());
     after_seeding(pool, "the flood").await?;
-    Ok(Seeded {
-        pledges: n,
-        shares,
-        seconds: started.elapsed().as_secs_f64(),
+    Ok(Preloaded {
+        seeded: Seeded {
+            pledges: n,
+            shares,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        investors,
+        rounds: rounds.len(),
+        closed,
     })
 }
 
@@ -252,7 +336,7 @@ pub async fn close_round(api: &Api, pool: &sqlx::PgPool, allocation: &str, n: i6
     let offer = open_offer(api, &format!("Closing round {n}"), allocation, (cap / 2).max(1), cap).await?;
     let now = api.now().await?;
     eprintln!("close, {allocation}, {n} pledges: seeding in SQL");
-    let seeded = seed_funded(pool, offer.parse()?, n, now).await?;
+    let seeded = seed_funded(pool, offer.parse()?, n, now, Owners::Pairs).await?;
     after_seeding(pool, "the close").await?;
 
     let started = Instant::now();

@@ -6,12 +6,13 @@
 //! Optionally (`--close-sizes`, `--pro-rata`) it closes big rounds through the API and times
 //! that, and (`--preload`) runs the main flood again with a million pledges already stored.
 //! Both seed their funded pledges in SQL (see `close.rs`): only the flood and the close are
-//! measured.
+//! measured. After the preload it also times the investors' portfolio reads (`portfolio.rs`).
 
 mod chart;
 mod close;
 mod cpu;
 mod load;
+mod portfolio;
 mod report;
 
 // As the service does; glibc's malloc and free were a tenth of the generator's own time.
@@ -74,6 +75,12 @@ struct Args {
     /// compare a hot offer's throughput in an empty database and in a loaded one (0: none).
     #[arg(long, default_value_t = 0)]
     preload: i64,
+    /// Concurrent clients of the portfolio reads after the preload.
+    #[arg(long, default_value_t = 8)]
+    read_clients: usize,
+    /// Seconds each portfolio route is read for (default: half of --duration, at least 2).
+    #[arg(long)]
+    read_seconds: Option<u64>,
     /// Sizes of sold-out `first_come` rounds to close and time, comma-separated (e.g.
     /// 1000,10000,36000,100000); their funded pledges are seeded in SQL.
     #[arg(long, default_value = "")]
@@ -188,12 +195,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let mut preload = None;
+    let mut portfolio = None;
     if args.preload > 0 {
         eprintln!(
             "preload: seeding {} funded pledges in SQL on other offers",
             args.preload
         );
-        let seeded = close::preload(&api, &pool, args.preload).await?;
+        let preloaded = close::preload(&api, &pool, args.preload).await?;
+        let seeded = preloaded.seeded;
         eprintln!("  seeded in {:.1} s", seeded.seconds);
         runs.run(
             &target,
@@ -206,7 +215,20 @@ async fn main() -> anyhow::Result<()> {
             main_flood,
         )
         .await;
-        preload = Some(Preload::new(seeded, &runs.phases[0], &runs.phases[1]));
+        preload = Some(Preload::new(seeded, &preloaded, &runs.phases[0], &runs.phases[1]));
+        let read_for = Duration::from_secs(args.read_seconds.unwrap_or(args.duration / 2).max(2));
+        portfolio = Some(
+            portfolio::read(
+                api.base(),
+                &args.key,
+                &pool,
+                &preloaded.investors,
+                args.read_clients,
+                read_for,
+                args.service_pid,
+            )
+            .await?,
+        );
     }
     if !args.quick {
         // The peak of the database as the open loop finds it: after a preload, the closed loop
@@ -272,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
         peak_rss_mib: args.service_pid.and_then(peak_rss_mib),
         checks,
         preload,
+        portfolio,
         closes,
     };
     std::fs::create_dir_all(&args.out)?;
@@ -283,6 +306,13 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("written to {}", args.out.display());
     if !report.checks.passed() {
         bail!("the benchmark's correctness checks FAILED: {:?}", report.checks);
+    }
+    if let Some(p) = report.portfolio.as_ref().filter(|p| p.failures > 0) {
+        bail!(
+            "{} portfolio reads FAILED (not 200, or a malformed page), first: {:?}",
+            p.failures,
+            p.first_failures
+        );
     }
     if let Some(failed) = report.closes.iter().find(|c| !c.checks.passed()) {
         bail!(

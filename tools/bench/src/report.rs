@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::close::{CloseRun, Seeded};
+use crate::close::{CloseRun, Preloaded, Seeded};
 use crate::cpu::PerRequest;
 use crate::load::{Pace, Recorded, Work};
+use crate::portfolio::{Portfolio, TARGET_P95_MS};
 
 #[derive(Serialize)]
 pub struct Machine {
@@ -189,6 +190,11 @@ pub async fn check(
 pub struct Preload {
     /// Funded pledges seeded in SQL on other offers between the two floods.
     pub pledges: i64,
+    /// The investors who own them, and the rounds they are on.
+    pub investors: usize,
+    pub rounds: usize,
+    /// Rounds closed through the API as part of the preload (so investors hold shares).
+    pub closed_rounds: usize,
     pub seed_seconds: f64,
     pub throughput_before: f64,
     pub throughput_after: f64,
@@ -197,9 +203,12 @@ pub struct Preload {
 }
 
 impl Preload {
-    pub fn new(seeded: Seeded, before: &Phase, after: &Phase) -> Self {
+    pub fn new(seeded: Seeded, preloaded: &Preloaded, before: &Phase, after: &Phase) -> Self {
         Preload {
             pledges: seeded.pledges,
+            investors: preloaded.investors.len(),
+            rounds: preloaded.rounds,
+            closed_rounds: preloaded.closed,
             seed_seconds: seeded.seconds,
             throughput_before: before.throughput,
             throughput_after: after.throughput,
@@ -225,6 +234,8 @@ pub struct Report {
     pub peak_rss_mib: Option<f64>,
     pub checks: Checks,
     pub preload: Option<Preload>,
+    /// The investors' portfolio reads after the preload.
+    pub portfolio: Option<Portfolio>,
     /// Rounds closed through the API, their funded pledges seeded in SQL.
     pub closes: Vec<CloseRun>,
 }
@@ -303,14 +314,55 @@ impl Report {
         ));
         if let Some(p) = &self.preload {
             md.push_str(&format!(
-                "\nPreload: {} funded pledges seeded in SQL on other offers ({:.1} s, not timed), then \
-                 vacuum analyze and a checkpoint. Closed loop before: {:.0}/s; after: {:.0}/s; \
-                 after / before: **{:.0}%**\n",
+                "\nPreload: {} funded pledges of {} investors seeded in SQL on {} other rounds, {} of \
+                 them then closed through the API ({:.1} s, not timed), then vacuum analyze and a \
+                 checkpoint. Closed loop before: {:.0}/s; after: {:.0}/s; after / before: **{:.0}%**\n",
                 p.pledges,
+                p.investors,
+                p.rounds,
+                p.closed_rounds,
                 p.seed_seconds,
                 p.throughput_before,
                 p.throughput_after,
                 p.ratio * 100.0
+            ));
+        }
+        if let Some(p) = &self.portfolio {
+            let s = &p.pledges_per_investor;
+            md.push_str(&format!(
+                "\nPortfolio reads after the preload, through the HTTP API: {} of the {} investors \
+                 evenly drawn, and one read in {} of the {} heaviest. Preloaded pledges per investor: \
+                 median {}, p90 {}, p99 {}, max {} (the heavy ones read: at least {}).\n\n\
+                 | route | clients | per second | p50 ms | p95 ms | p99 ms | max ms | requests | second pages | items a page | CPU µs a read: service, Postgres |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                p.sample, s.investors, p.heavy_every, p.heavy, s.median, s.p90, s.p99, s.max, s.heavy_min
+            ));
+            for r in &p.routes {
+                md.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {} |\n",
+                    r.route,
+                    r.clients,
+                    r.per_second,
+                    r.p50_ms,
+                    r.p95_ms,
+                    r.p99_ms,
+                    r.max_ms,
+                    r.requests,
+                    r.second_pages,
+                    r.items_per_page,
+                    r.cpu
+                        .map_or("?".into(), |c| format!("{:.0}, {:.0}", c.service_us, c.postgres_us))
+                ));
+            }
+            md.push_str(&format!(
+                "\nTarget p95 of `GET /v1/investors/{{id}}/pledges` ≤ {TARGET_P95_MS} ms: **{}**. \
+                 Failed reads (not 200, or a malformed page): {}.\n",
+                match p.pledges_p95_met() {
+                    Some(true) => "met",
+                    Some(false) => "not met",
+                    None => "not measured",
+                },
+                p.failures
             ));
         }
         if !self.closes.is_empty() {

@@ -91,7 +91,7 @@ async fn the_load_generator_floods_checks_and_reports(pool: PgPool) {
 }
 
 /// The close scenario and the preload, small: rounds seeded in SQL, closed through the API,
-/// timed and checked; the main flood run again after the preload.
+/// timed and checked; the main flood run again after the preload, then the portfolio reads.
 #[sqlx::test(migrations = "../../migrations")]
 async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
     let args = [
@@ -125,7 +125,35 @@ async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
     );
     let preload = &report["preload"];
     assert_eq!(preload["pledges"], 500);
+    // One investor for fifty pledges; one round, closed through the API.
+    assert_eq!(preload["investors"], 10);
+    assert_eq!(
+        (preload["rounds"].as_i64(), preload["closed_rounds"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert!(preload["ratio"].as_f64().unwrap() > 0.0, "{preload}");
+    // The portfolio reads after it: both routes read, every page well formed.
+    let portfolio = &report["portfolio"];
+    assert_eq!(portfolio["failures"], 0, "{portfolio:#}");
+    assert_eq!(portfolio["pledges_per_investor"]["investors"], 10, "{portfolio:#}");
+    let routes = portfolio["routes"].as_array().unwrap();
+    let names: Vec<&str> = routes.iter().map(|r| r["route"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["GET /v1/investors/{id}/pledges", "GET /v1/investors/{id}/holdings"]
+    );
+    for route in routes {
+        assert!(route["requests"].as_i64().unwrap() > 0, "{route}");
+        assert!(route["per_second"].as_f64().unwrap() > 0.0, "{route}");
+        assert!(
+            route["p95_ms"].as_f64().unwrap() >= route["p50_ms"].as_f64().unwrap(),
+            "{route}"
+        );
+        // Every investor owns pledges on the one closed round, so holds shares in it.
+        assert!(route["items_per_page"].as_f64().unwrap() >= 1.0, "{route}");
+    }
+    // 50 pledges a head on average, more than a page for the heavy ones: some second pages.
+    assert!(routes[0]["second_pages"].as_i64().unwrap() > 0, "{portfolio:#}");
 
     let closes = report["closes"].as_array().unwrap();
     assert_eq!(closes.len(), 2, "{report:#}");
@@ -174,7 +202,14 @@ async fn the_load_generator_closes_seeded_rounds_and_preloads(pool: PgPool) {
     let markdown = std::fs::read_to_string(out.join("bench.md")).unwrap();
     assert!(markdown.contains("SEEDED IN SQL"), "{markdown}");
     assert!(markdown.contains("| pro_rata | 300 |"), "{markdown}");
-    assert!(markdown.contains("500 funded pledges seeded in SQL"), "{markdown}");
+    assert!(
+        markdown.contains("500 funded pledges of 10 investors seeded in SQL"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| GET /v1/investors/{id}/pledges | 8 |"),
+        "{markdown}"
+    );
     std::fs::remove_dir_all(&out).ok();
     served.terminate().await;
 }
