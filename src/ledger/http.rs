@@ -205,7 +205,7 @@ pub struct CreateAccount {
     /// Must start with `manual:`; domain accounts are opened by the service itself.
     #[schema(example = "manual:bank-fees")]
     code: String,
-    #[schema(example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     currency: String,
     kind: AccountKind,
     #[serde(default)]
@@ -317,7 +317,7 @@ pub struct PostingInput {
     side: Side,
     #[schema(value_type = PositiveAmount)]
     amount: Amount,
-    #[schema(example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     currency: String,
 }
 

@@ -46,10 +46,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_payout))
 }
 
+/// In the document only: the currencies an offer may be in ([`Terms::parse`](crate::offers::Terms)).
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)] // never built: the schema is all it is for
+enum OfferCurrency {
+    EUR,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOffer {
-    #[schema(example = "EUR")]
+    /// Only EUR for now: the ECSP cap is in euros and the service has no exchange rates.
+    #[schema(value_type = OfferCurrency)]
     currency: String,
     #[schema(value_type = PositiveAmount, example = "10.00")]
     share_price: Amount,
