@@ -82,6 +82,7 @@ pub struct CreateOffer {
     allocation: Allocation,
     /// Default 1800 (30 minutes).
     #[schema(minimum = 60, maximum = 604800)]
+    #[serde(default, deserialize_with = "crate::fields::whole_opt")]
     payment_window_seconds: Option<i32>,
     /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5"),
     /// from 1 to 100.
