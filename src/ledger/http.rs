@@ -203,7 +203,7 @@ async fn list_accounts(
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// Must start with `manual:`; domain accounts are opened by the service itself.
-    #[schema(example = "manual:bank-fees")]
+    #[schema(example = "manual:bank-fees", pattern = r"^manual:[a-z0-9_.:-]{0,193}$")]
     code: String,
     #[schema(value_type = crate::money::CurrencyCode)]
     currency: String,
