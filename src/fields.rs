@@ -186,6 +186,32 @@ impl<'de> Deserialize<'de> for Country {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    struct Counts {
+        #[serde(deserialize_with = "whole")]
+        shares: i64,
+        #[serde(default, deserialize_with = "whole_opt")]
+        window: Option<i32>,
+    }
+
+    #[test]
+    fn whole_numbers_are_taken_with_or_without_a_zero_fraction() {
+        let c: Counts = serde_json::from_str(r#"{"shares": 208.0, "window": 60.0}"#).unwrap();
+        assert_eq!((c.shares, c.window), (208, Some(60)));
+        let c: Counts = serde_json::from_str(r#"{"shares": 3}"#).unwrap();
+        assert_eq!((c.shares, c.window), (3, None));
+        let c: Counts = serde_json::from_str(r#"{"shares": 3, "window": null}"#).unwrap();
+        assert_eq!(c.window, None);
+        for bad in [
+            r#"{"shares": 2.5}"#,
+            r#"{"shares": "3"}"#,
+            r#"{"shares": 1e300}"#,
+            r#"{"shares": 1, "window": 3000000000}"#,
+        ] {
+            assert!(serde_json::from_str::<Counts>(bad).is_err(), "{bad} accepted");
+        }
+    }
+
     #[test]
     fn countries_are_assigned_alpha_2_codes_in_capitals() {
         for good in ["FR", "BE", "DE", "GB", "XK", "AD", "ZW"] {
@@ -267,4 +293,49 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `#[serde(deserialize_with = "crate::fields::whole")]` on a body's integer field: the JSON
+/// number as an integer, also when written with a zero fraction (`5.0`), which JSON Schema (and
+/// so the OpenAPI document's `type: integer`) counts as an integer; a fraction or a value out of
+/// the field's range is refused. Money is never a JSON number, so nothing is rounded here.
+pub fn whole<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    struct Whole;
+    impl de::Visitor<'_> for Whole {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &"an integer in range"))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+            // Exact for every integral float below 2^53, far beyond any count this API takes.
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    let int = d.deserialize_any(Whole)?;
+    T::try_from(int).map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(int), &"an integer in range"))
+}
+
+/// [`whole`] for an optional field (absent or null is `None`); needs `#[serde(default)]`.
+pub fn whole_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<i64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Whole<T>>::deserialize(d)?.map(|w| w.0))
 }

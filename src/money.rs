@@ -102,6 +102,36 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
+/// In the document only: a currency code [`Currency::parse`] accepts (an ISO 4217 code with
+/// minor units), EUR first as the service's default. A route may still refuse one that differs
+/// from its object's own currency (`currency_mismatch`).
+#[allow(dead_code)] // never built: the schema is all it is for
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let letters = || b'A'..=b'Z';
+        let mut codes = vec![Currency::EUR.code().to_string()];
+        for a in letters() {
+            for b in letters() {
+                for c in letters() {
+                    let code = String::from_utf8(vec![a, b, c]).expect("ASCII");
+                    if Currency::parse(&code).is_ok() && code != Currency::EUR.code() {
+                        codes.push(code);
+                    }
+                }
+            }
+        }
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(codes))
+            .examples([serde_json::json!("EUR")])
+            .into()
+    }
+}
+
+impl ToSchema for CurrencyCode {}
+
 /// A decimal amount as it arrives in JSON: a string of plain decimal digits. Its currency is not
 /// known yet, so it becomes [`Money`] only with [`Money::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]

@@ -108,7 +108,7 @@ pub struct ChequeInput {
     pub beneficiary_email: String,
     #[schema(value_type = PositiveAmount, example = "2000.00")]
     pub face_value: Amount,
-    #[schema(value_type = String, example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     pub currency: Currency,
     /// In the future.
     #[schema(example = "2099-12-31T23:59:59Z")]

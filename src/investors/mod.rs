@@ -60,7 +60,7 @@ pub(crate) enum InvestorError {
 #[serde(deny_unknown_fields)]
 pub struct NetWorthInput {
     pub amount: Amount,
-    #[schema(value_type = String, example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     pub currency: Currency,
 }
 

@@ -203,9 +203,9 @@ async fn list_accounts(
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// Must start with `manual:`; domain accounts are opened by the service itself.
-    #[schema(example = "manual:bank-fees")]
+    #[schema(example = "manual:bank-fees", pattern = r"^manual:[a-z0-9_.:-]{0,193}$")]
     code: String,
-    #[schema(example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     currency: String,
     kind: AccountKind,
     #[serde(default)]
@@ -317,7 +317,7 @@ pub struct PostingInput {
     side: Side,
     #[schema(value_type = PositiveAmount)]
     amount: Amount,
-    #[schema(example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     currency: String,
 }
 

@@ -46,10 +46,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_payout))
 }
 
+/// In the document only: the currencies an offer may be in ([`Terms::parse`](crate::offers::Terms)).
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)] // never built: the schema is all it is for
+enum OfferCurrency {
+    EUR,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOffer {
-    #[schema(example = "EUR")]
+    /// Only EUR for now: the ECSP cap is in euros and the service has no exchange rates.
+    #[schema(value_type = OfferCurrency)]
     currency: String,
     #[schema(value_type = PositiveAmount, example = "10.00")]
     share_price: Amount,
@@ -74,6 +82,7 @@ pub struct CreateOffer {
     allocation: Allocation,
     /// Default 1800 (30 minutes).
     #[schema(minimum = 60, maximum = 604800)]
+    #[serde(default, deserialize_with = "crate::fields::whole_opt")]
     payment_window_seconds: Option<i32>,
     /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5"),
     /// from 1 to 100.

@@ -148,6 +148,7 @@ pub struct PledgeRequest {
     pub investor_id: Uuid,
     /// A whole number of shares.
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "crate::fields::whole")]
     pub shares: i64,
     /// Where the money comes from; the amounts add up to shares × share_price.
     #[schema(min_items = 1, max_items = 10)]

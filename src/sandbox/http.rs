@@ -249,6 +249,7 @@ async fn get_clock(State(state): State<AppState>, _auth: Auth<Operators>) -> Jso
 #[serde(deny_unknown_fields)]
 pub struct MoveClock {
     /// Move by this many seconds (negative moves back).
+    #[serde(default, deserialize_with = "crate::fields::whole_opt")]
     advance_seconds: Option<i64>,
     /// Or set to this time.
     now: Option<DateTime<Utc>>,

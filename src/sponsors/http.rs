@@ -138,7 +138,7 @@ pub struct DepositInput {
     /// More than zero, in the currency's precision.
     #[schema(value_type = PositiveAmount, example = "10000.00")]
     amount: Amount,
-    #[schema(value_type = String, example = "EUR")]
+    #[schema(value_type = crate::money::CurrencyCode)]
     currency: Currency,
 }
 

@@ -63,7 +63,7 @@ pub struct SponsorInput {
     #[schema(example = "prizes@sensetour.example")]
     pub email: Option<String>,
     /// The currency of its budget and cheques; EUR when not given.
-    #[schema(value_type = Option<String>, example = "EUR")]
+    #[schema(value_type = Option<crate::money::CurrencyCode>)]
     pub currency: Option<Currency>,
 }
 
