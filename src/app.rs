@@ -111,8 +111,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let openapi_json = Bytes::from(serde_json::to_vec(&document(&openapi)).expect("the OpenAPI document serialises"));
     let request_id = HeaderName::from_static("x-request-id");
     // Innermost, around each route's handler: it needs the matched route and its `{id}`.
+    let recorder = crate::http::audit::Recorder {
+        trail: state.audit.clone(),
+        clock: state.clock.clone(),
+    };
     api.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
+        recorder,
         crate::http::audit::record,
     ))
     .route(

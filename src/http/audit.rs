@@ -41,6 +41,8 @@ const QUEUE: usize = 16_384;
 const BATCH: usize = 1000;
 /// Tries of one batch before its rows are given up (and logged, so they can be restored).
 const TRIES: u32 = 8;
+/// How long the writer gathers records under load before it stores them.
+const GATHER: Duration = Duration::from_millis(50);
 
 enum Message {
     Record(Record),
@@ -95,6 +97,20 @@ impl AuditTrail {
 async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Message>) {
     let mut messages = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        // Under load, gather a while longer: one insert and one commit per GATHER, not per
+        // handful of requests, so the trail does not compete with the writes it records for
+        // the WAL's flushes. A reader waiting on a flush is not kept waiting.
+        let waiting = |m: &[Message]| m.iter().any(|m| matches!(m, Message::Flush(_)));
+        if messages.len() < BATCH && !waiting(&messages) {
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while messages.len() < BATCH && !waiting(&messages) {
+                let more = BATCH - messages.len();
+                match tokio::time::timeout_at(deadline, receiver.recv_many(&mut messages, more)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
         let mut records = Vec::with_capacity(messages.len());
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
@@ -104,7 +120,7 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Message>) {
             }
         }
         if !records.is_empty() {
-            store(&pool, &records).await;
+            store(&pool, &records, flushes.is_empty()).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -112,12 +128,21 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Message>) {
     }
 }
 
-async fn store(pool: &PgPool, records: &[Record]) {
+async fn store(pool: &PgPool, records: &[Record], lazily: bool) {
     let mut wait = Duration::from_millis(50);
     for attempt in 1..=TRIES {
         let stored = async {
-            let mut conn = pool.acquire().await?;
-            audit::insert_many(&mut conn, records).await
+            let mut tx = pool.begin().await?;
+            if lazily {
+                // The trail's rows are already best effort (a crash loses what is queued): their
+                // commit need not wait for the WAL's flush, which the writes themselves wait
+                // for. A reader's flush (`GET /v1/audit-log`) commits durably.
+                sqlx::query("set local synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            audit::insert_many(&mut tx, records).await?;
+            tx.commit().await
         };
         match stored.await {
             Ok(()) => return,
@@ -137,7 +162,15 @@ async fn store(pool: &PgPool, records: &[Record]) {
 /// The middleware: for a write (POST, PUT, PATCH, DELETE) that succeeded (2xx) for a caller with
 /// a key, queues its record. A replay of an idempotent request changed nothing and is not
 /// recorded; a provider's webhook has no key and is recorded in `inbound_events` instead.
-pub(crate) async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// What the middleware needs, and no more: it runs on every request, the hot pledge path's
+/// included, so it clones two handles rather than the whole state.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    pub trail: AuditTrail,
+    pub clock: crate::clock::Clock,
+}
+
+pub(crate) async fn record(State(recorder): State<Recorder>, request: Request, next: Next) -> Response {
     if !matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -162,7 +195,7 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
     if !status.is_success() || response.headers().contains_key("idempotent-replayed") {
         return response;
     }
-    let at = state.clock.now();
+    let at = recorder.clock.now();
     // A create names what it made in its body; other writes act on the path's `{id}`.
     let (response, object_id) = match path_id {
         Some(id) if status != StatusCode::CREATED => (response, Some(id)),
@@ -171,8 +204,8 @@ pub(crate) async fn record(State(state): State<AppState>, request: Request, next
             (response, made.or(path_id))
         }
     };
-    state
-        .audit
+    recorder
+        .trail
         .record(Record {
             id: Uuid::now_v7(),
             at,
@@ -198,6 +231,17 @@ async fn id_in_body(response: Response) -> (Response, Option<String>) {
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return (Response::from_parts(parts, Body::empty()), None);
     };
+    // Views put their `id` first: read it without parsing the body (a pledge's is on the hot
+    // path); anything else is parsed.
+    if let Some(id) = bytes
+        .strip_prefix(br#"{"id":""#)
+        .and_then(|rest| rest.get(..36))
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .filter(|id| Uuid::parse_str(id).is_ok())
+    {
+        let id = id.to_owned();
+        return (Response::from_parts(parts, Body::from(bytes)), Some(id));
+    }
     let id = serde_json::from_slice::<WithId>(&bytes)
         .ok()
         .and_then(|b| b.id)
@@ -288,5 +332,5 @@ async fn list_audit_log(
     state.audit.flush().await;
     let mut conn = state.pool.acquire().await?;
     let rows = audit::page(&mut conn, &filter, &request).await?;
-    Ok(Json(Page::of(rows, &request, |r| (r.at, r.id)).into()))
+    Ok(Json(Page::of(rows, &request, |r| r.id).into()))
 }

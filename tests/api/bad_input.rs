@@ -17,6 +17,9 @@ const SANDBOX_SECRET: &str = "whsec_c2FuZGJveC1kZXZlbG9wbWVudC1zZWNyZXQtY2hhbmdl
 
 /// Rows per table, every table of the schema: what a refused request must leave as it was.
 async fn snapshot(app: &TestApp) -> BTreeMap<String, i64> {
+    // The audit trail is written a moment after its writes: reading it waits for every row
+    // queued, so the counts include the trail of what was done before.
+    assert_eq!(app.get("/v1/audit-log?limit=1").await.status, 200);
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_name::text from information_schema.tables
           where table_schema = current_schema() and table_type = 'BASE TABLE' and table_name <> '_sqlx_migrations'",
