@@ -7,8 +7,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
 
 /// A page's size when the client names none.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -77,6 +80,22 @@ impl<T> Page<T> {
             next_cursor: self.next_cursor,
         }
     }
+}
+
+/// The key of a newest-first list: the last row's `(created_at, id)`.
+pub type NewestFirst = (DateTime<Utc>, Uuid);
+
+/// Ends a newest-first list's query (its conditions so far follow a `where`): the rows after
+/// `after`, newest first, `fetch` of them. One place for the keyset every such list shares.
+pub fn push_newest_first(q: &mut QueryBuilder<'_, Postgres>, after: Option<NewestFirst>, fetch: i64) {
+    if let Some((at, id)) = after {
+        q.push(" and (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" order by created_at desc, id desc limit ").push_bind(fetch);
 }
 
 /// A cursor for a key.

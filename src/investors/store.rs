@@ -126,14 +126,7 @@ pub(crate) async fn list(
     if let Some(status) = filter.kyc_status {
         q.push(" and kyc_status = ").push_bind(status);
     }
-    if let Some((at, id)) = after {
-        q.push(" and (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    crate::paging::push_newest_first(&mut q, after, limit);
     let rows: Vec<InvestorRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     rows.into_iter().map(Investor::try_from).collect()
 }

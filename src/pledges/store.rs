@@ -276,14 +276,7 @@ pub(crate) async fn of_investor(
     if let Some(status) = filter.status {
         q.push(" and status = ").push_bind(status);
     }
-    if let Some((at, id)) = after {
-        q.push(" and (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    crate::paging::push_newest_first(&mut q, after, limit);
     let rows: Vec<PledgeRow> = q.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().map(Pledge::from).collect())
 }

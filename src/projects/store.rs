@@ -148,14 +148,7 @@ pub async fn list(
             .push_bind(territory.clone())
             .push(")");
     }
-    if let Some((at, id)) = after {
-        q.push(" and (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ").push_bind(limit);
+    crate::paging::push_newest_first(&mut q, after, limit);
     let rows: Vec<ProjectRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     rows.into_iter().map(Project::try_from).collect()
 }

@@ -94,15 +94,7 @@ pub(crate) async fn of_sponsor(
     if let Some(status) = status {
         q.push(" and status = ").push_bind(status);
     }
-    if let Some((at, id)) = page.after {
-        q.push(" and (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ")
-        .push_bind(page.fetch());
+    crate::paging::push_newest_first(&mut q, page.after, page.fetch());
     q.build_query_as().fetch_all(conn).await
 }
 

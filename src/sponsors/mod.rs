@@ -129,16 +129,8 @@ pub type ListKey = (DateTime<Utc>, Uuid);
 
 /// Sponsors, newest first, a page at a time.
 pub(crate) async fn list(conn: &mut PgConnection, page: &PageRequest<ListKey>) -> sqlx::Result<Vec<Sponsor>> {
-    let mut q = QueryBuilder::new(format!("select {COLUMNS} from sponsors"));
-    if let Some((at, id)) = page.after {
-        q.push(" where (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ")
-        .push_bind(page.fetch());
+    let mut q = QueryBuilder::new(format!("select {COLUMNS} from sponsors where true"));
+    crate::paging::push_newest_first(&mut q, page.after, page.fetch());
     q.build_query_as().fetch_all(conn).await
 }
 

@@ -118,15 +118,7 @@ pub(crate) async fn endpoints(conn: &mut PgConnection, page: &PageRequest<Endpoi
     let mut q = QueryBuilder::new(format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints where deleted_at is null"
     ));
-    if let Some((at, id)) = page.after {
-        q.push(" and (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" order by created_at desc, id desc limit ")
-        .push_bind(page.fetch());
+    crate::paging::push_newest_first(&mut q, page.after, page.fetch());
     q.build_query_as().fetch_all(conn).await
 }
 
