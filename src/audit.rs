@@ -10,6 +10,15 @@ use uuid::Uuid;
 use crate::keys::Role;
 use crate::paging::PageRequest;
 
+/// Who made a write: the key, and its role. Kept on the rows of writes recorded where they are
+/// made rather than in `audit_log` (a pledge's, on the hot path: `pledges.made_by_*`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Author {
+    /// None for the bootstrap operator key, which is not stored.
+    pub key_id: Option<Uuid>,
+    pub role: Role,
+}
+
 /// One write made through the API.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub(crate) struct Record {

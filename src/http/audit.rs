@@ -33,6 +33,7 @@ use crate::http::extract::AppQuery;
 use crate::http::state::AppState;
 use crate::keys::Role;
 use crate::paging::{Page, PageRequest};
+use crate::pledges;
 
 /// Records waiting for the writer; when it falls this far behind, writers wait for room rather
 /// than lose a record.
@@ -159,6 +160,16 @@ async fn store(pool: &PgPool, records: &[Record], lazily: bool) {
     }
 }
 
+/// Marks a write's answer whose author its own row keeps (a pledge's: `pledges.made_by_*`), so
+/// the middleware writes no record of it: `GET /v1/audit-log` reads those rows too.
+pub(crate) fn recorded_where_made(mut response: Response) -> Response {
+    response.extensions_mut().insert(RecordedWhereMade);
+    response
+}
+
+#[derive(Clone, Copy)]
+struct RecordedWhereMade;
+
 /// The middleware: for a write (POST, PUT, PATCH, DELETE) that succeeded (2xx) for a caller with
 /// a key, queues its record. A replay of an idempotent request changed nothing and is not
 /// recorded; a provider's webhook has no key and is recorded in `inbound_events` instead.
@@ -192,7 +203,10 @@ pub(crate) async fn record(State(recorder): State<Recorder>, request: Request, n
     let (Some(caller), Some(route)) = (slot.get(), route) else {
         return response;
     };
-    if !status.is_success() || response.headers().contains_key("idempotent-replayed") {
+    if !status.is_success()
+        || response.headers().contains_key("idempotent-replayed")
+        || response.extensions().get::<RecordedWhereMade>().is_some()
+    {
         return response;
     }
     let at = recorder.clock.now();
@@ -331,6 +345,17 @@ async fn list_audit_log(
     // Every write answered before this request is in the trail it reads.
     state.audit.flush().await;
     let mut conn = state.pool.acquire().await?;
-    let rows = audit::page(&mut conn, &filter, &request).await?;
+    let mut rows = audit::page(&mut conn, &filter, &request).await?;
+    // Pledges keep their author on their own row (`recorded_where_made`): their creations are
+    // merged in, in the same order (both ids are UUIDv7). An object id that is no UUID is no
+    // pledge's.
+    let pledge = filter.object_id.as_deref().map(Uuid::parse_str);
+    if !matches!(pledge, Some(Err(_))) {
+        let pledge = pledge.and_then(Result::ok);
+        let made = pledges::store::creations(&mut conn, pledge, filter.key_id, request.after, request.fetch()).await?;
+        rows.extend(made);
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        rows.truncate(usize::try_from(request.fetch()).unwrap_or(usize::MAX));
+    }
     Ok(Json(Page::of(rows, &request, |r| r.id).into()))
 }

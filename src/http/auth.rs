@@ -89,6 +89,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the author of a write kept for the audit trail.
+    pub(crate) fn author(&self) -> crate::audit::Author {
+        crate::audit::Author {
+            key_id: self.key_id,
+            role: self.role,
+        }
+    }
+
     pub(crate) fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())

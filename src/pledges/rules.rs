@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::store::{self, NewPledge};
 use super::{Pledge, PledgeError, PledgeStatus, REFLECTION_PERIOD_DAYS};
+use crate::audit::Author;
 use crate::cheques::redeem::{self, Spend};
 use crate::db::errors::ResultExt;
 use crate::investors::{self, Classification, Investor, KycStatus};
@@ -376,10 +377,11 @@ pub(crate) fn judge_card(
 /// Holds a checked pledge to its limits over the investor's total on the offer, writes it, its
 /// payment (through `card`, the provider card money goes to) and its event, and reserves its
 /// shares (last, to hold the offer's row lock as briefly as possible). Call inside a transaction.
-pub async fn create(
+pub(crate) async fn create(
     conn: &mut PgConnection,
     checked: Checked,
     card: Option<&dyn PaymentProvider>,
+    author: Author,
     now: DateTime<Utc>,
 ) -> Result<(Pledge, Option<Payment>), PledgeError> {
     let Checked {
@@ -400,7 +402,7 @@ pub async fn create(
         let before = totals.get(&pledge.investor_id).copied().unwrap_or_default();
         limits.check(before, pledge.amount)?;
     }
-    let pledge = store::insert(conn, &pledge, now).await?;
+    let pledge = store::insert(conn, &pledge, author, now).await?;
     let payment = if let Some(provider) = card {
         let money = Money::new(pledge.card_amount, offer.currency)?;
         Some(payments::card::create_payment(conn, provider, pledge.id, money, now).await?)

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Pledge, PledgeStatus};
+use crate::audit::{Author, Record};
 use crate::money::{Currency, Money};
 
 #[derive(sqlx::FromRow)]
@@ -75,12 +76,18 @@ pub struct NewPledge {
     pub in_ticket_totals: bool,
 }
 
-pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) -> sqlx::Result<Pledge> {
+/// Inserts a pledge made by `author` (kept for the audit trail, docs/audit-log.md).
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    p: &NewPledge,
+    author: Author,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Pledge> {
     let row: PledgeRow = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
                               risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
-                              in_ticket_totals)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                              in_ticket_totals, made_by_key, made_by_role)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::api_role)
          returning {COLUMNS}"
     ))
     .bind(p.id)
@@ -96,61 +103,70 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPledge, now: DateTime<Utc>) 
     .bind(p.payment_due_at)
     .bind(now)
     .bind(p.in_ticket_totals)
+    .bind(author.key_id)
+    .bind(author.role.as_str())
     .fetch_one(conn)
     .await?;
     Ok(row.into())
 }
 
-/// Inserts many pledges in one statement (the batcher's); each with its own `created_at`.
-/// Returns them in the order given.
+/// Inserts many pledges in one statement (the batcher's); each with its own `created_at` and
+/// author. Returns them in the order given.
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
-    pledges: &[(&NewPledge, DateTime<Utc>)],
+    pledges: &[(&NewPledge, DateTime<Utc>, Author)],
 ) -> sqlx::Result<Vec<Pledge>> {
-    let col = |f: fn(&NewPledge) -> _| pledges.iter().map(|(p, _)| f(p)).collect::<Vec<_>>();
+    let col = |f: fn(&NewPledge) -> _| pledges.iter().map(|(p, ..)| f(p)).collect::<Vec<_>>();
     let ids: Vec<Uuid> = col(|p| p.id);
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
                               risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
-                              in_ticket_totals)
+                              in_ticket_totals, made_by_key, made_by_role)
          select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::numeric[], $6::text[],
                               $7::jsonb[], $8::numeric[], $9::bool[], $10::timestamptz[], $11::timestamptz[],
-                              $12::timestamptz[], $13::bool[])
+                              $12::timestamptz[], $13::bool[], $14::uuid[], $15::api_role[])
          returning {COLUMNS}"
     ))
     .bind(&ids)
     .bind(col(|p| p.offer_id))
     .bind(col(|p| p.investor_id))
-    .bind(pledges.iter().map(|(p, _)| p.shares).collect::<Vec<i64>>())
-    .bind(pledges.iter().map(|(p, _)| p.amount.amount()).collect::<Vec<Decimal>>())
+    .bind(pledges.iter().map(|(p, ..)| p.shares).collect::<Vec<i64>>())
     .bind(
         pledges
             .iter()
-            .map(|(p, _)| p.amount.currency().code())
+            .map(|(p, ..)| p.amount.amount())
+            .collect::<Vec<Decimal>>(),
+    )
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, ..)| p.amount.currency().code())
             .collect::<Vec<&str>>(),
     )
     .bind(
         pledges
             .iter()
-            .map(|(p, _)| p.funding.clone())
+            .map(|(p, ..)| p.funding.clone())
             .collect::<Vec<serde_json::Value>>(),
     )
-    .bind(pledges.iter().map(|(p, _)| p.card_amount).collect::<Vec<Decimal>>())
-    .bind(pledges.iter().map(|(p, _)| p.risk_acknowledged).collect::<Vec<bool>>())
+    .bind(pledges.iter().map(|(p, ..)| p.card_amount).collect::<Vec<Decimal>>())
+    .bind(pledges.iter().map(|(p, ..)| p.risk_acknowledged).collect::<Vec<bool>>())
     .bind(
         pledges
             .iter()
-            .map(|(p, _)| p.reflection_ends_at)
+            .map(|(p, ..)| p.reflection_ends_at)
             .collect::<Vec<Option<DateTime<Utc>>>>(),
     )
     .bind(
         pledges
             .iter()
-            .map(|(p, _)| p.payment_due_at)
+            .map(|(p, ..)| p.payment_due_at)
             .collect::<Vec<DateTime<Utc>>>(),
     )
-    .bind(pledges.iter().map(|(_, now)| *now).collect::<Vec<DateTime<Utc>>>())
-    .bind(pledges.iter().map(|(p, _)| p.in_ticket_totals).collect::<Vec<bool>>())
+    .bind(pledges.iter().map(|(_, now, _)| *now).collect::<Vec<DateTime<Utc>>>())
+    .bind(pledges.iter().map(|(p, ..)| p.in_ticket_totals).collect::<Vec<bool>>())
+    .bind(pledges.iter().map(|(.., a)| a.key_id).collect::<Vec<Option<Uuid>>>())
+    .bind(pledges.iter().map(|(.., a)| a.role.as_str()).collect::<Vec<&str>>())
     .fetch_all(conn)
     .await?;
     let mut by_id: std::collections::HashMap<Uuid, Pledge> =
@@ -159,6 +175,48 @@ pub(crate) async fn insert_many(
         .iter()
         .map(|id| by_id.remove(id).expect("every pledge was inserted"))
         .collect())
+}
+
+/// The route pledges are made on, as the audit trail names it.
+pub(crate) const CREATE_ROUTE: &str = "/v1/offers/{id}/pledges";
+
+/// Pledges' creations as records of the audit trail (docs/audit-log.md), newest first: the
+/// pledge's id is the record's (both are UUIDv7) and its object, `created_at` its time. Only
+/// pledges that keep their author (made since migration 0032); `pledge` and `key_id` filter,
+/// `after` is the previous page's last id. The primary key serves the order.
+pub(crate) async fn creations(
+    conn: &mut PgConnection,
+    pledge: Option<Uuid>,
+    key_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Record>> {
+    let mut conditions = vec!["made_by_role is not null"];
+    if pledge.is_some() {
+        conditions.push("id = $1");
+    }
+    if key_id.is_some() {
+        conditions.push("made_by_key = $2");
+    }
+    if after.is_some() {
+        conditions.push("id < $3");
+    }
+    sqlx::query_as(&format!(
+        "select id, created_at as at, made_by_key as key_id, made_by_role as role, 'POST' as method,
+                $5 as route, id::text as object_id, 201::int2 as status
+           from pledges
+          where {}
+          order by id desc
+          limit $4",
+        conditions.join(" and ")
+    ))
+    .bind(pledge)
+    .bind(key_id)
+    .bind(after)
+    .bind(limit)
+    .bind(CREATE_ROUTE)
+    .fetch_all(conn)
+    .await
 }
 
 /// The key of an investor's ticket lock on an offer: a transaction-scoped Postgres advisory lock,

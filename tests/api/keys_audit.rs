@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::fixtures::{ok, published_project};
-use crate::common::{Reply, TestApp, assert_json, id_of, send_as};
+use crate::common::fixtures::{self, ok, published_project};
+use crate::common::{Reply, TestApp, assert_json, id_of, race, send_as};
 
 async fn as_key(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
     send_as(app, method, path, key, &[], body.as_ref()).await
@@ -395,6 +395,143 @@ async fn the_audit_log_says_which_key_wrote_what_and_when_by_the_service_clock(p
     as_key(&app, &platform, Method::GET, "/v1/audit-log", None)
         .await
         .assert_problem(403, "forbidden");
+}
+
+/// Pledges, on the hot path, keep their author on their own row rather than in a row of
+/// `audit_log` (docs/audit-log.md): the trail reads their creations from there, merged in
+/// order with the other writes and paged across both, whichever path made them (the offer's
+/// batch for card pledges, a transaction of its own for a cheque's).
+#[sqlx::test]
+async fn pledges_are_in_the_trail_from_their_own_rows_in_order_with_other_writes(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (platform_id, platform) = new_key(&app, "platform", "front-end").await;
+    let world = fixtures::world(&app, 8).await;
+    let path = format!("/v1/offers/{}/pledges", world.offer);
+    // Revocable: her pledge is written to again below.
+    let carol = fixtures::investor(&app, "Carol", "non_sophisticated").await;
+    let pledge_as = |i: usize, investor: &str, key: &str| {
+        let body = json!({"investor_id": investor, "shares": 2,
+                          "funding": [{"kind": "card", "amount": "20.00"}]});
+        let (app, path, key) = (&app, &path, key.to_string());
+        async move {
+            let idempotency = format!("trail-{i}");
+            let r = send_as(
+                app,
+                Method::POST,
+                path,
+                &key,
+                &[("idempotency-key", &idempotency)],
+                Some(&body),
+            )
+            .await;
+            assert_json(&r, 201);
+            id_of(&r)
+        }
+    };
+    // Concurrent pledges share batches; then a write of another kind, then more pledges.
+    let mut first: Vec<String> = race(6, |i| pledge_as(i, &world.investors[i], &platform)).await;
+    first.sort();
+    let between = as_key(
+        &app,
+        &platform,
+        Method::POST,
+        "/v1/investors",
+        Some(
+            json!({"kind": "natural", "name": "Zoe", "email": "zoe@example.org", "country": "FR",
+                    "classification": "sophisticated"}),
+        ),
+    )
+    .await;
+    assert_json(&between, 201);
+    let between = id_of(&between);
+    let last = pledge_as(6, &carol, &platform).await;
+    // By the bootstrap operator key: no key id, the operator's role.
+    let by_operator = pledge_as(7, &world.investors[7], crate::common::OPERATOR_KEY).await;
+    // A cheque pledge is written in a transaction of its own.
+    let sponsor = fixtures::funded_sponsor(&app, "SenseTour", "100.00").await;
+    let cheque = app
+        .post(
+            "/v1/cheques",
+            json!({"sponsor_id": sponsor, "beneficiary_name": "Winner",
+        "beneficiary_email": "winner@example.org", "face_value": "20.00", "currency": "EUR",
+        "expires_at": (app.clock.now() + TimeDelta::days(30)).to_rfc3339()}),
+        )
+        .await;
+    assert_json(&cheque, 201);
+    let winner = fixtures::investor(&app, "Winner", "sophisticated").await;
+    let by_cheque = send_as(
+        &app,
+        Method::POST,
+        &path,
+        &platform,
+        &[("idempotency-key", "cheque")],
+        Some(&json!({"investor_id": winner, "shares": 2,
+                     "funding": [{"kind": "cheque", "cheque_code": cheque.body["code"], "amount": "20.00"}]})),
+    )
+    .await;
+    assert_json(&by_cheque, 201);
+    let by_cheque = id_of(&by_cheque);
+
+    let pledges: Vec<&String> = first.iter().chain([&last, &by_operator, &by_cheque]).collect();
+    let stored: i64 = sqlx::query_scalar("select count(*) from audit_log where object_id = any($1)")
+        .bind(pledges.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no row of audit_log for a pledge");
+
+    // The platform key's writes, newest first: the pledges' creations merged with the other
+    // write, and in pages of 3 across both sources the same, none twice, none missed.
+    let all = ok(app.get(&format!("/v1/audit-log?key_id={platform_id}")).await, 200).await;
+    let all = all["items"].as_array().unwrap();
+    let objects: Vec<&str> = all.iter().map(|i| i["object_id"].as_str().unwrap()).collect();
+    let mut expected = vec![by_cheque.as_str(), last.as_str(), between.as_str()];
+    expected.extend(first.iter().rev().map(String::as_str));
+    assert_eq!(objects, expected);
+    for item in all.iter().filter(|i| i["route"] == "/v1/offers/{id}/pledges") {
+        assert_eq!(
+            item["id"], item["object_id"],
+            "a pledge's creation has its id: {item:#}"
+        );
+        assert_eq!(
+            (&item["role"], &item["method"], &item["status"]),
+            (&json!("platform"), &json!("POST"), &json!(201))
+        );
+    }
+    let paged = pages(&app, &format!("/v1/audit-log?key_id={platform_id}&limit=3")).await;
+    assert_eq!(paged.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+    let ids: Vec<&str> = all.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(paged.concat(), ids);
+
+    let operator = ok(app.get(&format!("/v1/audit-log?object_id={by_operator}")).await, 200).await;
+    let items = operator["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{operator:#}");
+    assert_eq!(
+        (&items[0]["key_id"], &items[0]["role"]),
+        (&Value::Null, &json!("operator"))
+    );
+    // A later write to a pledge is recorded as any other and read beside its creation.
+    let revoked = as_key(
+        &app,
+        &platform,
+        Method::POST,
+        &format!("/v1/pledges/{last}/revoke"),
+        None,
+    )
+    .await;
+    assert_json(&revoked, 200);
+    let both = ok(app.get(&format!("/v1/audit-log?object_id={last}")).await, 200).await;
+    let routes: Vec<&str> = both["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        routes,
+        ["/v1/pledges/{id}/revoke", "/v1/offers/{id}/pledges"],
+        "{both:#}"
+    );
 }
 
 /// Follows `next_cursor` from `path` (which has a `?`) to the end: the ids of every page.

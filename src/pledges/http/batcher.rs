@@ -40,6 +40,7 @@ use rust_decimal::Decimal;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::audit::Author;
 use crate::batch::{self, Decided, Lanes, Turn};
 use crate::http::error::ApiError;
 use crate::http::idempotency::{self, IdempotencyKey, KeyClaim};
@@ -64,6 +65,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// One card pledge waiting for its batch.
 pub(crate) struct Job {
     pub scope: String,
+    pub author: Author,
     pub key: IdempotencyKey,
     pub fingerprint: Vec<u8>,
     pub request: PledgeRequest,
@@ -340,7 +342,10 @@ async fn insert(
     let Judged {
         mut results, accepted, ..
     } = judged;
-    let new: Vec<_> = accepted.iter().map(|(i, p)| (p, jobs[*i].now)).collect();
+    let new: Vec<_> = accepted
+        .iter()
+        .map(|(i, p)| (p, jobs[*i].now, jobs[*i].author))
+        .collect();
     let pledges = store::insert_many(conn, &new).await?;
     let requests = pledges
         .iter()

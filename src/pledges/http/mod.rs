@@ -17,6 +17,7 @@ use super::rules::{self, FundingKind, PledgeRequest};
 use super::view::PledgeView;
 use super::{PledgeError, store};
 use crate::cheques::{ChequeError, attempts};
+use crate::http::audit;
 use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppPath};
@@ -66,12 +67,13 @@ async fn create_pledge(
         // Card pledges are judged and written in their offer's batch (pledges/http/batcher.rs).
         let job = batcher::Job {
             scope: idempotency::scope(&caller),
+            author: caller.author(),
             key,
             fingerprint,
             request: body,
             now,
         };
-        return match state.batcher.submit(offer_id, job).await {
+        let answered = match state.batcher.submit(offer_id, job).await {
             Ok(answered) => answered,
             Err(job) => {
                 let mut conn = state.pool.acquire().await?;
@@ -82,6 +84,7 @@ async fn create_pledge(
                 one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked, card).await
             }
         };
+        return answered.map(audit::recorded_where_made);
     }
     // Guessing cheque codes is slowed down (cheques/attempts.rs): the attempt is claimed before
     // any code is tested, so racing requests cannot all slip under the investor's allowance.
@@ -103,7 +106,7 @@ async fn create_pledge(
     if let Err(err) = claim.settle(&state.pool, tested, now).await {
         tracing::error!(error = ?err, "a cheque-code attempt was not settled");
     }
-    created
+    created.map(audit::recorded_where_made)
 }
 
 /// A pledge in a transaction of its own.
@@ -118,7 +121,7 @@ async fn one_by_one(
 ) -> Result<Response, ApiError> {
     idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
-        let (pledge, payment) = rules::create(conn, checked?, card, now).await?;
+        let (pledge, payment) = rules::create(conn, checked?, card, caller.author(), now).await?;
         Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
     })
     .await
