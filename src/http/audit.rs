@@ -160,16 +160,6 @@ async fn store(pool: &PgPool, records: &[Record], lazily: bool) {
     }
 }
 
-/// Marks a write's answer whose author its own row keeps (a pledge's: `pledges.made_by_*`), so
-/// the middleware writes no record of it: `GET /v1/audit-log` reads those rows too.
-pub(crate) fn recorded_where_made(mut response: Response) -> Response {
-    response.extensions_mut().insert(RecordedWhereMade);
-    response
-}
-
-#[derive(Clone, Copy)]
-struct RecordedWhereMade;
-
 /// The middleware: for a write (POST, PUT, PATCH, DELETE) that succeeded (2xx) for a caller with
 /// a key, queues its record. A replay of an idempotent request changed nothing and is not
 /// recorded; a provider's webhook has no key and is recorded in `inbound_events` instead.
@@ -203,10 +193,7 @@ pub(crate) async fn record(State(recorder): State<Recorder>, request: Request, n
     let (Some(caller), Some(route)) = (slot.get(), route) else {
         return response;
     };
-    if !status.is_success()
-        || response.headers().contains_key("idempotent-replayed")
-        || response.extensions().get::<RecordedWhereMade>().is_some()
-    {
+    if !status.is_success() || response.headers().contains_key("idempotent-replayed") {
         return response;
     }
     let at = recorder.clock.now();
@@ -346,7 +333,7 @@ async fn list_audit_log(
     state.audit.flush().await;
     let mut conn = state.pool.acquire().await?;
     let mut rows = audit::page(&mut conn, &filter, &request).await?;
-    // Pledges keep their author on their own row (`recorded_where_made`): their creations are
+    // Pledges keep their author on their own row (`app::Routes`): their creations are
     // merged in, in the same order (both ids are UUIDv7). An object id that is no UUID is no
     // pledge's.
     let pledge = filter.object_id.as_deref().map(Uuid::parse_str);
