@@ -77,7 +77,7 @@ async fn create_pledge(
             request: body,
             now,
         };
-        let answered = match state.batcher.submit(offer_id, job).await {
+        return match state.batcher.submit(offer_id, job).await {
             Ok(answered) => answered,
             Err(job) => {
                 let mut conn = state.pool.acquire().await?;
@@ -88,7 +88,6 @@ async fn create_pledge(
                 one_by_one(&state, &caller, &job.key, &job.fingerprint, now, checked, card).await
             }
         };
-        return answered;
     }
     // Guessing cheque codes is slowed down (cheques/attempts.rs): the attempt is claimed before
     // any code is tested, so racing requests cannot all slip under the investor's allowance.
