@@ -151,8 +151,12 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     revoked = pledge(taking, retail[1])
     pay(revoked)
     api.post(f"/v1/pledges/{revoked['id']}/revoke")
-    refunds = api.get(f"/v1/refunds?pledge_id={revoked['id']}")["items"]
-    if not refunds:
+    for _ in range(100):
+        refunds = api.get(f"/v1/refunds?pledge_id={revoked['id']}")["items"]
+        if refunds:
+            break
+        time.sleep(0.1)
+    else:
         raise Seeding(f"no refund for the revoked paid pledge {revoked['id']}")
     give("GET /v1/refunds/{id}", "path.id", refunds[0]["id"])
     give("POST /v1/sandbox/refunds/{id}/succeed", "path.id", refunds[0]["id"])
