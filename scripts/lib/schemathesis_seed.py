@@ -74,10 +74,13 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     def give(operation: str, parameter: str, *values):
         out.setdefault(operation, {}).setdefault(parameter, []).extend(values)
 
-    # First, so that the events below are fanned out to it as deliveries.
-    endpoint = api.post(
-        "/v1/webhook-endpoints", {"url": UNREACHABLE, "events": ["offer.opened", "offer.succeeded"]}, (201,)
-    )["id"]
+    # First, so that the events below are fanned out to them as deliveries. Two: the fuzzer may
+    # delete one, through an id it read from the list, before it asks for a redelivery.
+    endpoints = [
+        api.post("/v1/webhook-endpoints", {"url": UNREACHABLE, "events": ["offer.opened", "offer.succeeded"]},
+                 (201,))["id"]
+        for _ in range(2)
+    ]
 
     project = api.post(
         "/v1/projects",
@@ -126,12 +129,12 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
             time.sleep(0.1)
         raise Seeding(f"pledge {p['id']} not funded after its payment succeeded")
 
-    # Drafts to open.
+    # Drafts to open, and offers for the fuzzer to cancel (see ALWAYS below for why).
     give("POST /v1/offers/{id}/open", "path.id", *(offer(open_it=False) for _ in range(3)))
+    give("POST /v1/offers/{id}/cancel", "path.id", offer(open_it=False), offer(), offer())
 
     # An open offer taking pledges: the fuzzer's own (an eligible investor, one share at its
-    # price), pending card payments to succeed or fail, a paid one to dispute, retail pledges in
-    # their reflection period to revoke, and a paid retail pledge revoked into a pending refund.
+    # price), pending card payments to succeed or fail, a paid one to dispute.
     taking = offer()
     give("POST /v1/offers/{id}/pledges", "path.id", taking)
     give("POST /v1/offers/{id}/pledges", "body.investor_id", *sophisticated)
@@ -146,9 +149,15 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     paid = pledge(taking, sophisticated[0])
     give("POST /v1/sandbox/payments/{id}/dispute", "path.id", pay(paid))
     give("GET /v1/pledges/{id}", "path.id", paid["id"])
+    # Paid retail pledges in their reflection period to revoke (paid, since the fuzzer may fail
+    # a pending payment it read from a list, which cancels its pledge), and one revoked into a
+    # pending refund.
+    reflecting = offer()
     for who in retail + retail[:1]:
-        give("POST /v1/pledges/{id}/revoke", "path.id", pledge(taking, who)["id"])
-    revoked = pledge(taking, retail[1])
+        p = pledge(reflecting, who)
+        pay(p)
+        give("POST /v1/pledges/{id}/revoke", "path.id", p["id"])
+    revoked = pledge(reflecting, retail[1])
     pay(revoked)
     api.post(f"/v1/pledges/{revoked['id']}/revoke")
     for _ in range(100):
@@ -186,6 +195,10 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     sent = api.post(f"/v1/sandbox/deposits/{deposit['payment']['payment_id']}/succeed")
     if sent.get("applied") is not True:
         raise Seeding(f"the sponsor's deposit was not applied: {sent}")
+    # A pending deposit for the sandbox to confirm (a confirmed one answers too, changing nothing).
+    waiting = api.post(f"/v1/sponsors/{sponsor}/deposits", {"amount": "100.00", "currency": "EUR"}, (201,))
+    give("POST /v1/sandbox/deposits/{id}/succeed", "path.id", waiting["payment"]["payment_id"],
+         deposit["payment"]["payment_id"])
     cheque = {"sponsor_id": sponsor, "beneficiary_name": "Awa Diallo", "beneficiary_email": "awa@example.org",
               "face_value": "10.00", "currency": "EUR", "expires_at": FAR}
     for _ in range(3):
@@ -219,25 +232,32 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     give("POST /v1/ledger/entries", "body.postings[*].amount", "1.00")
 
     # The fan-out makes deliveries of the events above within a second or so.
-    for _ in range(100):
-        deliveries = api.get(f"/v1/webhook-endpoints/{endpoint}/deliveries")["items"]
-        if deliveries:
-            give("POST /v1/webhook-deliveries/{id}/redeliver", "path.id", *(d["id"] for d in deliveries[:3]))
-            break
-        time.sleep(0.2)
-    else:
-        raise Seeding(f"no delivery for webhook endpoint {endpoint} after 20 s")
+    for endpoint in endpoints:
+        for _ in range(100):
+            deliveries = api.get(f"/v1/webhook-endpoints/{endpoint}/deliveries")["items"]
+            if deliveries:
+                give("POST /v1/webhook-deliveries/{id}/redeliver", "path.id", *(d["id"] for d in deliveries[:2]))
+                break
+            time.sleep(0.2)
+        else:
+            raise Seeding(f"no delivery for webhook endpoint {endpoint} after 20 s")
     return out
 
 
 # How often a generated case takes a seeded value instead of its own. Path ids: half the time,
-# so the other half still tries unknown ids (404) and the generator's own edge cases; a
-# state-changing operation needs only one seeded call to succeed, the later ones answer 409 or
-# replay. Body fields: mostly seeded, since a pledge, a cheque or an entry is accepted only when
-# all its bound fields agree with the database at once; the coverage phase, which dictionaries
-# do not touch, still sends every field's boundary and invalid values.
+# so the other half still tries unknown ids (404), ids the fuzzer read from earlier answers, and
+# the generator's own edge cases; a state-changing operation needs only one seeded call to
+# succeed, the later ones answer 409 or replay. Body fields: mostly seeded, since a pledge, a
+# cheque or an entry is accepted only when all its bound fields agree with the database at once.
+# The coverage phase, which dictionaries do not touch, still sends every parameter's boundary,
+# unknown and invalid values.
 PATH_PROBABILITY = 0.5
 BODY_PROBABILITY = 0.9
+# Except for the operations that end an offer: with the ids the fuzzer reads from the lists they
+# would cancel or close the offers seeded for the others (the one taking pledges, the one whose
+# pledges are to be revoked) before those are fuzzed, so their positive cases take only the
+# offers seeded for them. (Operations run phase by phase in the document's order.)
+ALWAYS = {"POST /v1/offers/{id}/cancel", "POST /v1/offers/{id}/close"}
 
 
 def toml(seeded: dict[str, dict[str, list]]) -> str:
@@ -254,7 +274,7 @@ def toml(seeded: dict[str, dict[str, list]]) -> str:
         for parameter, values in sorted(parameters.items()):
             name = f"seed-{n}-{parameter.replace('.', '-').replace('[*]', '')}"
             lines.append(f"[dictionaries.{json.dumps(name)}]\nvalues = {json.dumps(values)}\n")
-            p = PATH_PROBABILITY if parameter.startswith("path.") else BODY_PROBABILITY
+            p = 1.0 if operation in ALWAYS else PATH_PROBABILITY if parameter.startswith("path.") else BODY_PROBABILITY
             bindings.append(f"{json.dumps(parameter)} = {{ dictionary = {json.dumps(name)}, probability = {p} }}")
         blocks.append(f"[[operations]]\ninclude-name = {json.dumps(operation)}\nparameters = {{ {', '.join(bindings)} }}\n")
     return "\n".join(lines + blocks)
