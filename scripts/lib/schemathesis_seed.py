@@ -195,6 +195,11 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     sent = api.post(f"/v1/sandbox/deposits/{deposit['payment']['payment_id']}/succeed")
     if sent.get("applied") is not True:
         raise Seeding(f"the sponsor's deposit was not applied: {sent}")
+    # Deposits must be in the sponsor's currency (in its decimals), so the fuzzer's are given
+    # this sponsor with its currency; its own sponsors have any of them.
+    give("POST /v1/sponsors/{id}/deposits", "path.id", sponsor)
+    give("POST /v1/sponsors/{id}/deposits", "body.currency", "EUR")
+    give("POST /v1/sponsors/{id}/deposits", "body.amount", "100.00")
     # A pending deposit for the sandbox to confirm (a confirmed one answers too, changing nothing).
     waiting = api.post(f"/v1/sponsors/{sponsor}/deposits", {"amount": "100.00", "currency": "EUR"}, (201,))
     give("POST /v1/sandbox/deposits/{id}/succeed", "path.id", waiting["payment"]["payment_id"],
