@@ -11,9 +11,10 @@ client would, objects each of those operations can act on, and writes their ids 
 `toml()` for why and with which probability).
 
 The service runs on a manual clock that the fuzzer moves anywhere between year 1 and 9999 (its
-coverage phase alone sets it to 2000 and then back), so the objects do not depend on it: offers
-open from 1900 and close in 9000, cheques expire in 9000, rounds close early (their minimum is
-one funded share) instead of waiting for their closing time. State-changing operations consume
+coverage phase alone sets it to 2000), so the objects depend on it as little as they can: offers
+open in year 1 and close at the end of 9999, cheques expire then, rounds close early (their
+minimum is one funded share) instead of waiting for their closing time, and the pledges to
+revoke are made with the clock moved to the end of 9999 (then put back). State-changing operations consume
 their object, so there are a few of each. Any answer other than the expected one stops the run
 (exit 1, with the answer).
 
@@ -28,8 +29,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-OPENS_AT = "1900-01-01T00:00:00Z"
-FAR = "9000-01-01T00:00:00Z"
+OPENS_AT = "0001-01-01T00:00:00Z"
+FAR = "9999-12-31T00:00:00Z"
+# When the pledges to revoke are made: their 4-day reflection period then ends after any time
+# but the last days of 9999, wherever the fuzzer has moved the clock.
+LATE = "9999-12-20T00:00:00Z"
 # An address nothing listens on: deliveries fail and wait for their retry, as long as needed.
 UNREACHABLE = "http://127.0.0.1:9/hook"
 
@@ -133,6 +137,31 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     give("POST /v1/offers/{id}/open", "path.id", *(offer(open_it=False) for _ in range(3)))
     give("POST /v1/offers/{id}/cancel", "path.id", offer(open_it=False), offer(), offer())
 
+    # Paid retail pledges in their reflection period to revoke (paid, since the fuzzer may fail
+    # a pending payment it read from a list, which cancels its pledge), and one revoked into a
+    # pending refund. Made late (see LATE), before the pending payments below, which the
+    # background jobs would find overdue meanwhile (the offers made so far close only in 9999).
+    reflecting = offer()
+    now = api.get("/v1/sandbox/clock")["now"]
+    api.post("/v1/sandbox/clock", {"now": LATE})
+    for who in retail + retail[:1]:
+        p = pledge(reflecting, who)
+        pay(p)
+        give("POST /v1/pledges/{id}/revoke", "path.id", p["id"])
+    revoked = pledge(reflecting, retail[1])
+    pay(revoked)
+    api.post(f"/v1/pledges/{revoked['id']}/revoke")
+    api.post("/v1/sandbox/clock", {"now": now})
+    for _ in range(100):
+        refunds = api.get(f"/v1/refunds?pledge_id={revoked['id']}")["items"]
+        if refunds:
+            break
+        time.sleep(0.1)
+    else:
+        raise Seeding(f"no refund for the revoked paid pledge {revoked['id']}")
+    give("GET /v1/refunds/{id}", "path.id", refunds[0]["id"])
+    give("POST /v1/sandbox/refunds/{id}/succeed", "path.id", refunds[0]["id"])
+
     # An open offer taking pledges: the fuzzer's own (an eligible investor, one share at its
     # price), pending card payments to succeed or fail, a paid one to dispute.
     taking = offer()
@@ -149,26 +178,6 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     paid = pledge(taking, sophisticated[0])
     give("POST /v1/sandbox/payments/{id}/dispute", "path.id", pay(paid))
     give("GET /v1/pledges/{id}", "path.id", paid["id"])
-    # Paid retail pledges in their reflection period to revoke (paid, since the fuzzer may fail
-    # a pending payment it read from a list, which cancels its pledge), and one revoked into a
-    # pending refund.
-    reflecting = offer()
-    for who in retail + retail[:1]:
-        p = pledge(reflecting, who)
-        pay(p)
-        give("POST /v1/pledges/{id}/revoke", "path.id", p["id"])
-    revoked = pledge(reflecting, retail[1])
-    pay(revoked)
-    api.post(f"/v1/pledges/{revoked['id']}/revoke")
-    for _ in range(100):
-        refunds = api.get(f"/v1/refunds?pledge_id={revoked['id']}")["items"]
-        if refunds:
-            break
-        time.sleep(0.1)
-    else:
-        raise Seeding(f"no refund for the revoked paid pledge {revoked['id']}")
-    give("GET /v1/refunds/{id}", "path.id", refunds[0]["id"])
-    give("POST /v1/sandbox/refunds/{id}/succeed", "path.id", refunds[0]["id"])
 
     # Offers whose minimum is funded, to close early.
     for _ in range(3):
