@@ -24,6 +24,9 @@ pub enum ManualError {
     BadReference,
     #[error("memo has at most 500 characters")]
     MemoTooLong,
+    /// Postgres can hold NUL neither in text (the reference) nor in jsonb (the memo).
+    #[error("{0} contains a NUL character")]
+    Nul(&'static str),
     #[error("no manual account {0}: manual entries post only to '{PREFIX}' accounts")]
     NotManualAccount(Uuid),
     #[error("no entry {0}")]
@@ -45,6 +48,9 @@ pub fn reference(reference: &str) -> Result<String, ManualError> {
     if reference.is_empty() || reference.len() > MAX_REFERENCE {
         return Err(ManualError::BadReference);
     }
+    if reference.contains('\0') {
+        return Err(ManualError::Nul("reference"));
+    }
     Ok(format!("{PREFIX}{reference}"))
 }
 
@@ -53,6 +59,9 @@ pub fn reference(reference: &str) -> Result<String, ManualError> {
 pub fn metadata(posted_by: Option<Uuid>, memo: Option<String>) -> Result<serde_json::Value, ManualError> {
     if memo.as_ref().is_some_and(|m| m.chars().count() > 500) {
         return Err(ManualError::MemoTooLong);
+    }
+    if memo.as_ref().is_some_and(|m| m.contains('\0')) {
+        return Err(ManualError::Nul("memo"));
     }
     let posted_by = posted_by.map_or_else(|| "bootstrap".to_string(), |id| id.to_string());
     Ok(serde_json::json!({ "memo": memo, "posted_by": posted_by }))

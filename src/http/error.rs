@@ -533,7 +533,7 @@ impl From<crate::books::manual::ManualError> for ApiError {
         use crate::books::manual::ManualError::*;
         let detail = err.to_string();
         match err {
-            NotManualCode | BadReference | MemoTooLong => ApiError::validation(detail),
+            NotManualCode | BadReference | MemoTooLong | Nul(_) => ApiError::validation(detail),
             NotManualAccount(_) => ApiError::new(Code::UnknownAccount, detail),
             NoEntry(_) => ApiError::not_found(detail),
             NotManualEntry => ApiError::new(Code::InvalidStateTransition, detail),

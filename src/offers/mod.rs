@@ -7,7 +7,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod store;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -216,7 +216,10 @@ impl Terms {
         if max_ticket.is_some_and(|max| max.amount() < min_ticket.amount()) {
             return Err(FieldError("max_ticket: must not be below min_ticket".into()));
         }
-        if raw.opens_at >= raw.closes_at {
+        // Kept to the microsecond, as Postgres stores them: two times less than a microsecond
+        // apart would be stored equal, against the table's own check.
+        let (opens_at, closes_at) = (raw.opens_at.trunc_subsecs(6), raw.closes_at.trunc_subsecs(6));
+        if opens_at >= closes_at {
             return Err(FieldError("closes_at: must be after opens_at".into()));
         }
         let rate = raw.success_fee_rate;
@@ -242,8 +245,8 @@ impl Terms {
             max_shares,
             min_ticket,
             max_ticket,
-            opens_at: raw.opens_at,
-            closes_at: raw.closes_at,
+            opens_at,
+            closes_at,
             success_fee_rate: rate,
             allocation: raw.allocation,
             payment_window_seconds: window,

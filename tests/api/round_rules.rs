@@ -296,6 +296,11 @@ async fn offer_terms_that_break_a_rule_are_refused_and_write_nothing(pool: PgPoo
         ("unknown allocation", json!({"allocation": "lottery"})),
         ("unknown field", json!({"discount": "0.10"})),
         ("opens_at not a time", json!({"opens_at": "tomorrow"})),
+        // Found by scripts/schemathesis: stored to the microsecond, these were equal (a 500).
+        (
+            "closes_at less than a microsecond after opens_at",
+            json!({"opens_at": "2030-01-01T00:00:00.000001Z", "closes_at": "2030-01-01T00:00:00.000001709Z"}),
+        ),
     ];
     for (what, terms) in cases {
         let r = create_offer(&app, &project, terms).await;
