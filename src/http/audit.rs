@@ -6,7 +6,9 @@
 //! Why not in each write's own transaction: writes commit in many places (`idempotency::once`,
 //! handlers' own transactions, the pledge batcher's shared ones), and the hot pledge path must
 //! not pay a statement per request. The cost is a window: rows still queued when the process
-//! dies are lost; the ledger and the outbox are not affected.
+//! dies are lost; the ledger and the outbox are not affected. A pledge's creation is not
+//! recorded here at all: the pledge keeps its author on its own row (`app::Routes`), and the
+//! reader merges those in.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
