@@ -88,6 +88,10 @@ struct Args {
     /// Sizes of twice oversubscribed `pro_rata` rounds to close and time, comma-separated.
     #[arg(long, default_value = "")]
     pro_rata: String,
+    /// Unix time (seconds) at which to start the main flood, once set up: two services' floods
+    /// then run in the same seconds of a machine whose speed drifts (scripts/bench-ab).
+    #[arg(long)]
+    start_at: Option<u64>,
     /// Where to write bench.json, bench.md and bench.svg.
     #[arg(long, default_value = "target/bench")]
     out: std::path::PathBuf,
@@ -180,6 +184,13 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--sandbox-secret: {e}"))?,
     )?);
     eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
+    if let Some(at) = args.start_at {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(_) => anyhow::bail!("set up after --start-at: start later"),
+        }
+    }
 
     let main_flood = Duration::from_secs(args.duration);
     let mut runs = Runs {
