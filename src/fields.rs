@@ -224,6 +224,50 @@ mod tests {
     }
 
     #[test]
+    fn ibans_hold_their_country_format_and_check_digits() {
+        let iban = Iban::parse("iban", " FR76 3000 6000 0112 3456 7890 189 ").unwrap();
+        assert_eq!(iban.as_str(), "FR7630006000011234567890189");
+        assert_eq!(iban.masked(), "FR76•••••••••••••••••••0189");
+        assert_eq!(
+            Iban::parse("iban", "DE44500105175407324931").unwrap().masked(),
+            "DE44••••••••••••••4931"
+        );
+        for bad in [
+            "FR7630006000011234567890188", // a check digit off
+            "FR763000600001123456789018",  // a character short for France
+            "DE44500105175407324932",      // one changed digit
+            "XX44500105175407324931",      // no such country
+            "fr7630006000011234567890189", // lower case
+            "",
+            "FR76",
+        ] {
+            assert!(Iban::parse("iban", bad).is_err(), "{bad:?} accepted");
+        }
+        let err = Iban::parse("bank_account.iban", "FR7630006000011234567890188").unwrap_err();
+        assert!(err.0.starts_with("bank_account.iban is not an IBAN"), "{err}");
+    }
+
+    #[test]
+    fn bics_have_a_bank_a_country_and_a_place() {
+        for good in ["AGRIFRPP", "AGRIFRPP882", "DEUTDEFF", "BNPAFRPPXXX"] {
+            assert_eq!(Bic::parse("bic", good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "agrifrpp",
+            "AGRIZZPP",
+            "AGRIFRP",
+            "AGRIFRPP88",
+            "AGR1FRPP",
+            "AGRIFRPP-XX",
+            "",
+            "AGRI€PP",
+            "AGRIFRÉP",
+        ] {
+            assert!(Bic::parse("bic", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn lines_are_trimmed_and_bounded() {
         assert_eq!(line("name", "  Crois/Sens ", 200).unwrap(), "Crois/Sens");
         assert!(line("name", "   ", 200).is_err());
@@ -288,6 +332,64 @@ impl Email {
             return Err(refused());
         }
         Ok(Email(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An IBAN whose country's format and mod-97 check digits hold (the `iban_validate` crate), kept
+/// in its electronic form (`FR7630006000011234567890189`); given as on paper, in groups of four,
+/// it is taken too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Iban(String);
+
+impl Iban {
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
+        use iban::IbanLike;
+        let iban: iban::Iban = value.trim().parse().map_err(|_| {
+            FieldError(format!(
+                "{field} is not an IBAN: its country's format and its check digits must hold"
+            ))
+        })?;
+        Ok(Iban(iban.electronic_str().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// As shown: the country and check digits, then only the last four characters
+    /// (`FR76•••••••••••••••••••0189`), enough to tell accounts apart, not to pay into one.
+    pub fn masked(&self) -> String {
+        let s = &self.0;
+        // Every IBAN has at least 15 ASCII characters (Norway's).
+        format!("{}{}{}", &s[..4], "•".repeat(s.len() - 8), &s[s.len() - 4..])
+    }
+}
+
+/// A BIC (ISO 9362): four letters for the bank, a country code, two letters or digits for the
+/// place, and optionally three for the branch; capitals, as banks write them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bic(String);
+
+impl Bic {
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
+        let value = value.trim();
+        let b = value.as_bytes();
+        let alnum = |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit();
+        let shaped = value.is_ascii()
+            && matches!(b.len(), 8 | 11)
+            && b[..4].iter().all(u8::is_ascii_uppercase)
+            && Country::parse(&value[4..6]).is_ok()
+            && b[6..].iter().all(alnum);
+        if !shaped {
+            return Err(FieldError(format!(
+                "{field} is not a BIC: 8 or 11 capitals and digits, the 5th and 6th a country code (e.g. AGRIFRPP)"
+            )));
+        }
+        Ok(Bic(value.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
