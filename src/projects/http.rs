@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::payout::{PayoutDetails, PayoutDetailsInput, PayoutDetailsView};
 use super::{Lifecycle, NewProject, Project, ProjectError, ProjectFilter, ProjectInput, ProjectStatus, Theme};
 use crate::http::auth::{AnyRole, Auth, Caller, Operators};
 use crate::http::error::{ApiError, Problem};
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project))
         .routes(routes!(publish_project))
         .routes(routes!(archive_project))
+        .routes(routes!(set_payout_details))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,6 +54,8 @@ pub struct ProjectView {
     description: String,
     impact_indicators: Vec<IndicatorView>,
     status: ProjectStatus,
+    /// Where its money is paid out (`PUT /v1/projects/{id}/payout-details`), the IBAN masked.
+    payout_details: PayoutDetailsView,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -78,6 +82,7 @@ impl From<Project> for ProjectView {
                 })
                 .collect(),
             status: p.status,
+            payout_details: PayoutDetailsView::from(&p.payout),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -208,5 +213,26 @@ async fn archive_project(
     let mut tx = state.pool.begin().await?;
     let project = crate::offers::lifecycle::archive_project(&mut tx, id, state.clock.now()).await?;
     tx.commit().await?;
+    Ok(Json(project.into()))
+}
+
+/// Set where the project's money is paid out: a Stripe connected account, a bank account, or
+/// both. The body is the whole of it: a part left out is cleared. The IBAN is checked (its
+/// country's format and check digits) and shown masked from then on.
+#[utoipa::path(put, path = "/v1/projects/{id}/payout-details", tag = "projects", params(("id" = Uuid, Path)),
+    request_body = PayoutDetailsInput, security(("api_key" = [])),
+    responses((status = 200, body = ProjectView),
+              (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn set_payout_details(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<PayoutDetailsInput>,
+) -> Result<Json<ProjectView>, ApiError> {
+    let details = PayoutDetails::parse(body)?;
+    let mut conn = state.pool.acquire().await?;
+    let project = super::store::set_payout(&mut conn, id, &details, state.clock.now())
+        .await?
+        .ok_or(ProjectError::NotFound(id))?;
     Ok(Json(project.into()))
 }

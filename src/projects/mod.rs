@@ -5,6 +5,7 @@
 //! Offers are made for projects: they read them through [`store::get`].
 
 pub mod http;
+pub mod payout;
 pub mod store;
 
 use std::fmt;
@@ -299,6 +300,8 @@ pub struct Project {
     pub status: ProjectStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where its money is paid out.
+    pub payout: payout::PayoutDetails,
 }
 
 impl Project {

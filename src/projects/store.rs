@@ -5,10 +5,12 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::payout::{BankAccount, PayoutDetails, StripeAccount};
 use super::{Country, ImpactIndicator, NewProject, Project, ProjectFilter, ProjectStatus, Theme};
 
 const COLUMNS: &str = "id, name, legal_name, legal_form, country, territory, themes, description, \
-                       impact_indicators, status, created_at, updated_at";
+                       impact_indicators, status, created_at, updated_at, payout_stripe_account, \
+                       payout_bank_account";
 
 #[derive(FromRow)]
 struct ProjectRow {
@@ -24,6 +26,8 @@ struct ProjectRow {
     status: ProjectStatus,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    payout_stripe_account: Option<String>,
+    payout_bank_account: Option<Json<BankAccount>>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -49,6 +53,14 @@ impl TryFrom<ProjectRow> for Project {
             status: row.status,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            payout: PayoutDetails {
+                stripe_account: row
+                    .payout_stripe_account
+                    .map(|a| StripeAccount::parse("payout_stripe_account", &a))
+                    .transpose()
+                    .map_err(decode)?,
+                bank_account: row.payout_bank_account.map(|b| b.0),
+            },
         })
     }
 }
@@ -121,6 +133,26 @@ pub(crate) async fn transition(
     .bind(id)
     .bind(from)
     .bind(to)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(Project::try_from).transpose()
+}
+
+/// Sets where a project is paid, whatever its status: `None` when there is no such project.
+pub(crate) async fn set_payout(
+    conn: &mut PgConnection,
+    id: Uuid,
+    payout: &PayoutDetails,
+    now: DateTime<Utc>,
+) -> Result<Option<Project>, sqlx::Error> {
+    let row: Option<ProjectRow> = sqlx::query_as(&format!(
+        "update projects set payout_stripe_account = $2, payout_bank_account = $3, updated_at = $4
+          where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(payout.stripe_account.as_ref().map(StripeAccount::as_str))
+    .bind(payout.bank_account.as_ref().map(Json))
     .bind(now)
     .fetch_optional(&mut *conn)
     .await?;

@@ -52,6 +52,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/projects/{id}", Roles(ANY)),
     ("POST", "/v1/projects/{id}/publish", Roles(OPERATOR)),
     ("POST", "/v1/projects/{id}/archive", Roles(OPERATOR)),
+    ("PUT", "/v1/projects/{id}/payout-details", Roles(OPERATOR)),
     ("POST", "/v1/investors", Roles(PLATFORM)),
     ("GET", "/v1/investors", Roles(PLATFORM)),
     ("GET", "/v1/investors/{id}", Roles(PLATFORM)),

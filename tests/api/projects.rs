@@ -709,6 +709,182 @@ async fn the_same_key_sent_twice_at_once_creates_one_project(pool: PgPool) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Payout details
+// ---------------------------------------------------------------------------------------------
+
+fn payout_details() -> Value {
+    json!({
+        "stripe_account": "acct_1Nv0FGQ9RKHgCVdK",
+        "bank_account": {
+            "iban": "FR76 3000 6000 0112 3456 7890 189",
+            "bic": "AGRIFRPP",
+            "owner_name": "Crois/Sens SCIC",
+            "owner_address": {"line1": "12 rue de Siam", "city": "Brest", "postal_code": "29200", "country": "FR"},
+        },
+    })
+}
+
+async fn put_payout(app: &TestApp, id: &str, body: &Value) -> Reply {
+    send(
+        app,
+        Method::PUT,
+        &format!("/v1/projects/{id}/payout-details"),
+        OPERATOR_KEY,
+        &[],
+        Some(body),
+    )
+    .await
+}
+
+async fn stored_payout(app: &TestApp, id: &str) -> (Option<String>, Option<Value>) {
+    sqlx::query_as("select payout_stripe_account, payout_bank_account from projects where id = $1::uuid")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn payout_details_are_set_whole_kept_exactly_and_shown_masked(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = create(&app, "Crois/Sens", "Pays de Brest", &["waste"]).await;
+    publish(&app, &id).await;
+    let fresh = app.get(&format!("/v1/projects/{id}")).await;
+    assert_eq!(
+        fresh.body["payout_details"],
+        json!({"stripe_account": null, "bank_account": null})
+    );
+
+    let r = put_payout(&app, &id, &payout_details()).await;
+    assert_json(&r, 200);
+    assert_eq!(
+        r.body["payout_details"],
+        json!({
+            "stripe_account": "acct_1Nv0FGQ9RKHgCVdK",
+            "bank_account": {
+                "iban": "FR76•••••••••••••••••••0189",
+                "bic": "AGRIFRPP",
+                "owner_name": "Crois/Sens SCIC",
+                "owner_address": {"line1": "12 rue de Siam", "line2": null, "city": "Brest", "region": null,
+                                  "postal_code": "29200", "country": "FR"},
+            },
+        })
+    );
+    // Kept whole, in electronic form: the payout to the bank needs every digit.
+    let (stripe, bank) = stored_payout(&app, &id).await;
+    assert_eq!(stripe.as_deref(), Some("acct_1Nv0FGQ9RKHgCVdK"));
+    assert_eq!(bank.unwrap()["iban"], "FR7630006000011234567890189");
+    // No caller reads the whole IBAN back, the operator included.
+    for role in [Role::Operator, Role::Platform, Role::Auditor] {
+        let key = app.key(role).await;
+        let got = send(&app, Method::GET, &format!("/v1/projects/{id}"), &key, &[], None).await;
+        assert_json(&got, 200);
+        assert_eq!(got.body["payout_details"], r.body["payout_details"], "{role:?}");
+        let listed = send(&app, Method::GET, "/v1/projects", &key, &[], None).await;
+        for text in [got.body.to_string(), listed.body.to_string()] {
+            assert!(!text.contains("3000600001123456789"), "{role:?} saw the IBAN: {text}");
+        }
+    }
+
+    // The body is the whole of it: what is left out is cleared.
+    let r = put_payout(&app, &id, &json!({"stripe_account": "acct_2Other"})).await;
+    assert_json(&r, 200);
+    assert_eq!(
+        r.body["payout_details"],
+        json!({"stripe_account": "acct_2Other", "bank_account": null})
+    );
+    assert_eq!(stored_payout(&app, &id).await, (Some("acct_2Other".to_string()), None));
+    let r = put_payout(&app, &id, &json!({})).await;
+    assert_json(&r, 200);
+    assert_eq!(stored_payout(&app, &id).await, (None, None));
+
+    // Who changed where the money goes is in the audit trail.
+    let trail = app.get(&format!("/v1/audit-log?object_id={id}")).await;
+    assert_json(&trail, 200);
+    let puts = trail.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["method"] == "PUT" && i["route"] == "/v1/projects/{id}/payout-details")
+        .count();
+    assert_eq!(puts, 3, "{:#}", trail.body);
+}
+
+#[sqlx::test]
+async fn bad_payout_details_are_refused_by_field_and_change_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = create(&app, "Crois/Sens", "Pays de Brest", &["waste"]).await;
+    assert_json(&put_payout(&app, &id, &payout_details()).await, 200);
+    let kept = stored_payout(&app, &id).await;
+
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut body = payout_details();
+        edit(&mut body);
+        body
+    };
+    for (body, param) in [
+        (
+            with(&|b| b["bank_account"]["iban"] = json!("FR76 3000 6000 0112 3456 7890 188")),
+            "bank_account.iban",
+        ),
+        (
+            with(&|b| b["bank_account"]["iban"] = json!("FR7630006000011234567890")),
+            "bank_account.iban",
+        ),
+        (with(&|b| b["bank_account"]["iban"] = json!(76)), "bank_account.iban"),
+        (
+            with(&|b| b["bank_account"]["bic"] = json!("AGRI FR PP")),
+            "bank_account.bic",
+        ),
+        (
+            with(&|b| b["bank_account"]["owner_name"] = json!("  ")),
+            "bank_account.owner_name",
+        ),
+        (
+            with(&|b| b["bank_account"]["owner_address"]["country"] = json!("ZZ")),
+            "bank_account.owner_address.country",
+        ),
+        (
+            with(&|b| b["bank_account"]["owner_address"]["city"] = json!("Brest\nFrance")),
+            "bank_account.owner_address.city",
+        ),
+        (
+            with(&|b| {
+                b["bank_account"]["owner_address"]
+                    .as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| k != "postal_code")
+            }),
+            "bank_account.owner_address.postal_code",
+        ),
+        (
+            with(&|b| b["stripe_account"] = json!("cus_Nv0FGQ9RKHgCVdK")),
+            "stripe_account",
+        ),
+        (
+            with(&|b| b["stripe_account"] = json!("acct_Nv0F GQ9")),
+            "stripe_account",
+        ),
+        (with(&|b| b["iban"] = json!("FR7630006000011234567890189")), "iban"),
+    ] {
+        let r = put_payout(&app, &id, &body).await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.body["param"], param, "{body}: {:#}", r.body);
+    }
+    put_payout(&app, &uuid::Uuid::now_v7().to_string(), &payout_details())
+        .await
+        .assert_problem(404, "not_found");
+    for role in [Role::Platform, Role::Auditor] {
+        let key = app.key(role).await;
+        let path = format!("/v1/projects/{id}/payout-details");
+        send(&app, Method::PUT, &path, &key, &[], Some(&json!({})))
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    assert_eq!(stored_payout(&app, &id).await, kept);
+}
+
 #[sqlx::test]
 async fn the_openapi_document_describes_the_catalogue(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -720,6 +896,7 @@ async fn the_openapi_document_describes_the_catalogue(pool: PgPool) {
         ("/v1/projects/{id}", &["get"]),
         ("/v1/projects/{id}/publish", &["post"]),
         ("/v1/projects/{id}/archive", &["post"]),
+        ("/v1/projects/{id}/payout-details", &["put"]),
     ] {
         for method in methods {
             let op = &paths[path][method];
@@ -754,6 +931,8 @@ async fn the_database_refuses_projects_the_api_would(pool: PgPool) {
                 ("themes", "array['waste']"),
                 ("description", "''"),
                 ("impact_indicators", "'[]'::jsonb"),
+                ("payout_stripe_account", "null"),
+                ("payout_bank_account", "null"),
             ];
             row.iter_mut()
                 .filter(|(c, _)| *c == column)
@@ -778,6 +957,26 @@ async fn the_database_refuses_projects_the_api_would(pool: PgPool) {
         ("themes", "array['waste', null]", "projects_themes_known"),
         ("impact_indicators", "'{}'::jsonb", "projects_impact_indicators_array"),
         ("description", "repeat('x', 20001)", "projects_description_length"),
+        (
+            "payout_stripe_account",
+            "'cus_123'",
+            "projects_payout_stripe_account_format",
+        ),
+        (
+            "payout_bank_account",
+            "'[]'::jsonb",
+            "projects_payout_bank_account_shape",
+        ),
+        (
+            "payout_bank_account",
+            r#"'{"iban": "FR76 3000", "owner_name": "o", "owner_address": {}}'::jsonb"#,
+            "projects_payout_bank_account_shape",
+        ),
+        (
+            "payout_bank_account",
+            r#"'{"iban": "FR7630006000011234567890189", "owner_address": {}}'::jsonb"#,
+            "projects_payout_bank_account_shape",
+        ),
     ] {
         let err = insert(column, value).await.expect_err(value);
         let db = err.as_database_error().unwrap_or_else(|| panic!("{value}: {err}"));
