@@ -1,6 +1,7 @@
 //! Stripe, inbound: `Stripe-Signature` verification and the mapping of `payment_intent.succeeded`,
-//! `payment_intent.payment_failed`, `charge.dispute.created`, `charge.refunded` and `payout.paid`
-//! onto our [`Event`]s.
+//! `payment_intent.payment_failed`, `charge.dispute.created`, the refunds' events
+//! (`refund.created`, `refund.updated`, `charge.refunded`), `transfer.created` and `payout.paid`
+//! onto our [`Event`]s (PRODUCT.md section 10).
 //! Creating Stripe objects needs Stripe's API, which no network reaches from here, so this
 //! adapter refuses to create; new payments go to the sandbox (docs/payments.md).
 
@@ -73,7 +74,12 @@ fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64
 
 /// Stripe amounts are integers in the currency's minor unit, currencies lowercase.
 fn stripe_money(object: &serde_json::Value) -> Result<Money, String> {
-    let minor = object["amount"].as_i64().ok_or("no integer amount")?;
+    money_of(object, "amount")
+}
+
+/// The amount in `field` of `object`, in `object`'s currency.
+fn money_of(object: &serde_json::Value, field: &str) -> Result<Money, String> {
+    let minor = object[field].as_i64().ok_or_else(|| format!("no integer {field}"))?;
     let currency = Currency::parse(&object["currency"].as_str().ok_or("no currency")?.to_ascii_uppercase())
         .map_err(|e| e.to_string())?;
     Money::new(Decimal::new(minor, currency.minor_units()), currency).map_err(|e| e.to_string())
@@ -86,10 +92,19 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
             .map(str::to_owned)
             .ok_or_else(|| "no object id".to_string())
     };
+    // A refund confirms ours once it has reached the card; before (`pending`) or never
+    // (`failed`, `canceled`) it moves nothing.
+    let refund = |r: &serde_json::Value| -> Result<Option<Event>, String> {
+        let refund_id = r["id"].as_str().ok_or("a refund without an id")?.to_owned();
+        let amount = stripe_money(r)?;
+        Ok((r["status"] == "succeeded").then_some(Event::RefundSucceeded { refund_id, amount }))
+    };
     Ok(match kind {
+        // What was captured (`amount_received`), not what was asked: a short payment is
+        // checked against the pledge, and refused there.
         "payment_intent.succeeded" => vec![Event::PaymentSucceeded {
             payment_id: id()?,
-            amount: stripe_money(object)?,
+            amount: money_of(object, "amount_received")?,
         }],
         "payment_intent.payment_failed" => vec![Event::PaymentFailed { payment_id: id()? }],
         // A dispute names the payment intent it disputes (our payment's id), and how much of it.
@@ -100,19 +115,19 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
                 .to_owned(),
             amount: stripe_money(object)?,
         }],
-        // A charge lists its refunds; each one is confirmed.
-        "charge.refunded" => object["refunds"]["data"]
-            .as_array()
-            .ok_or("no refunds on the charge")?
-            .iter()
-            .map(|r| {
-                Ok(Event::RefundSucceeded {
-                    refund_id: r["id"].as_str().ok_or("a refund without an id")?.to_owned(),
-                    amount: stripe_money(r)?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?,
-        "payout.paid" => vec![Event::PayoutPaid {
+        "refund.created" | "refund.updated" => vec![refund(object)?.unwrap_or(Event::Other)],
+        // Before API version 2022-11-15 a charge listed its refunds; since, it lists none, and the
+        // refunds' own events confirm them.
+        "charge.refunded" => match object["refunds"]["data"].as_array() {
+            Some(refunds) => refunds
+                .iter()
+                .filter_map(|r| refund(r).transpose())
+                .collect::<Result<Vec<_>, String>>()?,
+            None => vec![Event::Other],
+        },
+        // A payout to a project is a Connect transfer: made when Stripe answers, so its creation
+        // confirms it.
+        "transfer.created" | "payout.paid" => vec![Event::PayoutPaid {
             payout_id: id()?,
             amount: stripe_money(object)?,
         }],
@@ -130,7 +145,7 @@ mod tests {
         let eur = |s: &str| Money::new(s.parse().unwrap(), Currency::EUR).unwrap();
         let paid = stripe_events(
             "payment_intent.succeeded",
-            &json!({"id": "pi_1", "amount": 12050, "currency": "eur"}),
+            &json!({"id": "pi_1", "amount": 12050, "amount_received": 12050, "currency": "eur"}),
         );
         assert_eq!(
             paid,
@@ -165,11 +180,13 @@ mod tests {
             )
             .is_err()
         );
+        // An old API version's charge lists its refunds: those that reached the card count.
         let refunded = stripe_events(
             "charge.refunded",
             &json!({"id": "ch_1", "refunds": {"data": [
-                {"id": "re_1", "amount": 500, "currency": "eur"},
-                {"id": "re_2", "amount": 1250, "currency": "eur"}]}}),
+                {"id": "re_1", "amount": 500, "currency": "eur", "status": "succeeded"},
+                {"id": "re_0", "amount": 700, "currency": "eur", "status": "pending"},
+                {"id": "re_2", "amount": 1250, "currency": "eur", "status": "succeeded"}]}}),
         );
         assert_eq!(
             refunded,
@@ -184,19 +201,42 @@ mod tests {
                 }
             ])
         );
-        let payout = stripe_events("payout.paid", &json!({"id": "po_1", "amount": 100, "currency": "eur"}));
+        // A newer one's lists none: the refund's own events say it.
         assert_eq!(
-            payout,
-            Ok(vec![Event::PayoutPaid {
-                payout_id: "po_1".into(),
-                amount: eur("1.00")
-            }])
+            stripe_events("charge.refunded", &json!({"id": "ch_2", "amount_refunded": 500})),
+            Ok(vec![Event::Other])
         );
+        for kind in ["refund.created", "refund.updated"] {
+            let done = json!({"id": "re_3", "object": "refund", "amount": 500, "currency": "eur",
+                              "status": "succeeded", "payment_intent": "pi_1"});
+            assert_eq!(
+                stripe_events(kind, &done),
+                Ok(vec![Event::RefundSucceeded {
+                    refund_id: "re_3".into(),
+                    amount: eur("5.00")
+                }])
+            );
+            for status in ["pending", "requires_action", "failed", "canceled"] {
+                let waiting = json!({"id": "re_3", "amount": 500, "currency": "eur", "status": status});
+                assert_eq!(stripe_events(kind, &waiting), Ok(vec![Event::Other]), "{kind} {status}");
+            }
+            assert!(stripe_events(kind, &json!({"id": "re_4", "status": "succeeded"})).is_err());
+        }
+        for (kind, id) in [("transfer.created", "tr_1"), ("payout.paid", "po_1")] {
+            let payout = stripe_events(kind, &json!({"id": id, "amount": 100, "currency": "eur"}));
+            assert_eq!(
+                payout,
+                Ok(vec![Event::PayoutPaid {
+                    payout_id: id.into(),
+                    amount: eur("1.00")
+                }])
+            );
+        }
         assert_eq!(stripe_events("customer.created", &json!({})), Ok(vec![Event::Other]));
         // Yen has no minor unit: 500 is 500 JPY.
         let yen = stripe_events(
             "payment_intent.succeeded",
-            &json!({"id": "pi_2", "amount": 500, "currency": "jpy"}),
+            &json!({"id": "pi_2", "amount": 500, "amount_received": 500, "currency": "jpy"}),
         );
         let expected = Money::new(500.into(), Currency::parse("JPY").unwrap()).unwrap();
         assert_eq!(
@@ -209,16 +249,23 @@ mod tests {
         assert!(
             stripe_events(
                 "payment_intent.succeeded",
-                &json!({"id": "pi_3", "amount": "12", "currency": "eur"})
+                &json!({"id": "pi_3", "amount_received": "12", "currency": "eur"})
             )
             .is_err()
         );
-        assert!(stripe_events("charge.refunded", &json!({"id": "ch_2"})).is_err());
+        // What was asked is not what was captured: without `amount_received`, nothing is known.
+        assert!(
+            stripe_events(
+                "payment_intent.succeeded",
+                &json!({"id": "pi_3", "amount": 1200, "currency": "eur"})
+            )
+            .is_err()
+        );
         // A refund or payout without its amount cannot be checked against ours.
         assert!(
             stripe_events(
                 "charge.refunded",
-                &json!({"id": "ch_3", "refunds": {"data": [{"id": "re_3"}]}})
+                &json!({"id": "ch_3", "refunds": {"data": [{"id": "re_3", "status": "succeeded"}]}})
             )
             .is_err()
         );

@@ -270,7 +270,7 @@ async fn stripe_events_are_verified_mapped_and_deduplicated(pool: PgPool) {
     .await;
     let now = app.clock.now().timestamp();
     let body = serde_json::to_vec(&json!({"id": "evt_s1", "type": "payment_intent.succeeded",
-        "data": {"object": {"id": "pi_123", "amount": 12000, "currency": "eur"}}}))
+        "data": {"object": {"id": "pi_123", "amount": 12000, "amount_received": 12000, "currency": "eur"}}}))
     .unwrap();
     let secret = STRIPE_SECRET.as_bytes();
     // Forged, tampered, stale: refused, nothing stored.
@@ -348,17 +348,20 @@ async fn a_stripe_capture_funds_the_pledge_it_pays(pool: PgPool) {
         let app = &app;
         async move { stripe(app, signature::stripe_sign(secret, now, &body), body).await }
     };
+    // What counts is what was captured, `amount_received`, not what was asked.
     let short = send(
         "evt_a",
         "payment_intent.succeeded",
-        json!({"id": "pi_live_1", "amount": 11999, "currency": "eur"}),
+        json!({"id": "pi_live_1", "object": "payment_intent", "amount": 12000, "amount_received": 11999,
+               "currency": "eur", "status": "succeeded"}),
     )
     .await;
     assert_eq!(short.body["outcome"], "quarantined", "{:#}", short.body);
     let paid = send(
         "evt_b",
         "payment_intent.succeeded",
-        json!({"id": "pi_live_1", "amount": 12000, "currency": "eur"}),
+        json!({"id": "pi_live_1", "object": "payment_intent", "amount": 12000, "amount_received": 12000,
+               "currency": "eur", "status": "succeeded"}),
     )
     .await;
     assert_eq!(paid.body["outcome"], "applied", "{:#}", paid.body);

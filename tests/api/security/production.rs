@@ -415,7 +415,7 @@ async fn inbound_signatures_are_judged_by_the_wall_clock_after_the_clock_moved_w
     // A real provider's test mode, after the same move: Stripe's signature by its clock is
     // accepted (pi_unknown is no payment of ours: quarantined), by ours refused.
     let body = serde_json::to_vec(&json!({"id": "evt_stripe", "type": "payment_intent.succeeded",
-        "data": {"object": {"id": "pi_unknown", "amount": 100, "currency": "eur"}}}))
+        "data": {"object": {"id": "pi_unknown", "amount": 100, "amount_received": 100, "currency": "eur"}}}))
     .unwrap();
     let stripe = |timestamp: i64| {
         let header = crowdledger::webhooks::signature::stripe_sign(STRIPE_SECRET.as_bytes(), timestamp, &body);
