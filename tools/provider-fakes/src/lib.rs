@@ -8,5 +8,6 @@
 //! on the fake's handle, never HTTP routes, so no request of the service can reach them.
 
 mod form;
+pub mod stripe;
 
 pub use form::{FormError, decode as decode_form};
