@@ -656,3 +656,107 @@ async fn a_transfer_sends_transfer_created() {
         &body
     ));
 }
+
+#[tokio::test]
+async fn a_held_reply_waits_for_release_after_the_work_is_done() {
+    let fake = StripeFake::start().await;
+    let client = Client::of(&fake);
+    let mut held = fake.hold_next_reply("/v1/payment_intents");
+    let body = "amount=5000&currency=eur";
+
+    let first = tokio::spawn({
+        let client = Client::of(&fake);
+        async move { client.post("/v1/payment_intents", body, Some("held")).await }
+    });
+    held.processed().await;
+    assert_eq!(fake.created(Kind::PaymentIntent), 1);
+    assert!(!first.is_finished());
+
+    // What a restarted client sees while the first reply is still held: the saved answer.
+    let retried = client.post("/v1/payment_intents", body, Some("held")).await;
+    assert_eq!(retried.headers["idempotent-replayed"], "true");
+    held.release();
+    let first = first.await.unwrap();
+    assert_eq!((first.status, &first.body), (retried.status, &retried.body));
+    assert_eq!(fake.created(Kind::PaymentIntent), 1);
+}
+
+#[tokio::test]
+async fn a_cash_balance_funding_with_the_reference_pays_the_intent() {
+    let fake = StripeFake::start().await;
+    let client = Client::of(&fake);
+    let customer = client.post("/v1/customers", "name=Ada", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = format!(
+        "amount=10000&currency=eur&customer={customer}&allowed_payment_method_types[0]=customer_balance\
+         &payment_method_options[customer_balance][funding_type]=bank_transfer\
+         &payment_method_options[customer_balance][bank_transfer][type]=eu_bank_transfer\
+         &payment_method_options[customer_balance][bank_transfer][eu_bank_transfer][country]=DE&confirm=true"
+    );
+    let intent = client.post("/v1/payment_intents", &body, None).await.body;
+    let reference = intent["next_action"]["display_bank_transfer_instructions"]["reference"]
+        .as_str()
+        .unwrap();
+    let fund = format!("/v1/test_helpers/customers/{customer}/fund_cash_balance");
+
+    let stray = client
+        .post(&fund, "amount=300&currency=eur&reference=SOMETHING-ELSE", None)
+        .await;
+    assert_eq!(stray.status, 200, "{}", stray.body);
+    assert_eq!(stray.body["object"], "customer_cash_balance_transaction");
+    assert_eq!(stray.body["ending_balance"], 300);
+    let short = client
+        .post(&fund, &format!("amount=4000&currency=eur&reference={reference}"), None)
+        .await;
+    assert_eq!(short.body["ending_balance"], 300);
+    let over = client
+        .post(&fund, &format!("amount=7000&currency=eur&reference={reference}"), None)
+        .await;
+    assert_eq!(over.body["ending_balance"], 1300);
+
+    let types: Vec<String> = fake.events().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["payment_intent.partially_funded", "payment_intent.succeeded"]);
+    let paid = client
+        .get(&format!("/v1/payment_intents/{}", intent["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        (paid.body["status"].as_str(), paid.body["amount_received"].as_i64()),
+        (Some("succeeded"), Some(10_000))
+    );
+    let nobody = client
+        .post(
+            "/v1/test_helpers/customers/cus_nobody/fund_cash_balance",
+            "amount=1&currency=eur",
+            None,
+        )
+        .await;
+    assert_error(
+        &nobody,
+        404,
+        "invalid_request_error",
+        Some("resource_missing"),
+        Some("customer"),
+    );
+}
+
+#[tokio::test]
+async fn charge_refunded_shows_the_charge_without_a_refund_list() {
+    let fake = StripeFake::start().await;
+    let client = Client::of(&fake);
+    let id = client.payment_intent(5000).await["id"].as_str().unwrap().to_owned();
+    fake.succeed_payment(&id, 5000).await;
+    client
+        .post("/v1/refunds", &format!("payment_intent={id}&amount=2000"), None)
+        .await;
+
+    let charge = fake.charge_refunded(&id).await.object();
+    assert!(charge["id"].as_str().unwrap().starts_with("ch_"));
+    assert_eq!(
+        (charge["amount_refunded"].as_i64(), charge["refunded"].as_bool()),
+        (Some(2000), Some(false))
+    );
+    assert_eq!(charge["payment_intent"], id.as_str());
+    assert!(charge.get("refunds").is_none());
+}

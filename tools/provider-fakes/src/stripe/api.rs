@@ -400,6 +400,59 @@ pub(super) fn create_transfer(state: &mut State, params: &Params, caller: &Calle
     })
 }
 
+/// `POST /v1/test_helpers/customers/{customer}/fund_cash_balance` (a test-mode endpoint of the
+/// real API): a bank transfer of `amount` arrives with `reference`. It goes to the customer's open
+/// intent with that reference (partly funding or paying it); whatever no intent takes stays in
+/// the customer's cash balance.
+pub(super) fn fund_cash_balance(
+    state: &mut State,
+    customer: &str,
+    params: &Params,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
+    params.only(&["amount", "currency", "reference", "expand"])?;
+    if state.get(Kind::Customer, customer).is_none() {
+        return Err(ApiError::no_such("customer", customer, "customer", true));
+    }
+    let amount = params.required_integer("amount")?;
+    if amount <= 0 {
+        return Err(ApiError::invalid(
+            "amount",
+            Some("parameter_invalid_integer"),
+            "Invalid positive integer",
+        ));
+    }
+    let currency = currency(params)?;
+    let reference = params.string("reference")?;
+    let mut events = Vec::new();
+    let mut unapplied = amount;
+    if let Some(intent) = reference
+        .as_deref()
+        .and_then(|r| state.awaiting_transfer(customer, &currency, r))
+    {
+        let (event, excess) = state.fund_intent(&intent, amount, Some(caller));
+        events.push(event);
+        unapplied = excess;
+    }
+    let ending_balance = state.add_cash_balance(customer, &currency, unapplied);
+    let transaction = json!({
+        "id": new_id("ccsbtxn"),
+        "object": "customer_cash_balance_transaction",
+        "created": state.now(),
+        "currency": currency,
+        "customer": customer,
+        "ending_balance": ending_balance,
+        "funded": {"bank_transfer": {"type": "eu_bank_transfer", "reference": reference, "eu_bank_transfer": null}},
+        "livemode": false,
+        "net_amount": amount,
+        "type": "funded",
+    });
+    Ok(Reply {
+        object: transaction,
+        events,
+    })
+}
+
 /// `GET /v1/<objects>/{id}`: the object as it is now. Only `expand` is taken, and ignored.
 pub(super) fn retrieve(state: &State, kind: Kind, id: &str, params: &Params) -> Result<Reply, ApiError> {
     params.only(&["expand"])?;

@@ -157,6 +157,31 @@ pub enum DisputeOutcome {
     Lost,
 }
 
+/// A reply held back by [`StripeFake::hold_next_reply`].
+pub struct HeldReply {
+    processed: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+impl HeldReply {
+    /// Waits until the held request was processed: its objects exist, its answer is saved under
+    /// its idempotency key, its events are on their way.
+    pub async fn processed(&mut self) {
+        (&mut self.processed).await.ok();
+    }
+
+    /// Sends the reply.
+    pub fn release(self) {
+        self.release.send(()).ok();
+    }
+}
+
+/// The fake's side of a [`HeldReply`].
+struct Hold {
+    processed: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
 /// Builds a [`StripeFake`] with chosen keys; [`StripeFake::start`] takes random ones.
 #[derive(Debug, Clone)]
 pub struct StripeFakeBuilder {
@@ -334,6 +359,24 @@ impl StripeFake {
             .push_back(delay);
     }
 
+    /// Like [`delay_next_reply`](Self::delay_next_reply), until the test lets the reply go: the
+    /// request is processed at once, its reply waits for [`HeldReply::release`] (or the handle's
+    /// drop). For a client that dies between the provider's work and its own write.
+    pub fn hold_next_reply(&self, path: &str) -> HeldReply {
+        let (processed_tx, processed) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        self.shared
+            .lock()
+            .holds
+            .entry(path.to_owned())
+            .or_default()
+            .push_back(Hold {
+                processed: processed_tx,
+                release: release_rx,
+            });
+        HeldReply { processed, release }
+    }
+
     /// The customer paid: the intent `succeeded` with `amount_received`, a charge to refund or
     /// dispute, and `payment_intent.succeeded` sent.
     pub async fn succeed_payment(&self, payment_intent: &str, amount_received: i64) -> Event {
@@ -374,39 +417,9 @@ impl StripeFake {
     /// intent `succeeded` and `payment_intent.succeeded` is sent (the excess stays with the
     /// customer, as Stripe keeps it in the customer's balance).
     pub async fn partially_fund(&self, payment_intent: &str, amount: i64) -> Event {
-        let remaining = {
-            let state = self.shared.lock();
-            let intent = state
-                .get(Kind::PaymentIntent, payment_intent)
-                .unwrap_or_else(|| panic!("the Stripe fake has no payment_intent {payment_intent}"));
-            intent["next_action"]["display_bank_transfer_instructions"]["amount_remaining"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("{payment_intent} awaits no bank transfer"))
-        };
-        let left = (remaining - amount).max(0);
-        if left == 0 {
-            let charge = new_id("ch");
-            return self
-                .change(
-                    Kind::PaymentIntent,
-                    payment_intent,
-                    "payment_intent.succeeded",
-                    |intent| {
-                        let full = intent["amount"].as_i64().unwrap_or_default();
-                        succeed(intent, full, charge);
-                    },
-                )
-                .await;
-        }
-        self.change(
-            Kind::PaymentIntent,
-            payment_intent,
-            "payment_intent.partially_funded",
-            |intent| {
-                intent["next_action"]["display_bank_transfer_instructions"]["amount_remaining"] = json!(left);
-            },
-        )
-        .await
+        let event = self.shared.lock().fund_intent(payment_intent, amount, None).0;
+        self.shared.deliver(&event).await;
+        event
     }
 
     /// The refund reached the customer: `succeeded`, `refund.updated` sent.
@@ -474,6 +487,21 @@ impl StripeFake {
             dispute["status"] = json!(status);
         })
         .await
+    }
+
+    /// Sends `charge.refunded` for the intent's charge, as Stripe does whenever a charge is
+    /// refunded, in part or in full. On the pinned version the Charge no longer lists its refunds
+    /// (changelog 2022-11-15), so the object carries `amount_refunded` and `refunded` only.
+    pub async fn charge_refunded(&self, payment_intent: &str) -> Event {
+        let event = {
+            let mut state = self.shared.lock();
+            let charge = state
+                .charge(payment_intent)
+                .unwrap_or_else(|| panic!("{payment_intent} has no charge"));
+            state.event("charge.refunded", &charge, None, None)
+        };
+        self.shared.deliver(&event).await;
+        event
     }
 
     /// Sends an event again, newly signed (duplicates, or any order a test picks); the
@@ -623,6 +651,9 @@ struct State {
     idempotency: HashMap<(String, String), Saved>,
     faults: HashMap<String, VecDeque<Fault>>,
     delays: HashMap<String, VecDeque<Duration>>,
+    holds: HashMap<String, VecDeque<Hold>>,
+    /// Money received by bank transfer that no intent took, by (customer, currency).
+    cash_balances: HashMap<(String, String), i64>,
     requests: Vec<ReceivedRequest>,
     events: Vec<Event>,
     deliveries: Vec<Delivery>,
@@ -641,6 +672,8 @@ impl State {
             idempotency: HashMap::new(),
             faults: HashMap::new(),
             delays: HashMap::new(),
+            holds: HashMap::new(),
+            cash_balances: HashMap::new(),
             requests: Vec::new(),
             events: Vec::new(),
             deliveries: Vec::new(),
@@ -685,6 +718,81 @@ impl State {
             .filter(|o| api::holds_amount(o))
             .filter_map(|o| o["amount"].as_i64())
             .sum()
+    }
+
+    /// Applies `amount` received by bank transfer to an intent that shows transfer instructions.
+    /// Short of what remains: `amount_remaining` falls, `payment_intent.partially_funded`.
+    /// Covering it: the intent succeeds, `payment_intent.succeeded`, and the excess is returned
+    /// (Stripe keeps it in the customer's cash balance).
+    fn fund_intent(&mut self, id: &str, amount: i64, caller: Option<&Caller>) -> (Event, i64) {
+        let intent = self
+            .get_mut(Kind::PaymentIntent, id)
+            .unwrap_or_else(|| panic!("the Stripe fake has no payment_intent {id}"));
+        let instructions = &mut intent["next_action"]["display_bank_transfer_instructions"];
+        let remaining = instructions["amount_remaining"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{id} awaits no bank transfer"));
+        let (event_type, excess) = if amount < remaining {
+            instructions["amount_remaining"] = json!(remaining - amount);
+            ("payment_intent.partially_funded", 0)
+        } else {
+            let full = intent["amount"].as_i64().unwrap_or_default();
+            succeed(intent, full, new_id("ch"));
+            ("payment_intent.succeeded", amount - remaining)
+        };
+        let intent = intent.clone();
+        (self.event(event_type, &intent, None, caller), excess)
+    }
+
+    /// The open bank-transfer intent of `customer` whose reference is `reference`.
+    fn awaiting_transfer(&self, customer: &str, currency: &str, reference: &str) -> Option<String> {
+        self.objects
+            .values()
+            .filter(|o| o["object"] == "payment_intent" && o["customer"] == customer && o["currency"] == currency)
+            .find(|o| o["next_action"]["display_bank_transfer_instructions"]["reference"] == reference)
+            .and_then(|o| o["id"].as_str().map(str::to_owned))
+    }
+
+    /// Adds to a customer's cash balance and answers the new balance.
+    fn add_cash_balance(&mut self, customer: &str, currency: &str, amount: i64) -> i64 {
+        let balance = self
+            .cash_balances
+            .entry((customer.to_owned(), currency.to_owned()))
+            .or_default();
+        *balance += amount;
+        *balance
+    }
+
+    /// The Charge of a succeeded intent, as `charge.refunded` shows it (the fake keeps no
+    /// Charge objects; their fields derive from the intent and its refunds).
+    fn charge(&self, payment_intent: &str) -> Option<Value> {
+        let intent = self.get(Kind::PaymentIntent, payment_intent)?;
+        let id = intent["latest_charge"].as_str()?;
+        let captured = intent["amount_received"].as_i64().unwrap_or_default();
+        let refunded = self.refunded(payment_intent);
+        let disputed = self
+            .objects
+            .values()
+            .any(|o| o["object"] == "dispute" && o["payment_intent"] == payment_intent);
+        Some(json!({
+            "id": id,
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": captured,
+            "amount_refunded": refunded,
+            "captured": true,
+            "created": intent["created"],
+            "currency": intent["currency"],
+            "customer": intent["customer"],
+            "disputed": disputed,
+            "livemode": false,
+            "metadata": intent["metadata"],
+            "paid": true,
+            "payment_intent": payment_intent,
+            "refunded": refunded >= captured,
+            "status": "succeeded",
+            "transfer_group": intent["transfer_group"],
+        }))
     }
 
     fn available_balance(&self, currency: &str) -> i64 {
@@ -809,18 +917,19 @@ async fn handle(
         ));
     }
 
-    let (status, body, replayed, events, delay) = {
+    let (status, body, replayed, events, delay, hold) = {
         let mut state = shared.lock();
         let delay = state.delays.get_mut(&path).and_then(VecDeque::pop_front);
+        let hold = state.holds.get_mut(&path).and_then(VecDeque::pop_front);
         let saved_under = idempotency_key.clone().map(|key| (shared.secret_key.clone(), key));
         let saved = saved_under.as_ref().and_then(|k| state.idempotency.get(k));
         match saved {
             Some(saved) if saved.method == method && saved.path == path && saved.params == params => {
-                (saved.status, saved.body.clone(), true, Vec::new(), delay)
+                (saved.status, saved.body.clone(), true, Vec::new(), delay, hold)
             }
             Some(_) => {
                 let e = ApiError::idempotency(idempotency_key.as_deref().unwrap_or_default());
-                (e.status, e.body().to_string(), false, Vec::new(), delay)
+                (e.status, e.body().to_string(), false, Vec::new(), delay, hold)
             }
             None => {
                 let caller = Caller {
@@ -849,7 +958,7 @@ async fn handle(
                     };
                     state.idempotency.insert(key, saved);
                 }
-                (status, body, false, events, delay)
+                (status, body, false, events, delay, hold)
             }
         }
     };
@@ -862,6 +971,11 @@ async fn handle(
     }
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(hold) = hold {
+        hold.processed.send(()).ok();
+        // A dropped `HeldReply` lets the reply go too.
+        hold.release.await.ok();
     }
     let mut response = json_response(status, body, &request_id);
     let headers = response.headers_mut();
@@ -893,6 +1007,9 @@ fn route(
         ("GET", ["v1", "refunds", id]) => api::retrieve(state, Kind::Refund, id, params),
         ("POST", ["v1", "transfers"]) => api::create_transfer(state, params, caller),
         ("GET", ["v1", "transfers", id]) => api::retrieve(state, Kind::Transfer, id, params),
+        ("POST", ["v1", "test_helpers", "customers", id, "fund_cash_balance"]) => {
+            api::fund_cash_balance(state, id, params, caller)
+        }
         ("GET", ["v1", "disputes", id]) => api::retrieve(state, Kind::Dispute, id, params),
         _ => Err(ApiError {
             status: StatusCode::NOT_FOUND,
