@@ -424,17 +424,17 @@ pub(super) fn fund_cash_balance(
     }
     let currency = currency(params)?;
     let reference = params.string("reference")?;
-    let mut events = Vec::new();
-    let mut unapplied = amount;
-    if let Some(intent) = reference
+    let intent = reference
         .as_deref()
-        .and_then(|r| state.awaiting_transfer(customer, &currency, r))
-    {
-        let (event, excess) = state.fund_intent(&intent, amount, Some(caller));
-        events.push(event);
-        unapplied = excess;
-    }
-    let ending_balance = state.add_cash_balance(customer, &currency, unapplied);
+        .and_then(|r| state.awaiting_transfer(customer, &currency, r));
+    let events = match intent {
+        Some(intent) => vec![state.fund_intent(&intent, amount, Some(caller))],
+        None => {
+            state.add_cash_balance(customer, &currency, amount);
+            Vec::new()
+        }
+    };
+    let ending_balance = state.cash_balance(customer, &currency);
     let transaction = json!({
         "id": new_id("ccsbtxn"),
         "object": "customer_cash_balance_transaction",

@@ -7,6 +7,33 @@
 //! Bearer auth, form bodies in bracket notation, error bodies, `payment_method_types` refused on
 //! the pinned version, idempotent replays (same status and body) and `idempotency_error`, event
 //! envelopes, `Stripe-Signature`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use crowdledger_provider_fakes::stripe::{Kind, StripeFake};
+//!
+//! let stripe = StripeFake::start().await;
+//! // The service would be configured with these three and the webhook URL it serves.
+//! let (api_base, key) = (stripe.base_url(), stripe.secret_key().to_owned());
+//! let http = reqwest::Client::builder().no_proxy().build().unwrap();
+//! let intent: serde_json::Value = http
+//!     .post(format!("{api_base}/v1/payment_intents"))
+//!     .bearer_auth(&key)
+//!     .header("idempotency-key", "crowdledger-payment-1")
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .body("amount=12050&currency=eur&metadata[pledge_id]=p1")
+//!     .send()
+//!     .await
+//!     .unwrap()
+//!     .json()
+//!     .await
+//!     .unwrap();
+//! let event = stripe.succeed_payment(intent["id"].as_str().unwrap(), 12050).await;
+//! assert_eq!(event.event_type, "payment_intent.succeeded");
+//! assert_eq!(stripe.created(Kind::PaymentIntent), 1);
+//! # }
+//! ```
 
 mod api;
 mod error;
@@ -45,7 +72,8 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// How long a webhook delivery may take before it counts as failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The objects the fake keeps, each with Stripe's `object` name and id prefix.
+/// The objects the fake keeps, by Stripe's `object` name; ids carry Stripe's prefixes (`cus_`,
+/// `pi_`, `re_`, `tr_`, `dp_`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Customer,
@@ -102,7 +130,8 @@ impl Fault {
             ),
         };
         let mut response = json_response(status, json!({ "error": error }).to_string(), request_id);
-        // The header Stripe's own libraries obey: retry when it says true, never when false.
+        // The header Stripe's own libraries obey: retry when it says true, never when false. That
+        // Stripe sends it on each of these answers is unverified (research23/stripe.md 2 and 4).
         response
             .headers_mut()
             .insert("stripe-should-retry", HeaderValue::from_static("true"));
@@ -131,6 +160,7 @@ pub struct Event {
 }
 
 impl Event {
+    /// The whole envelope.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("the fake writes its events as JSON")
     }
@@ -209,6 +239,7 @@ impl StripeFakeBuilder {
         self
     }
 
+    /// Binds `127.0.0.1:0` and serves in a task of the current runtime.
     pub async fn start(self) -> StripeFake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -260,6 +291,7 @@ impl StripeFake {
         StripeFake::builder().start().await
     }
 
+    /// A builder whose keys are random until set.
     pub fn builder() -> StripeFakeBuilder {
         StripeFakeBuilder {
             secret_key: format!("sk_test_{}", token(24)),
@@ -273,10 +305,12 @@ impl StripeFake {
         format!("http://{}", self.addr)
     }
 
+    /// The `sk_test_…` key requests must carry: the service's `payments.stripe.secret_key`.
     pub fn secret_key(&self) -> &str {
         &self.shared.secret_key
     }
 
+    /// The `whsec_…` secret events are signed with: the service's `payments.stripe.webhook_secret`.
     pub fn webhook_secret(&self) -> &str {
         &self.shared.webhook_secret
     }
@@ -336,6 +370,7 @@ impl StripeFake {
         self.shared.lock().set_available_balance(currency, amount);
     }
 
+    /// What transfers in `currency` may still draw.
     pub fn available_balance(&self, currency: &str) -> i64 {
         self.shared.lock().available_balance(currency)
     }
@@ -417,7 +452,7 @@ impl StripeFake {
     /// intent `succeeded` and `payment_intent.succeeded` is sent (the excess stays with the
     /// customer, as Stripe keeps it in the customer's balance).
     pub async fn partially_fund(&self, payment_intent: &str, amount: i64) -> Event {
-        let event = self.shared.lock().fund_intent(payment_intent, amount, None).0;
+        let event = self.shared.lock().fund_intent(payment_intent, amount, None);
         self.shared.deliver(&event).await;
         event
     }
@@ -722,9 +757,9 @@ impl State {
 
     /// Applies `amount` received by bank transfer to an intent that shows transfer instructions.
     /// Short of what remains: `amount_remaining` falls, `payment_intent.partially_funded`.
-    /// Covering it: the intent succeeds, `payment_intent.succeeded`, and the excess is returned
-    /// (Stripe keeps it in the customer's cash balance).
-    fn fund_intent(&mut self, id: &str, amount: i64, caller: Option<&Caller>) -> (Event, i64) {
+    /// Covering it: the intent succeeds, `payment_intent.succeeded`, and the excess goes to the
+    /// customer's cash balance, where Stripe keeps it.
+    fn fund_intent(&mut self, id: &str, amount: i64, caller: Option<&Caller>) -> Event {
         let intent = self
             .get_mut(Kind::PaymentIntent, id)
             .unwrap_or_else(|| panic!("the Stripe fake has no payment_intent {id}"));
@@ -741,7 +776,10 @@ impl State {
             ("payment_intent.succeeded", amount - remaining)
         };
         let intent = intent.clone();
-        (self.event(event_type, &intent, None, caller), excess)
+        if let (Some(customer), Some(currency)) = (intent["customer"].as_str(), intent["currency"].as_str()) {
+            self.add_cash_balance(customer, currency, excess);
+        }
+        self.event(event_type, &intent, None, caller)
     }
 
     /// The open bank-transfer intent of `customer` whose reference is `reference`.
@@ -753,14 +791,19 @@ impl State {
             .and_then(|o| o["id"].as_str().map(str::to_owned))
     }
 
-    /// Adds to a customer's cash balance and answers the new balance.
-    fn add_cash_balance(&mut self, customer: &str, currency: &str, amount: i64) -> i64 {
-        let balance = self
+    fn add_cash_balance(&mut self, customer: &str, currency: &str, amount: i64) {
+        *self
             .cash_balances
             .entry((customer.to_owned(), currency.to_owned()))
-            .or_default();
-        *balance += amount;
-        *balance
+            .or_default() += amount;
+    }
+
+    /// A customer's cash balance in `currency`: money received that no intent took.
+    fn cash_balance(&self, customer: &str, currency: &str) -> i64 {
+        self.cash_balances
+            .get(&(customer.to_owned(), currency.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The Charge of a succeeded intent, as `charge.refunded` shows it (the fake keeps no
