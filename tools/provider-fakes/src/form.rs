@@ -3,7 +3,7 @@
 //! Stripe's curl examples), decoded into JSON values so that handlers read them like a JSON body
 //! and the idempotency layer compares them structurally.
 //!
-//! Source: stripe-node `src/utils.ts` `stringifyRequestData` (research23/stripe.md section 2).
+//! Source: stripe-node `src/utils.ts` `stringifyRequestData` (docs/providers/stripe-api.md section 2).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! The endpoints the service calls, on the fake's state: parameters checked as Stripe checks them,
-//! objects shaped as its reference shows them (stripe-node's interfaces, research23/stripe.md
+//! objects shaped as its reference shows them (stripe-node's interfaces, docs/providers/stripe-api.md
 //! section 5), and the events a creation sends.
 
 use serde_json::{Map, Value, json};

@@ -74,7 +74,7 @@ impl ApiError {
     }
 
     /// A key reused for another request: another endpoint or other parameters. 400, the status
-    /// research23/stripe.md settles on (stripe-node maps 400 and 404 of this type alike).
+    /// docs/providers/stripe-api.md settles on (stripe-node maps 400 and 404 of this type alike).
     pub fn idempotency(key: &str) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -111,7 +111,7 @@ impl ApiError {
 }
 
 /// A decoded form body, read the way Stripe reads it: every value arrives as a string, an empty
-/// one means "not set" (research23/stripe.md section 2).
+/// one means "not set" (docs/providers/stripe-api.md section 2).
 pub(crate) struct Params<'a>(pub &'a Map<String, Value>);
 
 impl Params<'_> {

@@ -3,7 +3,7 @@
 //! them, with controls for what a test needs Stripe to do: fail, answer late, move an object and
 //! send the signed event that says so.
 //!
-//! Sources and the choices made where they are silent: research23/stripe.md. Faithful there:
+//! Sources and the choices made where they are silent: docs/providers/stripe-api.md. Faithful there:
 //! Bearer auth, form bodies in bracket notation, error bodies, `payment_method_types` refused on
 //! the pinned version, idempotent replays (same status and body) and `idempotency_error`, event
 //! envelopes, `Stripe-Signature`.
@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 use api::Caller;
 use server::{handle, json_response};
 
-/// The API version crowdledger pins (research23/stripe.md section 1): what the fake's events say
+/// The API version crowdledger pins (docs/providers/stripe-api.md section 1): what the fake's events say
 /// they were rendered in, unless the builder names another.
 pub const PINNED_VERSION: &str = "2026-09-30.endive";
 
@@ -129,7 +129,7 @@ impl Fault {
         };
         let mut response = json_response(status, json!({ "error": error }).to_string(), request_id);
         // The header Stripe's own libraries obey: retry when it says true, never when false. That
-        // Stripe sends it on each of these answers is unverified (research23/stripe.md 2 and 4).
+        // Stripe sends it on each of these answers is unverified (docs/providers/stripe-api.md 2 and 4).
         response
             .headers_mut()
             .insert("stripe-should-retry", HeaderValue::from_static("true"));
@@ -426,7 +426,7 @@ impl StripeFake {
     }
 
     /// An attempt failed: the intent goes back to `requires_payment_method` with a
-    /// `last_payment_error`, so the customer may try again (stripe.md 5.2).
+    /// `last_payment_error`, so the customer may try again (docs/providers/stripe-api.md 5.2).
     pub async fn fail_payment(&self, payment_intent: &str) -> Event {
         self.change(
             Kind::PaymentIntent,
