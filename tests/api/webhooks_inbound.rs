@@ -2,6 +2,7 @@
 //! raw and applied once; what does not match the books is quarantined, never applied.
 
 use crowdledger::webhooks::signature::{self, WebhookSecret};
+use crowdledger_provider_fakes::stripe::StripeFake;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -376,6 +377,71 @@ async fn a_stripe_capture_funds_the_pledge_it_pays(pool: PgPool) {
         fixtures::balance(&app, &format!("offer:{}:escrow", b.offer)).await,
         "120.00"
     );
+    app.assert_books_verify().await;
+}
+
+/// The local Stripe the provider tests use (tools/provider-fakes) and the service agree on
+/// Stripe's envelope and signature: an intent made at the fake and captured there funds our
+/// pledge through the event the fake signs and sends, for what it captured; a repeat is a
+/// duplicate.
+#[sqlx::test]
+async fn a_capture_at_the_stripe_fake_funds_the_pledge_through_its_signed_event(pool: PgPool) {
+    let stripe = StripeFake::builder().webhook_secret(STRIPE_SECRET).start().await;
+    let app = TestApp::spawn_with(
+        pool,
+        &[("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", STRIPE_SECRET)],
+    )
+    .await;
+    stripe.set_webhook_url(format!("{}/v1/webhooks/stripe", app.base));
+    let b = books(&app).await;
+    // Made at the fake as the adapter will make it; our payment then names it.
+    let intent: Value = reqwest::Client::new()
+        .post(format!("{}/v1/payment_intents", stripe.base_url()))
+        .bearer_auth(stripe.secret_key())
+        .header("idempotency-key", format!("payment-{}", b.payment))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("amount=12000&currency=eur&metadata[pledge_id]={}", b.pledge))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pi = intent["id"].as_str().expect("an intent's id").to_string();
+    sqlx::query("update payments set provider = 'stripe', provider_payment_id = $1 where provider_payment_id = $2")
+        .bind(&pi)
+        .bind(&b.payment)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let status = || async { app.get(&format!("/v1/pledges/{}", b.pledge)).await.body["status"].clone() };
+
+    // Short by a cent: delivered, verified, and quarantined, not applied.
+    stripe.succeed_payment(&pi, 11999).await;
+    assert_eq!(status().await, "pending_payment");
+    let captured = stripe.succeed_payment(&pi, 12000).await;
+    assert_eq!(status().await, "funded");
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "120.00");
+    let outcomes: Vec<(String, String)> = sqlx::query_as(
+        "select event_id, status::text from inbound_events where provider = 'stripe' order by received_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0].1, "quarantined");
+    assert_eq!(outcomes[1], (captured.id.clone(), "applied".to_string()));
+    assert!(
+        stripe.deliveries().iter().all(|d| d.status == Some(200)),
+        "{:?}",
+        stripe.deliveries()
+    );
+
+    // Stripe delivers at least once: the same event again changes nothing.
+    let entries = app.row_counts().await;
+    assert_eq!(stripe.deliver(&captured.id).await, Some(200));
+    assert_eq!(app.row_counts().await, entries);
+    assert_eq!(status().await, "funded");
     app.assert_books_verify().await;
 }
 
