@@ -263,14 +263,7 @@ pub(super) fn create_refund(state: &mut State, params: &Params, caller: &Caller)
         (None, None) => return Err(ApiError::missing("payment_intent")),
     }
     .clone();
-    let amount = params.integer("amount")?;
-    if amount.is_some_and(|a| a <= 0) {
-        return Err(ApiError::invalid(
-            "amount",
-            Some("parameter_invalid_integer"),
-            "Invalid positive integer",
-        ));
-    }
+    let amount = params.positive_integer("amount")?;
     let reason = params.choice("reason", &["duplicate", "fraudulent", "requested_by_customer"])?;
     let metadata = params.metadata()?;
 
@@ -337,14 +330,9 @@ pub(super) fn create_transfer(state: &mut State, params: &Params, caller: &Calle
         "source_type",
         "expand",
     ])?;
-    let amount = params.required_integer("amount")?;
-    if amount <= 0 {
-        return Err(ApiError::invalid(
-            "amount",
-            Some("parameter_invalid_integer"),
-            "Invalid positive integer",
-        ));
-    }
+    let amount = params
+        .positive_integer("amount")?
+        .ok_or_else(|| ApiError::missing("amount"))?;
     let currency = currency(params)?;
     let destination = params.required_string("destination")?;
     if !destination.starts_with("acct_") {
@@ -414,14 +402,9 @@ pub(super) fn fund_cash_balance(
     if state.get(Kind::Customer, customer).is_none() {
         return Err(ApiError::no_such("customer", customer, "customer", true));
     }
-    let amount = params.required_integer("amount")?;
-    if amount <= 0 {
-        return Err(ApiError::invalid(
-            "amount",
-            Some("parameter_invalid_integer"),
-            "Invalid positive integer",
-        ));
-    }
+    let amount = params
+        .positive_integer("amount")?
+        .ok_or_else(|| ApiError::missing("amount"))?;
     let currency = currency(params)?;
     let reference = params.string("reference")?;
     let intent = reference

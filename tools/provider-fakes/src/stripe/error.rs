@@ -161,6 +161,18 @@ impl Params<'_> {
         self.integer(name)?.ok_or_else(|| ApiError::missing(name))
     }
 
+    /// An amount in minor units, above zero when given (Stripe: "Invalid positive integer").
+    pub fn positive_integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.integer(name)? {
+            Some(n) if n <= 0 => Err(ApiError::invalid(
+                name,
+                Some("parameter_invalid_integer"),
+                "Invalid positive integer",
+            )),
+            n => Ok(n),
+        }
+    }
+
     pub fn boolean(&self, name: &str) -> Result<bool, ApiError> {
         match self.string(name)?.as_deref() {
             None | Some("false") => Ok(false),
