@@ -20,6 +20,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
     tokio::join!(
         run_clocked(&state, shutdown.clone()),
         run_delivery(&state, shutdown.clone()),
+        run_provider_calls(&state, shutdown.clone()),
         run_retention(&state, shutdown)
     );
 }
@@ -79,6 +80,23 @@ async fn run_delivery(state: &AppState, mut shutdown: watch::Receiver<bool>) {
         };
         if let Err(err) = delivered.await {
             tracing::warn!(error = %err, "webhook delivery failed; retrying at the next tick");
+        }
+        if wait_for_tick(&mut moved, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Makes the due calls to payment providers each tick, on their own, so a slow provider holds up
+/// neither the clock's jobs nor webhook delivery.
+async fn run_provider_calls(state: &AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut moved = state.clock.subscribe();
+    loop {
+        let stopping = || *shutdown.borrow();
+        if let Err(err) =
+            crate::rounds::calls::run_due(&state.pool, &state.providers, || state.clock.now(), stopping).await
+        {
+            tracing::warn!(error = ?err, "provider calls failed; retrying at the next tick");
         }
         if wait_for_tick(&mut moved, &mut shutdown).await {
             return;

@@ -226,6 +226,7 @@ impl Settings {
         {
             bail!("invalid configuration: payments.stripe.webhook_secret must not be empty");
         }
+        self.validate_stripe()?;
         if let Some(key) = &self.ballot.seed_key
             && let Err(err) = crate::offers::ballot::SeedKey::parse(key.expose_secret())
         {
@@ -262,6 +263,32 @@ impl Settings {
                 && !url.expose_secret().starts_with("postgresql://")
             {
                 bail!("invalid configuration: {key} must be a postgres:// URL");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stripe as the card provider needs its secret key to create payments and its webhook
+    /// secret to hear of them; a key, when set, is not empty.
+    fn validate_stripe(&self) -> anyhow::Result<()> {
+        let stripe = &self.payments.stripe;
+        if stripe.secret_key.as_ref().is_some_and(|s| s.expose_secret().is_empty()) {
+            bail!("invalid configuration: payments.stripe.secret_key must not be empty");
+        }
+        if !(1..=120).contains(&stripe.timeout_seconds) {
+            bail!("invalid configuration: payments.stripe.timeout_seconds must be between 1 and 120");
+        }
+        if !stripe.api_base.starts_with("https://") && !stripe.api_base.starts_with("http://") {
+            bail!("invalid configuration: payments.stripe.api_base must be an http(s) URL");
+        }
+        if self.payments.card_provider == Some(CardProvider::Stripe) {
+            for (key, set) in [
+                ("payments.stripe.secret_key", stripe.secret_key.is_some()),
+                ("payments.stripe.webhook_secret", stripe.webhook_secret.is_some()),
+            ] {
+                if !set {
+                    bail!("invalid configuration: payments.card_provider = \"stripe\" needs {key}");
+                }
             }
         }
         Ok(())
@@ -462,9 +489,25 @@ mod tests {
         );
         let s = load(&[MANUAL, ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "sandbox")]).unwrap();
         assert_eq!(s.payments.card_provider, Some(CardProvider::Sandbox));
-        // No adapter here takes real card payments yet.
+        // Stripe needs both its secrets, named when missing.
         let err = message(load(&[MANUAL, ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe")]).unwrap_err());
-        assert!(err.contains("card_provider"), "{err}");
+        assert!(err.contains("payments.stripe.secret_key"), "{err}");
+        let err = message(
+            load(&[
+                MANUAL,
+                ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe"),
+                ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", "sk_test_x"),
+            ])
+            .unwrap_err(),
+        );
+        assert!(err.contains("payments.stripe.webhook_secret"), "{err}");
+        let s = load(&[
+            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", "sk_test_x"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", "whsec_x"),
+        ])
+        .unwrap();
+        assert_eq!(s.payments.card_provider, Some(CardProvider::Stripe));
     }
 
     #[test]

@@ -72,7 +72,11 @@ impl App {
         );
         App {
             state: AppState {
-                batcher: pledges::http::batcher::Batcher::new(pool.clone(), providers.card_provider().ok()),
+                batcher: pledges::http::batcher::Batcher::new(
+                    pool.clone(),
+                    // A networked provider's payments are called one pledge at a time.
+                    providers.card_provider().ok().filter(|p| !p.networked()),
+                ),
                 inbound: webhooks::inbound::Batcher::new(pool.clone()),
                 audit: http::audit::AuditTrail::new(pool.clone()),
                 pool,

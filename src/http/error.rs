@@ -96,6 +96,8 @@ catalogue! {
     BallotKeyMissing = "ballot_key_missing", CONFLICT;
     MinTargetNotReached = "min_target_not_reached", CONFLICT;
     NothingToPay = "nothing_to_pay", CONFLICT;
+    /// The payout's provider needs a payout detail the project does not have yet.
+    PayoutDetailsMissing = "payout_details_missing", CONFLICT;
 
     // Pledges.
     OfferNotOpen = "offer_not_open", CONFLICT;
@@ -679,6 +681,7 @@ impl From<crate::rounds::RoundError> for ApiError {
             MinTargetNotReached(_) => ApiError::new(Code::MinTargetNotReached, detail),
             NotRevocable(_) => ApiError::new(Code::NotRevocable, detail),
             NothingToPay => ApiError::new(Code::NothingToPay, detail),
+            PayoutDetailsMissing(_) => ApiError::new(Code::PayoutDetailsMissing, detail),
             Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
             Offer(e) => e.into(),
             Ballot(e) => e.into(),

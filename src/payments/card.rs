@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::PaymentError;
+use super::calls::{self, Call};
 use super::provider::PaymentProvider;
 use crate::money::Money;
 
@@ -23,7 +24,8 @@ pub enum PaymentStatus {
 pub struct Payment {
     pub id: Uuid,
     pub provider: String,
-    pub provider_payment_id: String,
+    /// None while a networked provider has not answered the call that creates it.
+    pub provider_payment_id: Option<String>,
     pub pledge_id: Uuid,
     pub amount: Decimal,
     pub currency: String,
@@ -33,16 +35,30 @@ pub struct Payment {
     pub disputed_at: Option<DateTime<Utc>>,
 }
 
-/// Asks `provider` for a card payment of a pledge's card part.
+/// Asks `provider` for a card payment of a pledge's card part: named at once by an in-process
+/// provider, or queued for a networked one (`super::calls`), to be named when it answers.
 pub(crate) async fn create_payment(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     pledge_id: Uuid,
+    offer_id: Uuid,
     amount: Money,
     now: DateTime<Utc>,
 ) -> Result<Payment, PaymentError> {
     let id = Uuid::now_v7();
-    let provider_payment_id = provider.create_payment(id, amount)?;
+    let provider_payment_id = if provider.networked() {
+        let call = Call::CreatePayment {
+            payment_id: id,
+            pledge_id,
+            offer_id,
+            amount: amount.amount(),
+            currency: amount.currency().code().to_owned(),
+        };
+        calls::enqueue(conn, provider.name(), &call, now).await?;
+        None
+    } else {
+        Some(provider.create_payment(id, amount)?)
+    };
     Ok(sqlx::query_as(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -59,12 +75,14 @@ pub(crate) async fn create_payment(
     .await?)
 }
 
-/// [`create_payment`] for many pledges in one statement (the batcher's), in the order given.
+/// [`create_payment`] for many pledges in one statement (the batcher's, whose provider is
+/// in-process), in the order given.
 pub(crate) async fn create_payments(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
     requests: &[(Uuid, Money, DateTime<Utc>)],
 ) -> Result<Vec<Payment>, PaymentError> {
+    debug_assert!(!provider.networked(), "networked providers take the single-pledge path");
     let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
     let references = ids
         .iter()
@@ -96,6 +114,26 @@ pub(crate) async fn create_payments(
 
 pub(crate) const PAYMENT_COLUMNS: &str =
     "id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at";
+
+pub(crate) async fn payment(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// [`payment_of_pledge`], locked for the transaction.
+pub(crate) async fn payment_of_pledge_locked(
+    conn: &mut PgConnection,
+    pledge_id: Uuid,
+) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as(&format!(
+        "select {PAYMENT_COLUMNS} from payments where pledge_id = $1 for update"
+    ))
+    .bind(pledge_id)
+    .fetch_optional(conn)
+    .await
+}
 
 pub(crate) async fn payment_of_pledge(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where pledge_id = $1"))

@@ -1,8 +1,9 @@
 //! Money through payment providers, by job: which providers exist (`providers`), the adapter
-//! each one is (`provider`: the trait; `sandbox`, `stripe`), card payments for pledges (`card`)
-//! and refunds (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
+//! each one is (`provider`: the trait; `sandbox`, `stripe`), the queue of calls to networked
+//! ones (`calls`), card payments for pledges (`card`) and refunds (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
 //! offers only by id; what a provider's confirmation does to a round is `rounds`'s.
 
+pub mod calls;
 pub mod card;
 mod error;
 pub mod http;

@@ -2,12 +2,10 @@
 //! refund, a payout, a deposit) and how it understands what the provider says back (a signed
 //! webhook, verified and mapped onto [`Event`]s).
 //!
-//! Creating runs inside the transaction that writes our row, so an adapter does no I/O there: it
-//! names the provider's object for our row id, which is also the idempotency key a networked
-//! adapter would send. The sandbox is built in and needs nothing more, and exists only with a
-//! manual clock (`super::Providers`). For Stripe only the inbound half exists (no network
-//! reaches Stripe from here), so its `create_*` refuse; it is never the provider new payments go
-//! to (docs/payments.md).
+//! An in-process provider (the sandbox, with a manual clock only) names its object inside the
+//! transaction that writes our row, and does no I/O there. A networked one (Stripe) is called
+//! after commit instead, through the queue in `super::calls`, whose `Remote` is its outbound
+//! half; our row waits without the provider's id until it answers (docs/providers.md).
 
 use axum::http::HeaderMap;
 use uuid::Uuid;
@@ -53,6 +51,18 @@ pub struct Received {
     pub event_type: String,
     /// `Err` when the verified body could not be understood: it is quarantined.
     pub event: Result<Vec<Event>, String>,
+    /// Which of our rows the provider's object is, as the event says (Stripe: our id in the
+    /// object's metadata): an event may arrive before we wrote the provider's answer to the
+    /// call that created the object, and is still understood.
+    pub named: Vec<Named>,
+}
+
+/// A provider's object named by one of our ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Named {
+    pub object: Object,
+    pub ours: Uuid,
+    pub provider_id: String,
 }
 
 /// Longest id or type stored from a provider's event; real ones are a few dozen characters,
@@ -93,7 +103,14 @@ impl Received {
             event_type,
             // The reason quoted what the body said, which may hold a NUL.
             event: event.map_err(|why| why.replace('\0', "\u{fffd}")),
+            named: Vec::new(),
         }
+    }
+
+    /// The event, with the rows of ours it names; ids that could not be stored are left out.
+    pub fn naming(mut self, named: Vec<Named>) -> Received {
+        self.named = named.into_iter().filter(|n| storable(&n.provider_id)).collect();
+        self
     }
 
     /// A verified body that could not be understood, to be quarantined: under `event_id` where
@@ -108,6 +125,7 @@ impl Received {
             event_id,
             event_type: "unknown".into(),
             event: Err(why.into()),
+            named: Vec::new(),
         }
     }
 }
@@ -117,15 +135,23 @@ impl Received {
 pub(crate) struct PaymentRef {
     #[schema(example = "sandbox")]
     pub provider: String,
-    /// The provider's id for the payment, refund, payout or deposit.
-    pub payment_id: String,
+    /// The provider's id for the payment, refund, payout or deposit; null while a networked
+    /// provider (Stripe) has not yet answered the call that creates it, which the service
+    /// repeats until it does.
+    pub payment_id: Option<String>,
+    /// What the platform's front-end confirms a card payment with (Stripe's PaymentIntent
+    /// `client_secret`): in the answer to the pledge's creation only, never stored, so neither
+    /// in a replay nor in a read (`GET /v1/pledges/{id}/payment-session` asks Stripe again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 impl PaymentRef {
-    pub fn new(provider: impl Into<String>, payment_id: impl Into<String>) -> Self {
+    pub fn new(provider: impl Into<String>, payment_id: Option<impl Into<String>>) -> Self {
         PaymentRef {
             provider: provider.into(),
-            payment_id: payment_id.into(),
+            payment_id: payment_id.map(Into::into),
+            client_secret: None,
         }
     }
 }
@@ -174,6 +200,13 @@ pub struct WebhookSecrets<'a> {
 pub trait PaymentProvider: Sync {
     /// The name in `POST /v1/webhooks/{provider}`, in `psp:<name>:…` accounts and in our rows.
     fn name(&self) -> &'static str;
+
+    /// Whether the provider is reached over the network: its objects are then created by a
+    /// queued call after commit (`super::calls`), and named when it answers. An in-process one
+    /// (the sandbox) names them in the transaction, by [`PaymentProvider::create`].
+    fn networked(&self) -> bool {
+        false
+    }
 
     /// The provider's id for a new object of ours, idempotent by `id` (our row's id).
     fn create(&self, object: Object, id: Uuid, amount: Money) -> Result<String, ProviderError>;

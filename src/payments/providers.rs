@@ -4,6 +4,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::calls::Remote;
 use super::provider::{PaymentProvider, WebhookSecrets};
 use super::{PaymentError, SANDBOX, sandbox, stripe};
 use crate::clock::ClockMode;
@@ -18,12 +19,14 @@ pub struct PaymentsSettings {
     pub stripe: StripeSettings,
 }
 
-/// The providers that can take card payments here (a real one comes with its adapter's API).
+/// The providers that can take card payments here.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CardProvider {
     /// With `clock.mode = "manual"` only.
     Sandbox,
+    /// Needs `payments.stripe.secret_key` and `webhook_secret`.
+    Stripe,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,7 +40,15 @@ pub struct SandboxSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StripeSettings {
+    /// Verifies `Stripe-Signature` on `POST /v1/webhooks/stripe`.
     pub webhook_secret: Option<SecretString>,
+    /// The API's secret key (`sk_live_…`), for the calls that create payments, refunds and
+    /// transfers.
+    pub secret_key: Option<SecretString>,
+    /// Stripe's API; tests point it at a local fake.
+    pub api_base: String,
+    /// How long one call may take before it counts as unanswered and is repeated later.
+    pub timeout_seconds: u64,
 }
 
 /// What the service needs to talk to payment providers: the providers that exist here, built
@@ -48,6 +59,8 @@ pub struct Providers {
     pub sandbox: Option<sandbox::SandboxSetup>,
     /// Where new card payments, deposits and payouts go (`payments.card_provider`).
     card: Option<&'static dyn PaymentProvider>,
+    /// Stripe's outbound half, when its secret key is set.
+    stripe_client: Option<stripe::client::StripeClient>,
     /// Verifies `Stripe-Signature`; without it the stripe endpoint answers 404.
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
@@ -71,14 +84,23 @@ impl Providers {
                 .expect("validated when the settings were loaded"),
             auto_confirm: settings.sandbox.auto_confirm,
         });
+        let stripe_client = settings.stripe.secret_key.clone().map(|key| {
+            stripe::client::StripeClient::new(
+                &settings.stripe.api_base,
+                key,
+                std::time::Duration::from_secs(settings.stripe.timeout_seconds),
+            )
+        });
         let card: Option<&'static dyn PaymentProvider> = match (clock, settings.card_provider) {
-            // No adapter here creates real payments yet; the settings refuse the sandbox.
+            // The settings refuse the sandbox under the system clock, and Stripe without its keys.
+            (_, Some(CardProvider::Stripe)) => Some(&stripe::Stripe),
             (ClockMode::System, _) => None,
             (ClockMode::Manual, None | Some(CardProvider::Sandbox)) => Some(&sandbox::Sandbox),
         };
         Providers {
             sandbox,
             card,
+            stripe_client,
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
             webhooks: crate::webhooks::guard::GuardedClient::new(
@@ -107,6 +129,27 @@ impl Providers {
     /// under a manual clock. None under the system clock: [`PaymentError::Unavailable`].
     pub fn card_provider(&self) -> Result<&'static dyn PaymentProvider, PaymentError> {
         self.card.ok_or(PaymentError::Unavailable)
+    }
+
+    /// The outbound half of a networked provider named in a queued call: None for one that is
+    /// not configured here (its calls wait until it is).
+    pub(crate) fn remote(&self, name: &str) -> Option<&dyn Remote> {
+        match name {
+            stripe::STRIPE => self.stripe_client.as_ref().map(|c| c as &dyn Remote),
+            _ => None,
+        }
+    }
+
+    /// The networked providers this process can call.
+    pub(crate) fn networked(&self) -> Vec<&'static str> {
+        self.stripe_client.iter().map(|_| stripe::STRIPE).collect()
+    }
+
+    /// The longest a call to any provider configured here may take: what a lease outlasts.
+    pub fn longest_call(&self) -> std::time::Duration {
+        self.stripe_client
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |c| c.timeout())
     }
 
     /// The secrets inbound events are verified with.
@@ -155,7 +198,12 @@ mod tests {
                 webhook_secret: None,
                 auto_confirm: false,
             },
-            stripe: StripeSettings { webhook_secret: None },
+            stripe: StripeSettings {
+                webhook_secret: None,
+                secret_key: None,
+                api_base: "https://api.stripe.com".into(),
+                timeout_seconds: 10,
+            },
         };
         Providers::new(&settings, clock, false)
     }

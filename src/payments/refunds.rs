@@ -8,6 +8,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::calls::Call;
 use super::card::payment_of_pledge;
 use super::provider::{Object, PaymentRef};
 use super::{Applied, PaymentError, expect_money, unknown};
@@ -83,7 +84,8 @@ pub(crate) struct Refund {
     pub status: RefundStatus,
     pub reason: RefundReason,
     pub provider: String,
-    pub provider_refund_id: String,
+    /// None while a networked provider has not answered the call that creates it.
+    pub provider_refund_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub succeeded_at: Option<DateTime<Utc>>,
 }
@@ -98,7 +100,7 @@ struct RefundRow {
     status: RefundStatus,
     reason: String,
     provider: String,
-    provider_refund_id: String,
+    provider_refund_id: Option<String>,
     created_at: DateTime<Utc>,
     settled_at: Option<DateTime<Utc>>,
 }
@@ -234,7 +236,9 @@ pub(crate) struct NewRefund {
     pub(crate) amount: Decimal,
 }
 
-/// Writes refunds to one provider in one statement, each naming the entry that owes it.
+/// Writes refunds to one provider in one statement, each naming the entry that owes it: named
+/// at once by an in-process provider, or queued to a networked one (`super::calls`), each
+/// against its pledge's payment there.
 pub(crate) async fn insert_refunds(
     conn: &mut PgConnection,
     provider: &str,
@@ -245,10 +249,32 @@ pub(crate) async fn insert_refunds(
     now: DateTime<Utc>,
 ) -> Result<(), PaymentError> {
     let adapter = super::providers::of_row(provider);
-    let provider_ids = refunds
-        .iter()
-        .map(|r| Ok(adapter.create_refund(r.id, Money::new(r.amount, currency)?)?))
-        .collect::<Result<Vec<String>, PaymentError>>()?;
+    let provider_ids = if adapter.networked() {
+        let pledges: Vec<Uuid> = refunds.iter().map(|r| r.pledge_id).collect();
+        let paid = super::card::payments_of_pledges(conn, &pledges).await?;
+        let calls = refunds
+            .iter()
+            .map(|r| Call::CreateRefund {
+                refund_id: r.id,
+                pledge_id: r.pledge_id,
+                // Only captured money is refunded, and a captured payment is named
+                // (`payments_settled_named`).
+                payment: paid
+                    .get(&r.pledge_id)
+                    .and_then(|p| p.provider_payment_id.clone())
+                    .expect("a refunded payment was captured, so named"),
+                amount: r.amount,
+                currency: currency.code().to_owned(),
+            })
+            .collect::<Vec<_>>();
+        super::calls::enqueue_many(conn, provider, &calls, now).await?;
+        vec![None; refunds.len()]
+    } else {
+        refunds
+            .iter()
+            .map(|r| Ok(Some(adapter.create_refund(r.id, Money::new(r.amount, currency)?)?)))
+            .collect::<Result<Vec<Option<String>>, PaymentError>>()?
+    };
     sqlx::query(
         "insert into refunds (id, provider, provider_refund_id, pledge_id, amount, currency, reason, owed_entry_id,
                               created_at, offer_id)

@@ -405,7 +405,7 @@ pub(crate) async fn create(
     let pledge = store::insert(conn, &pledge, author, now).await?;
     let payment = if let Some(provider) = card {
         let money = Money::new(pledge.card_amount, offer.currency)?;
-        Some(payments::card::create_payment(conn, provider, pledge.id, money, now).await?)
+        Some(payments::card::create_payment(conn, provider, pledge.id, offer.id, money, now).await?)
     } else {
         None
     };

@@ -95,6 +95,16 @@ impl PledgeView {
         }
     }
 
+    /// The view with the secret the investor's front-end confirms its card payment with, for the
+    /// answer to the pledge's creation only (never stored).
+    pub(crate) fn with_client_secret(mut self, secret: Option<secrecy::SecretString>) -> Self {
+        use secrecy::ExposeSecret;
+        if let Some(payment) = self.payment.as_mut() {
+            payment.client_secret = secret.map(|s| s.expose_secret().to_owned());
+        }
+        self
+    }
+
     /// Reads the refunds' ids of those views whose pledge was given money back: one query for
     /// them all, none when no pledge was.
     pub(crate) async fn fill_refunds(conn: &mut PgConnection, views: &mut [PledgeView]) -> sqlx::Result<()> {

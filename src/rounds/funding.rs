@@ -19,7 +19,8 @@ use crate::money::Money;
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::payments::card::{
-    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, record_dispute, set_payment_status,
+    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, payment_of_pledge_locked, record_dispute,
+    set_payment_status,
 };
 use crate::payments::provider::Object;
 use crate::payments::refunds::{NewRefund, RefundReason, insert_refunds};
@@ -156,8 +157,10 @@ pub async fn confirm_payments(
     .bind(&references)
     .fetch_all(&mut *conn)
     .await?;
-    let seen: std::collections::HashMap<&str, &Payment> =
-        seen.iter().map(|p| (p.provider_payment_id.as_str(), p)).collect();
+    let seen: std::collections::HashMap<&str, &Payment> = seen
+        .iter()
+        .filter_map(|p| p.provider_payment_id.as_deref().map(|id| (id, p)))
+        .collect();
     // One candidate per pledge: a second confirmation of a payment takes the slow path.
     let mut candidates: std::collections::HashMap<Uuid, (usize, &Payment, Money)> = std::collections::HashMap::new();
     for (n, (reference, amount)) in paid.iter().enumerate() {
@@ -271,14 +274,24 @@ pub(crate) async fn fail_payment(
     let seen = find_payment(conn, provider, provider_payment_id, false)
         .await?
         .ok_or_else(|| unknown("payment", provider_payment_id))?;
-    let unlocked = pledges::store::get(conn, seen.pledge_id)
+    fail_payment_of_pledge(conn, seen.pledge_id, now).await
+}
+
+/// [`fail_payment`] of a pledge's payment, found by our ids: also for one the provider refused
+/// to create (a queued call that failed for good, `rounds::calls`).
+pub(crate) async fn fail_payment_of_pledge(
+    conn: &mut PgConnection,
+    pledge_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Applied, RoundError> {
+    let unlocked = pledges::store::get(conn, pledge_id)
         .await?
         .expect("payments belong to pledges");
     offers::store::lock(conn, unlocked.offer_id).await?;
-    let pledge = pledges::store::lock(conn, seen.pledge_id)
+    let pledge = pledges::store::lock(conn, pledge_id)
         .await?
         .expect("pledges are never deleted");
-    let payment = find_payment(conn, provider, provider_payment_id, true)
+    let payment = payment_of_pledge_locked(conn, pledge_id)
         .await?
         .expect("payments are never deleted");
     if payment.status != PaymentStatus::Pending {

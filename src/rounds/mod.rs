@@ -1,9 +1,11 @@
 //! A round's money moves: what carries a pledge's money through its round's life, from the
 //! provider's confirmation to the round's end. Funding on confirmation (`funding`), cancelling,
 //! revoking, expiry and refunds (`ending`), closing and allocation (`closing`), paying the
-//! project out (`payouts`). The state machine lives here, above the domains it moves (offers,
+//! project out (`payouts`), and making the calls that create a round's payments, refunds and
+//! payouts at a networked provider (`calls`). The state machine lives here, above the domains it moves (offers,
 //! pledges, payments, cheques), so those take ids and small types and import none of it.
 
+pub mod calls;
 pub mod closing;
 pub mod ending;
 pub mod funding;
@@ -27,6 +29,10 @@ pub enum RoundError {
     NotRevocable(&'static str),
     #[error("the project has been paid everything it is owed for this offer")]
     NothingToPay,
+    /// The provider needs to know where the project is paid: the field of the project's payout
+    /// details that is not set.
+    #[error("the project's {0} is not set; set it with PUT /v1/projects/{{id}}/payout-details")]
+    PayoutDetailsMissing(&'static str),
     /// What should never happen did: answered as an opaque 500, its cause logged.
     #[error("{0}")]
     Unaccounted(String),

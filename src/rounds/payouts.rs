@@ -13,14 +13,17 @@ use crate::money::{Currency, Money};
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::paging::PageRequest;
+use crate::payments::calls::{self, Call};
 use crate::payments::provider::{Object, PaymentProvider};
 use crate::payments::{Applied, expect_money, unknown};
+use crate::projects;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Payout {
     pub id: Uuid,
     pub provider: String,
-    pub provider_payout_id: String,
+    /// None while a networked provider has not answered the call that creates it.
+    pub provider_payout_id: Option<String>,
     pub offer_id: Uuid,
     pub amount: Decimal,
     #[sqlx(try_from = "String")]
@@ -107,9 +110,23 @@ pub(crate) async fn request_payout(
     }
     let id = Uuid::now_v7();
     let amount = Money::new(owed, offer.currency)?;
-    let provider_payout_id = provider
-        .create_payout(id, amount)
-        .map_err(crate::payments::PaymentError::from)?;
+    let provider_payout_id = if provider.networked() {
+        let call = Call::CreatePayout {
+            payout_id: id,
+            offer_id,
+            destination: destination(conn, provider.name(), offer.project_id).await?,
+            amount: owed,
+            currency: offer.currency.code().to_owned(),
+        };
+        calls::enqueue(conn, provider.name(), &call, now).await?;
+        None
+    } else {
+        Some(
+            provider
+                .create_payout(id, amount)
+                .map_err(crate::payments::PaymentError::from)?,
+        )
+    };
     let payout = sqlx::query_as(&format!(
         "insert into payouts (id, provider, provider_payout_id, offer_id, amount, currency, created_at)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -133,6 +150,24 @@ pub(crate) async fn request_payout(
     )
     .await?;
     Ok(Requested::Created(payout))
+}
+
+/// Where `provider` pays a project: its Stripe connected account (PRODUCT.md section 10). 409
+/// `payout_details_missing` when the operator has not set it (`PUT /v1/projects/{id}/payout-details`).
+async fn destination(conn: &mut PgConnection, provider: &str, project_id: Uuid) -> Result<String, RoundError> {
+    let project = projects::store::get(conn, project_id)
+        .await?
+        .expect("offers belong to projects");
+    match provider {
+        crate::payments::stripe::STRIPE => project
+            .payout
+            .stripe_account
+            .map(|a| a.as_str().to_owned())
+            .ok_or(RoundError::PayoutDetailsMissing("payout_details.stripe_account")),
+        other => Err(RoundError::Unaccounted(format!(
+            "no payout destination for provider {other}"
+        ))),
+    }
 }
 
 /// The provider paid the project: `project payable → psp`, for the payout's exact amount.

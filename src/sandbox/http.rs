@@ -191,13 +191,17 @@ async fn refund_succeed(
         .await?
         .filter(|r| r.provider == SANDBOX)
         .ok_or_else(|| ApiError::not_found(format!("no sandbox refund {id}")))?;
+    let provider_refund_id = refund
+        .provider_refund_id
+        .clone()
+        .expect("the sandbox names its refunds when they are written");
     drop(conn);
     let amount = refund.amount;
     // The refund read afterwards says what the webhook did (a repeat changes nothing).
     let _ = send(
         &state,
         "refund.succeeded",
-        refund.provider_refund_id,
+        provider_refund_id,
         amount.amount(),
         amount.currency().code().to_string(),
     )

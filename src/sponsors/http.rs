@@ -164,7 +164,7 @@ impl From<Deposit> for DepositView {
             status: d.status,
             amount: crate::money::format_amount(d.amount, d.currency),
             currency: d.currency.code().to_string(),
-            payment: PaymentRef::new(d.provider, d.provider_deposit_id),
+            payment: PaymentRef::new(d.provider, Some(d.provider_deposit_id)),
             created_at: d.created_at,
         }
     }

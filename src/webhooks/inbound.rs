@@ -181,6 +181,9 @@ async fn settle(
     let mut outcome = Outcome::Ignored;
     let mut detail = None;
     let mut savepoint = tx.begin().await?;
+    for named in &received.named {
+        crate::payments::calls::write_name(&mut savepoint, provider, named).await?;
+    }
     for event in events {
         match apply(&mut savepoint, provider, event, now).await {
             Ok(Applied::Done) => outcome = Outcome::Applied,

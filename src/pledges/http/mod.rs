@@ -7,7 +7,7 @@ mod portfolio;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +24,7 @@ use crate::http::idempotency::{self, IdempotencyKey, RequiredKey};
 use crate::http::state::AppState;
 use crate::payments;
 use crate::payments::provider::PaymentProvider;
+use crate::rounds;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -122,12 +123,45 @@ async fn one_by_one(
     checked: Result<rules::Checked, ApiError>,
     card: Option<&'static dyn PaymentProvider>,
 ) -> Result<Response, ApiError> {
-    idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
+    // The payment a networked provider is yet to create, when this request made one.
+    let mut to_call: Option<Uuid> = None;
+    let response = idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
         let (pledge, payment) = rules::create(conn, checked?, card, caller.author(), now).await?;
+        to_call = payment
+            .as_ref()
+            .filter(|p| p.provider_payment_id.is_none())
+            .map(|p| p.id);
         Ok((StatusCode::CREATED, PledgeView::new(pledge, payment)))
     })
-    .await
+    .await?;
+    let Some(payment_id) = to_call else {
+        return Ok(response);
+    };
+    // The first try, after commit and with no transaction open: its answer (the provider's id,
+    // and the secret the investor's front-end confirms the payment with) is the investor's next
+    // step. Without one the pledge stands as stored, and the worker repeats the call.
+    let secret = match rounds::calls::attempt_now(&state.pool, &state.providers, payment_id, || state.clock.now()).await
+    {
+        Ok(Some(made)) => made.ok().and_then(|created| created.client_secret),
+        Ok(None) => return Ok(response),
+        Err(err) => {
+            tracing::error!(error = ?err, payment = %payment_id, "a payment's first call could not be recorded");
+            return Ok(response);
+        }
+    };
+    // Read again: named, or cancelled when the provider refused it for good.
+    let mut conn = state.pool.acquire().await?;
+    let payment = payments::card::payment(&mut conn, payment_id)
+        .await?
+        .expect("payments are never deleted");
+    let pledge = store::get(&mut conn, payment.pledge_id)
+        .await?
+        .expect("pledges are never deleted");
+    let view = PledgeView::read(&mut conn, pledge, Some(payment))
+        .await?
+        .with_client_secret(secret);
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// A pledge and its state, for the platform and operators; an auditor reads pledges in their

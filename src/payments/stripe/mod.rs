@@ -1,9 +1,10 @@
 //! Stripe, inbound: `Stripe-Signature` verification and the mapping of `payment_intent.succeeded`,
 //! `payment_intent.payment_failed`, `charge.dispute.created`, the refunds' events
 //! (`refund.created`, `refund.updated`, `charge.refunded`), `transfer.created` and `payout.paid`
-//! onto our [`Event`]s (PRODUCT.md section 10).
-//! Creating Stripe objects needs Stripe's API, which no network reaches from here, so this
-//! adapter refuses to create; new payments go to the sandbox (docs/payments.md).
+//! onto our [`Event`]s (PRODUCT.md section 10). Outbound calls are `client`'s: Stripe names its
+//! objects when it creates them, so nothing is named inside our transactions.
+
+pub mod client;
 
 use axum::http::HeaderMap;
 use rust_decimal::Decimal;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::PaymentError;
-use super::provider::{Event, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header};
+use super::provider::{Event, Named, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header};
 use crate::money::{Currency, Money};
 use crate::webhooks::signature;
 
@@ -25,11 +26,15 @@ impl PaymentProvider for Stripe {
         STRIPE
     }
 
+    fn networked(&self) -> bool {
+        true
+    }
+
     fn create(&self, object: Object, _id: Uuid, _amount: Money) -> Result<String, ProviderError> {
         Err(ProviderError::Unsupported {
             provider: STRIPE,
             object,
-            why: "Stripe's API is not reachable from this service; only its webhooks are read",
+            why: "Stripe names its objects when it creates them, through a queued call (payments::calls)",
         })
     }
 
@@ -69,7 +74,29 @@ fn read(secrets: &WebhookSecrets<'_>, headers: &HeaderMap, body: &[u8], now: i64
         Err(_) => return Ok(Received::unreadable(None, body, "unreadable body")),
     };
     let event = stripe_events(&parsed.kind, &parsed.data.object);
-    Ok(Received::read(parsed.id, parsed.kind, event, body))
+    let named = named(&parsed.data.object);
+    Ok(Received::read(parsed.id, parsed.kind, event, body).naming(named))
+}
+
+/// The row of ours an object is, by the id our calls put in its metadata
+/// (`client::StripeClient`): `payment_id` on a PaymentIntent, `refund_id` on a refund,
+/// `payout_id` on a transfer.
+fn named(object: &serde_json::Value) -> Vec<Named> {
+    let kind = match object["object"].as_str() {
+        Some("payment_intent") => (Object::Payment, "payment_id"),
+        Some("refund") => (Object::Refund, "refund_id"),
+        Some("transfer") => (Object::Payout, "payout_id"),
+        _ => return Vec::new(),
+    };
+    let ours = object["metadata"][kind.1].as_str().and_then(|id| id.parse().ok());
+    match (ours, object["id"].as_str()) {
+        (Some(ours), Some(id)) => vec![Named {
+            object: kind.0,
+            ours,
+            provider_id: id.to_owned(),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 /// Stripe amounts are integers in the currency's minor unit, currencies lowercase.

@@ -1,0 +1,344 @@
+//! Calls to networked providers, queued (migration 0034, docs/providers.md).
+//!
+//! A provider's API is never called inside a database transaction: the transaction that writes
+//! our payment, refund or payout queues the call that creates it at the provider, by value, and
+//! the call is made after commit, by whoever leases it (the request that made the object, for
+//! a first try whose answer it needs; else the worker, `rounds::calls`). Each attempt is
+//! recorded. A call that fails in a way a repeat may cure is repeated with the same request and
+//! the same idempotency key after a backoff on the service clock, so the provider creates the
+//! object once however often we ask; one that a repeat cannot cure is `failed`; one still
+//! unanswered after [`STUCK_AFTER`] is `stuck`, since providers forget idempotency keys after a
+//! day, and a person decides (`crowdledger reconcile`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::provider::{Named, Object};
+
+/// Waits before the 2nd, 3rd, … attempt; the last repeats until the call is stuck.
+pub const BACKOFF_SECONDS: [i64; 8] = [1, 5, 30, 120, 600, 3600, 3 * 3600, 6 * 3600];
+/// How long after its first attempt a call may still be repeated. Stripe and Mangopay keep an
+/// idempotency key for 24 hours; past that a repeat could create a second object.
+pub const STUCK_AFTER: TimeDelta = TimeDelta::hours(20);
+/// A lease outlasts the longest request a provider is given, so two callers never call at once.
+const LEASE_MARGIN_SECONDS: i64 = 30;
+/// Calls leased and made at once by the worker.
+pub const CALL_BATCH: usize = 16;
+
+/// What is asked of a provider, with everything the request needs, stored as it will be sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Call {
+    /// A card payment of a pledge's card part.
+    CreatePayment {
+        payment_id: Uuid,
+        pledge_id: Uuid,
+        offer_id: Uuid,
+        amount: Decimal,
+        currency: String,
+    },
+    /// Money back to the card of a captured payment (`payment`: the provider's id for it).
+    CreateRefund {
+        refund_id: Uuid,
+        pledge_id: Uuid,
+        payment: String,
+        amount: Decimal,
+        currency: String,
+    },
+    /// A project's money, to its account at the provider (`destination`).
+    CreatePayout {
+        payout_id: Uuid,
+        offer_id: Uuid,
+        destination: String,
+        amount: Decimal,
+        currency: String,
+    },
+}
+
+impl Call {
+    /// The kind, as stored in `provider_calls.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Call::CreatePayment { .. } => "create_payment",
+            Call::CreateRefund { .. } => "create_refund",
+            Call::CreatePayout { .. } => "create_payout",
+        }
+    }
+
+    /// Our row the call creates at the provider.
+    pub fn object_id(&self) -> Uuid {
+        match self {
+            Call::CreatePayment { payment_id, .. } => *payment_id,
+            Call::CreateRefund { refund_id, .. } => *refund_id,
+            Call::CreatePayout { payout_id, .. } => *payout_id,
+        }
+    }
+
+    /// The object the call creates, named `provider_id` by the provider.
+    pub fn named(&self, provider_id: String) -> Named {
+        let object = match self {
+            Call::CreatePayment { .. } => Object::Payment,
+            Call::CreateRefund { .. } => Object::Refund,
+            Call::CreatePayout { .. } => Object::Payout,
+        };
+        Named {
+            object,
+            ours: self.object_id(),
+            provider_id,
+        }
+    }
+}
+
+/// What the provider created for a call.
+pub struct Created {
+    /// The provider's id of its object.
+    pub provider_id: String,
+    /// What the platform's front-end needs to let the investor pay (Stripe's `client_secret`):
+    /// handed to the caller once, never stored or logged.
+    pub client_secret: Option<secrecy::SecretString>,
+}
+
+/// Why a call did not create its object.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Refused before the provider acted, in a way a repeat with the same key may cure (a
+    /// connection refused, 409 for a concurrent request, 429, 5xx).
+    #[error("{why}")]
+    Retry {
+        status: Option<u16>,
+        /// How long the provider asked us to wait.
+        after: Option<Duration>,
+        why: String,
+    },
+    /// No answer (a timeout after the request was sent): the provider may have acted. Repeated
+    /// with the same key, which answers what the first one did.
+    #[error("no answer: {why}")]
+    Unknown { why: String },
+    /// Refused in a way no repeat can cure (400, 401, 402, 403, 404).
+    #[error("{why}")]
+    Permanent { status: Option<u16>, why: String },
+}
+
+impl CallError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            CallError::Retry { .. } => "retry",
+            CallError::Unknown { .. } => "unknown",
+            CallError::Permanent { .. } => "failed",
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Retry { status, .. } | CallError::Permanent { status, .. } => *status,
+            CallError::Unknown { .. } => None,
+        }
+    }
+}
+
+/// A networked provider's outbound half: makes one call, idempotent by its object, and says
+/// what came of it. Runs with no transaction open.
+pub trait Remote: Send + Sync {
+    fn call<'a>(&'a self, call: &'a Call) -> futures::future::BoxFuture<'a, Result<Created, CallError>>;
+    /// How long one call may take; a lease outlasts it.
+    fn timeout(&self) -> Duration;
+}
+
+/// A call leased for one attempt.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Leased {
+    pub id: Uuid,
+    pub provider: String,
+    #[sqlx(json)]
+    pub request: Call,
+    pub attempts: i32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Queues `call` to `provider`, due now. Call inside the transaction that writes its object.
+pub async fn enqueue(conn: &mut PgConnection, provider: &str, call: &Call, now: DateTime<Utc>) -> sqlx::Result<()> {
+    enqueue_many(conn, provider, std::slice::from_ref(call), now).await
+}
+
+/// [`enqueue`] for many calls in one statement (a failed round's refunds).
+pub async fn enqueue_many(
+    conn: &mut PgConnection,
+    provider: &str,
+    calls: &[Call],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into provider_calls (id, provider, kind, object_id, request, next_attempt_at, created_at)
+         select c.id, $2, c.kind, c.object_id, c.request, $6, $6
+           from unnest($1::uuid[], $3::text[], $4::uuid[], $5::jsonb[]) as c(id, kind, object_id, request)",
+    )
+    .bind(calls.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(provider)
+    .bind(calls.iter().map(Call::kind).collect::<Vec<_>>())
+    .bind(calls.iter().map(Call::object_id).collect::<Vec<_>>())
+    .bind(calls.iter().map(sqlx::types::Json).collect::<Vec<_>>())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Leases up to `limit` due calls to `providers` (or only those of our object `only`, when due
+/// and free), for `lease` plus a margin.
+pub async fn lease(
+    pool: &PgPool,
+    providers: &[&str],
+    only: Option<Uuid>,
+    limit: usize,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Leased>> {
+    sqlx::query_as(
+        "with due as (
+             select id from provider_calls
+              where status = 'pending' and next_attempt_at <= $1
+                and (leased_until is null or leased_until < $1)
+                and ($4::uuid is null or object_id = $4) and provider = any($5)
+              order by next_attempt_at limit $3
+              for update skip locked)
+         update provider_calls c set leased_until = $1 + $2 * interval '1 second'
+           from due where c.id = due.id
+         returning c.id, c.provider, c.request, c.attempts, c.first_attempt_at",
+    )
+    .bind(now)
+    .bind(lease.as_secs() as i64 + LEASE_MARGIN_SECONDS)
+    .bind(limit as i64)
+    .bind(only)
+    .bind(providers)
+    .fetch_all(pool)
+    .await
+}
+
+/// How an attempt ended, for the queue.
+pub enum Settled {
+    Done,
+    /// To be repeated at `at`.
+    Again {
+        at: DateTime<Utc>,
+    },
+    Failed,
+    Stuck,
+}
+
+/// Records an attempt of a leased call and settles the call: done, again after a backoff,
+/// failed, or stuck. Call in the transaction that applies the result to the call's object.
+pub async fn record(
+    conn: &mut PgConnection,
+    call: &Leased,
+    result: &Result<Created, CallError>,
+    started: DateTime<Utc>,
+    took: Duration,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Settled> {
+    let first = call.first_attempt_at.unwrap_or(started);
+    let attempts = call.attempts + 1;
+    let settled = match result {
+        Ok(_) => Settled::Done,
+        Err(CallError::Permanent { .. }) => Settled::Failed,
+        Err(err) => {
+            let step = BACKOFF_SECONDS[(call.attempts as usize).min(BACKOFF_SECONDS.len() - 1)];
+            let asked = match err {
+                CallError::Retry { after: Some(after), .. } => after.as_secs() as i64,
+                _ => 0,
+            };
+            let at = now + TimeDelta::seconds(step.max(asked));
+            if at - first > STUCK_AFTER {
+                Settled::Stuck
+            } else {
+                Settled::Again { at }
+            }
+        }
+    };
+    let (status, next) = match settled {
+        Settled::Done => ("done", now),
+        Settled::Again { at } => ("pending", at),
+        Settled::Failed => ("failed", now),
+        Settled::Stuck => ("stuck", now),
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    sqlx::query(
+        "update provider_calls
+            set status = $2::provider_call_status, attempts = $3, next_attempt_at = $4, leased_until = null,
+                first_attempt_at = $5, provider_object_id = coalesce($6, provider_object_id),
+                last_error = coalesce($7, last_error),
+                finished_at = case when $2 = 'pending' then null else $8 end
+          where id = $1",
+    )
+    .bind(call.id)
+    .bind(status)
+    .bind(attempts)
+    .bind(next)
+    .bind(first)
+    .bind(result.as_ref().ok().map(|c| c.provider_id.as_str()))
+    .bind(&error)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into provider_call_attempts (call_id, attempted_at, duration_ms, http_status, outcome, error)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(call.id)
+    .bind(started)
+    .bind(i32::try_from(took.as_millis()).unwrap_or(i32::MAX))
+    .bind(result.as_ref().err().and_then(CallError::status).map(i32::from))
+    .bind(result.as_ref().map_or_else(CallError::outcome, |_| "done"))
+    .bind(&error)
+    .execute(conn)
+    .await?;
+    Ok(settled)
+}
+
+/// A call's state, as operators and tests read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CallState {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub provider_object_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// The call that creates `object_id`, if one was queued.
+pub async fn of_object(conn: &mut PgConnection, object_id: Uuid) -> sqlx::Result<Vec<CallState>> {
+    sqlx::query_as(
+        "select id, kind, status::text as status, attempts, provider_object_id, last_error
+           from provider_calls where object_id = $1 order by created_at",
+    )
+    .bind(object_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Writes the provider's id on the row of ours it names, unless one is there already: written
+/// by the call's answer, or by an event that named the object first (through our id in its
+/// metadata). The rows are those this module's calls create; only the name is written here.
+pub async fn write_name(conn: &mut PgConnection, provider: &str, named: &Named) -> sqlx::Result<()> {
+    let (table, column) = match named.object {
+        Object::Payment => ("payments", "provider_payment_id"),
+        Object::Refund => ("refunds", "provider_refund_id"),
+        Object::Payout => ("payouts", "provider_payout_id"),
+        // Deposits are created by in-process providers only, named when written.
+        Object::Deposit => return Ok(()),
+    };
+    sqlx::query(&format!(
+        "update {table} set {column} = $3 where id = $1 and provider = $2 and {column} is null"
+    ))
+    .bind(named.ours)
+    .bind(provider)
+    .bind(&named.provider_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

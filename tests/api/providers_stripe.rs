@@ -1,0 +1,350 @@
+//! Rounds through Stripe (issue 23, PRODUCT.md section 10): the service configured with
+//! `payments.card_provider = "stripe"` against the local Stripe of tools/provider-fakes, which
+//! follows Stripe's API reference (docs/providers/stripe-api.md). Card pledges create
+//! PaymentIntents, a failed round's refunds are Stripe refunds, a payout is a Connect transfer;
+//! every call goes out after commit with a key derived from our row, and is repeated until Stripe
+//! answers, never doubled.
+
+use std::time::Duration;
+
+use crowdledger_provider_fakes::stripe::{Fault, Kind, PINNED_VERSION, StripeFake};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::common::TestApp;
+use crate::common::fixtures::{self, DAY, ok};
+
+const WEBHOOK_SECRET: &str = "whsec_stripe-provider-tests";
+const ACCOUNT: &str = "acct_1CrowdLedgerTest";
+
+/// The service on Stripe, and the fake sending its signed events to the service.
+async fn on_stripe(pool: PgPool, timeout_seconds: &str) -> (TestApp, StripeFake) {
+    let stripe = StripeFake::builder().webhook_secret(WEBHOOK_SECRET).start().await;
+    let app = TestApp::spawn_with(
+        pool,
+        &[
+            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", stripe.secret_key()),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__API_BASE", &stripe.base_url()),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__TIMEOUT_SECONDS", timeout_seconds),
+        ],
+    )
+    .await;
+    stripe.set_webhook_url(format!("{}/v1/webhooks/stripe", app.base));
+    (app, stripe)
+}
+
+/// A project paid at its Stripe connected account, and its open offer of 10 to 100 shares at
+/// 10.00 (`min_target` as given), closing in 9 days: `(project, offer)`.
+async fn offer(app: &TestApp, min_target: &str) -> (String, String) {
+    let project = fixtures::published_project(app).await;
+    let details = json!({"stripe_account": ACCOUNT});
+    ok(
+        app.call(
+            reqwest::Method::PUT,
+            &format!("/v1/projects/{project}/payout-details"),
+            Some(crate::common::OPERATOR_KEY),
+            Some(&details),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let terms = json!({"min_target": min_target, "max_target": "1000.00"});
+    let offer = fixtures::open_offer(app, &project, terms, 9).await;
+    (project, offer)
+}
+
+/// The requests the fake received at `path`, in order.
+fn requests_to(stripe: &StripeFake, path: &str) -> Vec<crowdledger_provider_fakes::stripe::ReceivedRequest> {
+    stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == path)
+        .collect()
+}
+
+/// What each attempt of the call that creates `object` came to, in order.
+async fn attempts(app: &TestApp, object: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select a.outcome from provider_call_attempts a join provider_calls c on c.id = a.call_id
+          where c.object_id = $1::uuid order by a.id",
+    )
+    .bind(object)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Our id of a pledge's payment.
+async fn payment_of(app: &TestApp, pledge: &str) -> String {
+    let id: uuid::Uuid = sqlx::query_scalar("select id from payments where pledge_id = $1::uuid")
+        .bind(pledge)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+/// Moves the service's business clock. Stripe keeps signing by the wall clock, as the service
+/// verifies signatures by it (PRODUCT.md section 7).
+fn advance(app: &TestApp, seconds: i64) {
+    app.clock.advance(seconds).unwrap();
+}
+
+#[sqlx::test]
+async fn a_round_through_stripe_creates_intents_funds_on_their_events_and_pays_out_by_transfer(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+
+    // Each card pledge creates a PaymentIntent at once and answers what the front-end needs.
+    let mut pledges = Vec::new();
+    for (investor, shares) in investors.iter().zip([12, 8]) {
+        let p = ok(fixtures::pledge(&app, &offer, investor, shares, "10.00").await, 201).await;
+        assert_eq!(p["payment"]["provider"], "stripe", "{p:#}");
+        let intent = p["payment"]["payment_id"].as_str().expect("named at once").to_owned();
+        let secret = p["payment"]["client_secret"].as_str().expect("a client secret");
+        let at_stripe = stripe.object(&intent).expect("the intent exists at Stripe");
+        assert_eq!(at_stripe["client_secret"], secret);
+        assert_eq!(at_stripe["amount"], shares * 1000);
+        assert_eq!(at_stripe["currency"], "eur");
+        assert_eq!(at_stripe["metadata"]["pledge_id"], p["id"]);
+        pledges.push((p["id"].as_str().unwrap().to_owned(), intent, shares));
+    }
+    let created = requests_to(&stripe, "/v1/payment_intents");
+    assert_eq!(created.len(), 2);
+    for (request, (pledge, _, _)) in created.iter().zip(&pledges) {
+        let payment = payment_of(&app, pledge).await;
+        assert_eq!(
+            request.idempotency_key.as_deref(),
+            Some(format!("crowdledger-payment-{payment}").as_str())
+        );
+        assert_eq!(request.stripe_version.as_deref(), Some(PINNED_VERSION));
+        assert_eq!(request.params["metadata"]["payment_id"], payment.as_str());
+        assert_eq!(request.params["allowed_payment_method_types"], json!(["card"]));
+    }
+    // The secret is never stored: a read shows the intent, not its secret.
+    let read = app.get(&format!("/v1/pledges/{}", pledges[0].0)).await;
+    assert_eq!(read.body["payment"]["payment_id"], pledges[0].1.as_str());
+    assert!(read.body["payment"].get("client_secret").is_none(), "{:#}", read.body);
+
+    // The investors pay; Stripe's signed events fund the pledges.
+    for (pledge, intent, shares) in &pledges {
+        stripe.succeed_payment(intent, shares * 1000).await;
+        let funded = app.get(&format!("/v1/pledges/{pledge}")).await;
+        assert_eq!(funded.body["status"], "funded", "{:#}", funded.body);
+    }
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "200.00");
+
+    // Closed: 200.00 raised, 5% to the platform, 190.00 owed to the project.
+    ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
+    assert_eq!(payout["amount"], "190.00");
+    let payout_id = payout["id"].as_str().unwrap();
+    // The transfer is made after commit; Stripe's `transfer.created` confirms it, whichever of
+    // its event and the call's answer reaches us first.
+    let paid = app
+        .wait_for(&format!("/v1/payouts?offer_id={offer}"), |page| {
+            page["items"][0]["status"] == "paid"
+        })
+        .await;
+    let transfer_id = paid["items"][0]["payment"]["payment_id"].as_str().unwrap().to_owned();
+    assert!(transfer_id.starts_with("tr_"), "{paid:#}");
+    let transfer = stripe.object(&transfer_id).unwrap();
+    assert_eq!(
+        (
+            &transfer["amount"],
+            &transfer["destination"],
+            &transfer["metadata"]["payout_id"]
+        ),
+        (&json!(19000), &json!(ACCOUNT), &json!(payout_id))
+    );
+    assert_eq!(stripe.created(Kind::Transfer), 1);
+    assert_eq!(attempts(&app, payout_id).await, ["done"]);
+    // What stays at Stripe is the platform's fee.
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "10.00");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_failed_round_on_stripe_refunds_each_card_by_a_stripe_refund_confirmed_by_its_event(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "1000.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+    let mut pledges = Vec::new();
+    for investor in &investors {
+        let p = ok(fixtures::pledge(&app, &offer, investor, 10, "10.00").await, 201).await;
+        let intent = p["payment"]["payment_id"].as_str().unwrap().to_owned();
+        stripe.succeed_payment(&intent, 10_000).await;
+        pledges.push((p["id"].as_str().unwrap().to_owned(), intent));
+    }
+
+    // Past its close below the minimum: the round fails, and each card's money is owed back.
+    advance(&app, 10 * DAY);
+    app.wait_for(&format!("/v1/offers/{offer}"), |o| o["status"] == "failed")
+        .await;
+    let refunds = app
+        .wait_for(&format!("/v1/refunds?offer_id={offer}"), |page| {
+            let items = page["items"].as_array().unwrap();
+            items.len() == 2 && items.iter().all(|r| r["payment"]["payment_id"].is_string())
+        })
+        .await;
+    let made = requests_to(&stripe, "/v1/refunds");
+    assert_eq!(made.len(), 2, "{made:#?}");
+    for refund in refunds["items"].as_array().unwrap() {
+        let (id, re) = (
+            refund["id"].as_str().unwrap(),
+            refund["payment"]["payment_id"].as_str().unwrap(),
+        );
+        let intent = &pledges
+            .iter()
+            .find(|(p, _)| refund["pledge_id"] == p.as_str())
+            .unwrap()
+            .1;
+        let request = made
+            .iter()
+            .find(|r| r.idempotency_key.as_deref() == Some(format!("crowdledger-refund-{id}").as_str()))
+            .expect("the refund's call, keyed by our refund");
+        assert_eq!(request.params["payment_intent"], intent.as_str());
+        assert_eq!(request.params["amount"], "10000");
+        assert_eq!(refund["status"], "pending");
+        // Stripe's `charge.refunded` lists no refunds on the pinned version: it confirms nothing.
+        stripe.charge_refunded(intent).await;
+        assert_eq!(app.get(&format!("/v1/refunds/{id}")).await.body["status"], "pending");
+        // The refund's own event does.
+        let event = stripe.succeed_refund(re).await;
+        assert_eq!(
+            stripe.deliveries().last().map(|d| (&d.event_id, d.status)),
+            Some((&event.id, Some(200)))
+        );
+        assert_eq!(app.get(&format!("/v1/refunds/{id}")).await.body["status"], "succeeded");
+    }
+    for (pledge, _) in &pledges {
+        assert_eq!(
+            app.get(&format!("/v1/pledges/{pledge}")).await.body["status"],
+            "refunded"
+        );
+    }
+    assert_eq!(stripe.created(Kind::Refund), 2);
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "0.00");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_call_that_times_out_is_repeated_with_its_key_and_stripe_charges_once(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "1").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investor = fixtures::investor(&app, "Late Answer", "sophisticated").await;
+
+    // Stripe creates the intent but answers after our timeout: the pledge stands, its payment
+    // not yet named, and no secret is made up.
+    stripe.delay_next_reply("/v1/payment_intents", Duration::from_secs(3));
+    let p = ok(fixtures::pledge(&app, &offer, &investor, 10, "10.00").await, 201).await;
+    assert_eq!(p["status"], "pending_payment");
+    assert_eq!(p["payment"], json!({"provider": "stripe", "payment_id": null}), "{p:#}");
+    assert_eq!(stripe.created(Kind::PaymentIntent), 1);
+    let payment = payment_of(&app, p["id"].as_str().unwrap()).await;
+    assert_eq!(attempts(&app, &payment).await, ["unknown"]);
+
+    // After the backoff the worker asks again with the same key: Stripe answers what it made.
+    advance(&app, 2);
+    let named = app
+        .wait_for(&format!("/v1/pledges/{}", p["id"].as_str().unwrap()), |p| {
+            p["payment"]["payment_id"].is_string()
+        })
+        .await;
+    assert_eq!(stripe.created(Kind::PaymentIntent), 1, "charged once");
+    let keys: Vec<_> = requests_to(&stripe, "/v1/payment_intents")
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys, vec![Some(format!("crowdledger-payment-{payment}")); 2]);
+    assert_eq!(attempts(&app, &payment).await, ["unknown", "done"]);
+    // And its capture funds the pledge.
+    let intent = named["payment"]["payment_id"].as_str().unwrap();
+    stripe.succeed_payment(intent, 10_000).await;
+    assert_eq!(
+        app.get(&format!("/v1/pledges/{}", p["id"].as_str().unwrap()))
+            .await
+            .body["status"],
+        "funded"
+    );
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn rate_limits_and_outages_are_waited_out_and_the_call_repeated_with_its_key(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+
+    stripe.fail_next("/v1/payment_intents", 1, Fault::RateLimited);
+    stripe.fail_next("/v1/payment_intents", 1, Fault::ServiceUnavailable);
+    let p = ok(fixtures::pledge(&app, &offer, &investors[0], 10, "10.00").await, 201).await;
+    let pledge = p["id"].as_str().unwrap().to_owned();
+    assert!(p["payment"]["payment_id"].is_null(), "{p:#}");
+    let payment = payment_of(&app, &pledge).await;
+    assert_eq!(attempts(&app, &payment).await, ["retry"]);
+    // Backoff on the service's clock: 1 s, then 5 s.
+    advance(&app, 1);
+    app.wait_for_value(|| attempts(&app, &payment), |a| a.len() == 2).await;
+    advance(&app, 5);
+    app.wait_for(&format!("/v1/pledges/{pledge}"), |p| {
+        p["payment"]["payment_id"].is_string()
+    })
+    .await;
+    assert_eq!(attempts(&app, &payment).await, ["retry", "retry", "done"]);
+    let statuses: Vec<Option<i32>> = sqlx::query_scalar(
+        "select a.http_status from provider_call_attempts a join provider_calls c on c.id = a.call_id
+          where c.object_id = $1::uuid order by a.id",
+    )
+    .bind(&payment)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(statuses, [Some(429), Some(503), None]);
+    assert_eq!(stripe.created(Kind::PaymentIntent), 1);
+
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_refusal_no_repeat_can_cure_fails_the_payment_and_cancels_the_pledge_at_once(pool: PgPool) {
+    let stripe = StripeFake::builder().webhook_secret(WEBHOOK_SECRET).start().await;
+    // A key Stripe does not know: 401, which no repeat cures.
+    let app = TestApp::spawn_with(
+        pool,
+        &[
+            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", "sk_test_revoked"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__API_BASE", &stripe.base_url()),
+        ],
+    )
+    .await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investor = fixtures::investor(&app, "Refused", "sophisticated").await;
+    let p = ok(fixtures::pledge(&app, &offer, &investor, 10, "10.00").await, 201).await;
+    assert_eq!(p["status"], "cancelled", "{p:#}");
+    assert!(p["payment"]["payment_id"].is_null() && p["payment"].get("client_secret").is_none());
+    let payment = payment_of(&app, p["id"].as_str().unwrap()).await;
+    assert_eq!(attempts(&app, &payment).await, ["failed"]);
+    let (status, error): (String, String) =
+        sqlx::query_as("select status::text, last_error from provider_calls where object_id = $1::uuid")
+            .bind(&payment)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.contains("401"), "{error}");
+    // Its shares are back on offer, and nothing is asked again however far the clock moves.
+    let o = app.get(&format!("/v1/offers/{offer}")).await;
+    assert_eq!(o.body["shares_reserved"], 0, "{:#}", o.body);
+    app.clock.advance(DAY).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(attempts(&app, &payment).await, ["failed"]);
+    assert_eq!(stripe.created(Kind::PaymentIntent), 0);
+    app.assert_books_verify().await;
+}
