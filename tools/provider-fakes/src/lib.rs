@@ -8,6 +8,25 @@
 //! on the fake's handle, never HTTP routes, so no request of the service can reach them.
 
 mod form;
+mod iban;
+mod local_server;
+mod next_replies;
 pub mod stripe;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 pub use form::{FormError, decode as decode_form};
+pub use next_replies::HeldReply;
+
+/// `len` random lowercase hex characters (at most 32).
+pub(crate) fn token(len: usize) -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..len].to_owned()
+}
+
+/// The system clock in Unix seconds, for a fake whose test has not set its own.
+pub(crate) fn system_now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(since_epoch.as_secs()).expect("seconds since 1970 fit in i64")
+}
