@@ -13,6 +13,7 @@ mod local_server;
 mod next_replies;
 pub mod stripe;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use form::{FormError, decode as decode_form};
@@ -29,4 +30,10 @@ pub(crate) fn system_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970");
     i64::try_from(since_epoch.as_secs()).expect("seconds since 1970 fit in i64")
+}
+
+/// A fake's state, even after a control panicked while holding it (a test's failed expectation
+/// must not turn every later call into a poisoned-lock panic).
+pub(crate) fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }

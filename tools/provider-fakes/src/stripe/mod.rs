@@ -40,7 +40,7 @@ mod error;
 mod server;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
@@ -542,10 +542,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// The state, even after a control panicked while holding it (a test's failed expectation
-    /// must not turn every later call into a poisoned-lock panic).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     /// POSTs `event` to the webhook URL, signed now, and records the outcome.
