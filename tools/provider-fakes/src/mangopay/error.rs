@@ -40,7 +40,7 @@ impl ApiError {
     /// 404 for an id in the URL. The wording is Mangopay's as its API is seen to answer; the docs
     /// give only the type (`ressource_not_found`, with their spelling).
     pub fn not_found(ressource: &str, id: &str) -> ApiError {
-        let message = format!("Cannot found the ressource {ressource} with the id={id} ");
+        let message = format!("Cannot found the ressource {ressource} with the id={id}");
         let mut errors = Map::new();
         errors.insert("RessourceNotFound".into(), json!(message));
         ApiError {
