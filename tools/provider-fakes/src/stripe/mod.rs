@@ -39,10 +39,9 @@ mod api;
 mod error;
 mod server;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -50,9 +49,11 @@ use axum::response::Response;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
+use crate::local_server::{LocalServer, outbound_client};
+pub use crate::next_replies::HeldReply;
+use crate::next_replies::NextReplies;
+use crate::{iban, system_now, token};
 use api::Caller;
 use server::{handle, json_response};
 
@@ -185,31 +186,6 @@ pub enum DisputeOutcome {
     Lost,
 }
 
-/// A reply held back by [`StripeFake::hold_next_reply`].
-pub struct HeldReply {
-    processed: oneshot::Receiver<()>,
-    release: oneshot::Sender<()>,
-}
-
-impl HeldReply {
-    /// Waits until the held request was processed: its objects exist, its answer is saved under
-    /// its idempotency key, its events are on their way.
-    pub async fn processed(&mut self) {
-        (&mut self.processed).await.ok();
-    }
-
-    /// Sends the reply.
-    pub fn release(self) {
-        self.release.send(()).ok();
-    }
-}
-
-/// The fake's side of a [`HeldReply`].
-struct Hold {
-    processed: oneshot::Sender<()>,
-    release: oneshot::Receiver<()>,
-}
-
 /// Builds a [`StripeFake`] with chosen keys; [`StripeFake::start`] takes random ones.
 #[derive(Debug, Clone)]
 pub struct StripeFakeBuilder {
@@ -239,48 +215,22 @@ impl StripeFakeBuilder {
 
     /// Binds `127.0.0.1:0` and serves in a task of the current runtime.
     pub async fn start(self) -> StripeFake {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the Stripe fake to a free local port");
-        let addr = listener.local_addr().expect("a bound listener's address");
-        let http = reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            // Webhooks go to a local receiver; a proxy from the environment must not take them.
-            .no_proxy()
-            .user_agent("Stripe/1.0 (+https://stripe.com/docs/webhooks)")
-            .build()
-            .expect("a plain HTTP client");
         let shared = Arc::new(Shared {
             secret_key: self.secret_key,
             webhook_secret: self.webhook_secret,
             state: Mutex::new(State::new(self.api_version)),
-            http,
+            http: outbound_client(DELIVERY_TIMEOUT, "Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    stopped.await.ok();
-                })
-                .await
-                .expect("serving the Stripe fake");
-        });
-        StripeFake {
-            addr,
-            shared,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        let server = LocalServer::start(app, "Stripe").await;
+        StripeFake { server, shared }
     }
 }
 
 /// A running fake Stripe. Dropping it stops the server.
 pub struct StripeFake {
-    addr: SocketAddr,
+    server: LocalServer,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
 }
 
 impl StripeFake {
@@ -300,7 +250,7 @@ impl StripeFake {
 
     /// `http://127.0.0.1:<port>`: the service's `payments.stripe.api_base`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// The `sk_test_…` key requests must carry: the service's `payments.stripe.secret_key`.
@@ -314,13 +264,8 @@ impl StripeFake {
     }
 
     /// Stops serving and waits until the server has let go of its port.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
-        if let Some(server) = self.server.take() {
-            server.await.ok();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     // --- what the fake holds ---
@@ -373,41 +318,24 @@ impl StripeFake {
         self.shared.lock().available_balance(currency)
     }
 
-    /// The next `times` requests to `path` (exactly, e.g. `/v1/payment_intents`) answer `fault`.
+    /// The next `times` requests to `path` answer `fault`. The path is matched by segment,
+    /// `*` standing for any one (`/v1/payment_intents`, `/v1/payment_intents/*/cancel`).
     pub fn fail_next(&self, path: &str, times: usize, fault: Fault) {
-        let mut state = self.shared.lock();
-        let queue = state.faults.entry(path.to_owned()).or_default();
-        queue.extend(std::iter::repeat_n(fault, times));
+        self.shared.lock().next_replies.fail(path, times, fault);
     }
 
     /// The next request to `path` that gets past auth is processed at once (objects created,
     /// saved under its idempotency key, events sent) and answered `delay` later: what a client
     /// that times out sees of a provider that acted.
     pub fn delay_next_reply(&self, path: &str, delay: Duration) {
-        self.shared
-            .lock()
-            .delays
-            .entry(path.to_owned())
-            .or_default()
-            .push_back(delay);
+        self.shared.lock().next_replies.delay(path, delay);
     }
 
     /// Like [`delay_next_reply`](Self::delay_next_reply), until the test lets the reply go: the
     /// request is processed at once, its reply waits for [`HeldReply::release`] (or the handle's
     /// drop). For a client that dies between the provider's work and its own write.
     pub fn hold_next_reply(&self, path: &str) -> HeldReply {
-        let (processed_tx, processed) = oneshot::channel();
-        let (release, release_rx) = oneshot::channel();
-        self.shared
-            .lock()
-            .holds
-            .entry(path.to_owned())
-            .or_default()
-            .push_back(Hold {
-                processed: processed_tx,
-                release: release_rx,
-            });
-        HeldReply { processed, release }
+        self.shared.lock().next_replies.hold(path)
     }
 
     /// The customer paid: the intent `succeeded` with `amount_received`, a charge to refund or
@@ -572,17 +500,6 @@ impl StripeFake {
     }
 }
 
-impl Drop for StripeFake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
-}
-
 /// `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, keyed by the `whsec_…` string's bytes as
 /// they are (stripe-node `src/Webhooks.ts`, `generateTestHeaderString`).
 pub fn sign(webhook_secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -625,10 +542,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// The state, even after a control panicked while holding it (a test's failed expectation
-    /// must not turn every later call into a poisoned-lock panic).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     /// POSTs `event` to the webhook URL, signed now, and records the outcome.
@@ -682,9 +597,7 @@ struct State {
     virtual_accounts: HashMap<(String, String), Value>,
     /// By (secret key, idempotency key): keys are scoped to the account that sent them.
     idempotency: HashMap<(String, String), Saved>,
-    faults: HashMap<String, VecDeque<Fault>>,
-    delays: HashMap<String, VecDeque<Duration>>,
-    holds: HashMap<String, VecDeque<Hold>>,
+    next_replies: NextReplies<Fault>,
     /// Money received by bank transfer that no intent took, by (customer, currency).
     cash_balances: HashMap<(String, String), i64>,
     requests: Vec<ReceivedRequest>,
@@ -703,9 +616,7 @@ impl State {
             balances: HashMap::new(),
             virtual_accounts: HashMap::new(),
             idempotency: HashMap::new(),
-            faults: HashMap::new(),
-            delays: HashMap::new(),
-            holds: HashMap::new(),
+            next_replies: NextReplies::new(),
             cash_balances: HashMap::new(),
             requests: Vec::new(),
             events: Vec::new(),
@@ -714,12 +625,7 @@ impl State {
     }
 
     fn now(&self) -> i64 {
-        self.now.unwrap_or_else(|| {
-            let since_epoch = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("a clock after 1970");
-            i64::try_from(since_epoch.as_secs()).expect("seconds since 1970 fit in i64")
-        })
+        self.now.unwrap_or_else(system_now)
     }
 
     fn insert(&mut self, kind: Kind, object: Value) {
@@ -857,7 +763,7 @@ impl State {
                     "type": "iban",
                     "supported_networks": ["sepa"],
                     "iban": {
-                        "iban": iban(country, serial),
+                        "iban": iban::generate(country, "STRP", serial),
                         "bic": format!("STRP{country}P1"),
                         "country": country,
                         "account_holder_name": "Stripe Fake Payments Europe",
@@ -905,56 +811,9 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", token(24))
 }
 
-/// `len` random lowercase hex characters (at most 32).
-pub(crate) fn token(len: usize) -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..len].to_owned()
-}
-
-/// A well-formed IBAN for `country`: the country's BBAN length, digits only (letters where
-/// the country's format starts with a bank code), mod-97 check digits. Invented bank codes;
-/// national check digits inside the BBAN (FR, BE, ES) are not computed.
-fn iban(country: &str, serial: u64) -> String {
-    let bban = match country {
-        "NL" => format!("STRP{serial:010}"),
-        "IE" => format!("STRP{serial:014}"),
-        "DE" => format!("{serial:018}"),
-        "BE" => format!("{serial:012}"),
-        "ES" => format!("{serial:020}"),
-        _ => format!("{serial:023}"),
-    };
-    let rearranged = format!("{bban}{country}00");
-    let remainder = rearranged.chars().fold(0u32, |acc, c| {
-        let value = c.to_digit(36).expect("IBAN characters are alphanumeric");
-        if value < 10 {
-            (acc * 10 + value) % 97
-        } else {
-            (acc * 100 + value) % 97
-        }
-    });
-    format!("{country}{:02}{bban}", 98 - remainder)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ibans_pass_the_mod_97_check() {
-        // The check any IBAN validator makes: the rearranged number is 1 modulo 97.
-        for country in ["BE", "DE", "ES", "FR", "IE", "NL"] {
-            let iban = iban(country, 1_000_042);
-            let rearranged = format!("{}{}", &iban[4..], &iban[..4]);
-            let remainder = rearranged.chars().fold(0u64, |acc, c| {
-                let value = u64::from(c.to_digit(36).unwrap());
-                if value < 10 {
-                    (acc * 10 + value) % 97
-                } else {
-                    (acc * 100 + value) % 97
-                }
-            });
-            assert_eq!(remainder, 1, "{iban}");
-        }
-    }
 
     #[test]
     fn a_signature_is_the_hex_hmac_of_the_timestamp_and_body() {

@@ -2,7 +2,6 @@
 //! auth, the idempotency layer, the endpoint, a delay or hold) and a routing table of the paths
 //! the service calls.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -44,7 +43,7 @@ pub(super) async fn handle(
             idempotency_key: idempotency_key.clone(),
             stripe_version: stripe_version.clone(),
         });
-        state.faults.get_mut(&path).and_then(VecDeque::pop_front)
+        state.next_replies.take_fault(&path)
     };
     if let Some(fault) = fault {
         return fault.response(&request_id);
@@ -74,19 +73,18 @@ pub(super) async fn handle(
         ));
     }
 
-    let (status, body, replayed, events, delay, hold) = {
+    let (status, body, replayed, events, late) = {
         let mut state = shared.lock();
-        let delay = state.delays.get_mut(&path).and_then(VecDeque::pop_front);
-        let hold = state.holds.get_mut(&path).and_then(VecDeque::pop_front);
+        let late = state.next_replies.take_late(&path);
         let saved_under = idempotency_key.clone().map(|key| (shared.secret_key.clone(), key));
         let saved = saved_under.as_ref().and_then(|k| state.idempotency.get(k));
         match saved {
             Some(saved) if saved.method == method && saved.path == path && saved.params == params => {
-                (saved.status, saved.body.clone(), true, Vec::new(), delay, hold)
+                (saved.status, saved.body.clone(), true, Vec::new(), late)
             }
             Some(_) => {
                 let e = ApiError::idempotency(idempotency_key.as_deref().unwrap_or_default());
-                (e.status, e.body().to_string(), false, Vec::new(), delay, hold)
+                (e.status, e.body().to_string(), false, Vec::new(), late)
             }
             None => {
                 let caller = Caller {
@@ -115,7 +113,7 @@ pub(super) async fn handle(
                     };
                     state.idempotency.insert(key, saved);
                 }
-                (status, body, false, events, delay, hold)
+                (status, body, false, events, late)
             }
         }
     };
@@ -126,14 +124,7 @@ pub(super) async fn handle(
         let shared = shared.clone();
         tokio::spawn(async move { shared.deliver(&event).await });
     }
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
-    }
-    if let Some(hold) = hold {
-        hold.processed.send(()).ok();
-        // A dropped `HeldReply` lets the reply go too.
-        hold.release.await.ok();
-    }
+    late.wait().await;
     let mut response = json_response(status, body, &request_id);
     let headers = response.headers_mut();
     if let Some(version) = stripe_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
