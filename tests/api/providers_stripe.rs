@@ -348,3 +348,97 @@ async fn a_refusal_no_repeat_can_cure_fails_the_payment_and_cancels_the_pledge_a
     assert_eq!(stripe.created(Kind::PaymentIntent), 0);
     app.assert_books_verify().await;
 }
+
+#[sqlx::test]
+async fn a_crash_between_stripe_creating_the_intent_and_our_write_charges_once_after_restart(pool: PgPool) {
+    let stripe = StripeFake::builder().webhook_secret(WEBHOOK_SECRET).start().await;
+    // The world is set up in-process on the sandbox (whose process calls no Stripe); the pledge
+    // goes to `crowdledger serve` processes on Stripe.
+    let setup = TestApp::spawn(pool.clone()).await;
+    let (_, offer) = offer(&setup, "100.00").await;
+    let investor = fixtures::investor(&setup, "Crash", "sophisticated").await;
+    let api_base = stripe.base_url();
+    let env = [
+        ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "stripe"),
+        ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", stripe.secret_key()),
+        ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("CROWDLEDGER__PAYMENTS__STRIPE__API_BASE", api_base.as_str()),
+    ];
+    let first = crate::common::Served::start_with(&pool, crate::common::OPERATOR_KEY, &env).await;
+
+    // Stripe creates the intent; the process dies before its answer is written.
+    let mut held = stripe.hold_next_reply("/v1/payment_intents");
+    let body = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}]});
+    let asked = tokio::spawn({
+        let url = format!("{}/v1/offers/{offer}/pledges", first.base);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(crate::common::OPERATOR_KEY)
+                .header("idempotency-key", "crash-between-call-and-write")
+                .json(&body)
+                .send()
+                .await
+        }
+    });
+    held.processed().await;
+    first.crash();
+    held.release();
+    assert!(asked.await.unwrap().is_err(), "the process died before answering");
+    let (pledge, payment, named): (uuid::Uuid, uuid::Uuid, Option<String>) =
+        sqlx::query_as("select pledge_id, id, provider_payment_id from payments")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(named, None, "the answer was never written");
+    assert_eq!(stripe.created(Kind::PaymentIntent), 1);
+
+    // Restarted, the worker asks again once the dead process's lease has run out, with the same
+    // key: Stripe answers the intent it made, and makes no other.
+    let second = crate::common::Served::start_with(&pool, crate::common::OPERATOR_KEY, &env).await;
+    stripe.set_webhook_url(format!("{}/v1/webhooks/stripe", second.base));
+    let client = reqwest::Client::new();
+    let moved = client
+        .post(format!("{}/v1/sandbox/clock", second.base))
+        .bearer_auth(crate::common::OPERATOR_KEY)
+        .json(&json!({"advance_seconds": 120}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let intent = setup
+        .wait_for_value(
+            || async {
+                sqlx::query_scalar::<_, Option<String>>("select provider_payment_id from payments where id = $1")
+                    .bind(payment)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            },
+            Option::is_some,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stripe.created(Kind::PaymentIntent), 1, "charged once");
+    let keys: Vec<_> = requests_to(&stripe, "/v1/payment_intents")
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys, vec![Some(format!("crowdledger-payment-{payment}")); 2]);
+    assert_eq!(attempts(&setup, &payment.to_string()).await, ["done"]);
+
+    // The investor pays that one intent, and the pledge is funded.
+    stripe.succeed_payment(&intent, 10_000).await;
+    let read = client
+        .get(format!("{}/v1/pledges/{pledge}", second.base))
+        .bearer_auth(crate::common::OPERATOR_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "funded", "{read:#}");
+    assert_eq!(read["payment"]["payment_id"], intent.as_str());
+    setup.assert_books_verify().await;
+}
