@@ -34,11 +34,13 @@ pub const CALL_BATCH: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Call {
-    /// A card payment of a pledge's card part.
+    /// A card payment of a pledge's card part, by its investor (`payer`).
     CreatePayment {
         payment_id: Uuid,
         pledge_id: Uuid,
         offer_id: Uuid,
+        project_id: Uuid,
+        payer: Payer,
         amount: Decimal,
         currency: String,
     },
@@ -54,10 +56,53 @@ pub enum Call {
     CreatePayout {
         payout_id: Uuid,
         offer_id: Uuid,
+        project_id: Uuid,
         destination: String,
         amount: Decimal,
         currency: String,
     },
+}
+
+/// The investor who pays, as a provider that keeps its payers needs them (a Stripe customer,
+/// a Mangopay user), taken when the payment was asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payer {
+    pub investor_id: Uuid,
+    /// `natural` or `legal`.
+    pub kind: String,
+    pub name: String,
+    pub email: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// One of our parties at a provider (migration 0035): a customer, a user, a wallet.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Party {
+    /// `investor`, `project` or `offer`.
+    pub party_kind: String,
+    pub party_id: Uuid,
+    /// `customer`, `user`, `wallet` or `bank_account`.
+    pub role: String,
+    pub provider_id: String,
+}
+
+/// What a call is made with besides its request: the parties already known at the provider,
+/// and the generation of its idempotency key.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub parties: Vec<Party>,
+    pub key_generation: i32,
+}
+
+impl Context {
+    /// The provider's id of one of our parties, if it has one yet.
+    pub fn party(&self, party_kind: &str, party_id: Uuid, role: &str) -> Option<&str> {
+        self.parties
+            .iter()
+            .find(|p| p.party_kind == party_kind && p.party_id == party_id && p.role == role)
+            .map(|p| p.provider_id.as_str())
+    }
 }
 
 impl Call {
@@ -67,6 +112,22 @@ impl Call {
             Call::CreatePayment { .. } => "create_payment",
             Call::CreateRefund { .. } => "create_refund",
             Call::CreatePayout { .. } => "create_payout",
+        }
+    }
+
+    /// Our parties the call may need at the provider.
+    pub fn party_ids(&self) -> Vec<Uuid> {
+        match self {
+            Call::CreatePayment {
+                offer_id,
+                project_id,
+                payer,
+                ..
+            } => vec![payer.investor_id, *offer_id, *project_id],
+            Call::CreateRefund { pledge_id, .. } => vec![*pledge_id],
+            Call::CreatePayout {
+                offer_id, project_id, ..
+            } => vec![*offer_id, *project_id],
         }
     }
 
@@ -95,12 +156,17 @@ impl Call {
 }
 
 /// What the provider created for a call.
+#[derive(Default)]
 pub struct Created {
     /// The provider's id of its object.
     pub provider_id: String,
     /// What the platform's front-end needs to let the investor pay (Stripe's `client_secret`):
     /// handed to the caller once, never stored or logged.
     pub client_secret: Option<secrecy::SecretString>,
+    /// Where the investor pays (Mangopay's hosted card page), for the front-end to redirect to.
+    pub redirect_url: Option<String>,
+    /// Parties the call created at the provider on its way, to be kept.
+    pub parties: Vec<Party>,
 }
 
 /// Why a call did not create its object.
@@ -113,6 +179,9 @@ pub enum CallError {
         status: Option<u16>,
         /// How long the provider asked us to wait.
         after: Option<Duration>,
+        /// The key is spent (a provider that does not replay a failed first call, Mangopay): the
+        /// next try needs a new one.
+        new_key: bool,
         why: String,
     },
     /// No answer (a timeout after the request was sent): the provider may have acted. Repeated
@@ -144,7 +213,11 @@ impl CallError {
 /// A networked provider's outbound half: makes one call, idempotent by its object, and says
 /// what came of it. Runs with no transaction open.
 pub trait Remote: Send + Sync {
-    fn call<'a>(&'a self, call: &'a Call) -> futures::future::BoxFuture<'a, Result<Created, CallError>>;
+    fn call<'a>(
+        &'a self,
+        call: &'a Call,
+        context: &'a Context,
+    ) -> futures::future::BoxFuture<'a, Result<Created, CallError>>;
     /// How long one call may take; a lease outlasts it.
     fn timeout(&self) -> Duration;
 }
@@ -158,6 +231,7 @@ pub struct Leased {
     pub request: Call,
     pub attempts: i32,
     pub first_attempt_at: Option<DateTime<Utc>>,
+    pub key_generation: i32,
 }
 
 /// Queues `call` to `provider`, due now. Call inside the transaction that writes its object.
@@ -208,7 +282,7 @@ pub async fn lease(
               for update skip locked)
          update provider_calls c set leased_until = $1 + $2 * interval '1 second'
            from due where c.id = due.id
-         returning c.id, c.provider, c.request, c.attempts, c.first_attempt_at",
+         returning c.id, c.provider, c.request, c.attempts, c.first_attempt_at, c.key_generation",
     )
     .bind(now)
     .bind(lease.as_secs() as i64 + LEASE_MARGIN_SECONDS)
@@ -270,7 +344,7 @@ pub async fn record(
         "update provider_calls
             set status = $2::provider_call_status, attempts = $3, next_attempt_at = $4, leased_until = null,
                 first_attempt_at = $5, provider_object_id = coalesce($6, provider_object_id),
-                last_error = coalesce($7, last_error),
+                last_error = coalesce($7, last_error), key_generation = key_generation + $9,
                 finished_at = case when $2 = 'pending' then null else $8 end
           where id = $1",
     )
@@ -282,8 +356,12 @@ pub async fn record(
     .bind(result.as_ref().ok().map(|c| c.provider_id.as_str()))
     .bind(&error)
     .bind(now)
+    .bind(i32::from(matches!(result, Err(CallError::Retry { new_key: true, .. }))))
     .execute(&mut *conn)
     .await?;
+    if let Ok(created) = result {
+        remember(&mut *conn, &call.provider, &created.parties, now).await?;
+    }
     sqlx::query(
         "insert into provider_call_attempts (call_id, attempted_at, duration_ms, http_status, outcome, error)
          values ($1, $2, $3, $4, $5, $6)",
@@ -297,6 +375,42 @@ pub async fn record(
     .execute(conn)
     .await?;
     Ok(settled)
+}
+
+/// The parties of ours among `ids` that `provider` knows.
+pub async fn parties(conn: &mut PgConnection, provider: &str, ids: &[Uuid]) -> sqlx::Result<Vec<Party>> {
+    sqlx::query_as(
+        "select party_kind, party_id, role, provider_id from provider_parties
+          where provider = $1 and party_id = any($2)",
+    )
+    .bind(provider)
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Keeps the parties a call created. One created twice at once (two calls for one investor)
+/// keeps the first: the provider answered both from the same idempotency key, or the second is
+/// an unused duplicate at the provider, left to `reconcile`.
+async fn remember(conn: &mut PgConnection, provider: &str, parties: &[Party], now: DateTime<Utc>) -> sqlx::Result<()> {
+    if parties.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into provider_parties (provider, party_kind, party_id, role, provider_id, created_at)
+         select $1, p.kind, p.id, p.role, p.provider_id, $6
+           from unnest($2::text[], $3::uuid[], $4::text[], $5::text[]) as p(kind, id, role, provider_id)
+         on conflict do nothing",
+    )
+    .bind(provider)
+    .bind(parties.iter().map(|p| p.party_kind.as_str()).collect::<Vec<_>>())
+    .bind(parties.iter().map(|p| p.party_id).collect::<Vec<_>>())
+    .bind(parties.iter().map(|p| p.role.as_str()).collect::<Vec<_>>())
+    .bind(parties.iter().map(|p| p.provider_id.as_str()).collect::<Vec<_>>())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A call's state, as operators and tests read it.

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::PaymentError;
-use super::calls::{self, Call};
+use super::calls::{self, Call, Payer};
 use super::provider::PaymentProvider;
 use crate::money::Money;
 
@@ -35,22 +35,37 @@ pub struct Payment {
     pub disputed_at: Option<DateTime<Utc>>,
 }
 
+/// Whose payment it is: a pledge in an offer of a project, by an investor.
+pub(crate) struct PaymentOf {
+    pub pledge_id: Uuid,
+    pub offer_id: Uuid,
+    pub project_id: Uuid,
+    pub payer: Payer,
+}
+
 /// Asks `provider` for a card payment of a pledge's card part: named at once by an in-process
 /// provider, or queued for a networked one (`super::calls`), to be named when it answers.
 pub(crate) async fn create_payment(
     conn: &mut PgConnection,
     provider: &dyn PaymentProvider,
-    pledge_id: Uuid,
-    offer_id: Uuid,
+    of: PaymentOf,
     amount: Money,
     now: DateTime<Utc>,
 ) -> Result<Payment, PaymentError> {
     let id = Uuid::now_v7();
+    let PaymentOf {
+        pledge_id,
+        offer_id,
+        project_id,
+        payer,
+    } = of;
     let provider_payment_id = if provider.networked() {
         let call = Call::CreatePayment {
             payment_id: id,
             pledge_id,
             offer_id,
+            project_id,
+            payer,
             amount: amount.amount(),
             currency: amount.currency().code().to_owned(),
         };

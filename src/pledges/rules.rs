@@ -183,6 +183,8 @@ pub struct Checked {
     pledge: NewPledge,
     cheques: Vec<Spend>,
     limits: TicketLimits,
+    /// Who pays, as a networked provider keeps payers.
+    payer: payments::calls::Payer,
 }
 
 pub(super) fn offer_full(shares: i64) -> PledgeError {
@@ -348,11 +350,23 @@ pub async fn check(
     };
     let cheques = redeem::check(conn, &asked.codes, to, now).await?;
     let (pledge, limits) = settle(&offer, &investor, req, &asked, &cheques, now)?;
+    let payer = payments::calls::Payer {
+        investor_id: investor.id,
+        kind: match investor.kind {
+            investors::InvestorKind::Natural => "natural",
+            investors::InvestorKind::Legal => "legal",
+        }
+        .to_owned(),
+        name: investor.name,
+        email: investor.email,
+        country: investor.country.as_str().to_owned(),
+    };
     Ok(Checked {
         offer,
         pledge,
         cheques,
         limits,
+        payer,
     })
 }
 
@@ -389,6 +403,7 @@ pub(crate) async fn create(
         pledge,
         cheques,
         limits,
+        payer,
     } = checked;
     // Refused before anything is written (the handler has checked already).
     let card = match card {
@@ -405,7 +420,13 @@ pub(crate) async fn create(
     let pledge = store::insert(conn, &pledge, author, now).await?;
     let payment = if let Some(provider) = card {
         let money = Money::new(pledge.card_amount, offer.currency)?;
-        Some(payments::card::create_payment(conn, provider, pledge.id, offer.id, money, now).await?)
+        let of = payments::card::PaymentOf {
+            pledge_id: pledge.id,
+            offer_id: offer.id,
+            project_id: offer.project_id,
+            payer,
+        };
+        Some(payments::card::create_payment(conn, provider, of, money, now).await?)
     } else {
         None
     };

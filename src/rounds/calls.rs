@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::RoundError;
-use crate::payments::calls::{self, CALL_BATCH, Call, CallError, Created, Leased, Settled};
+use crate::payments::calls::{self, CALL_BATCH, Call, CallError, Context, Created, Leased, Settled};
 use crate::payments::providers::Providers;
 
 /// Makes every due call to the providers configured here (a call to another waits for a
@@ -81,9 +81,15 @@ async fn attempt(
     let remote = providers
         .remote(&call.provider)
         .expect("only calls to providers configured here are leased");
+    let mut conn = pool.acquire().await?;
+    let context = Context {
+        parties: calls::parties(&mut conn, &call.provider, &call.request.party_ids()).await?,
+        key_generation: call.key_generation,
+    };
+    drop(conn);
     let started = now();
     let clock = Instant::now();
-    let result = remote.call(&call.request).await;
+    let result = remote.call(&call.request, &context).await;
     let took = clock.elapsed();
     let mut tx = pool.begin().await?;
     let settled = calls::record(&mut tx, &call, &result, started, took, now()).await?;

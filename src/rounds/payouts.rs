@@ -114,6 +114,7 @@ pub(crate) async fn request_payout(
         let call = Call::CreatePayout {
             payout_id: id,
             offer_id,
+            project_id: offer.project_id,
             destination: destination(conn, provider.name(), offer.project_id).await?,
             amount: owed,
             currency: offer.currency.code().to_owned(),

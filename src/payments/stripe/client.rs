@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::money::Currency;
-use crate::payments::calls::{Call, CallError, Created, Remote};
+use crate::payments::calls::{Call, CallError, Context, Created, Remote};
 
 /// The API version every request is rendered in, and the one the webhook endpoint registered at
 /// Stripe must use: the events' shapes this service reads are this version's.
@@ -57,6 +57,7 @@ impl StripeClient {
                 return Err(CallError::Retry {
                     status: None,
                     after: None,
+                    new_key: false,
                     why: format!("Stripe could not be reached: {}", without_url(&err)),
                 });
             }
@@ -85,6 +86,7 @@ impl StripeClient {
             return Ok(Created {
                 provider_id: object.id,
                 client_secret: object.client_secret.map(SecretString::from),
+                ..Created::default()
             });
         }
         let error = serde_json::from_slice::<ErrorBody>(&body)
@@ -106,7 +108,13 @@ impl StripeClient {
         );
         let status = Some(status.as_u16());
         Err(if again {
-            CallError::Retry { status, after, why }
+            // Stripe replays a key's first answer whatever it was: the key is never spent.
+            CallError::Retry {
+                status,
+                after,
+                new_key: false,
+                why,
+            }
         } else {
             CallError::Permanent { status, why }
         })
@@ -176,7 +184,7 @@ impl Remote for StripeClient {
         self.timeout
     }
 
-    fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Created, CallError>> {
+    fn call<'a>(&'a self, call: &'a Call, _context: &'a Context) -> BoxFuture<'a, Result<Created, CallError>> {
         Box::pin(async move {
             match call {
                 Call::CreatePayment {
@@ -185,6 +193,7 @@ impl Remote for StripeClient {
                     offer_id,
                     amount,
                     currency,
+                    ..
                 } => {
                     let form = vec![
                         field("amount", minor(*amount, currency)?),
@@ -221,6 +230,7 @@ impl Remote for StripeClient {
                     destination,
                     amount,
                     currency,
+                    ..
                 } => {
                     let form = vec![
                         field("amount", minor(*amount, currency)?),
