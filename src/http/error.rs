@@ -122,6 +122,8 @@ catalogue! {
     ProviderUnavailable = "provider_unavailable", BAD_GATEWAY;
     /// No provider is configured to take this money.
     PaymentProviderUnavailable = "payment_provider_unavailable", UNPROCESSABLE_ENTITY;
+    /// The payment was paid, failed or was cancelled: there is nothing left to pay.
+    PaymentNotPending = "payment_not_pending", CONFLICT;
     InvalidSignature = "invalid_signature", UNAUTHORIZED;
     WebhookFailed = "webhook_failed", BAD_GATEWAY;
     InvalidTarget = "invalid_target", UNPROCESSABLE_ENTITY;
@@ -572,6 +574,15 @@ impl From<crate::payments::PaymentError> for ApiError {
             Money(e) => e.into(),
         }
     }
+}
+
+/// A call to `provider` that failed: 502 `provider_unavailable`, with `Retry-After` when a
+/// repeat may succeed.
+pub(crate) fn provider_call_failed(provider: &str, err: crate::payments::calls::CallError) -> ApiError {
+    use crate::payments::calls::CallError;
+    let retry = !matches!(err, CallError::Permanent { .. });
+    let error = ApiError::new(Code::ProviderUnavailable, format!("{provider}: {err}"));
+    if retry { error.retry_after(5) } else { error }
 }
 
 impl From<crate::payments::provider::ProviderError> for ApiError {

@@ -210,14 +210,49 @@ impl CallError {
     }
 }
 
+/// An object as its provider says it is now.
+#[derive(Debug)]
+pub struct Fetched {
+    pub state: RemoteState,
+    /// What moved or is to move, in its currency (for a payment, what was captured once it
+    /// succeeded).
+    pub amount: Decimal,
+    pub currency: String,
+    /// For a payment still to be paid: what the investor's front-end needs again (Stripe's
+    /// `client_secret`, Mangopay's hosted page). Never stored.
+    pub client_secret: Option<secrecy::SecretString>,
+    pub redirect_url: Option<String>,
+}
+
+/// A provider object's state, in our words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteState {
+    /// Not settled yet: a payment awaiting the investor, a refund or payout under way.
+    Pending,
+    /// The money moved.
+    Succeeded,
+    /// It will not move (declined, failed, returned).
+    Failed,
+    /// Cancelled before any money moved.
+    Cancelled,
+}
+
 /// A networked provider's outbound half: makes one call, idempotent by its object, and says
-/// what came of it. Runs with no transaction open.
+/// what came of it; reads one of its objects back. Runs with no transaction open.
 pub trait Remote: Send + Sync {
     fn call<'a>(
         &'a self,
         call: &'a Call,
         context: &'a Context,
     ) -> futures::future::BoxFuture<'a, Result<Created, CallError>>;
+
+    /// Reads an object back, by the provider's id for it.
+    fn fetch<'a>(
+        &'a self,
+        object: Object,
+        provider_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Fetched, CallError>>;
     /// How long one call may take; a lease outlasts it.
     fn timeout(&self) -> Duration;
 }

@@ -74,6 +74,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/offers/{id}/pledges", Roles(PLATFORM)),
     ("GET", "/v1/pledges/{id}", Roles(PLATFORM)),
     ("POST", "/v1/pledges/{id}/revoke", Roles(PLATFORM)),
+    ("GET", "/v1/pledges/{id}/payment-session", Roles(PLATFORM)),
     ("GET", "/v1/refunds", Roles(ANY)),
     ("GET", "/v1/refunds/{id}", Roles(ANY)),
     ("POST", "/v1/sponsors", Roles(OPERATOR)),
@@ -187,6 +188,9 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         200,
     )
     .await;
+    // A pledge still waiting for its payment: its payment session.
+    let (_, open) = small_open_offer(app).await;
+    let waiting = id_of_value(&ok(crate::common::fixtures::pledge(app, &open, &who, 1, "10.00").await, 201).await);
     let refund: Uuid = sqlx::query_scalar("select id from refunds")
         .fetch_one(&app.pool)
         .await
@@ -236,6 +240,7 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/offers/{id}/pledges", offer.clone()),
         ("/v1/offers/{id}/cap-table", offer),
         ("/v1/pledges/{id}", pledge),
+        ("/v1/pledges/{id}/payment-session", waiting),
         ("/v1/refunds/{id}", refund.to_string()),
         ("/v1/sponsors/{id}", sponsor.clone()),
         ("/v1/sponsors/{id}/cheques", sponsor.clone()),

@@ -125,10 +125,22 @@ async fn a_round_through_stripe_creates_intents_funds_on_their_events_and_pays_o
         assert_eq!(request.params["metadata"]["payment_id"], payment.as_str());
         assert_eq!(request.params["allowed_payment_method_types"], json!(["card"]));
     }
-    // The secret is never stored: a read shows the intent, not its secret.
+    // The secret is never stored: a read shows the intent, not its secret; the payment session
+    // asks Stripe for it again.
     let read = app.get(&format!("/v1/pledges/{}", pledges[0].0)).await;
     assert_eq!(read.body["payment"]["payment_id"], pledges[0].1.as_str());
     assert!(read.body["payment"].get("client_secret").is_none(), "{:#}", read.body);
+    let stored: Vec<String> = sqlx::query_scalar("select response_body::text from idempotency_keys")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|body| !body.contains("_secret_")), "{stored:?}");
+    let session = app.get(&format!("/v1/pledges/{}/payment-session", pledges[0].0)).await;
+    assert_eq!(session.status, 200, "{:#}", session.body);
+    assert_eq!(
+        session.body["client_secret"],
+        stripe.object(&pledges[0].1).unwrap()["client_secret"]
+    );
 
     // The investors pay; Stripe's signed events fund the pledges.
     for (pledge, intent, shares) in &pledges {
@@ -136,6 +148,10 @@ async fn a_round_through_stripe_creates_intents_funds_on_their_events_and_pays_o
         let funded = app.get(&format!("/v1/pledges/{pledge}")).await;
         assert_eq!(funded.body["status"], "funded", "{:#}", funded.body);
     }
+    // Paid: there is no session left to open.
+    app.get(&format!("/v1/pledges/{}/payment-session", pledges[0].0))
+        .await
+        .assert_problem(409, "payment_not_pending");
     assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "200.00");
 
     // Closed: 200.00 raised, 5% to the platform, 190.00 owed to the project.
@@ -247,6 +263,10 @@ async fn a_call_that_times_out_is_repeated_with_its_key_and_stripe_charges_once(
     assert_eq!(stripe.created(Kind::PaymentIntent), 1);
     let payment = payment_of(&app, p["id"].as_str().unwrap()).await;
     assert_eq!(attempts(&app, &payment).await, ["unknown"]);
+    // Until Stripe's answer is ours, the front-end is told to come back.
+    let session = app.get(&format!("/v1/pledges/{}/payment-session", p["id"].as_str().unwrap())).await;
+    session.assert_problem(502, "provider_unavailable");
+    assert_eq!(session.headers["retry-after"], "5");
 
     // After the backoff the worker asks again with the same key: Stripe answers what it made.
     advance(&app, 2);

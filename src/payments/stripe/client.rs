@@ -6,17 +6,22 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::money::Currency;
-use crate::payments::calls::{Call, CallError, Context, Created, Remote};
+use crate::payments::calls::{Call, CallError, Context, Created, Fetched, Remote, RemoteState};
+use crate::payments::provider::Object;
 
 /// The API version every request is rendered in, and the one the webhook endpoint registered at
 /// Stripe must use: the events' shapes this service reads are this version's.
 pub const API_VERSION: &str = "2026-09-30.endive";
+
+/// What a Stripe id may hold as it is in a path (`pi_3Mt…`); anything else is escaped.
+const ID: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
 
 pub struct StripeClient {
     http: reqwest::Client,
@@ -41,13 +46,25 @@ impl StripeClient {
     /// POSTs a form to `path`, with our key for the object; the created object's id and, for a
     /// PaymentIntent, its client secret.
     async fn create(&self, path: &str, key: String, form: Vec<(String, String)>) -> Result<Created, CallError> {
-        let sent = self
+        let request = self
             .http
             .post(format!("{}{path}", self.api_base))
+            .header("idempotency-key", key)
+            .form(&form);
+        let object = self.send(request).await?;
+        Ok(Created {
+            provider_id: object.id,
+            client_secret: object.client_secret.map(SecretString::from),
+            ..Created::default()
+        })
+    }
+
+    /// Sends a request with our key and pinned version; the object Stripe answered with, or why
+    /// there is none.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<StripeObject, CallError> {
+        let sent = request
             .bearer_auth(self.secret_key.expose_secret())
             .header("stripe-version", API_VERSION)
-            .header("idempotency-key", key)
-            .form(&form)
             .send()
             .await;
         let response = match sent {
@@ -80,13 +97,8 @@ impl StripeClient {
             Err(err) => return Err(CallError::Unknown { why: without_url(&err) }),
         };
         if status.is_success() {
-            let object: StripeObject = serde_json::from_slice(&body).map_err(|err| CallError::Unknown {
+            return serde_json::from_slice(&body).map_err(|err| CallError::Unknown {
                 why: format!("Stripe answered {status} with a body we cannot read: {err}"),
-            })?;
-            return Ok(Created {
-                provider_id: object.id,
-                client_secret: object.client_secret.map(SecretString::from),
-                ..Created::default()
             });
         }
         let error = serde_json::from_slice::<ErrorBody>(&body)
@@ -145,10 +157,55 @@ impl std::fmt::Display for ErrorWithoutUrl<'_> {
     }
 }
 
+/// The fields of a PaymentIntent, a refund or a transfer we read.
 #[derive(Deserialize)]
 struct StripeObject {
     id: String,
     client_secret: Option<String>,
+    status: Option<String>,
+    amount: Option<i64>,
+    amount_received: Option<i64>,
+    currency: Option<String>,
+    /// A transfer taken back.
+    reversed: Option<bool>,
+}
+
+impl StripeObject {
+    /// Its state in our words (docs/providers.md, "Stripe's states"), and the money it moved or
+    /// is to move.
+    fn fetched(self, object: Object) -> Result<Fetched, CallError> {
+        use RemoteState::*;
+        let state = match (object, self.status.as_deref()) {
+            (Object::Payment, Some("succeeded")) => Succeeded,
+            (Object::Payment, Some("canceled")) => Cancelled,
+            (Object::Payment, _) => Pending,
+            (Object::Refund, Some("succeeded")) => Succeeded,
+            (Object::Refund, Some("failed")) => Failed,
+            (Object::Refund, Some("canceled")) => Cancelled,
+            (Object::Refund, _) => Pending,
+            // A transfer has no status: made when created, unless reversed since.
+            (Object::Payout, _) if self.reversed == Some(true) => Failed,
+            (Object::Payout, _) => Succeeded,
+            (Object::Deposit, _) => Pending,
+        };
+        let currency = self.currency.as_deref().unwrap_or_default().to_ascii_uppercase();
+        let minor_amount = match (object, state) {
+            (Object::Payment, Succeeded) => self.amount_received.or(self.amount),
+            _ => self.amount,
+        }
+        .unwrap_or_default();
+        let units = Currency::parse(&currency).map_or(2, Currency::minor_units);
+        Ok(Fetched {
+            state,
+            amount: Decimal::new(minor_amount, units),
+            currency,
+            client_secret: (state == Pending)
+                .then_some(self.client_secret)
+                .flatten()
+                .map(SecretString::from),
+            redirect_url: None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -182,6 +239,28 @@ fn field(name: &str, value: impl ToString) -> (String, String) {
 impl Remote for StripeClient {
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    fn fetch<'a>(&'a self, object: Object, provider_id: &'a str) -> BoxFuture<'a, Result<Fetched, CallError>> {
+        Box::pin(async move {
+            let path = match object {
+                Object::Payment => "payment_intents",
+                Object::Refund => "refunds",
+                Object::Payout => "transfers",
+                Object::Deposit => {
+                    return Err(CallError::Permanent {
+                        status: None,
+                        why: "deposits are not made through Stripe".into(),
+                    });
+                }
+            };
+            let request = self.http.get(format!(
+                "{}/v1/{path}/{}",
+                self.api_base,
+                utf8_percent_encode(provider_id, ID)
+            ));
+            self.send(request).await?.fetched(object)
+        })
     }
 
     fn call<'a>(&'a self, call: &'a Call, _context: &'a Context) -> BoxFuture<'a, Result<Created, CallError>> {

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_pledge))
         .routes(routes!(revoke_pledge))
+        .routes(routes!(payment_session))
         .routes(routes!(portfolio::list_investor_pledges))
         .routes(routes!(portfolio::list_holdings))
 }
@@ -196,4 +197,62 @@ async fn revoke_pledge(
     let view = PledgeView::read(&mut tx, pledge, payment).await?;
     tx.commit().await?;
     Ok(Json(view))
+}
+
+/// What the investor's front-end needs to pay a pledge's card payment that is still pending,
+/// asked of the provider again (Stripe's `client_secret`), never stored: the answer to the
+/// pledge's creation carries it once; this is for a replay of that creation, or a page reloaded.
+/// The sandbox has nothing to hand over (its payments are confirmed by its controls).
+#[utoipa::path(get, path = "/v1/pledges/{id}/payment-session", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = payments::provider::PaymentRef), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+              (status = 502, body = Problem, content_type = "application/problem+json")))]
+async fn payment_session(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<payments::provider::PaymentRef>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    store::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no pledge {id}")))?;
+    let payment = payments::card::payment_of_pledge(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("pledge {id} has no card payment")))?;
+    drop(conn);
+    let not_pending = || {
+        ApiError::new(
+            crate::http::error::Code::PaymentNotPending,
+            format!("pledge {id}'s payment is no longer waiting for the investor"),
+        )
+    };
+    if payment.status != payments::card::PaymentStatus::Pending {
+        return Err(not_pending());
+    }
+    let mut session =
+        payments::provider::PaymentRef::new(payment.provider.clone(), payment.provider_payment_id.clone());
+    let Some(remote) = state.providers.remote(&payment.provider) else {
+        // An in-process provider: nothing to hand over.
+        return Ok(Json(session));
+    };
+    let Some(provider_id) = payment.provider_payment_id else {
+        return Err(ApiError::new(
+            crate::http::error::Code::ProviderUnavailable,
+            format!(
+                "{} has not yet created pledge {id}'s payment; the service keeps asking",
+                payment.provider
+            ),
+        )
+        .retry_after(5));
+    };
+    let fetched = remote
+        .fetch(payments::provider::Object::Payment, &provider_id)
+        .await
+        .map_err(|err| crate::http::error::provider_call_failed(&payment.provider, err))?;
+    if fetched.state != payments::calls::RemoteState::Pending {
+        return Err(not_pending());
+    }
+    session.client_secret = fetched
+        .client_secret
+        .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned());
+    Ok(Json(session))
 }
