@@ -43,6 +43,19 @@ enum Command {
     Verify,
     /// Close the offers whose time has come (what the background job does every second).
     CloseDue,
+    /// Compare the payments, refunds and payouts made through a provider since a time with the
+    /// provider's own (read only); exits with 1 if one differs.
+    Reconcile {
+        /// The provider, as configured under `payments.<provider>` (e.g. stripe).
+        #[arg(long)]
+        provider: String,
+        /// RFC 3339, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        since: chrono::DateTime<chrono::Utc>,
+        /// One JSON report instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export data.
     Export {
         #[command(subcommand)]
@@ -197,6 +210,44 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             .map_err(problem)?;
             bar.finish_and_clear();
             println!("{ended} offer(s) closed");
+        }
+        Command::Reconcile { provider, since, json } => {
+            let pool = db::connect(&settings).await?;
+            db::ensure_migrated(&pool).await?;
+            let providers = crowdledger::payments::providers::Providers::new(
+                &settings.payments,
+                settings.clock.mode,
+                settings.webhooks.allow_private_targets,
+            );
+            let remote = providers
+                .remote(&provider)
+                .with_context(|| format!("no networked provider {provider} is configured (payments.{provider})"))?;
+            let report = crowdledger::rounds::reconcile::reconcile(&pool, remote, &provider, since).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for d in &report.differences {
+                    println!(
+                        "{:<7} {}  {:<32} ours: {:<28} theirs: {:<28} {}",
+                        d.object,
+                        d.id,
+                        d.provider_id.as_deref().unwrap_or("-"),
+                        d.ours,
+                        d.theirs.as_deref().unwrap_or("-"),
+                        d.why
+                    );
+                }
+                eprintln!(
+                    "{} object(s) at {provider} since {since} compared, {} differ",
+                    report.compared,
+                    report.differences.len()
+                );
+            }
+            return Ok(if report.differences.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::Export {
             what: ExportCommand::CapTable { offer, format, output },

@@ -133,7 +133,7 @@ impl Providers {
 
     /// The outbound half of a networked provider named in a queued call: None for one that is
     /// not configured here (its calls wait until it is).
-    pub(crate) fn remote(&self, name: &str) -> Option<&dyn Remote> {
+    pub fn remote(&self, name: &str) -> Option<&dyn Remote> {
         match name {
             stripe::STRIPE => self.stripe_client.as_ref().map(|c| c as &dyn Remote),
             _ => None,

@@ -2,7 +2,7 @@
 //! provider's confirmation to the round's end. Funding on confirmation (`funding`), cancelling,
 //! revoking, expiry and refunds (`ending`), closing and allocation (`closing`), paying the
 //! project out (`payouts`), and making the calls that create a round's payments, refunds and
-//! payouts at a networked provider (`calls`). The state machine lives here, above the domains it moves (offers,
+//! payouts at a networked provider (`calls`), and comparing them with the provider's (`reconcile`). The state machine lives here, above the domains it moves (offers,
 //! pledges, payments, cheques), so those take ids and small types and import none of it.
 
 pub mod calls;
@@ -10,6 +10,7 @@ pub mod closing;
 pub mod ending;
 pub mod funding;
 pub mod payouts;
+pub mod reconcile;
 
 use uuid::Uuid;
 

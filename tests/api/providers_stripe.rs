@@ -264,7 +264,9 @@ async fn a_call_that_times_out_is_repeated_with_its_key_and_stripe_charges_once(
     let payment = payment_of(&app, p["id"].as_str().unwrap()).await;
     assert_eq!(attempts(&app, &payment).await, ["unknown"]);
     // Until Stripe's answer is ours, the front-end is told to come back.
-    let session = app.get(&format!("/v1/pledges/{}/payment-session", p["id"].as_str().unwrap())).await;
+    let session = app
+        .get(&format!("/v1/pledges/{}/payment-session", p["id"].as_str().unwrap()))
+        .await;
     session.assert_problem(502, "provider_unavailable");
     assert_eq!(session.headers["retry-after"], "5");
 
@@ -461,4 +463,65 @@ async fn a_crash_between_stripe_creating_the_intent_and_our_write_charges_once_a
     assert_eq!(read["status"], "funded", "{read:#}");
     assert_eq!(read["payment"]["payment_id"], intent.as_str());
     setup.assert_books_verify().await;
+}
+
+/// `crowdledger reconcile` on the service's database, against the fake (which answers from
+/// this test's runtime while the command runs).
+async fn reconcile(pool: &PgPool, stripe: &StripeFake, since: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .args(["reconcile", "--provider", "stripe", "--since", since])
+        .env("DATABASE_URL", crate::common::service_url(pool))
+        .env_remove("CROWDLEDGER_CONFIG")
+        .env("RUST_LOG", "warn")
+        .env("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", stripe.secret_key())
+        .env("CROWDLEDGER__PAYMENTS__STRIPE__API_BASE", stripe.base_url())
+        .output()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn reconcile_lists_what_stripe_settled_that_our_books_never_heard_of(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool.clone(), "10").await;
+    let since = app.clock.now().to_rfc3339();
+    let (_, offer) = offer(&app, "100.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+    let heard = ok(fixtures::pledge(&app, &offer, &investors[0], 10, "10.00").await, 201).await;
+    let missed = ok(fixtures::pledge(&app, &offer, &investors[1], 5, "10.00").await, 201).await;
+    stripe
+        .succeed_payment(heard["payment"]["payment_id"].as_str().unwrap(), 10_000)
+        .await;
+    // The second capture's event is lost on its way.
+    stripe.set_webhook_url("http://127.0.0.1:9/unreachable");
+    let lost = stripe
+        .succeed_payment(missed["payment"]["payment_id"].as_str().unwrap(), 5_000)
+        .await;
+    stripe.set_webhook_url(format!("{}/v1/webhooks/stripe", app.base));
+
+    let out = reconcile(&pool, &stripe, &since).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let payment = payment_of(&app, missed["id"].as_str().unwrap()).await;
+    assert!(
+        lines[0].contains(&payment) && lines[0].contains("an event we never applied"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 object(s) at stripe"), "{stderr}");
+
+    // Stripe sends it again; the books agree.
+    assert_eq!(stripe.deliver(&lost.id).await, Some(200));
+    let out = reconcile(&pool, &stripe, &since).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.assert_books_verify().await;
 }
