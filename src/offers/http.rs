@@ -84,6 +84,11 @@ pub struct CreateOffer {
     #[schema(minimum = 60, maximum = 604800)]
     #[serde(default, deserialize_with = "crate::fields::whole_opt")]
     payment_window_seconds: Option<i32>,
+    /// How long a bank-transfer pledge waits for its money, never past the offer's close.
+    /// Default 432000 (5 days).
+    #[schema(minimum = 3600, maximum = 2592000)]
+    #[serde(default, deserialize_with = "crate::fields::whole_opt")]
+    bank_transfer_window_seconds: Option<i32>,
     /// For pro_rata and ballot: pledges are accepted up to this multiple of the cap (default "5"),
     /// from 1 to 100.
     #[schema(value_type = Option<String>, example = "5", pattern = r"^(0*([1-9][0-9]?)(\.[0-9]{1,18})?|0*100(\.0{1,18})?)$")]
@@ -105,6 +110,7 @@ impl CreateOffer {
             success_fee_rate: self.success_fee_rate.value(),
             allocation: self.allocation,
             payment_window_seconds: self.payment_window_seconds,
+            bank_transfer_window_seconds: self.bank_transfer_window_seconds,
             oversubscription_limit: self.oversubscription_limit.map(Amount::value),
         })
     }
@@ -126,6 +132,7 @@ pub(crate) struct OfferView {
     success_fee_rate: String,
     allocation: Allocation,
     payment_window_seconds: i32,
+    bank_transfer_window_seconds: i32,
     oversubscription_limit: String,
     min_shares: i64,
     max_shares: i64,
@@ -173,6 +180,7 @@ impl OfferView {
             success_fee_rate: o.success_fee_rate.normalize().to_string(),
             allocation: o.allocation,
             payment_window_seconds: o.payment_window_seconds,
+            bank_transfer_window_seconds: o.bank_transfer_window_seconds,
             oversubscription_limit: o.oversubscription_limit.normalize().to_string(),
             min_shares: o.min_shares,
             max_shares: o.max_shares,

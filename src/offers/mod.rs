@@ -108,6 +108,8 @@ pub struct Offer {
     pub success_fee_rate: Decimal,
     pub allocation: Allocation,
     pub payment_window_seconds: i32,
+    /// How long a bank-transfer pledge waits for its money, never past the close.
+    pub bank_transfer_window_seconds: i32,
     pub oversubscription_limit: Decimal,
     pub reserve_limit: i64,
     pub status: OfferStatus,
@@ -159,10 +161,14 @@ pub struct Terms {
     pub success_fee_rate: Decimal,
     pub allocation: Allocation,
     pub payment_window_seconds: i32,
+    /// How long a bank-transfer pledge waits for its money, never past the close.
+    pub bank_transfer_window_seconds: i32,
     pub oversubscription_limit: Decimal,
 }
 
 pub(crate) const DEFAULT_PAYMENT_WINDOW_SECONDS: i32 = 30 * 60;
+/// Five days: a SEPA transfer ordered on a Friday evening arrives by Wednesday.
+pub(crate) const DEFAULT_BANK_TRANSFER_WINDOW_SECONDS: i32 = 5 * 86_400;
 pub(crate) const DEFAULT_OVERSUBSCRIPTION_LIMIT: Decimal = Decimal::from_parts(5, 0, 0, false, 0);
 
 /// Raw terms as they arrive, before validation.
@@ -178,6 +184,7 @@ pub struct RawTerms {
     pub success_fee_rate: Decimal,
     pub allocation: Allocation,
     pub payment_window_seconds: Option<i32>,
+    pub bank_transfer_window_seconds: Option<i32>,
     pub oversubscription_limit: Option<Decimal>,
 }
 
@@ -232,6 +239,14 @@ impl Terms {
         if !(60..=604_800).contains(&window) {
             return Err(FieldError("payment_window_seconds: from 60 to 604800".into()));
         }
+        let bank_window = raw
+            .bank_transfer_window_seconds
+            .unwrap_or(DEFAULT_BANK_TRANSFER_WINDOW_SECONDS);
+        if !(3600..=2_592_000).contains(&bank_window) {
+            return Err(FieldError(
+                "bank_transfer_window_seconds: from 3600 (an hour) to 2592000 (30 days)".into(),
+            ));
+        }
         let limit = raw.oversubscription_limit.unwrap_or(DEFAULT_OVERSUBSCRIPTION_LIMIT);
         if limit < Decimal::ONE || limit > Decimal::from(100) {
             return Err(FieldError(
@@ -250,6 +265,7 @@ impl Terms {
             success_fee_rate: rate,
             allocation: raw.allocation,
             payment_window_seconds: window,
+            bank_transfer_window_seconds: bank_window,
             oversubscription_limit: limit,
         })
     }
@@ -296,6 +312,7 @@ mod tests {
             success_fee_rate: "0.05".parse().unwrap(),
             allocation: Allocation::ProRata,
             payment_window_seconds: None,
+            bank_transfer_window_seconds: None,
             oversubscription_limit: None,
         }
     }

@@ -25,6 +25,7 @@ struct OfferRow {
     success_fee_rate: Decimal,
     allocation: Allocation,
     payment_window_seconds: i32,
+    bank_transfer_window_seconds: i32,
     oversubscription_limit: Decimal,
     reserve_limit: i64,
     status: OfferStatus,
@@ -56,6 +57,7 @@ impl From<OfferRow> for Offer {
             success_fee_rate: r.success_fee_rate,
             allocation: r.allocation,
             payment_window_seconds: r.payment_window_seconds,
+            bank_transfer_window_seconds: r.bank_transfer_window_seconds,
             oversubscription_limit: r.oversubscription_limit,
             reserve_limit: r.reserve_limit,
             status: r.status,
@@ -72,8 +74,8 @@ impl From<OfferRow> for Offer {
 }
 
 const COLUMNS: &str = "id, project_id, currency, share_price, min_shares, max_shares, min_ticket, max_ticket,
-    opens_at, closes_at, success_fee_rate, allocation, payment_window_seconds, oversubscription_limit,
-    reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, ballot_nonce, created_at, opened_at,
+    opens_at, closes_at, success_fee_rate, allocation, payment_window_seconds, bank_transfer_window_seconds,
+    oversubscription_limit, reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, ballot_nonce, created_at, opened_at,
     closing_at, closed_at";
 
 pub async fn insert(
@@ -85,8 +87,9 @@ pub async fn insert(
     let row: OfferRow = sqlx::query_as(&format!(
         "insert into offers (id, project_id, currency, share_price, min_shares, max_shares, min_ticket,
                              max_ticket, opens_at, closes_at, success_fee_rate, allocation,
-                             payment_window_seconds, oversubscription_limit, reserve_limit, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                             payment_window_seconds, oversubscription_limit, reserve_limit, created_at,
+                             bank_transfer_window_seconds)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          returning {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -105,6 +108,7 @@ pub async fn insert(
     .bind(terms.oversubscription_limit)
     .bind(terms.reserve_limit())
     .bind(now)
+    .bind(terms.bank_transfer_window_seconds)
     .fetch_one(conn)
     .await?;
     Ok(row.into())

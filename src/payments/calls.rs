@@ -34,15 +34,23 @@ pub const CALL_BATCH: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Call {
-    /// A card payment of a pledge's card part, by its investor (`payer`).
+    /// A payment of a pledge's part paid through the provider, by its investor (`payer`).
     CreatePayment {
         payment_id: Uuid,
         pledge_id: Uuid,
         offer_id: Uuid,
         project_id: Uuid,
         payer: Payer,
+        #[serde(default)]
+        method: Method,
         amount: Decimal,
         currency: String,
+    },
+    /// A payment that will not be paid any more (its pledge cancelled): no money may arrive
+    /// for it at the provider.
+    CancelPayment {
+        payment_id: Uuid,
+        provider_payment_id: String,
     },
     /// Money back to the card of a captured payment (`payment`: the provider's id for it).
     CreateRefund {
@@ -61,6 +69,37 @@ pub enum Call {
         amount: Decimal,
         currency: String,
     },
+}
+
+/// How an investor pays through the provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Method {
+    #[default]
+    Card,
+    /// The investor wires the money, to the account and with the reference the provider gives.
+    BankTransfer,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Card => "card",
+            Method::BankTransfer => "bank_transfer",
+        }
+    }
+}
+
+/// Where an investor wires a bank-transfer payment, as the provider gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankInstructions {
+    pub iban: String,
+    pub bic: Option<String>,
+    /// The account's holder, as the investor's bank asks for it.
+    pub account_holder: Option<String>,
+    /// What the investor must write on the transfer, for the provider to match it.
+    pub reference: String,
 }
 
 /// The investor who pays, as a provider that keeps its payers needs them (a Stripe customer,
@@ -110,6 +149,7 @@ impl Call {
     pub fn kind(&self) -> &'static str {
         match self {
             Call::CreatePayment { .. } => "create_payment",
+            Call::CancelPayment { .. } => "cancel_payment",
             Call::CreateRefund { .. } => "create_refund",
             Call::CreatePayout { .. } => "create_payout",
         }
@@ -125,6 +165,7 @@ impl Call {
                 ..
             } => vec![payer.investor_id, *offer_id, *project_id],
             Call::CreateRefund { pledge_id, .. } => vec![*pledge_id],
+            Call::CancelPayment { .. } => Vec::new(),
             Call::CreatePayout {
                 offer_id, project_id, ..
             } => vec![*offer_id, *project_id],
@@ -134,7 +175,7 @@ impl Call {
     /// Our row the call creates at the provider.
     pub fn object_id(&self) -> Uuid {
         match self {
-            Call::CreatePayment { payment_id, .. } => *payment_id,
+            Call::CreatePayment { payment_id, .. } | Call::CancelPayment { payment_id, .. } => *payment_id,
             Call::CreateRefund { refund_id, .. } => *refund_id,
             Call::CreatePayout { payout_id, .. } => *payout_id,
         }
@@ -143,7 +184,7 @@ impl Call {
     /// The object the call creates, named `provider_id` by the provider.
     pub fn named(&self, provider_id: String) -> Named {
         let object = match self {
-            Call::CreatePayment { .. } => Object::Payment,
+            Call::CreatePayment { .. } | Call::CancelPayment { .. } => Object::Payment,
             Call::CreateRefund { .. } => Object::Refund,
             Call::CreatePayout { .. } => Object::Payout,
         };
@@ -167,6 +208,8 @@ pub struct Created {
     pub redirect_url: Option<String>,
     /// Parties the call created at the provider on its way, to be kept.
     pub parties: Vec<Party>,
+    /// Where the investor wires a bank-transfer payment.
+    pub instructions: Option<BankInstructions>,
 }
 
 /// Why a call did not create its object.
@@ -295,6 +338,43 @@ pub async fn enqueue_many(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A pending payment given up here (its pledge cancelled) is given up at its provider too, if
+/// networked: a queued call cancels it there, so no money can arrive for it; one the provider
+/// has not named yet is not asked for any more. Call in the transaction that cancels it.
+pub async fn cancel_at_provider(
+    conn: &mut PgConnection,
+    provider: &str,
+    payment_id: Uuid,
+    provider_payment_id: Option<String>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if !super::providers::of_row(provider).networked() {
+        return Ok(());
+    }
+    match provider_payment_id {
+        Some(provider_payment_id) => {
+            let call = Call::CancelPayment {
+                payment_id,
+                provider_payment_id,
+            };
+            enqueue(conn, provider, &call, now).await
+        }
+        None => {
+            // A call in flight may still make it; unpaid and unshown, it lapses at the provider.
+            sqlx::query(
+                "update provider_calls set status = 'failed', last_error = 'its payment was cancelled first',
+                        finished_at = $2
+                  where object_id = $1 and kind = 'create_payment' and status = 'pending'",
+            )
+            .bind(payment_id)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+    }
 }
 
 /// Leases up to `limit` due calls to `providers` (or only those of our object `only`, when due

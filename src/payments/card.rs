@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::PaymentError;
-use super::calls::{self, Call, Payer};
+use super::calls::{self, BankInstructions, Call, Method, Payer};
 use super::provider::PaymentProvider;
 use crate::money::Money;
 
@@ -33,6 +33,9 @@ pub struct Payment {
     /// When the provider told us the investor disputed it (migration 0031); the money side of a
     /// dispute is not booked yet.
     pub disputed_at: Option<DateTime<Utc>>,
+    pub method: Method,
+    /// For a bank transfer, once the provider gave them: where the investor wires the money.
+    pub instructions: Option<sqlx::types::Json<BankInstructions>>,
 }
 
 /// Whose payment it is: a pledge in an offer of a project, by an investor.
@@ -41,6 +44,7 @@ pub(crate) struct PaymentOf {
     pub offer_id: Uuid,
     pub project_id: Uuid,
     pub payer: Payer,
+    pub method: Method,
 }
 
 /// Asks `provider` for a card payment of a pledge's card part: named at once by an in-process
@@ -58,6 +62,7 @@ pub(crate) async fn create_payment(
         offer_id,
         project_id,
         payer,
+        method,
     } = of;
     let provider_payment_id = if provider.networked() {
         let call = Call::CreatePayment {
@@ -66,19 +71,22 @@ pub(crate) async fn create_payment(
             offer_id,
             project_id,
             payer,
+            method,
             amount: amount.amount(),
             currency: amount.currency().code().to_owned(),
         };
         calls::enqueue(conn, provider.name(), &call, now).await?;
         None
-    } else {
+    } else if method == Method::Card {
         Some(provider.create_payment(id, amount)?)
+    } else {
+        return Err(PaymentError::Unavailable);
     };
-    Ok(sqlx::query_as(
-        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at",
-    )
+    Ok(sqlx::query_as(&format!(
+        "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at, method)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         returning {PAYMENT_COLUMNS}"
+    ))
     .bind(id)
     .bind(provider.name())
     .bind(provider_payment_id)
@@ -86,6 +94,7 @@ pub(crate) async fn create_payment(
     .bind(amount.amount())
     .bind(amount.currency().code())
     .bind(now)
+    .bind(method.as_str())
     .fetch_one(conn)
     .await?)
 }
@@ -104,13 +113,13 @@ pub(crate) async fn create_payments(
         .zip(requests)
         .map(|(id, (_, amount, _))| provider.create_payment(*id, *amount))
         .collect::<Result<Vec<String>, _>>()?;
-    let rows: Vec<Payment> = sqlx::query_as(
+    let rows: Vec<Payment> = sqlx::query_as(&format!(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at)
          select u.id, $2, u.reference, u.pledge_id, u.amount, u.currency, u.created_at
            from unnest($1::uuid[], $3::text[], $4::uuid[], $5::numeric[], $6::text[], $7::timestamptz[])
                 as u(id, reference, pledge_id, amount, currency, created_at)
-         returning id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at",
-    )
+         returning {PAYMENT_COLUMNS}"
+    ))
     .bind(&ids)
     .bind(provider.name())
     .bind(&references)
@@ -128,13 +137,27 @@ pub(crate) async fn create_payments(
 }
 
 pub(crate) const PAYMENT_COLUMNS: &str =
-    "id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at";
+    "id, provider, provider_payment_id, pledge_id, amount, currency, status, disputed_at, method, instructions";
 
 pub(crate) async fn payment(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Payment>> {
     sqlx::query_as(&format!("select {PAYMENT_COLUMNS} from payments where id = $1"))
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// The provider gave a bank-transfer payment's instructions: kept to show the investor again.
+pub(crate) async fn set_instructions(
+    conn: &mut PgConnection,
+    id: Uuid,
+    instructions: &BankInstructions,
+) -> sqlx::Result<()> {
+    sqlx::query("update payments set instructions = $2 where id = $1 and method = 'bank_transfer'")
+        .bind(id)
+        .bind(sqlx::types::Json(instructions))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// [`payment_of_pledge`], locked for the transaction.

@@ -144,6 +144,18 @@ pub(crate) struct PaymentRef {
     /// in a replay nor in a read (`GET /v1/pledges/{id}/payment-session` asks Stripe again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// A bank transfer's: the account the investor wires the money to, once the provider gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "FR7630006000011234567890189")]
+    pub iban: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bic: Option<String>,
+    /// The account's holder, as the investor's bank may ask for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_holder: Option<String>,
+    /// What the investor must write on the transfer, for the provider to match it to the pledge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 impl PaymentRef {
@@ -152,7 +164,22 @@ impl PaymentRef {
             provider: provider.into(),
             payment_id: payment_id.map(Into::into),
             client_secret: None,
+            iban: None,
+            bic: None,
+            account_holder: None,
+            reference: None,
         }
+    }
+
+    /// Where a bank transfer is to be wired, when it is one.
+    pub fn wired_to(mut self, instructions: Option<super::calls::BankInstructions>) -> Self {
+        if let Some(i) = instructions {
+            self.iban = Some(i.iban);
+            self.bic = i.bic;
+            self.account_holder = i.account_holder;
+            self.reference = Some(i.reference);
+        }
+        self
     }
 }
 

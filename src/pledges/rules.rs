@@ -120,6 +120,15 @@ fn in_ticket_totals(offer: &Offer, investor: &Investor) -> bool {
 pub enum FundingKind {
     Card,
     Cheque,
+    /// Wired by the investor to the account and with the reference the pledge answers.
+    BankTransfer,
+}
+
+impl FundingKind {
+    /// Money paid through the payment provider (a card or a bank transfer), not a cheque.
+    pub fn through_provider(self) -> bool {
+        matches!(self, FundingKind::Card | FundingKind::BankTransfer)
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -183,8 +192,9 @@ pub struct Checked {
     pledge: NewPledge,
     cheques: Vec<Spend>,
     limits: TicketLimits,
-    /// Who pays, as a networked provider keeps payers.
+    /// Who pays, as a networked provider keeps payers, and how.
     payer: payments::calls::Payer,
+    method: payments::calls::Method,
 }
 
 pub(super) fn offer_full(shares: i64) -> PledgeError {
@@ -199,10 +209,12 @@ impl PledgeRequest {
     }
 }
 
-/// The pledge's money as asked: its amount, its card part, and its cheque parts by code.
+/// The pledge's money as asked: its amount, its part paid through the provider (`card`, by
+/// `method`), and its cheque parts by code.
 struct Asked<'r> {
     amount: Money,
     card: Decimal,
+    method: payments::calls::Method,
     codes: Vec<(&'r str, Money)>,
 }
 
@@ -252,23 +264,31 @@ fn admit<'r>(
     }
     let mut total = Decimal::ZERO;
     let mut card = Decimal::ZERO;
+    let mut method = payments::calls::Method::Card;
     let mut codes = Vec::new();
     for source in &req.funding {
         let part = Money::exact_positive(source.amount.value(), offer.currency)
             .map_err(|e| PledgeError::Invalid(format!("funding amount: {e}")))?;
         total += part.amount();
         match (source.kind, source.cheque_code.as_deref()) {
-            (FundingKind::Card, Some(_)) => {
-                return Err(PledgeError::Invalid("a card source has no cheque_code".into()));
-            }
-            (FundingKind::Card, None) if card > Decimal::ZERO => {
-                return Err(PledgeError::Invalid("funding has at most one card source".into()));
-            }
-            (FundingKind::Card, None) => card += part.amount(),
             (FundingKind::Cheque, None) => {
                 return Err(PledgeError::Invalid("a cheque source needs its cheque_code".into()));
             }
             (FundingKind::Cheque, Some(code)) => codes.push((code, part)),
+            (_, Some(_)) => {
+                return Err(PledgeError::Invalid("only a cheque source has a cheque_code".into()));
+            }
+            (_, None) if card > Decimal::ZERO => {
+                return Err(PledgeError::Invalid(
+                    "funding has at most one card or bank_transfer source".into(),
+                ));
+            }
+            (kind, None) => {
+                card += part.amount();
+                if kind == FundingKind::BankTransfer {
+                    method = payments::calls::Method::BankTransfer;
+                }
+            }
         }
     }
     if total != amount.amount() {
@@ -276,7 +296,12 @@ fn admit<'r>(
             "the funding adds up to {total}, the pledge is {amount}"
         )));
     }
-    Ok(Asked { amount, card, codes })
+    Ok(Asked {
+        amount,
+        card,
+        method,
+        codes,
+    })
 }
 
 /// The risk warning (ECSP art. 21(7)) for the pledge alone, then the pledge as it will be
@@ -304,7 +329,9 @@ fn settle(
                     .map(|m| m.amount_string())
                     .unwrap_or_default();
                 match s.kind {
-                    FundingKind::Card => serde_json::json!({ "kind": s.kind, "amount": amount }),
+                    FundingKind::Card | FundingKind::BankTransfer => {
+                        serde_json::json!({ "kind": s.kind, "amount": amount })
+                    }
                     FundingKind::Cheque => serde_json::json!({ "kind": s.kind, "amount": amount,
                                                            "cheque_id": spent.next().map(|c| c.cheque.id) }),
                 }
@@ -321,7 +348,13 @@ fn settle(
         card_amount: asked.card,
         risk_acknowledged: req.risk_acknowledged,
         reflection_ends_at: (!sophisticated).then(|| now + TimeDelta::days(REFLECTION_PERIOD_DAYS)),
-        payment_due_at: now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
+        payment_due_at: match asked.method {
+            payments::calls::Method::Card => now + TimeDelta::seconds(i64::from(offer.payment_window_seconds)),
+            // A wire takes days; it is waited for until the window ends or the offer closes.
+            payments::calls::Method::BankTransfer => {
+                (now + TimeDelta::seconds(i64::from(offer.bank_transfer_window_seconds))).min(offer.closes_at)
+            }
+        },
         in_ticket_totals: in_ticket_totals(offer, investor),
     };
     Ok((pledge, limits))
@@ -367,6 +400,7 @@ pub async fn check(
         cheques,
         limits,
         payer,
+        method: asked.method,
     })
 }
 
@@ -404,6 +438,7 @@ pub(crate) async fn create(
         cheques,
         limits,
         payer,
+        method,
     } = checked;
     // Refused before anything is written (the handler has checked already).
     let card = match card {
@@ -425,6 +460,7 @@ pub(crate) async fn create(
             offer_id: offer.id,
             project_id: offer.project_id,
             payer,
+            method,
         };
         Some(payments::card::create_payment(conn, provider, of, money, now).await?)
     } else {

@@ -81,7 +81,9 @@ impl PledgeView {
             currency: currency.code().to_string(),
             funding: p.funding,
             disputed_at: payment.as_ref().and_then(|pay| pay.disputed_at),
-            payment: payment.map(|pay| PaymentRef::new(pay.provider, pay.provider_payment_id)),
+            payment: payment.map(|pay| {
+                PaymentRef::new(pay.provider, pay.provider_payment_id).wired_to(pay.instructions.map(|i| i.0))
+            }),
             risk_acknowledged: p.risk_acknowledged,
             reflection_ends_at: p.reflection_ends_at,
             payment_due_at: p.payment_due_at,

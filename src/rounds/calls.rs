@@ -97,6 +97,10 @@ async fn attempt(
         (Ok(created), _) => {
             let named = call.request.named(created.provider_id.clone());
             calls::write_name(&mut tx, &call.provider, &named).await?;
+            if let (Call::CreatePayment { payment_id, .. }, Some(instructions)) = (&call.request, &created.instructions)
+            {
+                crate::payments::card::set_instructions(&mut tx, *payment_id, instructions).await?;
+            }
         }
         (Err(err), Settled::Failed) => {
             tracing::error!(call = %call.id, kind = call.request.kind(), error = %err, "the provider refused a call for good");

@@ -34,13 +34,18 @@ pub(crate) async fn cancel_pledge(
     if reserved_by_cheques > Decimal::ZERO {
         redeem::give_back(conn, pledge.funded_by_cheques(), reserved_by_cheques, now).await?;
     }
-    sqlx::query(
-        "update payments set status = 'cancelled', settled_at = $2 where pledge_id = $1 and status = 'pending'",
+    let cancelled: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "update payments set status = 'cancelled', settled_at = $2 where pledge_id = $1 and status = 'pending'
+         returning id, provider, provider_payment_id",
     )
     .bind(pledge.id)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if let Some((payment_id, provider, provider_payment_id)) = cancelled {
+        // No money may arrive any more for a payment a networked provider still awaits.
+        crate::payments::calls::cancel_at_provider(conn, &provider, payment_id, provider_payment_id, now).await?;
+    }
     offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
     outbox::emit(
         conn,

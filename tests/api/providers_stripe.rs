@@ -525,3 +525,145 @@ async fn reconcile_lists_what_stripe_settled_that_our_books_never_heard_of(pool:
     );
     app.assert_books_verify().await;
 }
+
+/// A bank-transfer pledge of `shares` at 10.00 by `investor`.
+async fn wire_pledge(app: &TestApp, offer: &str, investor: &str, shares: i64) -> serde_json::Value {
+    let amount = format!("{}.00", shares * 10);
+    let body = json!({"investor_id": investor, "shares": shares,
+                      "funding": [{"kind": "bank_transfer", "amount": amount}]});
+    ok(fixtures::pledge_at(&app.client, &app.base, offer, &body).await, 201).await
+}
+
+#[sqlx::test]
+async fn a_bank_transfer_of_the_right_amount_funds_the_pledge_and_a_short_one_is_quarantined(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+
+    // The pledge answers where to wire the money: Stripe's virtual IBAN for the investor, and
+    // the reference; the investor became a Stripe customer once.
+    let p = wire_pledge(&app, &offer, &investors[0], 10).await;
+    let payment = &p["payment"];
+    let intent = payment["payment_id"].as_str().unwrap().to_owned();
+    let at_stripe = stripe.object(&intent).unwrap();
+    let shown = &at_stripe["next_action"]["display_bank_transfer_instructions"];
+    assert_eq!(
+        payment["iban"], shown["financial_addresses"][0]["iban"]["iban"],
+        "{p:#}"
+    );
+    assert_eq!(payment["bic"], shown["financial_addresses"][0]["iban"]["bic"]);
+    assert_eq!(payment["reference"], shown["reference"]);
+    assert_eq!(at_stripe["payment_method_types"], json!(["customer_balance"]));
+    assert_eq!(stripe.created(Kind::Customer), 1);
+    // The investor has the offer's bank-transfer window (5 days by default) to pay.
+    let due = chrono::DateTime::parse_from_rfc3339(p["payment_due_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        due.timestamp(),
+        (app.clock.now() + chrono::TimeDelta::days(5)).timestamp()
+    );
+    // Read again, the pledge still shows where to wire.
+    let read = app.get(&format!("/v1/pledges/{}", p["id"].as_str().unwrap())).await;
+    assert_eq!(read.body["payment"]["iban"], payment["iban"]);
+    // A second pledge of the same investor reuses its customer.
+    let again = wire_pledge(&app, &offer, &investors[0], 1).await;
+    assert_eq!(stripe.created(Kind::Customer), 1);
+    assert_eq!(again["payment"]["iban"], payment["iban"]);
+
+    // The exact amount arrives: funded.
+    stripe.partially_fund(&intent, 10_000).await;
+    let funded = app.get(&format!("/v1/pledges/{}", p["id"].as_str().unwrap())).await;
+    assert_eq!(funded.body["status"], "funded", "{:#}", funded.body);
+
+    // Another investor wires too little: quarantined, the books untouched, the pledge waiting.
+    let short = wire_pledge(&app, &offer, &investors[1], 5).await;
+    let short_intent = short["payment"]["payment_id"].as_str().unwrap().to_owned();
+    let before = app.row_counts().await;
+    let event = stripe.partially_fund(&short_intent, 3_000).await;
+    let (status, detail): (String, String) =
+        sqlx::query_as("select status::text, detail from inbound_events where event_id = $1")
+            .bind(&event.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "quarantined");
+    assert!(
+        detail.starts_with("bank_transfer_mismatch") && detail.contains("30.00 EUR"),
+        "{detail}"
+    );
+    assert_eq!(app.row_counts().await, before);
+    let waiting = app.get(&format!("/v1/pledges/{}", short["id"].as_str().unwrap())).await;
+    assert_eq!(waiting.body["status"], "pending_payment");
+    // The rest arrives: Stripe completes the intent and the pledge is funded.
+    stripe.partially_fund(&short_intent, 2_000).await;
+    let done = app.get(&format!("/v1/pledges/{}", short["id"].as_str().unwrap())).await;
+    assert_eq!(done.body["status"], "funded", "{:#}", done.body);
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_bank_transfer_that_never_comes_cancels_the_pledge_and_its_intent_when_the_window_ends(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investor = fixtures::investor(&app, "Never Wires", "sophisticated").await;
+    let p = wire_pledge(&app, &offer, &investor, 10).await;
+    let pledge = p["id"].as_str().unwrap();
+    let intent = p["payment"]["payment_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/offers/{offer}")).await.body["shares_reserved"],
+        10
+    );
+
+    // Four days on it still waits; past five it is cancelled, its shares back on offer, and
+    // Stripe is told, so no money can arrive for it any more.
+    advance(&app, 4 * DAY);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.get(&format!("/v1/pledges/{pledge}")).await.body["status"],
+        "pending_payment"
+    );
+    advance(&app, DAY + 1);
+    app.wait_for(&format!("/v1/pledges/{pledge}"), |p| p["status"] == "cancelled")
+        .await;
+    assert_eq!(app.get(&format!("/v1/offers/{offer}")).await.body["shares_reserved"], 0);
+    let canceled = app
+        .wait_for_value(
+            || async { stripe.object(&intent).unwrap()["status"].clone() },
+            |s| s == "canceled",
+        )
+        .await;
+    assert_eq!(canceled, "canceled");
+    let cancels = requests_to(&stripe, &format!("/v1/payment_intents/{intent}/cancel"));
+    assert_eq!(cancels.len(), 1);
+    let payment = payment_of(&app, pledge).await;
+    assert_eq!(
+        cancels[0].idempotency_key.as_deref(),
+        Some(format!("crowdledger-cancel-{payment}").as_str())
+    );
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn the_sandbox_takes_no_bank_transfers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, offer) = fixtures::small_open_offer(&app).await;
+    let investor = fixtures::investor(&app, "Sandbox Wire", "sophisticated").await;
+    let body = json!({"investor_id": investor, "shares": 10,
+                      "funding": [{"kind": "bank_transfer", "amount": "100.00"}]});
+    fixtures::pledge_at(&app.client, &app.base, &offer, &body)
+        .await
+        .assert_problem(422, "payment_provider_unavailable");
+    // Nor two provider-paid sources in one pledge.
+    let both = json!({"investor_id": investor, "shares": 10,
+                      "funding": [{"kind": "bank_transfer", "amount": "50.00"}, {"kind": "card", "amount": "50.00"}]});
+    let r = fixtures::pledge_at(&app.client, &app.base, &offer, &both).await;
+    assert_eq!(r.status, 422, "{:#}", r.body);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most one card or bank_transfer"),
+        "{:#}",
+        r.body
+    );
+    assert_eq!(app.get(&format!("/v1/offers/{offer}")).await.body["shares_reserved"], 0);
+}

@@ -167,6 +167,11 @@ const EXCEPTIONS: &[(&str, &[&str])] = &[
     ("outbox_cursor", &["select", "update"]),
     // The audit trail: never rewritten; deleted only by retention when configured.
     ("audit_log", &["select", "insert", "delete"]),
+    // Provider calls are queued and settled, never deleted; their attempts and the parties they
+    // made are written once (migrations 0034, 0035).
+    ("provider_calls", &["select", "insert", "update"]),
+    ("provider_call_attempts", &["select", "insert"]),
+    ("provider_parties", &["select", "insert"]),
 ];
 
 #[sqlx::test]

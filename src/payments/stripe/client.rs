@@ -13,12 +13,22 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::money::Currency;
-use crate::payments::calls::{Call, CallError, Context, Created, Fetched, Remote, RemoteState};
+use crate::payments::calls::{
+    BankInstructions, Call, CallError, Context, Created, Fetched, Method, Party, Payer, Remote, RemoteState,
+};
 use crate::payments::provider::Object;
 
 /// The API version every request is rendered in, and the one the webhook endpoint registered at
 /// Stripe must use: the events' shapes this service reads are this version's.
 pub const API_VERSION: &str = "2026-09-30.endive";
+
+/// The countries whose IBANs Stripe's EU bank transfers offer (docs/providers/stripe-api.md 5.3);
+/// an investor elsewhere is given a French one.
+const EU_BANK_TRANSFER_COUNTRIES: [&str; 6] = ["BE", "DE", "ES", "FR", "IE", "NL"];
+const DEFAULT_BANK_TRANSFER_COUNTRY: &str = "FR";
+/// How our parties are named in `provider_parties`.
+const INVESTOR: &str = "investor";
+const CUSTOMER: &str = "customer";
 
 /// What a Stripe id may hold as it is in a path (`pi_3Mt…`); anything else is escaped.
 const ID: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
@@ -43,20 +53,43 @@ impl StripeClient {
         }
     }
 
-    /// POSTs a form to `path`, with our key for the object; the created object's id and, for a
-    /// PaymentIntent, its client secret.
-    async fn create(&self, path: &str, key: String, form: Vec<(String, String)>) -> Result<Created, CallError> {
+    /// POSTs a form to `path`, with our key for the object; the object Stripe made (or had
+    /// made for that key).
+    async fn post(&self, path: &str, key: String, form: Vec<(String, String)>) -> Result<StripeObject, CallError> {
         let request = self
             .http
             .post(format!("{}{path}", self.api_base))
             .header("idempotency-key", key)
             .form(&form);
-        let object = self.send(request).await?;
-        Ok(Created {
-            provider_id: object.id,
-            client_secret: object.client_secret.map(SecretString::from),
-            ..Created::default()
-        })
+        self.send(request).await
+    }
+
+    /// The investor's customer, who holds the virtual account bank transfers go to: the one we
+    /// know, or a new one (kept by the call's answer, so made once).
+    async fn customer(&self, payer: &Payer, context: &Context, made: &mut Vec<Party>) -> Result<String, CallError> {
+        if let Some(known) = context.party(INVESTOR, payer.investor_id, CUSTOMER) {
+            return Ok(known.to_owned());
+        }
+        let form = vec![
+            field("name", &payer.name),
+            field("email", &payer.email),
+            field("metadata[investor_id]", payer.investor_id),
+        ];
+        let customer = self
+            .post(
+                "/v1/customers",
+                format!("crowdledger-customer-{}", payer.investor_id),
+                form,
+            )
+            .await?
+            .id;
+        made.push(Party {
+            party_kind: INVESTOR.into(),
+            party_id: payer.investor_id,
+            role: CUSTOMER.into(),
+            provider_id: customer.clone(),
+        });
+        Ok(customer)
     }
 
     /// Sends a request with our key and pinned version; the object Stripe answered with, or why
@@ -162,6 +195,8 @@ impl std::fmt::Display for ErrorWithoutUrl<'_> {
 struct StripeObject {
     id: String,
     client_secret: Option<String>,
+    /// A bank-transfer intent's instructions (`display_bank_transfer_instructions`).
+    next_action: Option<serde_json::Value>,
     status: Option<String>,
     amount: Option<i64>,
     amount_received: Option<i64>,
@@ -171,6 +206,34 @@ struct StripeObject {
 }
 
 impl StripeObject {
+    /// What a call made: the object's id, its client secret, and for a bank transfer where to
+    /// wire the money (the first IBAN Stripe lists, and the reference).
+    fn created(self, parties: Vec<Party>) -> Created {
+        let shown = self
+            .next_action
+            .as_ref()
+            .map(|a| &a["display_bank_transfer_instructions"]);
+        let instructions = shown.and_then(|shown| {
+            let iban = shown["financial_addresses"]
+                .as_array()?
+                .iter()
+                .find_map(|a| a.get("iban"))?;
+            Some(BankInstructions {
+                iban: iban["iban"].as_str()?.to_owned(),
+                bic: iban["bic"].as_str().map(str::to_owned),
+                account_holder: iban["account_holder_name"].as_str().map(str::to_owned),
+                reference: shown["reference"].as_str()?.to_owned(),
+            })
+        });
+        Created {
+            provider_id: self.id,
+            client_secret: self.client_secret.map(SecretString::from),
+            instructions,
+            parties,
+            ..Created::default()
+        }
+    }
+
     /// Its state in our words (docs/providers.md, "Stripe's states"), and the money it moved or
     /// is to move.
     fn fetched(self, object: Object) -> Result<Fetched, CallError> {
@@ -263,29 +326,68 @@ impl Remote for StripeClient {
         })
     }
 
-    fn call<'a>(&'a self, call: &'a Call, _context: &'a Context) -> BoxFuture<'a, Result<Created, CallError>> {
+    fn call<'a>(&'a self, call: &'a Call, context: &'a Context) -> BoxFuture<'a, Result<Created, CallError>> {
         Box::pin(async move {
             match call {
                 Call::CreatePayment {
                     payment_id,
                     pledge_id,
                     offer_id,
+                    payer,
+                    method,
                     amount,
                     currency,
                     ..
                 } => {
-                    let form = vec![
+                    let mut made = Vec::new();
+                    let mut form = vec![
                         field("amount", minor(*amount, currency)?),
                         field("currency", currency.to_ascii_lowercase()),
-                        // `payment_method_types` is refused on the pinned version.
-                        field("allowed_payment_method_types[0]", "card"),
                         field("transfer_group", format!("offer_{offer_id}")),
                         field("metadata[payment_id]", payment_id),
                         field("metadata[pledge_id]", pledge_id),
                         field("metadata[offer_id]", offer_id),
                     ];
-                    self.create("/v1/payment_intents", format!("crowdledger-payment-{payment_id}"), form)
-                        .await
+                    // `payment_method_types` is refused on the pinned version.
+                    match method {
+                        Method::Card => form.push(field("allowed_payment_method_types[0]", "card")),
+                        Method::BankTransfer => {
+                            let customer = self.customer(payer, context, &mut made).await?;
+                            let country = if EU_BANK_TRANSFER_COUNTRIES.contains(&payer.country.as_str()) {
+                                payer.country.as_str()
+                            } else {
+                                DEFAULT_BANK_TRANSFER_COUNTRY
+                            };
+                            let options = "payment_method_options[customer_balance]";
+                            form.extend([
+                                field("customer", customer),
+                                field("allowed_payment_method_types[0]", "customer_balance"),
+                                field("payment_method_data[type]", "customer_balance"),
+                                field(&format!("{options}[funding_type]"), "bank_transfer"),
+                                field(&format!("{options}[bank_transfer][type]"), "eu_bank_transfer"),
+                                field(&format!("{options}[bank_transfer][eu_bank_transfer][country]"), country),
+                                field("confirm", "true"),
+                            ]);
+                        }
+                    }
+                    let intent = self
+                        .post("/v1/payment_intents", format!("crowdledger-payment-{payment_id}"), form)
+                        .await?;
+                    Ok(intent.created(made))
+                }
+                Call::CancelPayment {
+                    payment_id,
+                    provider_payment_id,
+                } => {
+                    let path = format!(
+                        "/v1/payment_intents/{}/cancel",
+                        utf8_percent_encode(provider_payment_id, ID)
+                    );
+                    let form = vec![field("cancellation_reason", "abandoned")];
+                    let intent = self
+                        .post(&path, format!("crowdledger-cancel-{payment_id}"), form)
+                        .await?;
+                    Ok(intent.created(Vec::new()))
                 }
                 Call::CreateRefund {
                     refund_id,
@@ -300,8 +402,10 @@ impl Remote for StripeClient {
                         field("metadata[refund_id]", refund_id),
                         field("metadata[pledge_id]", pledge_id),
                     ];
-                    self.create("/v1/refunds", format!("crowdledger-refund-{refund_id}"), form)
-                        .await
+                    let refund = self
+                        .post("/v1/refunds", format!("crowdledger-refund-{refund_id}"), form)
+                        .await?;
+                    Ok(refund.created(Vec::new()))
                 }
                 Call::CreatePayout {
                     payout_id,
@@ -319,8 +423,10 @@ impl Remote for StripeClient {
                         field("metadata[payout_id]", payout_id),
                         field("metadata[offer_id]", offer_id),
                     ];
-                    self.create("/v1/transfers", format!("crowdledger-payout-{payout_id}"), form)
-                        .await
+                    let transfer = self
+                        .post("/v1/transfers", format!("crowdledger-payout-{payout_id}"), form)
+                        .await?;
+                    Ok(transfer.created(Vec::new()))
                 }
             }
         })

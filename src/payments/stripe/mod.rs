@@ -134,6 +134,22 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
             amount: money_of(object, "amount_received")?,
         }],
         "payment_intent.payment_failed" => vec![Event::PaymentFailed { payment_id: id()? }],
+        // A bank transfer short of the payment: the money waits at Stripe, not in our books,
+        // until the rest arrives (then `payment_intent.succeeded`) or an operator settles it.
+        "payment_intent.partially_funded" => {
+            let expected = stripe_money(object)?;
+            let remaining = object["next_action"]["display_bank_transfer_instructions"]["amount_remaining"]
+                .as_i64()
+                .ok_or("a partially funded intent without amount_remaining")?;
+            let remaining = Decimal::new(remaining, expected.currency().minor_units());
+            return Err(format!(
+                "bank_transfer_mismatch: a bank transfer of {} {} received for payment {} of {}",
+                expected.amount() - remaining,
+                expected.currency().code(),
+                id()?,
+                expected
+            ));
+        }
         // A dispute names the payment intent it disputes (our payment's id), and how much of it.
         "charge.dispute.created" => vec![Event::PaymentDisputed {
             payment_id: object["payment_intent"]

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::rules::{self, FundingKind, PledgeRequest};
+use super::rules::{self, PledgeRequest};
 use super::view::PledgeView;
 use super::{PledgeError, store};
 use crate::cheques::{ChequeError, attempts};
@@ -63,7 +63,7 @@ async fn create_pledge(
     let now = state.clock.now();
     // Card money needs a provider to take it: without one, refused before anything is read or
     // written (no pledge, no key to replay). Cheque-only pledges need none.
-    let card = if body.funding.iter().any(|s| s.kind == FundingKind::Card) {
+    let card = if body.funding.iter().any(|s| s.kind.through_provider()) {
         Some(state.providers.card_provider()?)
     } else {
         None
