@@ -667,3 +667,81 @@ async fn the_sandbox_takes_no_bank_transfers(pool: PgPool) {
     );
     assert_eq!(app.get(&format!("/v1/offers/{offer}")).await.body["shares_reserved"], 0);
 }
+
+#[sqlx::test]
+async fn a_capture_after_the_pledge_was_cancelled_is_booked_and_refunded_through_stripe(pool: PgPool) {
+    let (app, stripe) = on_stripe(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investor = fixtures::investor(&app, "Late Payer", "sophisticated").await;
+    let p = ok(fixtures::pledge(&app, &offer, &investor, 10, "10.00").await, 201).await;
+    let pledge = p["id"].as_str().unwrap();
+    let intent = p["payment"]["payment_id"].as_str().unwrap().to_owned();
+
+    // The payment window (30 minutes) ends: the pledge is cancelled, and Stripe is to be told,
+    // but is out of reach a moment.
+    stripe.fail_next(
+        &format!("/v1/payment_intents/{intent}/cancel"),
+        1,
+        Fault::ServiceUnavailable,
+    );
+    advance(&app, 31 * 60);
+    app.wait_for(&format!("/v1/pledges/{pledge}"), |p| p["status"] == "cancelled")
+        .await;
+    // Meanwhile the investor paid: the money Stripe captured is booked and given back in full.
+    stripe.succeed_payment(&intent, 10_000).await;
+    let refunds = app
+        .wait_for(&format!("/v1/refunds?pledge_id={pledge}"), |page| {
+            page["items"][0]["payment"]["payment_id"].is_string()
+        })
+        .await;
+    let refund = &refunds["items"][0];
+    assert_eq!(
+        (&refund["amount"], &refund["status"]),
+        (&json!("100.00"), &json!("pending"))
+    );
+    let at_stripe = stripe
+        .object(refund["payment"]["payment_id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        (&at_stripe["payment_intent"], &at_stripe["amount"]),
+        (&json!(intent), &json!(10_000))
+    );
+    assert_eq!(
+        app.get(&format!("/v1/pledges/{pledge}")).await.body["status"],
+        "cancelled"
+    );
+    let late: i64 = sqlx::query_scalar("select count(*) from outbox_events where event_type = 'payment.late'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(late, 1);
+    // The cancellation, tried again, is refused by Stripe (the intent succeeded) and given up.
+    advance(&app, 5);
+    let payment = payment_of(&app, pledge).await;
+    let cancel: String = app
+        .wait_for_value(
+            || async {
+                sqlx::query_scalar::<_, String>(
+                    "select status::text from provider_calls where object_id = $1::uuid and kind = 'cancel_payment'",
+                )
+                .bind(&payment)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+            },
+            |s| s != "pending",
+        )
+        .await;
+    assert_eq!(cancel, "failed");
+    stripe
+        .succeed_refund(refund["payment"]["payment_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        app.get(&format!("/v1/refunds/{}", refund["id"].as_str().unwrap()))
+            .await
+            .body["status"],
+        "succeeded"
+    );
+    assert_eq!(fixtures::balance(&app, "psp:stripe:eur").await, "0.00");
+    app.assert_books_verify().await;
+}
