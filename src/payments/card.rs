@@ -172,6 +172,19 @@ pub(crate) async fn find_payment(
     .await
 }
 
+/// The payment a provider's event names; one we do not know is refused, so the event is
+/// quarantined.
+pub(crate) async fn named_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+    lock: bool,
+) -> Result<Payment, PaymentError> {
+    find_payment(conn, provider, provider_id, lock)
+        .await?
+        .ok_or_else(|| super::unknown("payment", provider_id))
+}
+
 pub(crate) async fn set_payment_status(
     conn: &mut PgConnection,
     id: Uuid,

@@ -15,6 +15,7 @@ use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
 use crate::outbox::{self, EventType};
 use crate::payments;
+use crate::payments::card::Payment;
 use crate::payments::refunds::RefundReason;
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, store};
 
@@ -50,6 +51,24 @@ pub(crate) async fn cancel_pledge(
     )
     .await?;
     Ok(())
+}
+
+/// Locks what ending a pledge paid by card changes, in the order every such move takes: its
+/// offer (whose shares it returns), the pledge, then its payment.
+pub(crate) async fn lock_pledge_and_payment(
+    conn: &mut PgConnection,
+    pledge_id: Uuid,
+) -> Result<(Pledge, Payment), RoundError> {
+    // A pledge's offer never changes: read unlocked to find which offer to lock first.
+    let unlocked = store::get(conn, pledge_id)
+        .await?
+        .ok_or(RoundError::NoPledge(pledge_id))?;
+    offers::store::lock(conn, unlocked.offer_id).await?;
+    let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
+    let payment = payments::card::payment_of_pledge_locked(conn, pledge_id)
+        .await?
+        .ok_or(RoundError::Unaccounted(format!("pledge {pledge_id} has no payment")))?;
+    Ok((pledge, payment))
 }
 
 /// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge

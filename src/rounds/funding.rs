@@ -12,15 +12,14 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::RoundError;
-use super::ending::cancel_pledge;
+use super::ending::{cancel_pledge, lock_pledge_and_payment};
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::payments::card::{
-    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, payment_of_pledge_locked, record_dispute,
-    set_payment_status,
+    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, named_payment, record_dispute, set_payment_status,
 };
 use crate::payments::provider::Object;
 use crate::payments::refunds::{NewRefund, RefundReason, insert_refunds};
@@ -38,9 +37,7 @@ pub(crate) async fn confirm_payment(
     paid: Money,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let seen = find_payment(conn, provider, provider_payment_id, false)
-        .await?
-        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let seen = named_payment(conn, provider, provider_payment_id, false).await?;
     let unlocked = pledges::store::get(conn, seen.pledge_id)
         .await?
         .expect("payments belong to pledges");
@@ -271,9 +268,7 @@ pub(crate) async fn fail_payment(
     provider_payment_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let seen = find_payment(conn, provider, provider_payment_id, false)
-        .await?
-        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let seen = named_payment(conn, provider, provider_payment_id, false).await?;
     fail_payment_of_pledge(conn, seen.pledge_id, now).await
 }
 
@@ -284,16 +279,7 @@ pub(crate) async fn fail_payment_of_pledge(
     pledge_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let unlocked = pledges::store::get(conn, pledge_id)
-        .await?
-        .expect("payments belong to pledges");
-    offers::store::lock(conn, unlocked.offer_id).await?;
-    let pledge = pledges::store::lock(conn, pledge_id)
-        .await?
-        .expect("pledges are never deleted");
-    let payment = payment_of_pledge_locked(conn, pledge_id)
-        .await?
-        .expect("payments are never deleted");
+    let (pledge, payment) = lock_pledge_and_payment(conn, pledge_id).await?;
     if payment.status != PaymentStatus::Pending {
         // A failure after a success (or a repeat) changes nothing: the money was captured and
         // stays booked where the success put it.
