@@ -299,6 +299,22 @@ pub async fn record(
     Ok(settled)
 }
 
+/// Withdraws the calls that would create `object_ids` at their provider and that nobody is
+/// making (not leased): a refund cancelled before it reached the provider is never asked for.
+/// One being made goes on; what it creates is the provider's to refuse or ours to see (a
+/// cancelled refund's confirmation is quarantined).
+pub async fn cancel_unmade(conn: &mut PgConnection, object_ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "update provider_calls set status = 'cancelled', finished_at = $2
+          where object_id = any($1) and status = 'pending' and (leased_until is null or leased_until < $2)",
+    )
+    .bind(object_ids)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A call's state, as operators and tests read it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct CallState {

@@ -30,8 +30,8 @@ pub struct Payment {
     pub amount: Decimal,
     pub currency: String,
     pub status: PaymentStatus,
-    /// When the provider told us the investor disputed it (migration 0031); the money side of a
-    /// dispute is not booked yet.
+    /// When the provider first told us the investor disputed it (migration 0031); the dispute
+    /// itself, and its money, is `super::disputes`'s.
     pub disputed_at: Option<DateTime<Utc>>,
 }
 

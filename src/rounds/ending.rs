@@ -22,9 +22,10 @@ use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, stor
 /// Pledges looked at per transaction by [`expire_unpaid`].
 const BATCH: i64 = 500;
 
-/// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
-/// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
-/// pledge's locks.
+/// Ends a pledge whose card money never arrived (or, funded, whose card money a lost dispute
+/// took back, `super::disputes`): its shares go back to the offer, and the cheque money it had
+/// reserved or spent goes back to its cheques. The caller holds the offer's and the pledge's
+/// locks.
 pub(crate) async fn cancel_pledge(
     conn: &mut PgConnection,
     pledge: &Pledge,
