@@ -167,6 +167,12 @@ const EXCEPTIONS: &[(&str, &[&str])] = &[
     ("outbox_cursor", &["select", "update"]),
     // The audit trail: never rewritten; deleted only by retention when configured.
     ("audit_log", &["select", "insert", "delete"]),
+    // Card disputes: opened, then closed once; never deleted (migration 0036).
+    ("disputes", &["select", "insert", "update"]),
+    // Calls to networked providers: queued, leased and settled, attempts recorded; neither
+    // deleted (migration 0034).
+    ("provider_calls", &["select", "insert", "update"]),
+    ("provider_call_attempts", &["select", "insert"]),
 ];
 
 #[sqlx::test]
