@@ -22,6 +22,8 @@ pub enum EventType {
     PledgeCancelled,
     PledgeRefunded,
     PledgeDisputed,
+    DisputeWon,
+    DisputeLost,
     PaymentLate,
     ChequeIssued,
     ChequeRedeemed,
@@ -36,7 +38,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 21] = [
+    pub const ALL: [EventType; 23] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -48,6 +50,8 @@ impl EventType {
         EventType::PledgeCancelled,
         EventType::PledgeRefunded,
         EventType::PledgeDisputed,
+        EventType::DisputeWon,
+        EventType::DisputeLost,
         EventType::PaymentLate,
         EventType::ChequeIssued,
         EventType::ChequeRedeemed,
@@ -74,6 +78,8 @@ impl EventType {
             EventType::PledgeCancelled => "pledge.cancelled",
             EventType::PledgeRefunded => "pledge.refunded",
             EventType::PledgeDisputed => "pledge.disputed",
+            EventType::DisputeWon => "dispute.won",
+            EventType::DisputeLost => "dispute.lost",
             EventType::PaymentLate => "payment.late",
             EventType::ChequeIssued => "cheque.issued",
             EventType::ChequeRedeemed => "cheque.redeemed",

@@ -48,6 +48,52 @@ const DOMAIN_CHECKS: &[DomainCheck] = &[
                where e.kind in ('pledge.funded', 'payment.late') and coalesce(d.taken, 0) <> coalesce(c.paid, 0)",
     },
     DomainCheck {
+        name: "refunds_owed",
+        description: "each provider's refunds account holds exactly the refunds still owed through it (pending): paid ones left it, and ones a lost dispute cancelled went to the provider with the chargeback",
+        sql: "with owed as (select 'refunds:' || provider || ':' || lower(currency) as code, sum(amount) as total
+                              from refunds where status = 'pending' group by 1)
+              select coalesce(a.code, o.code) || ': balance ' || coalesce(a.balance, 0) || ', refunds owed ' || coalesce(o.total, 0)
+                from (select code, balance from ledger_accounts where code like 'refunds:%') a
+                full join owed o on o.code = a.code
+               where coalesce(a.balance, 0) <> coalesce(o.total, 0)",
+    },
+    DomainCheck {
+        name: "disputes_booked",
+        description: "each lost dispute names one dispute.lost entry, which took exactly its amount out of the provider's account, from its offer's escrow, the provider's refunds owed or the platform's losses; each such entry is named by one dispute; no other dispute names an entry",
+        sql: "with moved as (
+                select p.entry_id, count(*) filter (where p.side = 'credit') as credits,
+                       min(a.code) filter (where p.side = 'credit') as credited,
+                       sum(p.amount) filter (where p.side = 'credit') as taken,
+                       min(p.currency) as currency, max(p.currency) as other_currency,
+                       array_agg(a.code) filter (where p.side = 'debit') as debited
+                  from ledger_postings p
+                  join ledger_entries e on e.id = p.entry_id
+                  join ledger_accounts a on a.id = p.account_id
+                 where e.kind = 'dispute.lost'
+                 group by p.entry_id)
+              select 'dispute ' || d.id || ': ' || d.status || ', entry ' || coalesce(e.reference, d.lost_entry_id::text, 'none')
+                from disputes d
+                join payments pay on pay.id = d.payment_id
+                join pledges pl on pl.id = pay.pledge_id
+                left join ledger_entries e on e.id = d.lost_entry_id
+                left join moved m on m.entry_id = e.id
+               where (d.status = 'lost') <> (e.id is not null)
+                  or (e.id is not null
+                      and (e.kind <> 'dispute.lost' or m.credits is distinct from 1
+                           or m.credited is distinct from 'psp:' || d.provider || ':' || lower(d.currency)
+                           or m.taken is distinct from d.amount
+                           or m.currency is distinct from d.currency or m.other_currency is distinct from d.currency
+                           or not m.debited <@ array['offer:' || pl.offer_id || ':escrow',
+                                                     'refunds:' || d.provider || ':' || lower(d.currency),
+                                                     'platform:losses:' || lower(d.currency)]))
+              union all
+              select 'entry ' || e.reference || ': named by ' || count(d.id) || ' disputes'
+                from ledger_entries e left join disputes d on d.lost_entry_id = e.id
+               where e.kind = 'dispute.lost'
+               group by e.id, e.reference
+              having count(d.id) <> 1",
+    },
+    DomainCheck {
         name: "cheques_balance",
         description: "each cheque's balance = face value - spent + returned - expired/cancelled, an ended cheque holds nothing, and its redemptions match what the books say was spent",
         sql: "with moves as (

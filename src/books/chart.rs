@@ -75,6 +75,14 @@ pub(crate) async fn platform_fees(conn: &mut PgConnection, currency: Currency, n
     open(conn, code, currency, AccountKind::Revenue, now).await
 }
 
+/// Chargebacks the platform bears: card money a lost dispute took back after it had left the
+/// round (settled to the project and the fee, or already refunded), so no investor's or
+/// project's account can give it up (docs/disputes.md).
+pub(crate) async fn platform_losses(conn: &mut PgConnection, currency: Currency, now: DateTime<Utc>) -> Opened {
+    let code = format!("platform:losses:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Expense, now).await
+}
+
 pub(crate) fn sponsor_budget_code(sponsor: Uuid, currency: Currency) -> String {
     format!("sponsor:{sponsor}:budget:{}", suffix(currency))
 }

@@ -35,6 +35,9 @@ pub(crate) enum EntryKind {
     ChequeReturnedToSponsor,
     /// What an ended cheque still held, back to its sponsor.
     ChequeEnded,
+    /// Card money a lost dispute took back: `escrow → psp`, `refunds → psp` or
+    /// `platform losses → psp` (docs/disputes.md).
+    DisputeLost,
 }
 
 impl EntryKind {
@@ -52,6 +55,7 @@ impl EntryKind {
             EntryKind::ChequeReturned => "cheque.returned",
             EntryKind::ChequeReturnedToSponsor => "cheque.returned_to_sponsor",
             EntryKind::ChequeEnded => "cheque.ended",
+            EntryKind::DisputeLost => "dispute.lost",
         }
     }
 }

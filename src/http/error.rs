@@ -565,7 +565,7 @@ impl From<crate::payments::PaymentError> for ApiError {
                 };
                 ApiError::new(code, detail)
             }
-            NotCaptured { .. } => ApiError::new(Code::InvalidStateTransition, detail),
+            NotCaptured { .. } | RefundCancelled { .. } => ApiError::new(Code::InvalidStateTransition, detail),
             Unavailable => ApiError::new(Code::PaymentProviderUnavailable, detail),
             Provider(_) => ApiError::new(Code::ProviderUnavailable, detail),
             InvalidSignature(_) => ApiError::new(Code::InvalidSignature, detail),
@@ -692,6 +692,7 @@ impl From<crate::rounds::RoundError> for ApiError {
             MinTargetNotReached(_) => ApiError::new(Code::MinTargetNotReached, detail),
             NotRevocable(_) => ApiError::new(Code::NotRevocable, detail),
             NothingToPay => ApiError::new(Code::NothingToPay, detail),
+            DisputeMismatch { .. } => ApiError::new(Code::PaymentMismatch, detail),
             PayoutDetailsMissing(_) => ApiError::new(Code::PayoutDetailsMissing, detail),
             Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
             Offer(e) => e.into(),

@@ -96,6 +96,31 @@ pub(crate) struct PledgeDisputedData {
     currency: String,
 }
 
+/// `dispute.won`, `dispute.lost`: the bank decided a dispute of a pledge's card payment.
+#[derive(ToSchema)]
+pub(crate) struct DisputeData {
+    /// Our id for the dispute.
+    dispute_id: Uuid,
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    investor_id: Uuid,
+    payment: ProviderPayment,
+    /// The provider's id for the dispute (Stripe's `dp_…`).
+    #[schema(example = "dp_1Q2w3E4r5T6y")]
+    provider_dispute_id: String,
+    /// The amount disputed: all of the payment or part of it.
+    #[schema(example = "200.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    status: crate::payments::disputes::DisputeStatus,
+    opened_at: DateTime<Utc>,
+    closed_at: DateTime<Utc>,
+    /// Lost only: the ledger entry (`dispute.lost`) that took the money back out of the
+    /// provider's account (docs/disputes.md says from where).
+    lost_entry_id: Option<Uuid>,
+}
+
 /// `payment.late`: card money captured after its pledge had ended (its payment window lapsed,
 /// its round closed, or the provider had declared the payment failed). It is booked and owed
 /// straight back: `refund_id` is the refund that returns it.
@@ -193,6 +218,7 @@ pub(crate) struct EndpointDisabledData {
     PledgeData,
     PledgeRefundedData,
     PledgeDisputedData,
+    DisputeData,
     PaymentLateData,
     ChequeIssuedData,
     ChequeRedeemedData,
@@ -250,7 +276,15 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
         ),
         EventType::PledgeDisputed => (
             "PledgeDisputedData",
-            "The provider reported that the investor disputed a pledge's captured card payment with their bank (once per payment; `amount` is what is disputed). The pledge keeps its status and no money moves yet: it shows `disputed_at`.",
+            "The provider reported that the investor disputed a pledge's captured card payment with their bank (once per payment; `amount` is what is disputed). The pledge keeps its status and no money moves until the bank decides (`dispute.won`, `dispute.lost`): it shows `disputed_at`.",
+        ),
+        EventType::DisputeWon => (
+            "DisputeData",
+            "The bank decided a pledge's dispute for the platform (or it closed without a chargeback): no money moved, the pledge is as it was.",
+        ),
+        EventType::DisputeLost => (
+            "DisputeData",
+            "The bank decided a pledge's dispute for the investor and took `amount` back. While the pledge was funded its escrow gives the money up and the pledge is cancelled (its shares released, the rest of its money given back: `pledge.cancelled`); a refund still owed to it is cancelled instead of paid; money already settled or refunded is the platform's loss. See docs/disputes.md.",
         ),
         EventType::PaymentLate => (
             "PaymentLateData",

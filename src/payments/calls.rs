@@ -361,19 +361,8 @@ pub async fn cancel_at_provider(
             };
             enqueue(conn, provider, &call, now).await
         }
-        None => {
-            // A call in flight may still make it; unpaid and unshown, it lapses at the provider.
-            sqlx::query(
-                "update provider_calls set status = 'failed', last_error = 'its payment was cancelled first',
-                        finished_at = $2
-                  where object_id = $1 and kind = 'create_payment' and status = 'pending'",
-            )
-            .bind(payment_id)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Ok(())
-        }
+        // One being made may still make it; unpaid and unshown, it lapses at the provider.
+        None => cancel_unmade(conn, &[payment_id], now).await,
     }
 }
 
@@ -522,6 +511,22 @@ async fn remember(conn: &mut PgConnection, provider: &str, parties: &[Party], no
     .bind(parties.iter().map(|p| p.party_id).collect::<Vec<_>>())
     .bind(parties.iter().map(|p| p.role.as_str()).collect::<Vec<_>>())
     .bind(parties.iter().map(|p| p.provider_id.as_str()).collect::<Vec<_>>())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Withdraws the calls that would create `object_ids` at their provider and that nobody is
+/// making (not leased): a refund cancelled before it reached the provider is never asked for.
+/// One being made goes on; what it creates is the provider's to refuse or ours to see (a
+/// cancelled refund's confirmation is quarantined).
+pub async fn cancel_unmade(conn: &mut PgConnection, object_ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "update provider_calls set status = 'cancelled', finished_at = $2
+          where object_id = any($1) and status = 'pending' and (leased_until is null or leased_until < $2)",
+    )
+    .bind(object_ids)
     .bind(now)
     .execute(conn)
     .await?;

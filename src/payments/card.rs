@@ -30,8 +30,8 @@ pub struct Payment {
     pub amount: Decimal,
     pub currency: String,
     pub status: PaymentStatus,
-    /// When the provider told us the investor disputed it (migration 0031); the money side of a
-    /// dispute is not booked yet.
+    /// When the provider first told us the investor disputed it (migration 0031); the dispute
+    /// itself, and its money, is `super::disputes`'s.
     pub disputed_at: Option<DateTime<Utc>>,
     pub method: Method,
     /// For a bank transfer, once the provider gave them: where the investor wires the money.
@@ -208,6 +208,19 @@ pub(crate) async fn find_payment(
     .bind(provider_id)
     .fetch_optional(conn)
     .await
+}
+
+/// The payment a provider's event names; one we do not know is refused, so the event is
+/// quarantined.
+pub(crate) async fn named_payment(
+    conn: &mut PgConnection,
+    provider: &str,
+    provider_id: &str,
+    lock: bool,
+) -> Result<Payment, PaymentError> {
+    find_payment(conn, provider, provider_id, lock)
+        .await?
+        .ok_or_else(|| super::unknown("payment", provider_id))
 }
 
 pub(crate) async fn set_payment_status(

@@ -27,6 +27,10 @@ pub enum PaymentError {
     /// event is quarantined.
     #[error("payment {provider_id} was never captured: there is nothing to dispute")]
     NotCaptured { provider_id: String },
+    /// A provider confirms a refund that a lost dispute cancelled: the bank gave that money
+    /// back already, so it left the provider twice. Quarantined for an operator.
+    #[error("refund {provider_id} was cancelled by a lost dispute: the bank gave its money back already")]
+    RefundCancelled { provider_id: String },
     /// Money that needs a provider to create it, where none is configured to.
     #[error("no payment provider is configured to take this money (payments.card_provider)")]
     Unavailable,

@@ -1,10 +1,11 @@
 //! Money through payment providers, by job: which providers exist (`providers`), the adapter
 //! each one is (`provider`: the trait; `sandbox`, `stripe`), the queue of calls to networked
-//! ones (`calls`), card payments for pledges (`card`) and refunds (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
+//! ones (`calls`), card payments for pledges (`card`), their disputes (`disputes`) and refunds (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
 //! offers only by id; what a provider's confirmation does to a round is `rounds`'s.
 
 pub mod calls;
 pub mod card;
+pub mod disputes;
 mod error;
 pub mod http;
 pub mod provider;

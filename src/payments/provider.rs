@@ -25,10 +25,20 @@ pub enum Event {
     PaymentFailed {
         payment_id: String,
     },
-    /// The investor disputed a captured card payment with their bank, for `amount` of it.
+    /// The investor disputed a captured card payment with their bank, for `amount` of it:
+    /// the provider's dispute `dispute_id` is open.
     PaymentDisputed {
         payment_id: String,
+        dispute_id: String,
         amount: Money,
+    },
+    /// The provider's dispute `dispute_id` of a card payment was decided: `lost`, the bank
+    /// took `amount` back; else it was won (or closed without a chargeback) and nothing moved.
+    DisputeClosed {
+        payment_id: String,
+        dispute_id: String,
+        amount: Money,
+        lost: bool,
     },
     /// A refund reached the card, for `amount`: it must be the refund's.
     RefundSucceeded {
@@ -75,15 +85,22 @@ fn storable(s: &str) -> bool {
 }
 
 impl Event {
-    /// The provider's id of the object the event is about.
-    fn object_id(&self) -> Option<&str> {
+    /// The provider's ids of the objects the event is about: a payment, refund or payout, and
+    /// for a dispute's events the dispute too.
+    fn object_ids(&self) -> [Option<&str>; 2] {
         match self {
-            Event::PaymentSucceeded { payment_id, .. }
-            | Event::PaymentFailed { payment_id }
-            | Event::PaymentDisputed { payment_id, .. } => Some(payment_id),
-            Event::RefundSucceeded { refund_id, .. } => Some(refund_id),
-            Event::PayoutPaid { payout_id, .. } => Some(payout_id),
-            Event::Other => None,
+            Event::PaymentSucceeded { payment_id, .. } | Event::PaymentFailed { payment_id } => {
+                [Some(payment_id), None]
+            }
+            Event::PaymentDisputed {
+                payment_id, dispute_id, ..
+            }
+            | Event::DisputeClosed {
+                payment_id, dispute_id, ..
+            } => [Some(payment_id), Some(dispute_id)],
+            Event::RefundSucceeded { refund_id, .. } => [Some(refund_id), None],
+            Event::PayoutPaid { payout_id, .. } => [Some(payout_id), None],
+            Event::Other => [None, None],
         }
     }
 }
@@ -92,9 +109,9 @@ impl Received {
     /// A verified event as read from its body. One whose id, type or object ids the database
     /// could not store as they are is kept as [`Received::unreadable`], never half-stored.
     pub fn read(event_id: String, event_type: String, event: Result<Vec<Event>, String>, body: &[u8]) -> Received {
-        let ids_storable = event
-            .as_ref()
-            .map_or(true, |events| events.iter().filter_map(Event::object_id).all(storable));
+        let ids_storable = event.as_ref().map_or(true, |events| {
+            events.iter().flat_map(Event::object_ids).flatten().all(storable)
+        });
         if !(storable(&event_id) && storable(&event_type) && ids_storable) {
             return Received::unreadable(None, body, "an id or type that cannot be stored");
         }

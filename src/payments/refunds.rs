@@ -1,5 +1,6 @@
 //! Refunds: money owed back to a card, booked `escrow → refunds` (or `psp → refunds` for money
-//! that arrived after its pledge ended) when owed, and `refunds → psp` when the provider confirms.
+//! that arrived after its pledge ended) when owed, and `refunds → psp` when the provider confirms;
+//! or cancelled when a lost dispute gave the money back through the bank instead.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -26,6 +27,10 @@ pub enum RefundStatus {
     Pending,
     /// The provider confirmed the money is back on the card.
     Succeeded,
+    /// Never to be paid: a lost dispute of the pledge's payment gave this money back to the card
+    /// through the bank (docs/disputes.md). What it owed beyond the dispute is owed by a new
+    /// refund.
+    Cancelled,
 }
 
 /// Why card money is given back: a stable word, stored as written here.
@@ -45,16 +50,20 @@ pub enum RefundReason {
     PaymentAfterPledgeEnded,
     /// The card payment succeeded after the provider had declined it and the pledge had ended.
     PaymentAfterFailure,
+    /// A lost dispute took back part of a funded pledge's card payment and ended the pledge: the
+    /// rest of the payment.
+    DisputeLost,
 }
 
 impl RefundReason {
-    const ALL: [RefundReason; 6] = [
+    const ALL: [RefundReason; 7] = [
         RefundReason::Revoked,
         RefundReason::OfferCancelled,
         RefundReason::OfferFailed,
         RefundReason::NotAllocated,
         RefundReason::PaymentAfterPledgeEnded,
         RefundReason::PaymentAfterFailure,
+        RefundReason::DisputeLost,
     ];
 
     /// The word stored and shown.
@@ -66,6 +75,7 @@ impl RefundReason {
             RefundReason::NotAllocated => "not_allocated",
             RefundReason::PaymentAfterPledgeEnded => "payment_after_pledge_ended",
             RefundReason::PaymentAfterFailure => "payment_after_failure",
+            RefundReason::DisputeLost => "dispute_lost",
         }
     }
 
@@ -87,7 +97,8 @@ pub(crate) struct Refund {
     /// None while a networked provider has not answered the call that creates it.
     pub provider_refund_id: Option<String>,
     pub created_at: DateTime<Utc>,
-    pub succeeded_at: Option<DateTime<Utc>>,
+    /// When the provider paid it, or when a lost dispute cancelled it.
+    pub settled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -121,7 +132,7 @@ impl From<RefundRow> for Refund {
             provider: r.provider,
             provider_refund_id: r.provider_refund_id,
             created_at: r.created_at,
-            succeeded_at: r.settled_at,
+            settled_at: r.settled_at,
         }
     }
 }
@@ -143,9 +154,12 @@ pub(crate) struct RefundView {
     /// The refund at its provider: `payment_id` is the provider's id for the refund.
     payment: PaymentRef,
     created_at: DateTime<Utc>,
-    /// When the provider confirmed it; absent while pending.
+    /// When the provider confirmed it; absent unless succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     succeeded_at: Option<DateTime<Utc>>,
+    /// When a lost dispute cancelled it; absent unless cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl From<Refund> for RefundView {
@@ -160,7 +174,8 @@ impl From<Refund> for RefundView {
             reason: r.reason,
             payment: PaymentRef::new(r.provider, r.provider_refund_id),
             created_at: r.created_at,
-            succeeded_at: r.succeeded_at,
+            succeeded_at: r.settled_at.filter(|_| r.status == RefundStatus::Succeeded),
+            cancelled_at: r.settled_at.filter(|_| r.status == RefundStatus::Cancelled),
         }
     }
 }
@@ -401,6 +416,13 @@ pub(crate) async fn confirm_refund(
     .await?;
     let (id, amount, currency, status) = row.ok_or_else(|| unknown("refund", provider_refund_id))?;
     expect_money(Object::Refund, provider_refund_id, amount, &currency, paid)?;
+    if status == "cancelled" {
+        // The bank gave this money back already (a lost dispute): paid again, it left the
+        // provider twice, which an operator must see.
+        return Err(PaymentError::RefundCancelled {
+            provider_id: provider_refund_id.to_owned(),
+        });
+    }
     if status != "pending" {
         return Ok(Applied::Nothing);
     }
@@ -425,4 +447,73 @@ pub(crate) async fn confirm_refund(
     let data = serde_json::to_value(RefundView::from(Refund::from(settled))).expect("a refund serialises");
     outbox::emit(conn, EventType::RefundSucceeded, data, now).await?;
     Ok(Applied::Done)
+}
+
+/// A pledge's refunds still owed (pending), oldest first, locked: what a lost dispute of its
+/// payment may cancel.
+pub(crate) async fn owed_to_pledge_locked(conn: &mut PgConnection, pledge_id: Uuid) -> sqlx::Result<Vec<Refund>> {
+    let rows: Vec<RefundRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from refunds where pledge_id = $1 and status = 'pending' order by created_at, id for update"
+    ))
+    .bind(pledge_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Refund::from).collect())
+}
+
+/// A lost dispute's chargeback gave the card back `taken`: the refunds `owed` (oldest first, of
+/// one pledge, locked) that money stands in for are cancelled, naming the dispute, each with the
+/// call that would create it at a networked provider if it was not made yet, so they are never
+/// paid; what one of them owed beyond `taken` is owed again by a new refund (its reason, the
+/// entry that owed it). Returns how much of `taken` they covered; the books are the caller's.
+pub(crate) async fn cancel_for_dispute(
+    conn: &mut PgConnection,
+    owed: &[Refund],
+    taken: Decimal,
+    dispute_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Decimal, PaymentError> {
+    let mut left = taken;
+    let mut cancelled = Vec::new();
+    let mut again = Vec::new();
+    for refund in owed {
+        if left <= Decimal::ZERO {
+            break;
+        }
+        let covered = left.min(refund.amount.amount());
+        left -= covered;
+        cancelled.push(refund.id);
+        if covered < refund.amount.amount() {
+            again.push((refund, refund.amount.amount() - covered));
+        }
+    }
+    if cancelled.is_empty() {
+        return Ok(Decimal::ZERO);
+    }
+    sqlx::query(
+        "update refunds set status = 'cancelled', settled_at = $2, cancelled_by_dispute_id = $3
+          where id = any($1) and status = 'pending'",
+    )
+    .bind(&cancelled)
+    .bind(now)
+    .bind(dispute_id)
+    .execute(&mut *conn)
+    .await?;
+    super::calls::cancel_unmade(conn, &cancelled, now).await?;
+    for (refund, rest) in again {
+        let owed_entry: Option<Uuid> = sqlx::query_scalar("select owed_entry_id from refunds where id = $1")
+            .bind(refund.id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let owed_entry = owed_entry.expect("refunds name the entry that owed them (migration 0010)");
+        let new = NewRefund {
+            id: Uuid::now_v7(),
+            pledge_id: refund.pledge_id,
+            offer_id: refund.offer_id,
+            amount: rest,
+        };
+        let currency = refund.amount.currency();
+        insert_refunds(conn, &refund.provider, currency, &[new], refund.reason, owed_entry, now).await?;
+    }
+    Ok(taken - left)
 }

@@ -69,6 +69,24 @@ pub(crate) struct SandboxData {
     pub payment_id: String,
     pub amount: String,
     pub currency: String,
+    /// A dispute's events: the dispute's id ([`dispute_id_of`] its payment's when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute_id: Option<String>,
+    /// `dispute.closed`: `won` or `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// The sandbox's id of the dispute of a payment: a card network allows one dispute of a charge,
+/// so the payment's own id names it (`pay_…` → `dp_…`), and its close can be asked for before
+/// the dispute was ever sent.
+pub(crate) fn dispute_id_of(payment_id: &str) -> String {
+    format!("dp_{}", payment_id.strip_prefix("pay_").unwrap_or(payment_id))
+}
+
+/// The payment a sandbox dispute id names: the inverse of [`dispute_id_of`].
+pub(crate) fn payment_of_dispute(dispute_id: &str) -> Option<String> {
+    dispute_id.strip_prefix("dp_").map(|id| format!("pay_{id}"))
 }
 
 /// Verifies and reads a sandbox (Standard Webhooks) delivery.
@@ -111,9 +129,23 @@ fn sandbox_event(e: &SandboxEvent) -> Result<Event, String> {
         },
         "payment.failed" => Event::PaymentFailed { payment_id: id },
         "payment.disputed" => Event::PaymentDisputed {
+            dispute_id: e.data.dispute_id.clone().unwrap_or_else(|| dispute_id_of(&id)),
             payment_id: id,
             amount: money()?,
         },
+        "dispute.closed" => {
+            let lost = match e.data.status.as_deref() {
+                Some("lost") => true,
+                Some("won") => false,
+                _ => return Err("a dispute.closed without its status, won or lost".into()),
+            };
+            Event::DisputeClosed {
+                dispute_id: e.data.dispute_id.clone().unwrap_or_else(|| dispute_id_of(&id)),
+                payment_id: id,
+                amount: money()?,
+                lost,
+            }
+        }
         "refund.succeeded" => Event::RefundSucceeded {
             refund_id: id,
             amount: money()?,

@@ -32,8 +32,9 @@ pub(crate) struct PledgeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     payment: Option<PaymentRef>,
     /// When the investor disputed the card payment with their bank (`pledge.disputed`); shown
-    /// with `payment`, absent while undisputed. The pledge's status does not change: the money
-    /// stays where its funding put it until the provider takes it back.
+    /// with `payment`, absent while undisputed. The pledge's status does not change until the
+    /// bank decides: a dispute lost while the pledge is funded cancels it (`dispute.lost`,
+    /// docs/disputes.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     disputed_at: Option<DateTime<Utc>>,
     risk_acknowledged: bool,

@@ -15,15 +15,17 @@ use crate::money::Money;
 use crate::offers::{self, Offer, OfferStatus};
 use crate::outbox::{self, EventType};
 use crate::payments;
+use crate::payments::card::Payment;
 use crate::payments::refunds::RefundReason;
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event, store};
 
 /// Pledges looked at per transaction by [`expire_unpaid`].
 const BATCH: i64 = 500;
 
-/// Ends a pledge whose card money never arrived: its shares go back to the offer, and the
-/// cheque money it had reserved goes back to its cheques. The caller holds the offer's and the
-/// pledge's locks.
+/// Ends a pledge whose card money never arrived (or, funded, whose card money a lost dispute
+/// took back, `super::disputes`): its shares go back to the offer, and the cheque money it had
+/// reserved or spent goes back to its cheques. The caller holds the offer's and the pledge's
+/// locks.
 pub(crate) async fn cancel_pledge(
     conn: &mut PgConnection,
     pledge: &Pledge,
@@ -55,6 +57,24 @@ pub(crate) async fn cancel_pledge(
     )
     .await?;
     Ok(())
+}
+
+/// Locks what ending a pledge paid by card changes, in the order every such move takes: its
+/// offer (whose shares it returns), the pledge, then its payment.
+pub(crate) async fn lock_pledge_and_payment(
+    conn: &mut PgConnection,
+    pledge_id: Uuid,
+) -> Result<(Pledge, Payment), RoundError> {
+    // A pledge's offer never changes: read unlocked to find which offer to lock first.
+    let unlocked = store::get(conn, pledge_id)
+        .await?
+        .ok_or(RoundError::NoPledge(pledge_id))?;
+    offers::store::lock(conn, unlocked.offer_id).await?;
+    let pledge = store::lock(conn, pledge_id).await?.expect("pledges are never deleted");
+    let payment = payments::card::payment_of_pledge_locked(conn, pledge_id)
+        .await?
+        .ok_or(RoundError::Unaccounted(format!("pledge {pledge_id} has no payment")))?;
+    Ok((pledge, payment))
 }
 
 /// Revokes a non-sophisticated investor's pledge within its reflection period: an unpaid pledge

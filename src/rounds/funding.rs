@@ -1,7 +1,6 @@
 //! Funding on a provider's confirmation: a captured payment funds its pledge (`psp → escrow`),
 //! or, when the pledge ended meanwhile, is booked and owed straight back; a failed payment
-//! ends its pledge; a disputed payment is recorded and announced (`pledge.disputed`), moving no
-//! money yet (chargebacks are issue 23's). One domain call per confirmation, made only by the signed-webhook handler,
+//! ends its pledge (a disputed one is `disputes`'s). One domain call per confirmation, made only by the signed-webhook handler,
 //! moving state, ledger and outbox in one transaction.
 //! Lock order, everywhere: offer, then pledge, then payment or refund. A payment confirmed in
 //! time takes no offer lock at all.
@@ -12,19 +11,18 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::RoundError;
-use super::ending::cancel_pledge;
+use super::ending::{cancel_pledge, lock_pledge_and_payment};
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::payments::card::{
-    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, payment_of_pledge_locked, record_dispute,
-    set_payment_status,
+    PAYMENT_COLUMNS, Payment, PaymentStatus, capture, find_payment, named_payment, set_payment_status,
 };
 use crate::payments::provider::Object;
 use crate::payments::refunds::{NewRefund, RefundReason, insert_refunds};
-use crate::payments::{Applied, PaymentError, expect_money, unknown};
+use crate::payments::{Applied, expect_money};
 use crate::pledges::{self, Pledge, PledgeEvent, PledgeStatus, pledge_event};
 
 /// The provider captured a payment: the pledge is funded and the money moves `psp → escrow`.
@@ -38,9 +36,7 @@ pub(crate) async fn confirm_payment(
     paid: Money,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let seen = find_payment(conn, provider, provider_payment_id, false)
-        .await?
-        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let seen = named_payment(conn, provider, provider_payment_id, false).await?;
     let unlocked = pledges::store::get(conn, seen.pledge_id)
         .await?
         .expect("payments belong to pledges");
@@ -271,9 +267,7 @@ pub(crate) async fn fail_payment(
     provider_payment_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let seen = find_payment(conn, provider, provider_payment_id, false)
-        .await?
-        .ok_or_else(|| unknown("payment", provider_payment_id))?;
+    let seen = named_payment(conn, provider, provider_payment_id, false).await?;
     fail_payment_of_pledge(conn, seen.pledge_id, now).await
 }
 
@@ -284,16 +278,7 @@ pub(crate) async fn fail_payment_of_pledge(
     pledge_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Applied, RoundError> {
-    let unlocked = pledges::store::get(conn, pledge_id)
-        .await?
-        .expect("payments belong to pledges");
-    offers::store::lock(conn, unlocked.offer_id).await?;
-    let pledge = pledges::store::lock(conn, pledge_id)
-        .await?
-        .expect("pledges are never deleted");
-    let payment = payment_of_pledge_locked(conn, pledge_id)
-        .await?
-        .expect("payments are never deleted");
+    let (pledge, payment) = lock_pledge_and_payment(conn, pledge_id).await?;
     if payment.status != PaymentStatus::Pending {
         // A failure after a success (or a repeat) changes nothing: the money was captured and
         // stays booked where the success put it.
@@ -303,57 +288,5 @@ pub(crate) async fn fail_payment_of_pledge(
     if pledge.status == PledgeStatus::PendingPayment {
         cancel_pledge(conn, &pledge, now).await?;
     }
-    Ok(Applied::Done)
-}
-
-/// The investor disputed a captured card payment with their bank: the dispute is recorded on the
-/// payment (the first one only) and `pledge.disputed` emitted, in the event's transaction. The
-/// pledge keeps its status and the books are untouched: until the provider takes the money back
-/// (a chargeback, issue 23) it is still captured where the pledge's funding put it, and a
-/// dispute may yet be won. A dispute of money never captured, or of more than was paid, or in
-/// another currency, does not fit what we know and is quarantined.
-pub(crate) async fn dispute_payment(
-    conn: &mut PgConnection,
-    provider: &str,
-    provider_payment_id: &str,
-    disputed: Money,
-    now: DateTime<Utc>,
-) -> Result<Applied, RoundError> {
-    let payment = find_payment(conn, provider, provider_payment_id, true)
-        .await?
-        .ok_or_else(|| unknown("payment", provider_payment_id))?;
-    if disputed.currency().code() != payment.currency || disputed.amount() > payment.amount {
-        return Err(PaymentError::Mismatch {
-            object: Object::Payment,
-            provider_id: provider_payment_id.to_owned(),
-            expected: payment.amount,
-            currency: payment.currency,
-            paid: disputed,
-        }
-        .into());
-    }
-    if payment.status != PaymentStatus::Succeeded {
-        return Err(PaymentError::NotCaptured {
-            provider_id: provider_payment_id.to_owned(),
-        }
-        .into());
-    }
-    if !record_dispute(conn, payment.id, disputed.amount(), now).await? {
-        // Disputed before: that dispute was announced; this one adds nothing.
-        return Ok(Applied::Nothing);
-    }
-    // A pledge's offer and investor never change: no lock needed to name them.
-    let pledge = pledges::store::get(conn, payment.pledge_id)
-        .await?
-        .expect("payments belong to pledges");
-    outbox::emit(
-        conn,
-        EventType::PledgeDisputed,
-        serde_json::json!({ "pledge_id": pledge.id, "offer_id": pledge.offer_id, "investor_id": pledge.investor_id,
-                            "payment": { "provider": provider, "payment_id": provider_payment_id },
-                            "amount": disputed.amount_string(), "currency": disputed.currency() }),
-        now,
-    )
-    .await?;
     Ok(Applied::Done)
 }

@@ -1,5 +1,6 @@
 //! A round's money moves: what carries a pledge's money through its round's life, from the
-//! provider's confirmation to the round's end. Funding on confirmation (`funding`), cancelling,
+//! provider's confirmation to the round's end. Funding on confirmation (`funding`), card
+//! disputes and their chargebacks (`disputes`), cancelling,
 //! revoking, expiry and refunds (`ending`), closing and allocation (`closing`), paying the
 //! project out (`payouts`), and making the calls that create a round's payments, refunds and
 //! payouts at a networked provider (`calls`), and comparing them with the provider's (`reconcile`). The state machine lives here, above the domains it moves (offers,
@@ -7,6 +8,7 @@
 
 pub mod calls;
 pub mod closing;
+pub mod disputes;
 pub mod ending;
 pub mod funding;
 pub mod payouts;
@@ -28,6 +30,14 @@ pub enum RoundError {
     MinTargetNotReached(String),
     #[error("{0}")]
     NotRevocable(&'static str),
+    /// A provider's close of a dispute names another amount than its opening did: it does not
+    /// fit, and is quarantined.
+    #[error("dispute {dispute} is for {} {}, not {said}", crate::money::format_amount(*expected, said.currency()), said.currency())]
+    DisputeMismatch {
+        dispute: String,
+        expected: rust_decimal::Decimal,
+        said: crate::money::Money,
+    },
     #[error("the project has been paid everything it is owed for this offer")]
     NothingToPay,
     /// The provider needs to know where the project is paid: the field of the project's payout

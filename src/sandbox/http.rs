@@ -1,5 +1,5 @@
 //! The sandbox's test controls: make the built-in provider succeed, fail or dispute a payment,
-//! or succeed a refund, payout or deposit (it then posts its signed webhook to this service like
+//! decide a dispute, or succeed a refund, payout or deposit (it then posts its signed webhook to this service like
 //! a real provider), and read or move the manual clock. Routed only under a manual clock (`crate::app`), and
 //! above the domains like any handler: the adapter itself is `payments::sandbox`.
 
@@ -8,19 +8,19 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::{ClockError, wall_clock};
 use crate::http::auth::{Auth, Operators};
 use crate::http::error::{ApiError, Code, Problem};
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::state::AppState;
-use crate::money::{Currency, format_amount};
+use crate::money::{Amount, Currency, Money, format_amount};
 use crate::payments::SANDBOX;
 use crate::payments::refunds::{self, RefundView};
-use crate::payments::sandbox::{SandboxData, SandboxEvent};
+use crate::payments::sandbox::{SandboxData, SandboxEvent, dispute_id_of, payment_of_dispute};
 use crate::webhooks::signature;
 use uuid::Uuid;
 
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(payment_succeed))
         .routes(routes!(payment_fail))
         .routes(routes!(payment_dispute))
+        .routes(routes!(dispute_close))
         .routes(routes!(refund_succeed))
         .routes(routes!(payout_succeed))
         .routes(routes!(deposit_succeed))
@@ -42,6 +43,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Outcome {
     /// The payment's, refund's or payout's id.
     id: String,
+    /// A dispute's controls: the dispute's id (`dp_…`), which
+    /// `POST /v1/sandbox/disputes/{id}/close` takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispute_id: Option<String>,
     /// The id of the webhook event the sandbox sent.
     event_id: String,
     /// False when the event had already been applied, no longer applies, or was quarantined.
@@ -62,27 +67,30 @@ async fn lookup(state: &AppState, table: &str, id_column: &str, id: &str) -> Res
     .ok_or_else(|| ApiError::not_found(format!("no sandbox {} {id}", table.trim_end_matches('s'))))
 }
 
+/// An event's data: `id` names the payment, refund or payout, the amount is written with its
+/// currency's decimals.
+fn data(id: String, amount: Decimal, currency: String) -> Result<SandboxData, ApiError> {
+    let code = Currency::parse(&currency)?;
+    Ok(SandboxData {
+        payment_id: id,
+        amount: format_amount(amount, code),
+        currency,
+        dispute_id: None,
+        status: None,
+    })
+}
+
 /// Sends one signed event to the service's own webhook endpoint, exactly as an outside
 /// provider would (Standard Webhooks headers), and reports what the endpoint answered.
-async fn send(
-    state: &AppState,
-    kind: &str,
-    id: String,
-    amount: Decimal,
-    currency: String,
-) -> Result<Json<Outcome>, ApiError> {
+async fn send(state: &AppState, kind: &str, data: SandboxData) -> Result<Json<Outcome>, ApiError> {
     // A provider stamps and signs with its own clock, the real one: the manual clock is ours.
     let now = wall_clock().timestamp();
-    let currency_code = Currency::parse(&currency)?;
+    let (id, dispute_id) = (data.payment_id.clone(), data.dispute_id.clone());
     let event = SandboxEvent {
         id: format!("evt_{}", Uuid::now_v7().simple()),
         kind: kind.to_string(),
         created: now,
-        data: SandboxData {
-            payment_id: id.clone(),
-            amount: format_amount(amount, currency_code),
-            currency,
-        },
+        data,
     };
     let body = serde_json::to_vec(&event).map_err(ApiError::internal)?;
     let signature = signature::signature_header(
@@ -128,6 +136,7 @@ async fn send(
     let applied = outcome == "applied" && answer["duplicate"] != true;
     Ok(Json(Outcome {
         id,
+        dispute_id,
         event_id: event.id,
         applied,
         outcome,
@@ -144,7 +153,7 @@ async fn payment_succeed(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
-    send(&state, "payment.succeeded", id, amount, currency).await
+    send(&state, "payment.succeeded", data(id, amount, currency)?).await
 }
 
 /// Sandbox: the card payment fails (a signed `payment.failed` webhook is sent).
@@ -157,22 +166,96 @@ async fn payment_fail(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
-    send(&state, "payment.failed", id, amount, currency).await
+    send(&state, "payment.failed", data(id, amount, currency)?).await
 }
 
-/// Sandbox: the investor disputes the captured card payment with their bank, for all of it (a
-/// signed `payment.disputed` webhook is sent). The pledge is announced disputed
-/// (`pledge.disputed`) once; its status and the books do not change.
-#[utoipa::path(post, path = "/v1/sandbox/payments/{id}/dispute", tag = "sandbox", params(("id" = String, Path)),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DisputeQuery {
+    /// Dispute only this much of the payment, with its currency's decimals (default: all of it).
+    #[param(value_type = Option<String>, example = "50.00")]
+    amount: Option<String>,
+}
+
+/// Sandbox: the investor disputes the captured card payment with their bank, for all of it or
+/// `amount` (a signed `payment.disputed` webhook is sent, naming the dispute `dispute_id`). The
+/// pledge is announced disputed (`pledge.disputed`) once; its status and the books do not change
+/// until the dispute is decided (`/v1/sandbox/disputes/{id}/close`).
+#[utoipa::path(post, path = "/v1/sandbox/payments/{id}/dispute", tag = "sandbox", params(("id" = String, Path), DisputeQuery),
     security(("api_key" = [])),
     responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn payment_dispute(
     State(state): State<AppState>,
     _auth: Auth<Operators>,
     AppPath(id): AppPath<String>,
+    AppQuery(q): AppQuery<DisputeQuery>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let (amount, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
-    send(&state, "payment.disputed", id, amount, currency).await
+    let (paid, currency) = lookup(&state, "payments", "provider_payment_id", &id).await?;
+    let amount = match q.amount {
+        Some(asked) => {
+            let asked: Amount = asked
+                .parse()
+                .map_err(|e| ApiError::validation(format!("amount: {e}")))?;
+            Money::new(asked.value(), Currency::parse(&currency)?)
+                .map_err(|e| ApiError::validation(format!("amount: {e}")))?
+                .amount()
+        }
+        None => paid,
+    };
+    let mut data = data(id, amount, currency)?;
+    data.dispute_id = Some(dispute_id_of(&data.payment_id));
+    send(&state, "payment.disputed", data).await
+}
+
+/// How the bank decided a dispute.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DisputeOutcome {
+    /// For the platform: no money moves.
+    Won,
+    /// For the investor: the bank takes the disputed money back.
+    Lost,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "lost"}))]
+pub(crate) struct CloseDispute {
+    outcome: DisputeOutcome,
+}
+
+/// Sandbox: the bank decides the dispute `id` (the `dispute_id` the dispute control answered),
+/// and a signed `dispute.closed` webhook is sent: `lost` books the chargeback
+/// (docs/disputes.md), `won` moves nothing. A dispute the sandbox never sent is closed for all
+/// of its payment, and the service opens it as it closes it; asking again changes nothing.
+#[utoipa::path(post, path = "/v1/sandbox/disputes/{id}/close", tag = "sandbox", params(("id" = String, Path)),
+    request_body = CloseDispute, security(("api_key" = [])),
+    responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn dispute_close(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<CloseDispute>,
+) -> Result<Json<Outcome>, ApiError> {
+    let no_such = || ApiError::not_found(format!("no sandbox dispute {id}"));
+    let payment = payment_of_dispute(&id).ok_or_else(no_such)?;
+    let (amount, currency) = match lookup(&state, "disputes", "provider_dispute_id", &id).await {
+        Ok(opened) => opened,
+        Err(_) => lookup(&state, "payments", "provider_payment_id", &payment)
+            .await
+            .map_err(|_| no_such())?,
+    };
+    let mut data = data(payment, amount, currency)?;
+    data.dispute_id = Some(id.clone());
+    data.status = Some(
+        match body.outcome {
+            DisputeOutcome::Won => "won",
+            DisputeOutcome::Lost => "lost",
+        }
+        .to_string(),
+    );
+    send(&state, "dispute.closed", data).await
 }
 
 /// Sandbox: the refund reached the investor's card (a signed `refund.succeeded` webhook). `id` is
@@ -201,9 +284,11 @@ async fn refund_succeed(
     let _ = send(
         &state,
         "refund.succeeded",
-        provider_refund_id,
-        amount.amount(),
-        amount.currency().code().to_string(),
+        data(
+            provider_refund_id,
+            amount.amount(),
+            amount.currency().code().to_string(),
+        )?,
     )
     .await?;
     let mut conn = state.pool.acquire().await?;
@@ -221,7 +306,7 @@ async fn payout_succeed(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     let (amount, currency) = lookup(&state, "payouts", "provider_payout_id", &id).await?;
-    send(&state, "payout.paid", id, amount, currency).await
+    send(&state, "payout.paid", data(id, amount, currency)?).await
 }
 
 /// Sandbox: the sponsor's deposit arrived (a signed `payment.succeeded` webhook for it).
@@ -234,7 +319,7 @@ async fn deposit_succeed(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     let (amount, currency) = lookup(&state, "deposits", "provider_deposit_id", &id).await?;
-    send(&state, "payment.succeeded", id, amount, currency).await
+    send(&state, "payment.succeeded", data(id, amount, currency)?).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -310,7 +395,7 @@ pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
     .collect();
     let count = pending.len();
     for (kind, id, amount, currency) in pending {
-        let Json(sent) = send(state, kind, id, amount, currency).await?;
+        let Json(sent) = send(state, kind, data(id, amount, currency)?).await?;
         tracing::debug!(id = %sent.id, outcome = %sent.outcome, "sandbox confirmed by itself");
     }
     Ok(count)

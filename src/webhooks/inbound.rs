@@ -66,9 +66,17 @@ async fn apply(
         }
         // Only a pledge's card payment can be disputed: a deposit's dispute names no payment of
         // ours and is quarantined as unknown.
-        Event::PaymentDisputed { payment_id, amount } => {
-            crate::rounds::funding::dispute_payment(conn, provider, payment_id, *amount, now).await?
-        }
+        Event::PaymentDisputed {
+            payment_id,
+            dispute_id,
+            amount,
+        } => crate::rounds::disputes::open(conn, provider, payment_id, dispute_id, *amount, now).await?,
+        Event::DisputeClosed {
+            payment_id,
+            dispute_id,
+            amount,
+            lost,
+        } => crate::rounds::disputes::close(conn, provider, payment_id, dispute_id, *amount, *lost, now).await?,
         Event::RefundSucceeded { refund_id, amount } => {
             crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await?
         }

@@ -111,6 +111,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sandbox/payments/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/payments/{id}/fail", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/payments/{id}/dispute", Roles(OPERATOR)),
+    ("POST", "/v1/sandbox/disputes/{id}/close", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/refunds/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/payouts/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/deposits/{id}/succeed", Roles(OPERATOR)),
@@ -402,7 +403,7 @@ async fn sandbox_controls_exist_only_with_a_manual_clock(pool: PgPool) {
         .filter(|(_, path, _)| path.starts_with("/v1/sandbox/"))
         .map(|&(method, path, _)| (method, path))
         .collect();
-    assert_eq!(sandbox.len(), 8, "{sandbox:?}");
+    assert_eq!(sandbox.len(), 9, "{sandbox:?}");
 
     // A system clock: the controls are not there, for anybody, exactly as an unknown path.
     let app = TestApp::spawn_with(pool.clone(), &[("CROWDLEDGER__CLOCK__MODE", "system")]).await;

@@ -9,7 +9,9 @@ use crowdledger::outbox::EventType;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::fixtures::{self, funded_pledge, funded_sponsor, investor, ok, open_offer, published_project};
+use crate::common::fixtures::{
+    self, funded_pledge, funded_sponsor, investor, issue_cheque, ok, open_offer, published_project,
+};
 use crate::common::{Reply, TestApp};
 
 /// Types no action of [`busy_world`] emits: disabling an endpoint takes eight failed deliveries
@@ -30,24 +32,11 @@ async fn sandbox(app: &TestApp, what: &str, id: &str, action: &str) -> Value {
     r
 }
 
-async fn issue_cheque(app: &TestApp, sponsor: &str, face: &str, days: i64) -> Value {
-    let expires = app.clock.now() + chrono::TimeDelta::days(days);
-    ok(
-        app.post(
-            "/v1/cheques",
-            json!({"sponsor_id": sponsor, "beneficiary_name": "Winner", "beneficiary_email": "winner@example.org",
-                   "face_value": face, "currency": "EUR", "expires_at": expires.to_rfc3339()}),
-        )
-        .await,
-        201,
-    )
-    .await
-}
-
 /// Every event type but [`NOT_IN_THE_WORLD`], each by the action that emits it, through the API:
 /// a sponsor's deposit, cheques issued, spent, cancelled and expired; a round that succeeds and
-/// is paid out (with a revocation refunded, a late payment, a disputed payment and a
-/// cheque-funded pledge), one that fails at its closing time, one cancelled.
+/// is paid out (with a revocation refunded, a late payment, a disputed payment lost after the
+/// payout and a cheque-funded pledge), one that fails at its closing time (with a dispute won),
+/// one cancelled.
 async fn busy_world(app: &TestApp) {
     let project = published_project(app).await;
     let sophie = investor(app, "Sophie", "sophisticated").await;
@@ -92,10 +81,22 @@ async fn busy_world(app: &TestApp) {
     assert_eq!(closed["status"], "succeeded", "{closed:#}");
     let payout = ok(app.post(&format!("/v1/offers/{offer}/payouts"), json!({})).await, 201).await;
     fixtures::confirm_payout(app, &payout).await;
+    // The disputed pledge's bank decides for the investor after the round settled.
+    let disputed = payment_of(&disputed).replacen("pay_", "dp_", 1);
+    let lost = json!({"outcome": "lost"});
+    ok(
+        app.post(&format!("/v1/sandbox/disputes/{disputed}/close"), lost).await,
+        200,
+    )
+    .await;
 
-    // Closes below its minimum when its time comes, below.
+    // Closes below its minimum when its time comes, below; its pledge's dispute is won first.
     let failing = open_offer(app, &project, terms.clone(), 1).await;
-    funded_pledge(app, &failing, &sophie, 2).await;
+    let won = funded_pledge(app, &failing, &sophie, 2).await;
+    let won = sandbox(app, "payments", &payment_of(&won), "dispute").await;
+    let decided = json!({"outcome": "won"});
+    let path = format!("/v1/sandbox/disputes/{}/close", won["dispute_id"].as_str().unwrap());
+    ok(app.post(&path, decided).await, 200).await;
 
     let cancelled = open_offer(app, &project, terms, 9).await;
     funded_pledge(app, &cancelled, &sophie, 4).await;

@@ -1,5 +1,5 @@
 //! The service through its HTTP API (and its binary), black-box against a real Postgres: the
-//! catalogue, investors, rounds and their rules, cheques, sponsors, webhooks in and out, the
+//! catalogue, investors, rounds and their rules, cheques, sponsors, card disputes, webhooks in and out, the
 //! access matrix, bad input, the CLI, and the production-safety findings of issue 20
 //! (`security/`). One test binary, so the crate is linked once for all of them (each file was a
 //! binary of its own); one module per subject, each running the real app on port 0 over a fresh
@@ -13,6 +13,7 @@ mod bad_input;
 mod bad_input_props;
 mod cheques;
 mod cli;
+mod disputes;
 mod events;
 mod http_api;
 mod investors;

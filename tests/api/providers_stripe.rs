@@ -18,7 +18,7 @@ const WEBHOOK_SECRET: &str = "whsec_stripe-provider-tests";
 const ACCOUNT: &str = "acct_1CrowdLedgerTest";
 
 /// The service on Stripe, and the fake sending its signed events to the service.
-async fn on_stripe(pool: PgPool, timeout_seconds: &str) -> (TestApp, StripeFake) {
+pub(crate) async fn on_stripe(pool: PgPool, timeout_seconds: &str) -> (TestApp, StripeFake) {
     let stripe = StripeFake::builder().webhook_secret(WEBHOOK_SECRET).start().await;
     let app = TestApp::spawn_with(
         pool,
@@ -37,7 +37,7 @@ async fn on_stripe(pool: PgPool, timeout_seconds: &str) -> (TestApp, StripeFake)
 
 /// A project paid at its Stripe connected account, and its open offer of 10 to 100 shares at
 /// 10.00 (`min_target` as given), closing in 9 days: `(project, offer)`.
-async fn offer(app: &TestApp, min_target: &str) -> (String, String) {
+pub(crate) async fn offer(app: &TestApp, min_target: &str) -> (String, String) {
     let project = fixtures::published_project(app).await;
     let details = json!({"stripe_account": ACCOUNT});
     ok(
@@ -57,7 +57,7 @@ async fn offer(app: &TestApp, min_target: &str) -> (String, String) {
 }
 
 /// The requests the fake received at `path`, in order.
-fn requests_to(stripe: &StripeFake, path: &str) -> Vec<crowdledger_provider_fakes::stripe::ReceivedRequest> {
+pub(crate) fn requests_to(stripe: &StripeFake, path: &str) -> Vec<crowdledger_provider_fakes::stripe::ReceivedRequest> {
     stripe
         .requests()
         .into_iter()

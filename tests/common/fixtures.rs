@@ -208,6 +208,22 @@ pub async fn funded_sponsor_in(app: &TestApp, name: &str, amount: &str, currency
     id
 }
 
+/// A cheque of `face` EUR from `sponsor` to a contest's winner, expiring in `days`: as issued
+/// (its `code` shown this once).
+pub async fn issue_cheque(app: &TestApp, sponsor: &str, face: &str, days: i64) -> Value {
+    let expires = app.clock.now() + chrono::TimeDelta::days(days);
+    ok(
+        app.post(
+            "/v1/cheques",
+            json!({"sponsor_id": sponsor, "beneficiary_name": "Winner", "beneficiary_email": "winner@example.org",
+                   "face_value": face, "currency": "EUR", "expires_at": expires.to_rfc3339()}),
+        )
+        .await,
+        201,
+    )
+    .await
+}
+
 /// The ballot, recomputed from the revealed seed and the public pledge list, independently of
 /// the service's code (docs/ballot.md): pledges in the order of HMAC-SHA256(seed, pledge id),
 /// each taking its shares until the cap is reached.

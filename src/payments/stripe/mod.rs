@@ -1,5 +1,5 @@
 //! Stripe, inbound: `Stripe-Signature` verification and the mapping of `payment_intent.succeeded`,
-//! `payment_intent.payment_failed`, `charge.dispute.created`, the refunds' events
+//! `payment_intent.payment_failed`, `charge.dispute.created` and `charge.dispute.closed`, the refunds' events
 //! (`refund.created`, `refund.updated`, `charge.refunded`), `transfer.created` and `payout.paid`
 //! onto our [`Event`]s (PRODUCT.md section 10). Outbound calls are `client`'s: Stripe names its
 //! objects when it creates them, so nothing is named inside our transactions.
@@ -112,6 +112,14 @@ fn money_of(object: &serde_json::Value, field: &str) -> Result<Money, String> {
     Money::new(Decimal::new(minor, currency.minor_units()), currency).map_err(|e| e.to_string())
 }
 
+/// The payment intent a dispute disputes: our payment's id at Stripe.
+fn disputed_intent(dispute: &serde_json::Value) -> Result<String, String> {
+    dispute["payment_intent"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "a dispute without its payment intent".to_string())
+}
+
 fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, String> {
     let id = || {
         object["id"]
@@ -152,12 +160,21 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
         }
         // A dispute names the payment intent it disputes (our payment's id), and how much of it.
         "charge.dispute.created" => vec![Event::PaymentDisputed {
-            payment_id: object["payment_intent"]
-                .as_str()
-                .ok_or("a dispute without its payment intent")?
-                .to_owned(),
+            payment_id: disputed_intent(object)?,
+            dispute_id: id()?,
             amount: stripe_money(object)?,
         }],
+        // Decided: `lost` is a chargeback; `won`, or an inquiry closed without becoming one
+        // (`warning_closed`), moved no money. Any other status is not a decision.
+        "charge.dispute.closed" => match object["status"].as_str() {
+            Some(status @ ("lost" | "won" | "warning_closed")) => vec![Event::DisputeClosed {
+                payment_id: disputed_intent(object)?,
+                dispute_id: id()?,
+                amount: stripe_money(object)?,
+                lost: status == "lost",
+            }],
+            _ => vec![Event::Other],
+        },
         "refund.created" | "refund.updated" => vec![refund(object)?.unwrap_or(Event::Other)],
         // Before API version 2022-11-15 a charge listed its refunds; since, it lists none, and the
         // refunds' own events confirm them.
@@ -213,8 +230,41 @@ mod tests {
             disputed,
             Ok(vec![Event::PaymentDisputed {
                 payment_id: "pi_1".into(),
+                dispute_id: "dp_1".into(),
                 amount: eur("120.50")
             }])
+        );
+        // Closed: lost is a chargeback; won or an inquiry closed without one moves nothing; a
+        // status that decides nothing is not a close.
+        for (status, lost) in [
+            ("lost", Some(true)),
+            ("won", Some(false)),
+            ("warning_closed", Some(false)),
+            ("under_review", None),
+            ("prevented", None),
+        ] {
+            let closed = stripe_events(
+                "charge.dispute.closed",
+                &json!({"id": "dp_1", "object": "dispute", "charge": "ch_1", "payment_intent": "pi_1",
+                        "amount": 5000, "currency": "eur", "status": status}),
+            );
+            let expected = match lost {
+                Some(lost) => Event::DisputeClosed {
+                    payment_id: "pi_1".into(),
+                    dispute_id: "dp_1".into(),
+                    amount: eur("50.00"),
+                    lost,
+                },
+                None => Event::Other,
+            };
+            assert_eq!(closed, Ok(vec![expected]), "{status}");
+        }
+        assert!(
+            stripe_events(
+                "charge.dispute.closed",
+                &json!({"id": "dp_1", "amount": 5000, "currency": "eur", "status": "lost"})
+            )
+            .is_err()
         );
         assert!(
             stripe_events(
