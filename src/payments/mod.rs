@@ -12,6 +12,7 @@ pub mod providers;
 pub mod refunds;
 pub mod sandbox;
 pub mod stripe;
+mod wire;
 
 pub use error::PaymentError;
 use provider::Object;
