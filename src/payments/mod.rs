@@ -7,6 +7,7 @@ pub mod calls;
 pub mod card;
 mod error;
 pub mod http;
+pub mod payee;
 pub mod provider;
 pub mod providers;
 pub mod refunds;
