@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::PaymentError;
 use super::calls::{self, Call, Payer};
+use super::payee::Payee;
 use super::provider::PaymentProvider;
 use crate::money::Money;
 
@@ -41,6 +42,8 @@ pub(crate) struct PaymentOf {
     pub offer_id: Uuid,
     pub project_id: Uuid,
     pub payer: Payer,
+    /// The project's legal identity, for a provider that needs it ([`PaymentProvider::needs_payee`]).
+    pub payee: Option<Payee>,
 }
 
 /// Asks `provider` for a card payment of a pledge's card part: named at once by an in-process
@@ -58,6 +61,7 @@ pub(crate) async fn create_payment(
         offer_id,
         project_id,
         payer,
+        payee,
     } = of;
     let provider_payment_id = if provider.networked() {
         let call = Call::CreatePayment {
@@ -68,6 +72,7 @@ pub(crate) async fn create_payment(
             payer,
             amount: amount.amount(),
             currency: amount.currency().code().to_owned(),
+            payee,
         };
         calls::enqueue(conn, provider.name(), &call, now).await?;
         None

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::payments::calls::{Call, CallError, Context, Created, Remote};
+use crate::payments::calls::{Call, CallError, Context, Created, Destination, Remote};
 use crate::payments::wire::{not_sent, to_minor, without_url};
 
 /// The API version every request is rendered in, and the one the webhook endpoint registered at
@@ -193,10 +193,16 @@ impl Remote for StripeClient {
                     currency,
                     ..
                 } => {
+                    let Destination::StripeAccount(account) = destination else {
+                        return Err(CallError::Permanent {
+                            status: None,
+                            why: "Stripe pays out to a connected account only".into(),
+                        });
+                    };
                     let form = vec![
                         field("amount", minor(*amount, currency)?),
                         field("currency", currency.to_ascii_lowercase()),
-                        field("destination", destination),
+                        field("destination", account),
                         field("transfer_group", format!("offer_{offer_id}")),
                         field("metadata[payout_id]", payout_id),
                         field("metadata[offer_id]", offer_id),
