@@ -47,7 +47,7 @@ pub enum Call {
         /// The project's legal identity, for a provider that keeps the project as a user of its
         /// own, owner of the offer's escrow (Mangopay); none for the others.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        payee: Option<Payee>,
+        payee: Option<Box<Payee>>,
     },
     /// Money back to the card of a captured payment (`payment`: the provider's id for it).
     CreateRefund {
@@ -80,8 +80,12 @@ pub enum Destination {
     /// A Stripe connected account (`acct_…`), paid by a Connect transfer: a bare string, as
     /// queued before there were other destinations.
     StripeAccount(String),
-    /// A bank account the provider pays by wire, held by the project as `payee`.
-    BankAccount { bank_account: BankAccount, payee: Payee },
+    /// A bank account the provider pays by wire, held by the project as `payee` (boxed: a call
+    /// is mostly read, rarely moved).
+    BankAccount {
+        bank_account: Box<BankAccount>,
+        payee: Box<Payee>,
+    },
 }
 
 /// Namespace of the ids parties are kept under when they are ours by their details, not by one

@@ -72,7 +72,7 @@ pub(crate) async fn create_payment(
             payer,
             amount: amount.amount(),
             currency: amount.currency().code().to_owned(),
-            payee,
+            payee: payee.map(Box::new),
         };
         calls::enqueue(conn, provider.name(), &call, now).await?;
         None

@@ -187,7 +187,10 @@ async fn destination(conn: &mut PgConnection, provider: &str, project_id: Uuid) 
         crate::payments::mangopay::MANGOPAY => {
             let payee = project.payout.payee(&project.legal_name)?;
             let bank_account = project.payout.bank_account.expect("a payee has a bank account");
-            Ok(Destination::BankAccount { bank_account, payee })
+            Ok(Destination::BankAccount {
+                bank_account: Box::new(bank_account),
+                payee: Box::new(payee),
+            })
         }
         other => Err(RoundError::Unaccounted(format!(
             "no payout destination for provider {other}"
