@@ -11,6 +11,7 @@ use crowdledger_provider_fakes::mangopay::{Fault, Kind, MangopayFake};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::common::calls::{attempts, payment_of};
 use crate::common::fixtures::{self, DAY, ok};
 use crate::common::{OPERATOR_KEY, TestApp};
 
@@ -78,28 +79,6 @@ fn posts_to(mangopay: &MangopayFake, route: &str) -> Vec<crowdledger_provider_fa
         .into_iter()
         .filter(|r| r.method == "POST" && r.path == path)
         .collect()
-}
-
-/// What each attempt of the call that creates `object` came to, in order.
-async fn attempts(app: &TestApp, object: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "select a.outcome from provider_call_attempts a join provider_calls c on c.id = a.call_id
-          where c.object_id = $1::uuid order by a.id",
-    )
-    .bind(object)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
-}
-
-/// Our id of a pledge's payment.
-async fn payment_of(app: &TestApp, pledge: &str) -> String {
-    let id: uuid::Uuid = sqlx::query_scalar("select id from payments where pledge_id = $1::uuid")
-        .bind(pledge)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    id.to_string()
 }
 
 /// A stored inbound event of Mangopay's: its outcome and detail.

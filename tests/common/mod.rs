@@ -4,6 +4,7 @@
 // secrets_in_logs and bench_smoke binaries use parts.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod fixtures;
 pub mod sandbox;
 
