@@ -237,12 +237,14 @@ impl MangopayClient {
     }
 }
 
-/// What a refusal means for the call (docs/providers/mangopay-api.md section 4): a rate limit or
-/// an outage is waited out; anything else no repeat cures.
+/// What a refusal means for the call (docs/providers/mangopay-api.md section 4): a rate limit, an
+/// outage or a key in use (409, when its first answer cannot be read) is waited out; anything
+/// else no repeat cures.
 fn refusal(reply: &Reply) -> CallError {
     let status = Some(reply.status.as_u16());
     let why = format!("Mangopay answered {}: {}", reply.status, message(&reply.body));
-    if reply.status == StatusCode::TOO_MANY_REQUESTS || reply.status.is_server_error() {
+    let again = matches!(reply.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::CONFLICT);
+    if again || reply.status.is_server_error() {
         CallError::Retry {
             status,
             after: rate_limit_reset(&reply.headers, crate::clock::wall_clock().timestamp()),
