@@ -323,16 +323,9 @@ async fn every_route_answers_every_caller_as_the_roles_table_says(pool: PgPool) 
     // Mangopay's notifications are served once its client is configured (not as the card
     // provider: every other route answers as on the sandbox).
     let mangopay = crowdledger_provider_fakes::mangopay::MangopayFake::start().await;
-    let app = TestApp::spawn_with(
-        pool,
-        &[
-            ("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__CLIENT_ID", mangopay.client_id()),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_KEY", mangopay.api_key()),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_BASE", &mangopay.base_url()),
-        ],
-    )
-    .await;
+    let base = mangopay.base_url();
+    let extra = [("CROWDLEDGER__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")];
+    let app = TestApp::spawn_with(pool, &common::providers::mangopay_settings(&mangopay, &base, &extra)).await;
 
     let documented = documented(&app).await;
     let named = table_routes(ROUTES);

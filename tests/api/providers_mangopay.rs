@@ -11,8 +11,8 @@ use crowdledger_provider_fakes::mangopay::{Fault, Kind, MangopayFake};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::calls::{attempts, payment_of};
 use crate::common::fixtures::{self, DAY, ok};
+use crate::common::providers::{attempts, mangopay_settings, payment_of};
 use crate::common::{OPERATOR_KEY, TestApp};
 
 const RETURN_URL: &str = "https://platform.example/pledges/returned";
@@ -21,18 +21,13 @@ const IBAN: &str = "FR7630006000011234567890189";
 /// The service on Mangopay, and the fake sending its hooks to the service.
 async fn on_mangopay(pool: PgPool, timeout_seconds: &str) -> (TestApp, MangopayFake) {
     let mangopay = MangopayFake::start().await;
-    let app = TestApp::spawn_with(
-        pool,
-        &[
-            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "mangopay"),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__CLIENT_ID", mangopay.client_id()),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_KEY", mangopay.api_key()),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_BASE", &mangopay.base_url()),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__RETURN_URL", RETURN_URL),
-            ("CROWDLEDGER__PAYMENTS__MANGOPAY__TIMEOUT_SECONDS", timeout_seconds),
-        ],
-    )
-    .await;
+    let base = mangopay.base_url();
+    let extra = [
+        ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "mangopay"),
+        ("CROWDLEDGER__PAYMENTS__MANGOPAY__RETURN_URL", RETURN_URL),
+        ("CROWDLEDGER__PAYMENTS__MANGOPAY__TIMEOUT_SECONDS", timeout_seconds),
+    ];
+    let app = TestApp::spawn_with(pool, &mangopay_settings(&mangopay, &base, &extra)).await;
     mangopay.set_hook_url(hook_url(&app));
     (app, mangopay)
 }

@@ -12,8 +12,8 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::common::TestApp;
-use crate::common::calls::{attempts, payment_of};
 use crate::common::fixtures::{self, DAY, ok};
+use crate::common::providers::{attempts, payment_of};
 
 const WEBHOOK_SECRET: &str = "whsec_stripe-provider-tests";
 const ACCOUNT: &str = "acct_1CrowdLedgerTest";

@@ -4,8 +4,8 @@
 // secrets_in_logs and bench_smoke binaries use parts.
 #![allow(dead_code)]
 
-pub mod calls;
 pub mod fixtures;
+pub mod providers;
 pub mod sandbox;
 
 use std::time::Duration;
