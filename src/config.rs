@@ -227,6 +227,7 @@ impl Settings {
             bail!("invalid configuration: payments.stripe.webhook_secret must not be empty");
         }
         self.validate_stripe()?;
+        self.validate_mangopay()?;
         if let Some(key) = &self.ballot.seed_key
             && let Err(err) = crate::offers::ballot::SeedKey::parse(key.expose_secret())
         {
@@ -288,6 +289,57 @@ impl Settings {
             ] {
                 if !set {
                     bail!("invalid configuration: payments.card_provider = \"stripe\" needs {key}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mangopay as the card provider needs its client id and API key to call it and the URL its
+    /// hosted card page sends investors back to; what is set is checked.
+    fn validate_mangopay(&self) -> anyhow::Result<()> {
+        let mangopay = &self.payments.mangopay;
+        if mangopay
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            bail!("invalid configuration: payments.mangopay.client_id must be letters, digits, dashes or underscores");
+        }
+        if mangopay.api_key.as_ref().is_some_and(|k| k.expose_secret().is_empty()) {
+            bail!("invalid configuration: payments.mangopay.api_key must not be empty");
+        }
+        if !(1..=120).contains(&mangopay.timeout_seconds) {
+            bail!("invalid configuration: payments.mangopay.timeout_seconds must be between 1 and 120");
+        }
+        let http = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        if !http(&mangopay.api_base) {
+            bail!("invalid configuration: payments.mangopay.api_base must be an http(s) URL");
+        }
+        // Mangopay takes a ReturnURL of at most 220 characters.
+        if mangopay
+            .return_url
+            .as_deref()
+            .is_some_and(|url| !http(url) || url.len() > 220 || url.chars().any(char::is_whitespace))
+        {
+            bail!(
+                "invalid configuration: payments.mangopay.return_url must be an http(s) URL of at most 220 characters"
+            );
+        }
+        if !crate::payments::providers::MANGOPAY_CULTURES.contains(&mangopay.culture.as_str()) {
+            bail!(
+                "invalid configuration: payments.mangopay.culture must be one of {}",
+                crate::payments::providers::MANGOPAY_CULTURES.join(", ")
+            );
+        }
+        if self.payments.card_provider == Some(CardProvider::Mangopay) {
+            for (key, set) in [
+                ("payments.mangopay.client_id", mangopay.client_id.is_some()),
+                ("payments.mangopay.api_key", mangopay.api_key.is_some()),
+                ("payments.mangopay.return_url", mangopay.return_url.is_some()),
+            ] {
+                if !set {
+                    bail!("invalid configuration: payments.card_provider = \"mangopay\" needs {key}");
                 }
             }
         }
@@ -511,6 +563,59 @@ mod tests {
     }
 
     #[test]
+    fn mangopay_as_card_provider_needs_its_keys_and_return_url_named_when_missing() {
+        const CARD: (&str, &str) = ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "mangopay");
+        const CLIENT: (&str, &str) = ("CROWDLEDGER__PAYMENTS__MANGOPAY__CLIENT_ID", "crowdledger-prod");
+        const KEY: (&str, &str) = (
+            "CROWDLEDGER__PAYMENTS__MANGOPAY__API_KEY",
+            "mangopay-api-key-for-this-test",
+        );
+        const RETURN: (&str, &str) = (
+            "CROWDLEDGER__PAYMENTS__MANGOPAY__RETURN_URL",
+            "https://platform.example/returned",
+        );
+        for (given, missing) in [
+            (vec![CARD], "payments.mangopay.client_id"),
+            (vec![CARD, CLIENT], "payments.mangopay.api_key"),
+            (vec![CARD, CLIENT, KEY], "payments.mangopay.return_url"),
+        ] {
+            let err = message(load(&given).unwrap_err());
+            assert!(err.contains(missing), "{err}");
+        }
+        let s = load(&[CARD, CLIENT, KEY, RETURN]).unwrap();
+        assert_eq!(s.payments.card_provider, Some(CardProvider::Mangopay));
+        assert_eq!(
+            (
+                s.payments.mangopay.api_base.as_str(),
+                s.payments.mangopay.culture.as_str()
+            ),
+            ("https://api.mangopay.com", "FR")
+        );
+        assert_eq!(s.payments.mangopay.timeout_seconds, 10);
+        for (setting, key) in [
+            (
+                ("CROWDLEDGER__PAYMENTS__MANGOPAY__CULTURE", "fr"),
+                "payments.mangopay.culture",
+            ),
+            (
+                ("CROWDLEDGER__PAYMENTS__MANGOPAY__RETURN_URL", "platform.example/back"),
+                "payments.mangopay.return_url",
+            ),
+            (
+                ("CROWDLEDGER__PAYMENTS__MANGOPAY__TIMEOUT_SECONDS", "0"),
+                "payments.mangopay.timeout_seconds",
+            ),
+            (
+                ("CROWDLEDGER__PAYMENTS__MANGOPAY__CLIENT_ID", "a/b"),
+                "payments.mangopay.client_id",
+            ),
+        ] {
+            let err = message(load(&[setting]).unwrap_err());
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn read_timeout_and_retention_have_defaults_and_name_their_keys() {
         let s = load(&[]).unwrap();
         assert_eq!(s.database.read_statement_timeout(), Duration::from_secs(60));
@@ -544,6 +649,8 @@ mod tests {
         let sandbox = WebhookSecret::generate().expose_string();
         let stripe = "whsec_stripe-secret-for-this-test";
         let ballot = "YmFsbG90LXNlZWQta2V5LWZvci10aGlzLXRlc3QtMDEyMzQ1Njc4OQ==";
+        let stripe_key = "sk_live_stripe-key-for-this-test";
+        let mangopay = "mangopay-api-key-for-this-test";
         let s = load(&[
             ("CROWDLEDGER__BALLOT__SEED_KEY", ballot),
             ("CROWDLEDGER__AUTH__BOOTSTRAP_OPERATOR_KEY", &key),
@@ -551,10 +658,21 @@ mod tests {
             ("CROWDLEDGER__PAYMENTS__SANDBOX__WEBHOOK_SECRET", &sandbox),
             ("CROWDLEDGER__PAYMENTS__STRIPE__WEBHOOK_SECRET", stripe),
             ("CROWDLEDGER__DATABASE__MIGRATE_URL", "postgres://o:swordfish@h/x"),
+            ("CROWDLEDGER__PAYMENTS__STRIPE__SECRET_KEY", stripe_key),
+            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_KEY", mangopay),
         ])
         .unwrap();
         let printed = format!("{s:?} {s:#?}");
-        for secret in [key.as_str(), "hunter2", "swordfish", &sandbox, stripe, ballot] {
+        for secret in [
+            key.as_str(),
+            "hunter2",
+            "swordfish",
+            &sandbox,
+            stripe,
+            ballot,
+            stripe_key,
+            mangopay,
+        ] {
             assert!(!printed.contains(secret), "{printed}");
         }
     }

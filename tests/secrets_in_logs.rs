@@ -269,3 +269,70 @@ async fn no_secret_reaches_the_logs(pool: PgPool) {
         logs.len()
     );
 }
+
+#[sqlx::test]
+async fn no_mangopay_secret_reaches_the_logs(pool: PgPool) {
+    use base64::Engine;
+    let recorded = recording();
+    let mangopay = crowdledger_provider_fakes::mangopay::MangopayFake::start().await;
+    let app = TestApp::spawn_with(
+        pool,
+        &[
+            ("CROWDLEDGER__PAYMENTS__CARD_PROVIDER", "mangopay"),
+            ("CROWDLEDGER__PAYMENTS__MANGOPAY__CLIENT_ID", mangopay.client_id()),
+            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_KEY", mangopay.api_key()),
+            ("CROWDLEDGER__PAYMENTS__MANGOPAY__API_BASE", &mangopay.base_url()),
+            (
+                "CROWDLEDGER__PAYMENTS__MANGOPAY__RETURN_URL",
+                "https://platform.example/back",
+            ),
+        ],
+    )
+    .await;
+    mangopay.set_hook_url(format!("{}/v1/webhooks/mangopay", app.base));
+
+    // A card pledge paid on Mangopay: a token asked for, users, a wallet, a pay-in, a hook read
+    // back with the token; then the token refused and renewed.
+    let project = fixtures::published_project(&app).await;
+    let details = json!({
+        "bank_account": {"iban": "FR7630006000011234567890189", "owner_name": "Crois/Sens SCIC",
+                         "owner_address": {"line1": "12 rue de Siam", "city": "Brest", "postal_code": "29200", "country": "FR"}},
+        "company_number": "834 562 190",
+        "legal_representative": {"first_name": "Maël", "last_name": "Le Goff", "birthday": "1981-04-12",
+                                 "nationality": "FR", "country_of_residence": "FR", "email": "mael@crois-sens.example"},
+    });
+    let path = format!("/v1/projects/{project}/payout-details");
+    ok(
+        app.call(Method::PUT, &path, Some(OPERATOR_KEY), Some(&details)).await,
+        200,
+    )
+    .await;
+    let terms = json!({"min_target": "100.00", "max_target": "1000.00"});
+    let offer = fixtures::open_offer(&app, &project, terms, 9).await;
+    let investor = fixtures::investor(&app, "Ada Lovelace", "sophisticated").await;
+    let p = ok(fixtures::pledge(&app, &offer, &investor, 10, "10.00").await, 201).await;
+    mangopay.expire_tokens();
+    mangopay
+        .succeed_payin(p["payment"]["payment_id"].as_str().unwrap())
+        .await;
+    let funded = app.get(&format!("/v1/pledges/{}", p["id"].as_str().unwrap())).await;
+    assert_eq!(funded.body["status"], "funded", "{:#}", funded.body);
+
+    let tokens = mangopay.issued_tokens();
+    assert_eq!(tokens.len(), 2, "one token, then one renewed");
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", mangopay.client_id(), mangopay.api_key()));
+    let mut secrets = vec![
+        ("Mangopay's API key", mangopay.api_key().to_string()),
+        ("the Basic credentials", basic),
+    ];
+    secrets.extend(tokens.into_iter().map(|t| ("a Mangopay token", t)));
+    let logs = recorded.text();
+    assert!(logs.contains("/v1/webhooks/mangopay"), "the recording missed the hook");
+    let found: Vec<&str> = secrets
+        .iter()
+        .filter(|(_, secret)| logs.contains(secret.as_str()))
+        .map(|(what, _)| *what)
+        .collect();
+    assert!(found.is_empty(), "in the logs: {found:?}");
+}

@@ -125,6 +125,8 @@ catalogue! {
     /// The payment was paid, failed or was cancelled: there is nothing left to pay.
     PaymentNotPending = "payment_not_pending", CONFLICT;
     InvalidSignature = "invalid_signature", UNAUTHORIZED;
+    /// A provider's notification could not be read back from its API in time; it sends it again.
+    ProviderUnreachable = "provider_unreachable", SERVICE_UNAVAILABLE;
     WebhookFailed = "webhook_failed", BAD_GATEWAY;
     InvalidTarget = "invalid_target", UNPROCESSABLE_ENTITY;
     ClockNotManual = "clock_not_manual", CONFLICT;
@@ -673,6 +675,7 @@ impl From<crate::pledges::PledgeError> for ApiError {
             BelowMinTicket(_) => ApiError::new(Code::BelowMinTicket, detail),
             AboveMaxTicket(_) => ApiError::new(Code::AboveMaxTicket, detail),
             RiskWarningRequired(_) => ApiError::new(Code::RiskWarningRequired, detail),
+            PayoutDetailsMissing(_) => ApiError::new(Code::PayoutDetailsMissing, detail),
             Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
             Cheque(e) => e.into(),
             Payment(e) => e.into(),

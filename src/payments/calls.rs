@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::payee::{BankAccount, Payee};
 use super::provider::{Named, Object};
 
 /// Waits before the 2nd, 3rd, … attempt; the last repeats until the call is stuck.
@@ -45,6 +46,10 @@ pub enum Call {
         method: Method,
         amount: Decimal,
         currency: String,
+        /// The project's legal identity, for a provider that keeps the project as a user of its
+        /// own, owner of the offer's escrow (Mangopay); none for the others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payee: Option<Box<Payee>>,
     },
     /// A payment that will not be paid any more (its pledge cancelled): no money may arrive
     /// for it at the provider.
@@ -60,14 +65,19 @@ pub enum Call {
         amount: Decimal,
         currency: String,
     },
-    /// A project's money, to its account at the provider (`destination`).
+    /// A project's money, `amount`, to its account at the provider (`destination`).
     CreatePayout {
         payout_id: Uuid,
         offer_id: Uuid,
         project_id: Uuid,
-        destination: String,
+        destination: Destination,
         amount: Decimal,
         currency: String,
+        /// The platform's fee on the round, which a provider that keeps each offer's escrow
+        /// apart (Mangopay) moves out of it with the payout; zero after an offer's first payout,
+        /// and for providers whose balance is the platform's own (Stripe).
+        #[serde(default)]
+        fee: Decimal,
     },
 }
 
@@ -87,6 +97,40 @@ impl Method {
         match self {
             Method::Card => "card",
             Method::BankTransfer => "bank_transfer",
+        }
+    }
+}
+
+/// Where a payout goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Destination {
+    /// A Stripe connected account (`acct_…`), paid by a Connect transfer: a bare string, as
+    /// queued before there were other destinations.
+    StripeAccount(String),
+    /// A bank account the provider pays by wire, held by the project as `payee` (boxed: a call
+    /// is mostly read, rarely moved).
+    BankAccount {
+        bank_account: Box<BankAccount>,
+        payee: Box<Payee>,
+    },
+}
+
+/// Namespace of the ids parties are kept under when they are ours by their details, not by one
+/// of our rows.
+const PARTY_NAMESPACE: Uuid = Uuid::from_u128(0x946dfe5f_7ecd_485e_b04d_31d44089843b);
+
+impl Destination {
+    /// The id a bank account is kept under among our parties (`provider_parties`, role
+    /// `bank_account`): derived from the project and the account's details, so the same account
+    /// is registered at the provider once and a changed one is a new party.
+    pub fn party_id(&self, project_id: Uuid) -> Option<Uuid> {
+        match self {
+            Destination::StripeAccount(_) => None,
+            Destination::BankAccount { bank_account, .. } => {
+                let details = serde_json::to_vec(&(project_id, bank_account)).expect("a bank account serialises");
+                Some(Uuid::new_v5(&PARTY_NAMESPACE, &details))
+            }
         }
     }
 }
@@ -167,8 +211,14 @@ impl Call {
             Call::CreateRefund { pledge_id, .. } => vec![*pledge_id],
             Call::CancelPayment { .. } => Vec::new(),
             Call::CreatePayout {
-                offer_id, project_id, ..
-            } => vec![*offer_id, *project_id],
+                offer_id,
+                project_id,
+                destination,
+                ..
+            } => [*offer_id, *project_id]
+                .into_iter()
+                .chain(destination.party_id(*project_id))
+                .collect(),
         }
     }
 
@@ -245,7 +295,8 @@ impl CallError {
         }
     }
 
-    fn status(&self) -> Option<u16> {
+    /// The HTTP status the provider answered, if it answered.
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             CallError::Retry { status, .. } | CallError::Permanent { status, .. } => *status,
             CallError::Unknown { .. } => None,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::PaymentError;
 use super::calls::{self, BankInstructions, Call, Method, Payer};
+use super::payee::Payee;
 use super::provider::PaymentProvider;
 use crate::money::Money;
 
@@ -45,6 +46,8 @@ pub(crate) struct PaymentOf {
     pub project_id: Uuid,
     pub payer: Payer,
     pub method: Method,
+    /// The project's legal identity, for a provider that needs it ([`PaymentProvider::needs_payee`]).
+    pub payee: Option<Payee>,
 }
 
 /// Asks `provider` for a card payment of a pledge's card part: named at once by an in-process
@@ -63,7 +66,11 @@ pub(crate) async fn create_payment(
         project_id,
         payer,
         method,
+        payee,
     } = of;
+    if method == Method::BankTransfer && !provider.takes_bank_transfers() {
+        return Err(PaymentError::Unavailable);
+    }
     let provider_payment_id = if provider.networked() {
         let call = Call::CreatePayment {
             payment_id: id,
@@ -74,13 +81,12 @@ pub(crate) async fn create_payment(
             method,
             amount: amount.amount(),
             currency: amount.currency().code().to_owned(),
+            payee: payee.map(Box::new),
         };
         calls::enqueue(conn, provider.name(), &call, now).await?;
         None
-    } else if method == Method::Card {
-        Some(provider.create_payment(id, amount)?)
     } else {
-        return Err(PaymentError::Unavailable);
+        Some(provider.create_payment(id, amount)?)
     };
     Ok(sqlx::query_as(&format!(
         "insert into payments (id, provider, provider_payment_id, pledge_id, amount, currency, created_at, method)

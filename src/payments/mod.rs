@@ -1,6 +1,8 @@
 //! Money through payment providers, by job: which providers exist (`providers`), the adapter
-//! each one is (`provider`: the trait; `sandbox`, `stripe`), the queue of calls to networked
-//! ones (`calls`), card payments for pledges (`card`), their disputes (`disputes`) and refunds (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
+//! each one is (`provider`: the trait; `sandbox`, `stripe`, `mangopay`), the queue of calls to
+//! networked ones (`calls`, what they share on the wire in `wire`, the project as a payee they
+//! carry in `payee`), card payments for pledges (`card`), their disputes (`disputes`) and refunds
+//! (`refunds`, listed and read over HTTP in `http`). Payments know pledges and
 //! offers only by id; what a provider's confirmation does to a round is `rounds`'s.
 
 pub mod calls;
@@ -8,11 +10,14 @@ pub mod card;
 pub mod disputes;
 mod error;
 pub mod http;
+pub mod mangopay;
+pub mod payee;
 pub mod provider;
 pub mod providers;
 pub mod refunds;
 pub mod sandbox;
 pub mod stripe;
+mod wire;
 
 pub use error::PaymentError;
 use provider::Object;

@@ -65,6 +65,9 @@ pub struct Received {
     /// object's metadata): an event may arrive before we wrote the provider's answer to the
     /// call that created the object, and is still understood.
     pub named: Vec<Named>,
+    /// Why an event that moves nothing is ignored, when the provider's adapter knows (Mangopay:
+    /// a notification about something that is not ours), kept as the stored event's detail.
+    pub note: Option<String>,
 }
 
 /// A provider's object named by one of our ids.
@@ -121,12 +124,19 @@ impl Received {
             // The reason quoted what the body said, which may hold a NUL.
             event: event.map_err(|why| why.replace('\0', "\u{fffd}")),
             named: Vec::new(),
+            note: None,
         }
     }
 
     /// The event, with the rows of ours it names; ids that could not be stored are left out.
     pub fn naming(mut self, named: Vec<Named>) -> Received {
         self.named = named.into_iter().filter(|n| storable(&n.provider_id)).collect();
+        self
+    }
+
+    /// The event, with why it moves nothing.
+    pub fn noting(mut self, note: impl Into<String>) -> Received {
+        self.note = Some(note.into());
         self
     }
 
@@ -143,6 +153,7 @@ impl Received {
             event_type: "unknown".into(),
             event: Err(why.into()),
             named: Vec::new(),
+            note: None,
         }
     }
 }
@@ -161,6 +172,11 @@ pub(crate) struct PaymentRef {
     /// in a replay nor in a read (`GET /v1/pledges/{id}/payment-session` asks Stripe again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// Where the investor pays (Mangopay's hosted card page, `RedirectURL`): the front-end sends
+    /// them there, and Mangopay sends them back to `payments.mangopay.return_url`. In the answer
+    /// to the pledge's creation only, never stored, like `client_secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
     /// A bank transfer's: the account the investor wires the money to, once the provider gave it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "FR7630006000011234567890189")]
@@ -181,6 +197,7 @@ impl PaymentRef {
             provider: provider.into(),
             payment_id: payment_id.map(Into::into),
             client_secret: None,
+            redirect_url: None,
             iban: None,
             bic: None,
             account_holder: None,
@@ -249,6 +266,18 @@ pub trait PaymentProvider: Sync {
     /// queued call after commit (`super::calls`), and named when it answers. An in-process one
     /// (the sandbox) names them in the transaction, by [`PaymentProvider::create`].
     fn networked(&self) -> bool {
+        false
+    }
+
+    /// Whether the provider keeps the project as a user of its own, owner of the offers' escrow
+    /// (Mangopay): its card payments then carry the project's legal identity
+    /// ([`super::payee::Payee`]), and cannot be made without it.
+    fn needs_payee(&self) -> bool {
+        false
+    }
+
+    /// Whether investors may pay through it by bank transfer, with instructions it gives.
+    fn takes_bank_transfers(&self) -> bool {
         false
     }
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::calls::Remote;
 use super::provider::{PaymentProvider, WebhookSecrets};
-use super::{PaymentError, SANDBOX, sandbox, stripe};
+use super::{PaymentError, SANDBOX, mangopay, sandbox, stripe};
 use crate::clock::ClockMode;
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +17,7 @@ pub struct PaymentsSettings {
     pub card_provider: Option<CardProvider>,
     pub sandbox: SandboxSettings,
     pub stripe: StripeSettings,
+    pub mangopay: MangopaySettings,
 }
 
 /// The providers that can take card payments here.
@@ -27,6 +28,8 @@ pub enum CardProvider {
     Sandbox,
     /// Needs `payments.stripe.secret_key` and `webhook_secret`.
     Stripe,
+    /// Needs `payments.mangopay.client_id`, `api_key` and `return_url`.
+    Mangopay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +54,29 @@ pub struct StripeSettings {
     pub timeout_seconds: u64,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MangopaySettings {
+    /// The `ClientId` in every path of the API and in the token request.
+    pub client_id: Option<String>,
+    /// The API key tokens are asked for with (docs/mangopay.md).
+    pub api_key: Option<SecretString>,
+    /// Mangopay's API; tests point it at a local fake.
+    pub api_base: String,
+    /// Where Mangopay's hosted card page sends the investor back (it adds `transactionId`).
+    pub return_url: Option<String>,
+    /// The hosted card page's language: an ISO 639-1 code Mangopay takes, in capitals.
+    pub culture: String,
+    /// How long one request may take before it counts as unanswered; a call of a few requests
+    /// may take a few times as long.
+    pub timeout_seconds: u64,
+}
+
+/// The languages of Mangopay's hosted card page (`Culture`).
+pub const MANGOPAY_CULTURES: [&str; 16] = [
+    "CS", "DA", "DE", "EL", "EN", "ES", "FI", "FR", "HU", "IT", "NL", "NO", "PL", "PT", "SK", "SV",
+];
+
 /// What the service needs to talk to payment providers: the providers that exist here, built
 /// once from the settings and the clock's mode.
 pub struct Providers {
@@ -61,6 +87,9 @@ pub struct Providers {
     card: Option<&'static dyn PaymentProvider>,
     /// Stripe's outbound half, when its secret key is set.
     stripe_client: Option<stripe::client::StripeClient>,
+    /// Mangopay's client, when its client id and API key are set: its calls, and the read-back
+    /// of its notifications.
+    mangopay_client: Option<mangopay::client::MangopayClient>,
     /// Verifies `Stripe-Signature`; without it the stripe endpoint answers 404.
     pub stripe_secret: Option<secrecy::SecretString>,
     /// Where the sandbox posts its webhooks: this service's own address, known once it listens.
@@ -91,9 +120,23 @@ impl Providers {
                 std::time::Duration::from_secs(settings.stripe.timeout_seconds),
             )
         });
+        let mangopay = &settings.mangopay;
+        let mangopay_client = match (&mangopay.client_id, &mangopay.api_key) {
+            (Some(client_id), Some(api_key)) => Some(mangopay::client::MangopayClient::new(
+                &mangopay.api_base,
+                client_id,
+                api_key.clone(),
+                mangopay.return_url.clone(),
+                &mangopay.culture,
+                std::time::Duration::from_secs(mangopay.timeout_seconds),
+            )),
+            _ => None,
+        };
         let card: Option<&'static dyn PaymentProvider> = match (clock, settings.card_provider) {
-            // The settings refuse the sandbox under the system clock, and Stripe without its keys.
+            // The settings refuse the sandbox under the system clock, and Stripe or Mangopay
+            // without their keys.
             (_, Some(CardProvider::Stripe)) => Some(&stripe::Stripe),
+            (_, Some(CardProvider::Mangopay)) => Some(&mangopay::Mangopay),
             (ClockMode::System, _) => None,
             (ClockMode::Manual, None | Some(CardProvider::Sandbox)) => Some(&sandbox::Sandbox),
         };
@@ -101,6 +144,7 @@ impl Providers {
             sandbox,
             card,
             stripe_client,
+            mangopay_client,
             stripe_secret: settings.stripe.webhook_secret.clone(),
             self_url: std::sync::OnceLock::new(),
             webhooks: crate::webhooks::guard::GuardedClient::new(
@@ -136,20 +180,38 @@ impl Providers {
     pub fn remote(&self, name: &str) -> Option<&dyn Remote> {
         match name {
             stripe::STRIPE => self.stripe_client.as_ref().map(|c| c as &dyn Remote),
+            mangopay::MANGOPAY => self.mangopay_client.as_ref().map(|c| c as &dyn Remote),
             _ => None,
         }
     }
 
     /// The networked providers this process can call.
     pub(crate) fn networked(&self) -> Vec<&'static str> {
-        self.stripe_client.iter().map(|_| stripe::STRIPE).collect()
+        self.remotes().map(|(name, _)| name).collect()
     }
 
     /// The longest a call to any provider configured here may take: what a lease outlasts.
     pub fn longest_call(&self) -> std::time::Duration {
-        self.stripe_client
+        self.remotes()
+            .map(|(_, remote)| remote.timeout())
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    /// The networked providers configured here, by name.
+    fn remotes(&self) -> impl Iterator<Item = (&'static str, &dyn Remote)> {
+        let stripe = self.stripe_client.as_ref().map(|c| (stripe::STRIPE, c as &dyn Remote));
+        let mangopay = self
+            .mangopay_client
             .as_ref()
-            .map_or(std::time::Duration::from_secs(10), |c| c.timeout())
+            .map(|c| (mangopay::MANGOPAY, c as &dyn Remote));
+        stripe.into_iter().chain(mangopay)
+    }
+
+    /// The client that reads back the notifications of `GET /v1/webhooks/{name}`: Mangopay's,
+    /// when it is configured here; None for every other name.
+    pub(crate) fn notified(&self, name: &str) -> Option<&mangopay::client::MangopayClient> {
+        self.mangopay_client.as_ref().filter(|_| name == mangopay::MANGOPAY)
     }
 
     /// The secrets inbound events are verified with.
@@ -172,6 +234,7 @@ fn known(name: &str) -> Option<&'static dyn PaymentProvider> {
     match name {
         super::SANDBOX => Some(&super::sandbox::Sandbox),
         super::stripe::STRIPE => Some(&super::stripe::Stripe),
+        mangopay::MANGOPAY => Some(&mangopay::Mangopay),
         _ => None,
     }
 }
@@ -202,6 +265,14 @@ mod tests {
                 webhook_secret: None,
                 secret_key: None,
                 api_base: "https://api.stripe.com".into(),
+                timeout_seconds: 10,
+            },
+            mangopay: MangopaySettings {
+                client_id: None,
+                api_key: None,
+                api_base: "https://api.mangopay.com".into(),
+                return_url: None,
+                culture: "FR".into(),
                 timeout_seconds: 10,
             },
         };
@@ -242,6 +313,8 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!(of_row("mangopay").name(), "mangopay");
+        assert!(of_row("mangopay").networked() && of_row("mangopay").needs_payee());
         assert!(known("paypal").is_none());
     }
 

@@ -124,6 +124,10 @@ pub enum PledgeError {
     AboveMaxTicket(String),
     #[error("{0}")]
     RiskWarningRequired(String),
+    /// The card provider keeps the project as a user of its own and needs a payout detail the
+    /// project lacks.
+    #[error(transparent)]
+    PayoutDetailsMissing(#[from] crate::projects::payout::MissingDetail),
     /// What should never happen did: answered as an opaque 500, its cause logged.
     #[error("{0}")]
     Unaccounted(String),

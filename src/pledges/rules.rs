@@ -28,6 +28,7 @@ use crate::outbox::{self, EventType};
 use crate::payments;
 use crate::payments::card::Payment;
 use crate::payments::provider::PaymentProvider;
+use crate::projects;
 
 /// Above this (or 5% of net worth, if higher) a non-sophisticated investor must acknowledge the
 /// risk warning (ECSP art. 21(7)).
@@ -446,6 +447,17 @@ pub(crate) async fn create(
         Some(provider) => Some(provider),
         None => return Err(payments::PaymentError::Unavailable.into()),
     };
+    // A provider that keeps the project as the owner of the offer's escrow needs its legal
+    // identity before the first payment into it; refused before anything is written too.
+    let payee = match card {
+        Some(provider) if provider.needs_payee() => {
+            let project = projects::store::get(conn, offer.project_id)
+                .await?
+                .ok_or_else(|| PledgeError::Unaccounted(format!("offer {} has no project", offer.id)))?;
+            Some(project.payout.payee(&project.legal_name)?)
+        }
+        _ => None,
+    };
     if limits.apply() {
         // The investor's ticket lock on the offer comes before the offer's row, as in batches.
         let totals = store::lock_ticket_totals(conn, offer.id, &[pledge.investor_id]).await?;
@@ -461,6 +473,7 @@ pub(crate) async fn create(
             project_id: offer.project_id,
             payer,
             method,
+            payee,
         };
         Some(payments::card::create_payment(conn, provider, of, money, now).await?)
     } else {

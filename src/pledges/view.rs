@@ -108,6 +108,15 @@ impl PledgeView {
         self
     }
 
+    /// The view with the page the investor pays on (Mangopay's hosted card page), for the answer
+    /// to the pledge's creation only (never stored).
+    pub(crate) fn with_redirect_url(mut self, url: Option<String>) -> Self {
+        if let Some(payment) = self.payment.as_mut() {
+            payment.redirect_url = url;
+        }
+        self
+    }
+
     /// Reads the refunds' ids of those views whose pledge was given money back: one query for
     /// them all, none when no pledge was.
     pub(crate) async fn fill_refunds(conn: &mut PgConnection, views: &mut [PledgeView]) -> sqlx::Result<()> {

@@ -5,12 +5,12 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::payout::{BankAccount, PayoutDetails, StripeAccount};
+use super::payout::{BankAccount, LegalRepresentative, PayoutDetails, StripeAccount};
 use super::{Country, ImpactIndicator, NewProject, Project, ProjectFilter, ProjectStatus, Theme};
 
 const COLUMNS: &str = "id, name, legal_name, legal_form, country, territory, themes, description, \
                        impact_indicators, status, created_at, updated_at, payout_stripe_account, \
-                       payout_bank_account";
+                       payout_bank_account, payout_company_number, payout_legal_representative";
 
 #[derive(FromRow)]
 struct ProjectRow {
@@ -28,6 +28,8 @@ struct ProjectRow {
     updated_at: DateTime<Utc>,
     payout_stripe_account: Option<String>,
     payout_bank_account: Option<Json<BankAccount>>,
+    payout_company_number: Option<String>,
+    payout_legal_representative: Option<Json<LegalRepresentative>>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -60,6 +62,8 @@ impl TryFrom<ProjectRow> for Project {
                     .transpose()
                     .map_err(decode)?,
                 bank_account: row.payout_bank_account.map(|b| b.0),
+                company_number: row.payout_company_number,
+                legal_representative: row.payout_legal_representative.map(|r| r.0),
             },
         })
     }
@@ -147,13 +151,16 @@ pub(crate) async fn set_payout(
     now: DateTime<Utc>,
 ) -> Result<Option<Project>, sqlx::Error> {
     let row: Option<ProjectRow> = sqlx::query_as(&format!(
-        "update projects set payout_stripe_account = $2, payout_bank_account = $3, updated_at = $4
+        "update projects set payout_stripe_account = $2, payout_bank_account = $3, payout_company_number = $5,
+                             payout_legal_representative = $6, updated_at = $4
           where id = $1 returning {COLUMNS}"
     ))
     .bind(id)
     .bind(payout.stripe_account.as_ref().map(StripeAccount::as_str))
     .bind(payout.bank_account.as_ref().map(Json))
     .bind(now)
+    .bind(payout.company_number.as_deref())
+    .bind(payout.legal_representative.as_ref().map(Json))
     .fetch_optional(&mut *conn)
     .await?;
     row.map(Project::try_from).transpose()

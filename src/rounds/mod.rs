@@ -42,8 +42,8 @@ pub enum RoundError {
     NothingToPay,
     /// The provider needs to know where the project is paid: the field of the project's payout
     /// details that is not set.
-    #[error("the project's {0} is not set; set it with PUT /v1/projects/{{id}}/payout-details")]
-    PayoutDetailsMissing(&'static str),
+    #[error(transparent)]
+    PayoutDetailsMissing(#[from] crate::projects::payout::MissingDetail),
     /// What should never happen did: answered as an opaque 500, its cause logged.
     #[error("{0}")]
     Unaccounted(String),

@@ -13,10 +13,11 @@ use crate::money::{Currency, Money};
 use crate::offers;
 use crate::outbox::{self, EventType};
 use crate::paging::PageRequest;
-use crate::payments::calls::{self, Call};
+use crate::payments::calls::{self, Call, Destination};
 use crate::payments::provider::{Object, PaymentProvider};
 use crate::payments::{Applied, expect_money, unknown};
 use crate::projects;
+use crate::projects::payout::MissingDetail;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Payout {
@@ -86,19 +87,13 @@ pub(crate) async fn request_payout(
             "only a succeeded offer is paid out".into(),
         ));
     }
-    let settled: Option<Decimal> = sqlx::query_scalar(
-        "select sum(p.amount) from ledger_postings p join ledger_entries e on e.id = p.entry_id
-          where e.reference = $1 and p.account_id = $2",
-    )
-    .bind(super::closing::settlement_reference(offer_id))
-    .bind(chart::project_payable(conn, offer.project_id, offer.currency, now).await?)
-    .fetch_one(&mut *conn)
-    .await?;
+    let payable = chart::project_payable(conn, offer.project_id, offer.currency, now).await?;
+    let settled = settled_to(conn, offer_id, payable).await?;
     let requested: Decimal = sqlx::query_scalar("select coalesce(sum(amount), 0) from payouts where offer_id = $1")
         .bind(offer_id)
         .fetch_one(&mut *conn)
         .await?;
-    let owed = settled.unwrap_or_default() - requested;
+    let owed = settled - requested;
     if owed <= Decimal::ZERO {
         let made: Option<Payout> = sqlx::query_as(&format!(
             "select {PAYOUT_COLUMNS} from payouts where offer_id = $1 order by created_at desc, id desc limit 1"
@@ -111,6 +106,13 @@ pub(crate) async fn request_payout(
     let id = Uuid::now_v7();
     let amount = Money::new(owed, offer.currency)?;
     let provider_payout_id = if provider.networked() {
+        // The round's fee leaves the escrow with its first payout (`Call::CreatePayout`'s `fee`).
+        let fee = if requested.is_zero() {
+            let fees = chart::platform_fees(conn, offer.currency, now).await?;
+            settled_to(conn, offer_id, fees).await?
+        } else {
+            Decimal::ZERO
+        };
         let call = Call::CreatePayout {
             payout_id: id,
             offer_id,
@@ -118,6 +120,7 @@ pub(crate) async fn request_payout(
             destination: destination(conn, provider.name(), offer.project_id).await?,
             amount: owed,
             currency: offer.currency.code().to_owned(),
+            fee,
         };
         calls::enqueue(conn, provider.name(), &call, now).await?;
         None
@@ -153,9 +156,25 @@ pub(crate) async fn request_payout(
     Ok(Requested::Created(payout))
 }
 
-/// Where `provider` pays a project: its Stripe connected account (PRODUCT.md section 10). 409
-/// `payout_details_missing` when the operator has not set it (`PUT /v1/projects/{id}/payout-details`).
-async fn destination(conn: &mut PgConnection, provider: &str, project_id: Uuid) -> Result<String, RoundError> {
+/// What the settlement of `offer_id`'s round put in `account`: the net owed to the project, or
+/// the platform's fee; zero before the settlement.
+async fn settled_to(conn: &mut PgConnection, offer_id: Uuid, account: Uuid) -> sqlx::Result<Decimal> {
+    let settled: Option<Decimal> = sqlx::query_scalar(
+        "select sum(p.amount) from ledger_postings p join ledger_entries e on e.id = p.entry_id
+          where e.reference = $1 and p.account_id = $2",
+    )
+    .bind(super::closing::settlement_reference(offer_id))
+    .bind(account)
+    .fetch_one(conn)
+    .await?;
+    Ok(settled.unwrap_or_default())
+}
+
+/// Where `provider` pays a project (PRODUCT.md section 10): Stripe, its connected account;
+/// Mangopay, its bank account by wire, with the legal identity Mangopay keeps it under. 409
+/// `payout_details_missing` when the operator has not set what the provider needs (`PUT
+/// /v1/projects/{id}/payout-details`).
+async fn destination(conn: &mut PgConnection, provider: &str, project_id: Uuid) -> Result<Destination, RoundError> {
     let project = projects::store::get(conn, project_id)
         .await?
         .expect("offers belong to projects");
@@ -163,8 +182,16 @@ async fn destination(conn: &mut PgConnection, provider: &str, project_id: Uuid) 
         crate::payments::stripe::STRIPE => project
             .payout
             .stripe_account
-            .map(|a| a.as_str().to_owned())
-            .ok_or(RoundError::PayoutDetailsMissing("payout_details.stripe_account")),
+            .map(|a| Destination::StripeAccount(a.as_str().to_owned()))
+            .ok_or(MissingDetail("payout_details.stripe_account").into()),
+        crate::payments::mangopay::MANGOPAY => {
+            let payee = project.payout.payee(&project.legal_name)?;
+            let bank_account = project.payout.bank_account.expect("a payee has a bank account");
+            Ok(Destination::BankAccount {
+                bank_account: Box::new(bank_account),
+                payee: Box::new(payee),
+            })
+        }
         other => Err(RoundError::Unaccounted(format!(
             "no payout destination for provider {other}"
         ))),

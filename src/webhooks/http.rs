@@ -2,7 +2,7 @@
 //! the secret, redeliver.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
 use crate::outbox::EventType;
 use crate::paging::{Page, PageRequest};
+use crate::payments::mangopay::hooks::Notification;
 
 pub fn router() -> OpenApiRouter<AppState> {
     inbound_router()
@@ -339,10 +340,10 @@ async fn redeliver(
     ))
 }
 
-/// The providers' signed events and the quarantine.
+/// The providers' signed events and unsigned notifications, and the quarantine.
 fn inbound_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(webhook))
+        .routes(routes!(webhook, notification))
         // Anyone may post here: the body has a deadline of its own (src/http/body_deadline.rs).
         .route_layer(axum::middleware::from_fn(
             crate::http::body_deadline::unauthenticated_body,
@@ -375,12 +376,20 @@ async fn webhook(
         &body,
         wall_clock().timestamp(),
     )?;
-    let inbound = Inbound {
-        provider,
-        received,
-        body,
-        now,
-    };
+    take(
+        &state,
+        Inbound {
+            provider,
+            received,
+            body,
+            now,
+        },
+    )
+    .await
+}
+
+/// Applies and stores a provider's event, deduplicated by its id.
+async fn take(state: &AppState, inbound: Inbound) -> Result<Json<Ack>, ApiError> {
     // Confirmations arrive in floods too: many per transaction (the `inbound` lane of crate::batch), else one by one.
     let inbound = match state.inbound.submit(inbound).await {
         Ok(ack) => return Ok(Json(ack?)),
@@ -388,6 +397,73 @@ async fn webhook(
     };
     let mut conn = state.pool.acquire().await?;
     Ok(Json(receive(&mut conn, &inbound).await?))
+}
+
+/// A Mangopay hook's query, as documented (the handler reads the raw query itself, so that a
+/// wrong one is a 400 as Mangopay's retries expect, not a 422).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(non_snake_case, dead_code)] // a schema only: Mangopay's names, read from the raw query
+struct NotificationQuery {
+    /// What happened, e.g. `PAYIN_NORMAL_SUCCEEDED`.
+    #[param(pattern = "^[A-Z_]{3,64}$")]
+    EventType: String,
+    /// The resource it happened to (Mangopay's spelling, two s), read back from Mangopay's API.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    RessourceId: String,
+    /// When, in Unix seconds.
+    Date: i64,
+}
+
+/// How long a notification's read-back may take: Mangopay counts a hook failed unless it gets a
+/// 200 within 2 seconds, and the event must still be applied in that time.
+const READ_BACK: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Notifications from a provider whose hooks are unsigned GETs naming a resource (`mangopay`,
+/// when its client id and API key are set; any other provider is a path that does not exist).
+/// None is trusted: the resource is read back from the provider's API and what the API says is
+/// applied, with the same deduplication (event id `{EventType}:{RessourceId}:{Date}`) and
+/// quarantine as signed events; a resource the API does not have, or not tagged as ours, is
+/// stored as `ignored`, "not ours". A malformed query is 400 `malformed_request`; when the API
+/// cannot be asked within 1.5 s, 503 `provider_unreachable`, and Mangopay sends the notification
+/// again.
+#[utoipa::path(get, path = "/v1/webhooks/{provider}", tag = "webhooks",
+    params(("provider" = String, Path), NotificationQuery),
+    responses((status = 200, body = Ack), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the provider's API could not be asked in time (`provider_unreachable`)", body = Problem, content_type = "application/problem+json")))]
+async fn notification(
+    State(state): State<AppState>,
+    AppPath(provider): AppPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Ack>, ApiError> {
+    let now = state.clock.now();
+    let client = state
+        .providers
+        .notified(&provider)
+        .ok_or_else(crate::http::no_such_route)?;
+    let notification = Notification::parse(query.as_deref().unwrap_or_default())
+        .map_err(|why| ApiError::new(Code::MalformedRequest, why))?;
+    let unreachable = |why: String| {
+        tracing::warn!(%provider, event = %notification.event_id(), why, "a notification could not be read back");
+        ApiError::new(
+            Code::ProviderUnreachable,
+            format!("{provider} could not be asked: {why}"),
+        )
+    };
+    let (received, body) = tokio::time::timeout(READ_BACK, client.read_back(&notification))
+        .await
+        .map_err(|_| unreachable("no answer in time".into()))?
+        .map_err(|err| unreachable(err.to_string()))?;
+    take(
+        &state,
+        Inbound {
+            provider,
+            received,
+            body: body.into(),
+            now,
+        },
+    )
+    .await
 }
 
 #[derive(Serialize, ToSchema)]

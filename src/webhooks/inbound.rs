@@ -210,6 +210,9 @@ async fn settle(
     } else {
         savepoint.commit().await?;
     }
+    if outcome == Outcome::Ignored {
+        detail = detail.or_else(|| received.note.clone());
+    }
     Ok((outcome, detail))
 }
 

@@ -24,6 +24,7 @@ mod lists_money;
 mod openapi;
 mod pledges_concurrency;
 mod projects;
+mod providers_mangopay;
 mod providers_stripe;
 mod refunds;
 mod round_rules;

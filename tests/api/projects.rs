@@ -722,6 +722,10 @@ fn payout_details() -> Value {
             "owner_name": "Crois/Sens SCIC",
             "owner_address": {"line1": "12 rue de Siam", "city": "Brest", "postal_code": "29200", "country": "FR"},
         },
+        "company_number": "834 562 190",
+        "legal_representative": {"first_name": "Maël", "last_name": "Le Goff", "birthday": "1981-04-12",
+                                 "nationality": "FR", "country_of_residence": "FR",
+                                 "email": "mael@crois-sens.example"},
     })
 }
 
@@ -753,7 +757,7 @@ async fn payout_details_are_set_whole_kept_exactly_and_shown_masked(pool: PgPool
     let fresh = app.get(&format!("/v1/projects/{id}")).await;
     assert_eq!(
         fresh.body["payout_details"],
-        json!({"stripe_account": null, "bank_account": null})
+        json!({"stripe_account": null, "bank_account": null, "company_number": null, "legal_representative": null})
     );
 
     let r = put_payout(&app, &id, &payout_details()).await;
@@ -769,6 +773,10 @@ async fn payout_details_are_set_whole_kept_exactly_and_shown_masked(pool: PgPool
                 "owner_address": {"line1": "12 rue de Siam", "line2": null, "city": "Brest", "region": null,
                                   "postal_code": "29200", "country": "FR"},
             },
+            "company_number": "834 562 190",
+            // Without the birthday and e-mail, which Mangopay needs and no reader does.
+            "legal_representative": {"first_name": "Maël", "last_name": "Le Goff", "nationality": "FR",
+                                     "country_of_residence": "FR"},
         })
     );
     // Kept whole, in electronic form: the payout to the bank needs every digit.
@@ -784,6 +792,10 @@ async fn payout_details_are_set_whole_kept_exactly_and_shown_masked(pool: PgPool
         let listed = send(&app, Method::GET, "/v1/projects", &key, &[], None).await;
         for text in [got.body.to_string(), listed.body.to_string()] {
             assert!(!text.contains("3000600001123456789"), "{role:?} saw the IBAN: {text}");
+            assert!(
+                !text.contains("1981-04-12") && !text.contains("mael@"),
+                "{role:?} saw the representative's birthday or e-mail: {text}"
+            );
         }
     }
 
@@ -792,7 +804,8 @@ async fn payout_details_are_set_whole_kept_exactly_and_shown_masked(pool: PgPool
     assert_json(&r, 200);
     assert_eq!(
         r.body["payout_details"],
-        json!({"stripe_account": "acct_2Other", "bank_account": null})
+        json!({"stripe_account": "acct_2Other", "bank_account": null, "company_number": null,
+               "legal_representative": null})
     );
     assert_eq!(stored_payout(&app, &id).await, (Some("acct_2Other".to_string()), None));
     let r = put_payout(&app, &id, &json!({})).await;
@@ -867,6 +880,19 @@ async fn bad_payout_details_are_refused_by_field_and_change_nothing(pool: PgPool
             "stripe_account",
         ),
         (with(&|b| b["iban"] = json!("FR7630006000011234567890189")), "iban"),
+        (with(&|b| b["company_number"] = json!(" ")), "company_number"),
+        (
+            with(&|b| b["legal_representative"]["email"] = json!("mael")),
+            "legal_representative.email",
+        ),
+        (
+            with(&|b| b["legal_representative"]["birthday"] = json!("12/04/1981")),
+            "legal_representative.birthday",
+        ),
+        (
+            with(&|b| b["legal_representative"]["nationality"] = json!("French")),
+            "legal_representative.nationality",
+        ),
     ] {
         let r = put_payout(&app, &id, &body).await;
         r.assert_problem(422, "validation_failed");

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::common::TestApp;
 use crate::common::fixtures::{self, DAY, ok};
+use crate::common::providers::{attempts, payment_of};
 
 const WEBHOOK_SECRET: &str = "whsec_stripe-provider-tests";
 const ACCOUNT: &str = "acct_1CrowdLedgerTest";
@@ -63,28 +64,6 @@ pub(crate) fn requests_to(stripe: &StripeFake, path: &str) -> Vec<crowdledger_pr
         .into_iter()
         .filter(|r| r.method == "POST" && r.path == path)
         .collect()
-}
-
-/// What each attempt of the call that creates `object` came to, in order.
-async fn attempts(app: &TestApp, object: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "select a.outcome from provider_call_attempts a join provider_calls c on c.id = a.call_id
-          where c.object_id = $1::uuid order by a.id",
-    )
-    .bind(object)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
-}
-
-/// Our id of a pledge's payment.
-async fn payment_of(app: &TestApp, pledge: &str) -> String {
-    let id: uuid::Uuid = sqlx::query_scalar("select id from payments where pledge_id = $1::uuid")
-        .bind(pledge)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    id.to_string()
 }
 
 /// Moves the service's business clock. Stripe keeps signing by the wall clock, as the service

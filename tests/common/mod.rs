@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod providers;
 pub mod sandbox;
 
 use std::time::Duration;

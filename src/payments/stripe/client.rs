@@ -14,9 +14,11 @@ use serde::Deserialize;
 
 use crate::money::Currency;
 use crate::payments::calls::{
-    BankInstructions, Call, CallError, Context, Created, Fetched, Method, Party, Payer, Remote, RemoteState,
+    BankInstructions, Call, CallError, Context, Created, Destination, Fetched, Method, Party, Payer, Remote,
+    RemoteState,
 };
 use crate::payments::provider::Object;
+use crate::payments::wire::{not_sent, to_minor, without_url};
 
 /// The API version every request is rendered in, and the one the webhook endpoint registered at
 /// Stripe must use: the events' shapes this service reads are this version's.
@@ -103,14 +105,7 @@ impl StripeClient {
         let response = match sent {
             Ok(response) => response,
             // Never sent: nothing can have been created.
-            Err(err) if err.is_connect() => {
-                return Err(CallError::Retry {
-                    status: None,
-                    after: None,
-                    new_key: false,
-                    why: format!("Stripe could not be reached: {}", without_url(&err)),
-                });
-            }
+            Err(err) if err.is_connect() => return Err(not_sent("Stripe", &err)),
             Err(err) => return Err(CallError::Unknown { why: without_url(&err) }),
         };
         let status = response.status();
@@ -163,30 +158,6 @@ impl StripeClient {
         } else {
             CallError::Permanent { status, why }
         })
-    }
-}
-
-/// A request error's words without its URL, which names no secret but is noise in our records.
-fn without_url(err: &reqwest::Error) -> String {
-    let mut err = format!("{}", ErrorWithoutUrl(err));
-    err.truncate(500);
-    err
-}
-
-struct ErrorWithoutUrl<'a>(&'a reqwest::Error);
-
-impl std::fmt::Display for ErrorWithoutUrl<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.0.is_timeout() {
-            "timed out"
-        } else if self.0.is_connect() {
-            "connection failed"
-        } else if self.0.is_body() || self.0.is_decode() {
-            "the answer could not be read"
-        } else {
-            "the request failed"
-        };
-        f.write_str(kind)
     }
 }
 
@@ -282,17 +253,9 @@ struct StripeError {
     message: Option<String>,
 }
 
-/// An amount in the currency's minor unit, as Stripe takes it (EUR 120.50 → 12050).
+/// An amount in the currency's minor unit, as Stripe's forms take it.
 fn minor(amount: Decimal, currency: &str) -> Result<String, CallError> {
-    let units = Currency::parse(currency).map_or(2, Currency::minor_units);
-    let scaled = amount * Decimal::from(10_i64.pow(units));
-    if scaled.fract() != Decimal::ZERO {
-        return Err(CallError::Permanent {
-            status: None,
-            why: format!("{amount} {currency} has more decimals than the currency"),
-        });
-    }
-    Ok(scaled.trunc().to_string())
+    to_minor(amount, currency).map(|minor| minor.to_string())
 }
 
 fn field(name: &str, value: impl ToString) -> (String, String) {
@@ -415,10 +378,16 @@ impl Remote for StripeClient {
                     currency,
                     ..
                 } => {
+                    let Destination::StripeAccount(account) = destination else {
+                        return Err(CallError::Permanent {
+                            status: None,
+                            why: "Stripe pays out to a connected account only".into(),
+                        });
+                    };
                     let form = vec![
                         field("amount", minor(*amount, currency)?),
                         field("currency", currency.to_ascii_lowercase()),
-                        field("destination", destination),
+                        field("destination", account),
                         field("transfer_group", format!("offer_{offer_id}")),
                         field("metadata[payout_id]", payout_id),
                         field("metadata[offer_id]", offer_id),
@@ -430,20 +399,5 @@ impl Remote for StripeClient {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_go_in_minor_units() {
-        assert_eq!(minor("120.50".parse().unwrap(), "EUR").unwrap(), "12050");
-        assert_eq!(minor("7".parse().unwrap(), "JPY").unwrap(), "7");
-        assert!(matches!(
-            minor("1.005".parse().unwrap(), "EUR"),
-            Err(CallError::Permanent { .. })
-        ));
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::PaymentError;
 use super::provider::{Event, Named, Object, PaymentProvider, ProviderError, Received, WebhookSecrets, header};
-use crate::money::{Currency, Money};
+use crate::money::Money;
 use crate::webhooks::signature;
 
 pub(crate) const STRIPE: &str = "stripe";
@@ -27,6 +27,10 @@ impl PaymentProvider for Stripe {
     }
 
     fn networked(&self) -> bool {
+        true
+    }
+
+    fn takes_bank_transfers(&self) -> bool {
         true
     }
 
@@ -107,9 +111,7 @@ fn stripe_money(object: &serde_json::Value) -> Result<Money, String> {
 /// The amount in `field` of `object`, in `object`'s currency.
 fn money_of(object: &serde_json::Value, field: &str) -> Result<Money, String> {
     let minor = object[field].as_i64().ok_or_else(|| format!("no integer {field}"))?;
-    let currency = Currency::parse(&object["currency"].as_str().ok_or("no currency")?.to_ascii_uppercase())
-        .map_err(|e| e.to_string())?;
-    Money::new(Decimal::new(minor, currency.minor_units()), currency).map_err(|e| e.to_string())
+    super::wire::from_minor(minor, object["currency"].as_str().ok_or("no currency")?)
 }
 
 /// The payment intent a dispute disputes: our payment's id at Stripe.
@@ -198,6 +200,7 @@ fn stripe_events(kind: &str, object: &serde_json::Value) -> Result<Vec<Event>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Currency;
     use serde_json::json;
 
     #[test]

@@ -140,17 +140,17 @@ async fn one_by_one(
         return Ok(response);
     };
     // The first try, after commit and with no transaction open: its answer (the provider's id,
-    // and the secret the investor's front-end confirms the payment with) is the investor's next
-    // step. Without one the pledge stands as stored, and the worker repeats the call.
-    let secret = match rounds::calls::attempt_now(&state.pool, &state.providers, payment_id, || state.clock.now()).await
-    {
-        Ok(Some(made)) => made.ok().and_then(|created| created.client_secret),
-        Ok(None) => return Ok(response),
-        Err(err) => {
-            tracing::error!(error = ?err, payment = %payment_id, "a payment's first call could not be recorded");
-            return Ok(response);
-        }
-    };
+    // and the secret the investor's front-end confirms the payment with, or the page they pay
+    // on) is the investor's next step. Without one the pledge stands as stored, and the worker repeats the call.
+    let created =
+        match rounds::calls::attempt_now(&state.pool, &state.providers, payment_id, || state.clock.now()).await {
+            Ok(Some(made)) => made.ok(),
+            Ok(None) => return Ok(response),
+            Err(err) => {
+                tracing::error!(error = ?err, payment = %payment_id, "a payment's first call could not be recorded");
+                return Ok(response);
+            }
+        };
     // Read again: named, or cancelled when the provider refused it for good.
     let mut conn = state.pool.acquire().await?;
     let payment = payments::card::payment(&mut conn, payment_id)
@@ -159,9 +159,11 @@ async fn one_by_one(
     let pledge = store::get(&mut conn, payment.pledge_id)
         .await?
         .expect("pledges are never deleted");
+    let (secret, redirect_url) = created.map_or((None, None), |c| (c.client_secret, c.redirect_url));
     let view = PledgeView::read(&mut conn, pledge, Some(payment))
         .await?
-        .with_client_secret(secret);
+        .with_client_secret(secret)
+        .with_redirect_url(redirect_url);
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

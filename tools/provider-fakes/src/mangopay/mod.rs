@@ -314,6 +314,12 @@ impl MangopayFake {
         self.shared.lock().token_requests
     }
 
+    /// Every access token issued, in order, expired or not: what a test checks never reaches the
+    /// service's logs.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.lock().issued_tokens.clone()
+    }
+
     /// Every hook notification the fake made, in order, sent or not.
     pub fn hooks(&self) -> Vec<Hook> {
         self.shared.lock().hooks.clone()

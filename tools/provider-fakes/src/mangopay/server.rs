@@ -292,7 +292,10 @@ impl Shared {
         }
         let access_token = token(32);
         let expires_at = Instant::now() + Duration::from_secs(self.token_lifetime_seconds);
-        self.lock().tokens.insert(access_token.clone(), expires_at);
+        let mut state = self.lock();
+        state.tokens.insert(access_token.clone(), expires_at);
+        state.issued_tokens.push(access_token.clone());
+        drop(state);
         Ok(json!({
             "access_token": access_token,
             "token_type": "Bearer",

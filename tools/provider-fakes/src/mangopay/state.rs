@@ -66,6 +66,8 @@ pub(super) struct State {
     /// Each token and when it stops working.
     pub tokens: HashMap<String, Instant>,
     pub token_requests: usize,
+    /// Every token issued, expired or not.
+    pub issued_tokens: Vec<String>,
     /// By idempotency key: the client is the fake's only one.
     pub responses: HashMap<String, Saved>,
     pub next_replies: NextReplies<Fault>,
@@ -85,6 +87,7 @@ impl State {
             created: HashMap::new(),
             tokens: HashMap::new(),
             token_requests: 0,
+            issued_tokens: Vec::new(),
             responses: HashMap::new(),
             next_replies: NextReplies::new(),
             calls: 0,
