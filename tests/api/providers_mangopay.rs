@@ -539,3 +539,51 @@ async fn a_card_pledge_needs_what_mangopay_asks_of_the_project_before_anything_i
     assert_eq!(written, 0);
     assert!(mangopay.requests().is_empty(), "Mangopay was asked nothing");
 }
+
+#[sqlx::test]
+async fn a_bank_wire_of_the_declared_amount_funds_the_pledge_and_another_amount_is_quarantined(pool: PgPool) {
+    let (app, mangopay) = on_mangopay(pool, "10").await;
+    let (_, offer) = offer(&app, "100.00").await;
+    let investors = fixtures::investors(&app, 2).await;
+    let wire = |investor: &str| json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "bank_transfer", "amount": "100.00"}]});
+
+    // The pledge answers the account and the reference Mangopay shows for its bank-wire pay-in.
+    let p = ok(
+        fixtures::pledge_at(&app.client, &app.base, &offer, &wire(&investors[0])).await,
+        201,
+    )
+    .await;
+    let payin_id = p["payment"]["payment_id"].as_str().unwrap().to_owned();
+    let payin = mangopay.object(&payin_id).unwrap();
+    assert_eq!(payin["PaymentType"], "BANK_WIRE", "{payin:#}");
+    assert_eq!(
+        payin["DeclaredDebitedFunds"],
+        json!({"Currency": "EUR", "Amount": 10_000})
+    );
+    assert_eq!(p["payment"]["iban"], payin["BankAccount"]["IBAN"], "{p:#}");
+    assert_eq!(p["payment"]["bic"], payin["BankAccount"]["BIC"]);
+    assert_eq!(p["payment"]["reference"], payin["WireReference"]);
+    // The declared amount arrives: read back, funded.
+    mangopay.receive_wire(&payin_id, 10_000).await;
+    let funded = app.get(&format!("/v1/pledges/{}", p["id"].as_str().unwrap())).await;
+    assert_eq!(funded.body["status"], "funded", "{:#}", funded.body);
+
+    // Another investor wires less than declared: Mangopay credits what came, the service
+    // quarantines it and books nothing; the pledge waits.
+    let short = ok(
+        fixtures::pledge_at(&app.client, &app.base, &offer, &wire(&investors[1])).await,
+        201,
+    )
+    .await;
+    let short_payin = short["payment"]["payment_id"].as_str().unwrap().to_owned();
+    let before = app.row_counts().await;
+    let hook = mangopay.receive_wire(&short_payin, 3_000).await;
+    let (status, _) = stored_event(&app, &format!("PAYIN_NORMAL_SUCCEEDED:{short_payin}:{}", hook.date))
+        .await
+        .expect("the hook is stored");
+    assert_eq!(status, "quarantined");
+    assert_eq!(app.row_counts().await, before);
+    let waiting = app.get(&format!("/v1/pledges/{}", short["id"].as_str().unwrap())).await;
+    assert_eq!(waiting.body["status"], "pending_payment");
+    app.assert_books_verify().await;
+}

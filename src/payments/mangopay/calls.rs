@@ -18,24 +18,12 @@ use uuid::Uuid;
 use super::client::{MangopayClient, Step};
 use super::tag;
 use crate::payments::calls::{
-    Call, CallError, Context, Created, Destination, Fetched, Party, Payer, Remote, RemoteState,
+    BankInstructions, Call, CallError, Context, Created, Destination, Fetched, Method, Party, Payer, Remote,
+    RemoteState,
 };
 use crate::payments::payee::{Address, BankAccount, Payee};
 use crate::payments::provider::Object;
 use crate::payments::wire::{from_minor, to_minor};
-
-/// A Mangopay id as a path segment: ids are letters, digits, `_` and `-` (`payin_m_01HW…`); any
-/// other is refused rather than sent.
-fn tag_safe(id: &str) -> Result<&str, CallError> {
-    if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        Ok(id)
-    } else {
-        Err(CallError::Permanent {
-            status: None,
-            why: format!("{id:?} is not a Mangopay id"),
-        })
-    }
-}
 
 /// The party kind a bank account is kept under, by an id derived from its details
 /// (`Destination::party_id`).
@@ -61,7 +49,7 @@ impl Remote for MangopayClient {
                     });
                 }
             };
-            let read = self.read(&format!("{path}/{}", tag_safe(provider_id)?)).await?;
+            let read = self.read(&format!("{path}/{}", segment(provider_id)?)).await?;
             let read = read.ok_or_else(|| CallError::Permanent {
                 status: Some(404),
                 why: format!("Mangopay has no {} {provider_id}", object.noun()),
@@ -196,6 +184,7 @@ impl Attempt<'_> {
             offer_id,
             project_id,
             payer,
+            method,
             amount,
             currency,
             payee,
@@ -219,30 +208,62 @@ impl Attempt<'_> {
             .await?;
         let owner = self.owner(*project_id, payee).await?;
         let wallet = self.wallet(("offer", *offer_id), &owner, currency, "escrow").await?;
-        let payin = self
-            .create(
-                "payment",
-                *payment_id,
-                "payins/card/web",
-                &json!({
-                    "AuthorId": author,
-                    "CreditedWalletId": wallet,
-                    "DebitedFunds": money(*amount, currency)?,
-                    // We take no fees at pay-in: the escrow holds what the investor paid.
-                    "Fees": money(Decimal::ZERO, currency)?,
-                    "ReturnURL": return_url,
-                    "Culture": self.client.culture,
-                    "CardType": "CB_VISA_MASTERCARD",
-                    "SecureMode": "DEFAULT",
-                    "Tag": tag("payment", *payment_id),
-                }),
-            )
-            .await?;
+        let payin = match method {
+            Method::Card => {
+                self.create(
+                    "payment",
+                    *payment_id,
+                    "payins/card/web",
+                    &json!({
+                        "AuthorId": author,
+                        "CreditedWalletId": wallet,
+                        "DebitedFunds": money(*amount, currency)?,
+                        // We take no fees at pay-in: the escrow holds what the investor paid.
+                        "Fees": money(Decimal::ZERO, currency)?,
+                        "ReturnURL": return_url,
+                        "Culture": self.client.culture,
+                        "CardType": "CB_VISA_MASTERCARD",
+                        "SecureMode": "DEFAULT",
+                        "Tag": tag("payment", *payment_id),
+                    }),
+                )
+                .await?
+            }
+            // The investor wires the declared amount to the account Mangopay shows, with its
+            // reference; what arrives is read back when Mangopay says it succeeded.
+            Method::BankTransfer => {
+                self.create(
+                    "payment",
+                    *payment_id,
+                    "payins/bankwire/direct",
+                    &json!({
+                        "AuthorId": author,
+                        "CreditedWalletId": wallet,
+                        "DeclaredDebitedFunds": money(*amount, currency)?,
+                        "DeclaredFees": money(Decimal::ZERO, currency)?,
+                        "Tag": tag("payment", *payment_id),
+                    }),
+                )
+                .await?
+            }
+        };
         not_failed(&payin, "pay-in")?;
+        // Read from each pay-in: Mangopay may change the account behind it without notice.
+        let account = &payin["BankAccount"];
+        let instructions = match (account["IBAN"].as_str(), payin["WireReference"].as_str()) {
+            (Some(iban), Some(reference)) => Some(BankInstructions {
+                iban: iban.to_owned(),
+                bic: account["BIC"].as_str().map(str::to_owned),
+                account_holder: account["OwnerName"].as_str().map(str::to_owned),
+                reference: reference.to_owned(),
+            }),
+            _ => None,
+        };
         Ok(Created {
             provider_id: id_of(&payin)?,
             redirect_url: payin["RedirectURL"].as_str().map(str::to_owned),
             parties: self.made,
+            instructions,
             ..Created::default()
         })
     }

@@ -35,6 +35,11 @@ impl PaymentProvider for Mangopay {
         true
     }
 
+    /// Bank-wire pay-ins (`payins/bankwire/direct`), with the account and reference they show.
+    fn takes_bank_transfers(&self) -> bool {
+        true
+    }
+
     fn needs_payee(&self) -> bool {
         true
     }
