@@ -178,6 +178,10 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     paid = pledge(taking, sophisticated[0])
     give("POST /v1/sandbox/payments/{id}/dispute", "path.id", pay(paid))
     give("GET /v1/pledges/{id}", "path.id", paid["id"])
+    # A paid one disputed, for its dispute to be decided (the sandbox names it from the payment).
+    contested = pay(pledge(taking, sophisticated[0]))
+    api.post(f"/v1/sandbox/payments/{contested}/dispute")
+    give("POST /v1/sandbox/disputes/{id}/close", "path.id", "dp_" + contested.removeprefix("pay_"))
 
     # Offers whose minimum is funded, to close early.
     for _ in range(3):

@@ -120,10 +120,11 @@ pub(crate) async fn close(
     Ok(Applied::Done)
 }
 
-/// Refuses a dispute of money we never captured, of more than was paid, or in another
-/// currency: it does not fit what we know, and is quarantined.
+/// Refuses a dispute of money we never captured, of nothing, of more than was paid, or in
+/// another currency: it does not fit what we know, and is quarantined.
 fn expect_disputable(payment: &Payment, provider_payment_id: &str, disputed: Money) -> Result<(), PaymentError> {
-    if disputed.currency().code() != payment.currency || disputed.amount() > payment.amount {
+    let amount = disputed.amount();
+    if disputed.currency().code() != payment.currency || amount <= Decimal::ZERO || amount > payment.amount {
         return Err(PaymentError::Mismatch {
             object: Object::Payment,
             provider_id: provider_payment_id.to_owned(),

@@ -197,7 +197,7 @@ async fn payment_dispute(
             let asked: Amount = asked
                 .parse()
                 .map_err(|e| ApiError::validation(format!("amount: {e}")))?;
-            Money::new(asked.value(), Currency::parse(&currency)?)
+            Money::positive(asked.value(), Currency::parse(&currency)?)
                 .map_err(|e| ApiError::validation(format!("amount: {e}")))?
                 .amount()
         }

@@ -249,6 +249,13 @@ async fn a_partial_dispute_lost_while_funded_books_exactly_its_amount_and_refund
     )
     .await
     .assert_problem(422, "validation_failed");
+    // A dispute of nothing is no dispute (found by schemathesis: it was a 500).
+    app.post(
+        &format!("/v1/sandbox/payments/{payment}/dispute?amount=0.00"),
+        json!({}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
     assert_outcome(&dispute(&app, &payment, Some("200.01")).await, false, "quarantined");
 
     let opened = dispute(&app, &payment, Some("80.00")).await;

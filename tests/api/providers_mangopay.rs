@@ -122,6 +122,11 @@ async fn a_round_through_mangopay_pays_in_by_card_funds_on_read_back_hooks_and_p
         assert!(payin_id.starts_with("payin_m_"), "{p:#}");
         let payin = mangopay.object(&payin_id).expect("the pay-in exists at Mangopay");
         assert_eq!(p["payment"]["redirect_url"], payin["RedirectURL"], "{p:#}");
+        // Never stored: the payment session asks Mangopay for the hosted page again.
+        let session = app
+            .get(&format!("/v1/pledges/{}/payment-session", p["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(session.body["redirect_url"], payin["RedirectURL"], "{:#}", session.body);
         assert!(p["payment"].get("client_secret").is_none());
         let payment = payment_of(&app, p["id"].as_str().unwrap()).await;
         assert_eq!(payin["Status"], "CREATED");

@@ -202,7 +202,7 @@ async fn revoke_pledge(
 }
 
 /// What the investor's front-end needs to pay a pledge's card payment that is still pending,
-/// asked of the provider again (Stripe's `client_secret`), never stored: the answer to the
+/// asked of the provider again (Stripe's `client_secret`, Mangopay's hosted page), never stored: the answer to the
 /// pledge's creation carries it once; this is for a replay of that creation, or a page reloaded.
 /// The sandbox has nothing to hand over (its payments are confirmed by its controls).
 #[utoipa::path(get, path = "/v1/pledges/{id}/payment-session", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
@@ -256,5 +256,6 @@ async fn payment_session(
     session.client_secret = fetched
         .client_secret
         .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned());
+    session.redirect_url = fetched.redirect_url;
     Ok(Json(session))
 }
