@@ -201,10 +201,11 @@ async fn revoke_pledge(
     Ok(Json(view))
 }
 
-/// What the investor's front-end needs to pay a pledge's card payment that is still pending,
-/// asked of the provider again (Stripe's `client_secret`, Mangopay's hosted page), never stored: the answer to the
-/// pledge's creation carries it once; this is for a replay of that creation, or a page reloaded.
-/// The sandbox has nothing to hand over (its payments are confirmed by its controls).
+/// What the investor's front-end needs to pay a pledge's payment that is still pending, asked of
+/// the provider again (Stripe's `client_secret`, Mangopay's hosted page), never stored: the
+/// answer to the pledge's creation carries it once; this is for a replay of that creation, or a
+/// page reloaded. The sandbox has nothing to hand over (its payments are confirmed by its
+/// controls).
 #[utoipa::path(get, path = "/v1/pledges/{id}/payment-session", tag = "pledges", params(("id" = Uuid, Path)), security(("api_key" = [])),
     responses((status = 200, body = payments::provider::PaymentRef), (status = "4XX", body = Problem, content_type = "application/problem+json"),
               (status = 502, body = Problem, content_type = "application/problem+json")))]
