@@ -584,28 +584,6 @@ pub async fn cancel_unmade(conn: &mut PgConnection, object_ids: &[Uuid], now: Da
     Ok(())
 }
 
-/// A call's state, as operators and tests read it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct CallState {
-    pub id: Uuid,
-    pub kind: String,
-    pub status: String,
-    pub attempts: i32,
-    pub provider_object_id: Option<String>,
-    pub last_error: Option<String>,
-}
-
-/// The call that creates `object_id`, if one was queued.
-pub async fn of_object(conn: &mut PgConnection, object_id: Uuid) -> sqlx::Result<Vec<CallState>> {
-    sqlx::query_as(
-        "select id, kind, status::text as status, attempts, provider_object_id, last_error
-           from provider_calls where object_id = $1 order by created_at",
-    )
-    .bind(object_id)
-    .fetch_all(conn)
-    .await
-}
-
 /// Writes the provider's id on the row of ours it names, unless one is there already: written
 /// by the call's answer, or by an event that named the object first (through our id in its
 /// metadata). The rows are those this module's calls create; only the name is written here.
