@@ -35,6 +35,13 @@ pub(crate) fn wall_clock() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// The last instant RFC 3339 can write (its years have four digits): a deadline computed past it
+/// (a manual clock moved to the year 9999, say) is held there, so every time the API shows parses.
+pub(crate) fn last_writable() -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap() + TimeDelta::microseconds(999_999)
+}
+
 /// Cheap to clone; all clones share one time.
 #[derive(Clone, Debug)]
 pub struct Clock {

@@ -35,6 +35,25 @@ pub struct Settings {
     #[serde(default)]
     pub ballot: BallotSettings,
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub investor_protection: InvestorProtectionSettings,
+}
+
+/// The ECSP gate (docs/investor-protection.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvestorProtectionSettings {
+    /// The version of the risk-warning text the platform shows (ECSP art. 21(7)): recorded on a
+    /// pledge that acknowledges the warning without naming a version of its own.
+    pub risk_warning_version: String,
+}
+
+impl Default for InvestorProtectionSettings {
+    fn default() -> Self {
+        InvestorProtectionSettings {
+            risk_warning_version: "1".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +192,12 @@ impl Settings {
         }
         if self.http.request_timeout_seconds == 0 {
             bail!("invalid configuration: http.request_timeout_seconds must be at least 1");
+        }
+        let version = &self.investor_protection.risk_warning_version;
+        if version.is_empty() || version.chars().count() > 64 || version.chars().any(char::is_control) {
+            bail!(
+                "invalid configuration: investor_protection.risk_warning_version must be 1 to 64 characters with no control characters"
+            );
         }
         if self.http.max_in_flight == 0 {
             bail!("invalid configuration: http.max_in_flight must be at least 1");

@@ -86,6 +86,7 @@ impl App {
                 seed_key: offers::ballot::SeedKey::configured(settings.ballot.seed_key.as_ref(), settings.clock.mode),
                 read_timeout: settings.database.read_statement_timeout(),
                 retention: settings.retention,
+                risk_warning_version: settings.investor_protection.risk_warning_version.as_str().into(),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

@@ -98,6 +98,10 @@ catalogue! {
     NothingToPay = "nothing_to_pay", CONFLICT;
     /// The payout's provider needs a payout detail the project does not have yet.
     PayoutDetailsMissing = "payout_details_missing", CONFLICT;
+    /// An offer opens only with a Key Investment Information Sheet (ECSP art. 23).
+    KiisMissing = "kiis_missing", CONFLICT;
+    /// The same document (its SHA-256) was added to the offer before.
+    DocumentExists = "document_exists", CONFLICT;
 
     // Pledges.
     OfferNotOpen = "offer_not_open", CONFLICT;
@@ -107,6 +111,15 @@ catalogue! {
     RiskWarningRequired = "risk_warning_required", UNPROCESSABLE_ENTITY;
     InvestorNotVerified = "investor_not_verified", UNPROCESSABLE_ENTITY;
     NotRevocable = "not_revocable", CONFLICT;
+    /// A non-sophisticated investor pledges only under an appropriateness record (ECSP art. 21).
+    AppropriatenessRequired = "appropriateness_required", UNPROCESSABLE_ENTITY;
+    /// The investor's appropriateness record is past its `valid_until`: the platform records a
+    /// new one.
+    AppropriatenessExpired = "appropriateness_expired", UNPROCESSABLE_ENTITY;
+    /// `kiis_sha256` is absent, or not the hash of one of the offer's current KIIS.
+    KiisNotAcknowledged = "kiis_not_acknowledged", UNPROCESSABLE_ENTITY;
+    /// The pledge has no reconfirmation pending, or its time to reconfirm has passed.
+    NotReconfirmable = "not_reconfirmable", CONFLICT;
 
     // Cheques and sponsors.
     /// A cheque that cannot fund this pledge; `reason` says why.
@@ -467,6 +480,8 @@ impl From<OfferError> for ApiError {
             }
             EcspCapExceeded { .. } => ApiError::new(Code::EcspCapExceeded, detail),
             ProjectHasOpenOffers => ApiError::new(Code::ProjectHasOpenOffers, detail),
+            KiisMissing => ApiError::new(Code::KiisMissing, detail),
+            DocumentExists(_) => ApiError::new(Code::DocumentExists, detail),
             Ballot(e) => e.into(),
             Database(e) => ApiError::database(e),
         }
@@ -675,6 +690,9 @@ impl From<crate::pledges::PledgeError> for ApiError {
             BelowMinTicket(_) => ApiError::new(Code::BelowMinTicket, detail),
             AboveMaxTicket(_) => ApiError::new(Code::AboveMaxTicket, detail),
             RiskWarningRequired(_) => ApiError::new(Code::RiskWarningRequired, detail),
+            AppropriatenessRequired => ApiError::new(Code::AppropriatenessRequired, detail),
+            AppropriatenessExpired(_) => ApiError::new(Code::AppropriatenessExpired, detail),
+            KiisNotAcknowledged(_) => ApiError::new(Code::KiisNotAcknowledged, detail).with_param("kiis_sha256"),
             PayoutDetailsMissing(_) => ApiError::new(Code::PayoutDetailsMissing, detail),
             Unaccounted(why) => ApiError::internal(anyhow::anyhow!(why)),
             Cheque(e) => e.into(),
@@ -694,6 +712,8 @@ impl From<crate::rounds::RoundError> for ApiError {
             InvalidTransition(_) => ApiError::new(Code::InvalidStateTransition, detail),
             MinTargetNotReached(_) => ApiError::new(Code::MinTargetNotReached, detail),
             NotRevocable(_) => ApiError::new(Code::NotRevocable, detail),
+            NotReconfirmable(_) => ApiError::new(Code::NotReconfirmable, detail),
+            KiisNotAcknowledged(_) => ApiError::new(Code::KiisNotAcknowledged, detail).with_param("kiis_sha256"),
             NothingToPay => ApiError::new(Code::NothingToPay, detail),
             DisputeMismatch { .. } => ApiError::new(Code::PaymentMismatch, detail),
             PayoutDetailsMissing(_) => ApiError::new(Code::PayoutDetailsMissing, detail),

@@ -34,8 +34,8 @@ pub(crate) struct OfferData {
     status: OfferStatus,
 }
 
-/// `pledge.created`, `pledge.funded`, `pledge.revoked`, `pledge.cancelled`: the pledge and its
-/// new status.
+/// `pledge.created`, `pledge.funded`, `pledge.revoked`, `pledge.cancelled`,
+/// `pledge.reconfirmation_required`, `pledge.reconfirmed`: the pledge and its status.
 #[derive(ToSchema)]
 pub(crate) struct PledgeData {
     pledge_id: Uuid,
@@ -48,6 +48,34 @@ pub(crate) struct PledgeData {
     #[schema(example = "EUR")]
     currency: String,
     status: PledgeStatus,
+    /// `pledge.reconfirmation_required`: until when the investor may reconfirm the pledge under
+    /// the amended KIIS.
+    reconfirm_by: Option<DateTime<Utc>>,
+    /// `pledge.reconfirmed`: the KIIS the investor reconfirmed it under.
+    kiis_sha256: Option<String>,
+    /// Why a pledge ended, when it was not the investor's nor the round's doing:
+    /// `not_reconfirmed` (the KIIS was amended and the pledge not reconfirmed in time).
+    reason: Option<String>,
+}
+
+/// `offer.amended`: a new version of the offer's Key Investment Information Sheet while it is
+/// open. Its live pledges of non-sophisticated investors must be reconfirmed by `reconfirm_by`
+/// (each gets `pledge.reconfirmation_required`), or they are revoked and refunded.
+#[derive(ToSchema)]
+pub(crate) struct OfferAmendedData {
+    offer_id: Uuid,
+    project_id: Uuid,
+    status: OfferStatus,
+    /// The new version.
+    document_id: Uuid,
+    language: String,
+    url: String,
+    sha256: String,
+    /// The version it replaces.
+    supersedes: Uuid,
+    reconfirm_by: DateTime<Utc>,
+    /// How many pledges must be reconfirmed.
+    pledges_to_reconfirm: i64,
 }
 
 /// `pledge.refunded`: money of a funded pledge given back. In full when its round failed or was
@@ -215,6 +243,7 @@ pub(crate) struct EndpointDisabledData {
 #[openapi(components(schemas(
     OfferOpenedData,
     OfferData,
+    OfferAmendedData,
     PledgeData,
     PledgeRefundedData,
     PledgeDisputedData,
@@ -254,6 +283,10 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
             "OfferData",
             "An operator cancelled an offer: unpaid pledges are cancelled, funded ones refunded.",
         ),
+        EventType::OfferAmended => (
+            "OfferAmendedData",
+            "A new version of an open offer's Key Investment Information Sheet (ECSP art. 23): its live pledges of non-sophisticated investors must be reconfirmed by `reconfirm_by`, or they are revoked and refunded.",
+        ),
         EventType::PledgeCreated => (
             "PledgeData",
             "An investor pledged; the pledge waits for its card payment.",
@@ -264,7 +297,7 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
         ),
         EventType::PledgeRevoked => (
             "PledgeData",
-            "A funded pledge was revoked within its reflection period: its money is given back.",
+            "A funded pledge was revoked within its reflection period, or not reconfirmed in time after its offer's KIIS was amended (`reason`: `not_reconfirmed`): its money is given back.",
         ),
         EventType::PledgeCancelled => (
             "PledgeData",
@@ -277,6 +310,14 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
         EventType::PledgeDisputed => (
             "PledgeDisputedData",
             "The provider reported that the investor disputed a pledge's captured card payment with their bank (once per payment; `amount` is what is disputed). The pledge keeps its status and no money moves until the bank decides (`dispute.won`, `dispute.lost`): it shows `disputed_at`.",
+        ),
+        EventType::PledgeReconfirmationRequired => (
+            "PledgeData",
+            "The offer's KIIS was amended: the investor must reconfirm this pledge (`POST /v1/pledges/{id}/reconfirm`) by `reconfirm_by`, or it is revoked and its money given back.",
+        ),
+        EventType::PledgeReconfirmed => (
+            "PledgeData",
+            "The investor reconfirmed a pledge under the amended KIIS (`kiis_sha256`): it stands.",
         ),
         EventType::DisputeWon => (
             "DisputeData",

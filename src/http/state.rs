@@ -30,6 +30,9 @@ pub struct AppState {
     pub read_timeout: Duration,
     /// How long the background job keeps idempotency keys, inbound events, webhook attempts.
     pub retention: crate::jobs::retention::RetentionSettings,
+    /// The risk-warning text's version a pledge records when it names none
+    /// (`investor_protection.risk_warning_version`).
+    pub risk_warning_version: std::sync::Arc<str>,
 }
 
 /// Limits applied to every request.

@@ -3,6 +3,7 @@
 //!
 //! Pledges read them through [`store::get`].
 
+pub mod appropriateness;
 pub mod http;
 pub mod store;
 
@@ -136,6 +137,10 @@ pub struct Investor {
     pub updated_at: DateTime<Utc>,
     /// When an operator last set `kyc_status`.
     pub kyc_decided_at: Option<DateTime<Utc>>,
+    /// When an operator last set `classification`; null while the registration's stands.
+    pub classification_decided_at: Option<DateTime<Utc>>,
+    /// The latest appropriateness record (ECSP art. 21), valid or not; none until one is recorded.
+    pub appropriateness: Option<appropriateness::Standing>,
 }
 
 #[cfg(test)]

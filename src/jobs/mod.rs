@@ -16,6 +16,7 @@ use crate::rounds::{RoundError, closing};
 /// One pass of every job at `now` (`seed_key` draws ballots).
 pub(crate) async fn tick(pool: &PgPool, seed_key: Option<&SeedKey>, now: DateTime<Utc>) -> Result<(), RoundError> {
     expire_unpaid(pool, now).await?;
+    crate::rounds::reconfirmation::revoke_unconfirmed(pool, now).await?;
     closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::expire_due(pool, now).await?;
     Ok(())

@@ -17,6 +17,7 @@ use crate::payments::provider::PaymentRef;
 use crate::rounds::payouts::{self, Payout, PayoutKey, Requested};
 
 use super::cap_table::{self, CapTable};
+use super::documents::{self, Document, DocumentInput, DocumentKind, NewDocument};
 use super::store::Figures;
 use super::{Allocation, Offer, OfferStatus, RawTerms, Terms, lifecycle, store};
 use crate::fields::FieldError;
@@ -44,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_payout))
         .routes(routes!(list_payouts))
         .routes(routes!(get_payout))
+        .routes(routes!(add_document, list_documents))
 }
 
 /// In the document only: the currencies an offer may be in ([`Terms::parse`](crate::offers::Terms)).
@@ -422,7 +424,7 @@ async fn list_pledges(
             .await?;
     let page = Page::of(pledges, &request, |p| p.seq);
     let mut page: PledgePage = page.map(|p| PledgeView::new(p, None)).into();
-    PledgeView::fill_refunds(&mut conn, &mut page.items).await?;
+    PledgeView::fill_lists(&mut conn, &mut page.items).await?;
     Ok(Json(page))
 }
 
@@ -560,4 +562,116 @@ async fn get_payout(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no payout {id}")))?;
     Ok(Json(payout.into()))
+}
+
+/// A document of an offer as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentView {
+    id: Uuid,
+    offer_id: Uuid,
+    kind: DocumentKind,
+    language: String,
+    url: String,
+    sha256: String,
+    added_at: DateTime<Utc>,
+    /// The document of its kind and language it replaced; null for a first version.
+    supersedes: Option<Uuid>,
+    /// Whether it is the current version of its kind and language (for a KIIS: one a pledge may
+    /// name).
+    current: bool,
+}
+
+impl DocumentView {
+    fn new(d: Document, current: bool) -> Self {
+        DocumentView {
+            id: d.id,
+            offer_id: d.offer_id,
+            kind: d.kind,
+            language: d.language,
+            url: d.url,
+            sha256: d.sha256,
+            added_at: d.added_at,
+            supersedes: d.supersedes,
+            current,
+        }
+    }
+}
+
+/// What adding a document did.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentAdded {
+    document: DocumentView,
+    /// For a KIIS that replaced one while the offer is open: until when its live pledges of
+    /// non-sophisticated investors may be reconfirmed (`offer.amended`); null otherwise.
+    reconfirm_by: Option<DateTime<Utc>>,
+    /// How many pledges must be reconfirmed.
+    pledges_to_reconfirm: usize,
+}
+
+/// Add a document to a draft or open offer: above all its Key Investment Information Sheet
+/// (ECSP art. 23, kind `kiis`), without which it cannot open. A KIIS in a language the offer has
+/// one in already is a new version; while the offer is open that amends it (`offer.amended`):
+/// its live pledges of non-sophisticated investors must be reconfirmed within 4 days. Honours
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/offers/{id}/documents", tag = "offers", params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replays the first response for the same key and body")),
+    request_body = DocumentInput, security(("api_key" = [])),
+    responses((status = 201, body = DocumentAdded), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn add_document(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<Operators>,
+    MaybeKey(key): MaybeKey,
+    AppPath(offer_id): AppPath<Uuid>,
+    AppJson(body): AppJson<DocumentInput>,
+) -> Result<Response, ApiError> {
+    let new = NewDocument::parse(body)?;
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/documents"), &new);
+    let now = state.clock.now();
+    idempotency::once(&state.pool, &caller, key.as_ref(), &fingerprint, now, async |conn| {
+        let added = crate::rounds::reconfirmation::add_document(conn, offer_id, &new, now).await?;
+        let (reconfirm_by, pledges_to_reconfirm) = added.amendment.unzip();
+        Ok((
+            StatusCode::CREATED,
+            DocumentAdded {
+                document: DocumentView::new(added.document, true),
+                reconfirm_by,
+                pledges_to_reconfirm: pledges_to_reconfirm.unwrap_or(0),
+            },
+        ))
+    })
+    .await
+}
+
+/// The documents of an offer, all versions, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentList {
+    items: Vec<DocumentView>,
+}
+
+/// An offer's documents, every version oldest first, the current ones marked: what an investor
+/// reads before pledging, and what a pledge's `consent.kiis_sha256` names.
+#[utoipa::path(get, path = "/v1/offers/{id}/documents", tag = "offers", params(("id" = Uuid, Path)), security(("api_key" = [])),
+    responses((status = 200, body = DocumentList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_documents(
+    State(state): State<AppState>,
+    _auth: Auth<AnyRole>,
+    AppPath(offer_id): AppPath<Uuid>,
+) -> Result<Json<DocumentList>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    if !store::exists(&mut conn, offer_id).await? {
+        return Err(ApiError::not_found(format!("no offer {offer_id}")));
+    }
+    let documents = documents::of_offer(&mut conn, offer_id).await?;
+    // The last of each kind and language is current.
+    let mut seen = std::collections::HashSet::new();
+    let mut items: Vec<DocumentView> = documents
+        .into_iter()
+        .rev()
+        .map(|d| {
+            let current = seen.insert((d.kind, d.language.clone()));
+            DocumentView::new(d, current)
+        })
+        .collect();
+    items.reverse();
+    Ok(Json(DocumentList { items }))
 }

@@ -96,6 +96,9 @@ pub async fn open(
     if offer.closes_at <= now {
         return Err(OfferError::ClosingTimePassed);
     }
+    if offer.kiis_sha256s.is_empty() {
+        return Err(OfferError::KiisMissing);
+    }
     check_ecsp_cap(conn, offer.project_id, offer.max_target(), now).await?;
     if offer.allocation == Allocation::Ballot {
         let (nonce, commitment) = ballot::commit(seed_key, offer_id)?;

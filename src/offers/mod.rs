@@ -3,6 +3,7 @@
 pub mod allocation;
 pub mod ballot;
 pub mod cap_table;
+pub mod documents;
 pub mod http;
 pub mod lifecycle;
 pub mod store;
@@ -74,6 +75,14 @@ pub enum OfferError {
         "the project's offers of the last 12 months total {committed} EUR; {asked} more would exceed the ECSP limit of {ECSP_CAP_EUR} EUR"
     )]
     EcspCapExceeded { committed: Decimal, asked: Decimal },
+    /// ECSP art. 23: investors read the offer's Key Investment Information Sheet before pledging.
+    #[error(
+        "the offer has no key investment information sheet: add one (POST /v1/offers/{{id}}/documents, kind kiis) before opening it"
+    )]
+    KiisMissing,
+    /// The same document (its SHA-256) was added to the offer before.
+    #[error("the offer already has the document with sha256 {0}")]
+    DocumentExists(String),
     #[error(transparent)]
     Ballot(#[from] BallotError),
     #[error(transparent)]
@@ -124,6 +133,9 @@ pub struct Offer {
     pub opened_at: Option<DateTime<Utc>>,
     pub closing_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The hashes of the current Key Investment Information Sheets, one per language: a pledge
+    /// names one of them (`documents`).
+    pub kiis_sha256s: Vec<String>,
 }
 
 impl Offer {

@@ -37,6 +37,7 @@ struct OfferRow {
     opened_at: Option<DateTime<Utc>>,
     closing_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    kiis_sha256s: Vec<String>,
 }
 
 impl From<OfferRow> for Offer {
@@ -69,6 +70,7 @@ impl From<OfferRow> for Offer {
             opened_at: r.opened_at,
             closing_at: r.closing_at,
             closed_at: r.closed_at,
+            kiis_sha256s: r.kiis_sha256s,
         }
     }
 }
@@ -76,7 +78,7 @@ impl From<OfferRow> for Offer {
 const COLUMNS: &str = "id, project_id, currency, share_price, min_shares, max_shares, min_ticket, max_ticket,
     opens_at, closes_at, success_fee_rate, allocation, payment_window_seconds, bank_transfer_window_seconds,
     oversubscription_limit, reserve_limit, status, shares_reserved, ballot_commitment, ballot_seed, ballot_nonce, created_at, opened_at,
-    closing_at, closed_at";
+    closing_at, closed_at, kiis_sha256s";
 
 pub async fn insert(
     conn: &mut PgConnection,
@@ -205,27 +207,39 @@ pub(crate) async fn reveal_ballot_seed(conn: &mut PgConnection, id: Uuid, seed: 
     Ok(())
 }
 
-/// Reserves `shares` on an open offer. `Ok(false)` when the offer is not open; the
-/// `offers_hard_cap` check constraint fails the statement when the shares do not fit.
-pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
-    let done =
-        sqlx::query("update offers set shares_reserved = shares_reserved + $2 where id = $1 and status = 'open'")
-            .bind(id)
-            .bind(shares)
-            .execute(conn)
-            .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Reserves `shares` on an open offer if they fit. `Ok(false)`, and nothing changed, when the
-/// offer is not open or has no room for them all.
-pub(crate) async fn reserve_if_room(conn: &mut PgConnection, id: Uuid, shares: i64) -> sqlx::Result<bool> {
+/// Reserves `shares` on an open offer whose current KIIS include every one of `kiis` (the
+/// versions the pledges name: an amendment committed since they were judged replaced none).
+/// `Ok(false)` when the offer is not open or an amendment did; the `offers_hard_cap` check
+/// constraint fails the statement when the shares do not fit.
+pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64, kiis: &[&str]) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "update offers set shares_reserved = shares_reserved + $2
-          where id = $1 and status = 'open' and shares_reserved + $2 <= reserve_limit",
+          where id = $1 and status = 'open' and kiis_sha256s @> $3::text[]",
     )
     .bind(id)
     .bind(shares)
+    .bind(kiis)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Reserves `shares` on an open offer if they fit, and if its current KIIS include every one of
+/// `kiis`. `Ok(false)`, and nothing changed, when the offer is not open, has no room for them
+/// all, or was amended since.
+pub(crate) async fn reserve_if_room(
+    conn: &mut PgConnection,
+    id: Uuid,
+    shares: i64,
+    kiis: &[&str],
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update offers set shares_reserved = shares_reserved + $2
+          where id = $1 and status = 'open' and shares_reserved + $2 <= reserve_limit and kiis_sha256s @> $3::text[]",
+    )
+    .bind(id)
+    .bind(shares)
+    .bind(kiis)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -53,10 +53,13 @@ pub enum RefundReason {
     /// A lost dispute took back part of a funded pledge's card payment and ended the pledge: the
     /// rest of the payment.
     DisputeLost,
+    /// The offer's KIIS was amended and the investor did not reconfirm the pledge in time
+    /// (docs/investor-protection.md).
+    NotReconfirmed,
 }
 
 impl RefundReason {
-    const ALL: [RefundReason; 7] = [
+    const ALL: [RefundReason; 8] = [
         RefundReason::Revoked,
         RefundReason::OfferCancelled,
         RefundReason::OfferFailed,
@@ -64,6 +67,7 @@ impl RefundReason {
         RefundReason::PaymentAfterPledgeEnded,
         RefundReason::PaymentAfterFailure,
         RefundReason::DisputeLost,
+        RefundReason::NotReconfirmed,
     ];
 
     /// The word stored and shown.
@@ -76,6 +80,7 @@ impl RefundReason {
             RefundReason::PaymentAfterPledgeEnded => "payment_after_pledge_ended",
             RefundReason::PaymentAfterFailure => "payment_after_failure",
             RefundReason::DisputeLost => "dispute_lost",
+            RefundReason::NotReconfirmed => "not_reconfirmed",
         }
     }
 

@@ -47,6 +47,23 @@ pub struct Pledge {
     pub created_at: DateTime<Utc>,
     pub funded_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The consent it was made under (docs/investor-protection.md); immutable.
+    pub consent: Consent,
+    /// Set while a reconfirmation under an amended KIIS is pending.
+    pub reconfirm_by: Option<DateTime<Utc>>,
+    /// When it was last reconfirmed (`pledge_reconfirmations` keeps each one).
+    pub reconfirmed_at: Option<DateTime<Utc>>,
+}
+
+/// What an investor consented to when pledging: the KIIS read, the risk-warning text
+/// acknowledged (when one was), and the appropriateness record the pledge was judged under
+/// (non-sophisticated investors). Postgres refuses to change it (migration 0039). All none for
+/// pledges made before the gate.
+#[derive(Clone, Debug, Default)]
+pub struct Consent {
+    pub kiis_sha256: Option<String>,
+    pub risk_warning_version: Option<String>,
+    pub appropriateness_id: Option<Uuid>,
 }
 
 /// The data of a `pledge.*` event.
@@ -64,6 +81,15 @@ pub(crate) struct PledgeEvent {
     allocated_shares: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refunded_amount: Option<String>,
+    /// `pledge.reconfirmation_required`: by when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconfirm_by: Option<DateTime<Utc>>,
+    /// `pledge.reconfirmed`: under which KIIS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kiis_sha256: Option<String>,
+    /// Why it ended, when neither the investor nor the round ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl PledgeEvent {
@@ -78,7 +104,28 @@ impl PledgeEvent {
             status,
             allocated_shares: None,
             refunded_amount: None,
+            reconfirm_by: None,
+            kiis_sha256: None,
+            reason: None,
         }
+    }
+
+    /// A reconfirmation asked by `by`.
+    pub fn reconfirm_by(mut self, by: DateTime<Utc>) -> Self {
+        self.reconfirm_by = Some(by);
+        self
+    }
+
+    /// A reconfirmation made under the KIIS `sha256`.
+    pub fn reconfirmed(mut self, sha256: &str) -> Self {
+        self.kiis_sha256 = Some(sha256.to_owned());
+        self
+    }
+
+    /// Ended for `reason` (a stable word).
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// The outcome of allocation: `allocated` shares, `refunded` given back.
@@ -124,6 +171,16 @@ pub enum PledgeError {
     AboveMaxTicket(String),
     #[error("{0}")]
     RiskWarningRequired(String),
+    #[error(
+        "a non-sophisticated investor pledges only once the platform has recorded their entry knowledge test and loss simulation (POST /v1/investors/{{id}}/appropriateness)"
+    )]
+    AppropriatenessRequired,
+    #[error(
+        "the investor's entry knowledge test and loss simulation were valid until {}; the platform records new ones (POST /v1/investors/{{id}}/appropriateness)", .0.to_rfc3339()
+    )]
+    AppropriatenessExpired(DateTime<Utc>),
+    #[error("{0}")]
+    KiisNotAcknowledged(String),
     /// The card provider keeps the project as a user of its own and needs a payout detail the
     /// project lacks.
     #[error(transparent)]

@@ -21,6 +21,7 @@ use super::{Pledge, PledgeError, PledgeStatus, REFLECTION_PERIOD_DAYS};
 use crate::audit::Author;
 use crate::cheques::redeem::{self, Spend};
 use crate::db::errors::ResultExt;
+use crate::investors::appropriateness::{KnowledgeTest, Standing};
 use crate::investors::{self, Classification, Investor, KycStatus};
 use crate::money::{Amount, Money, format_amount};
 use crate::offers::{self, Offer};
@@ -165,9 +166,21 @@ pub struct PledgeRequest {
     #[schema(min_items = 1, max_items = 10)]
     pub funding: Vec<FundingSource>,
     /// Required (true) for a non-sophisticated investor whose live pledges on the offer, this one
-    /// included, come to more than the risk-warning threshold.
+    /// included, come to more than the risk-warning threshold, and for every pledge of one who
+    /// failed the entry knowledge test.
     #[serde(default)]
     pub risk_acknowledged: bool,
+    /// The version of the risk-warning text the investor acknowledged (with `risk_acknowledged`);
+    /// the service's `investor_protection.risk_warning_version` when absent. Kept on the pledge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub risk_warning_version: Option<String>,
+    /// Required: the SHA-256 of the offer's Key Investment Information Sheet the investor read,
+    /// one of the offer's current versions (`GET /v1/offers/{id}/documents`); else 422
+    /// `kiis_not_acknowledged`. Kept on the pledge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, pattern = "^[0-9a-fA-F]{64}$")]
+    pub kiis_sha256: Option<String>,
 }
 
 pub(super) fn not_open(offer: &Offer, now: DateTime<Utc>) -> PledgeError {
@@ -217,6 +230,52 @@ struct Asked<'r> {
     card: Decimal,
     method: payments::calls::Method,
     codes: Vec<(&'r str, Money)>,
+    /// The current KIIS the investor read, and (non-sophisticated) the record they are judged on.
+    kiis_sha256: String,
+    appropriateness: Option<Standing>,
+}
+
+/// The ECSP gate before a pledge (PRODUCT.md section 12): a non-sophisticated investor pledges
+/// under a valid appropriateness record (art. 21), and every pledge names a current KIIS of the
+/// offer (art. 23). Both read with the offer and the investor, so no round trip of their own.
+fn gate(
+    offer: &Offer,
+    investor: &Investor,
+    req: &PledgeRequest,
+    now: DateTime<Utc>,
+) -> Result<(String, Option<Standing>), PledgeError> {
+    let standing = if investor.classification == Classification::Sophisticated {
+        None
+    } else {
+        match investor.appropriateness {
+            None => return Err(PledgeError::AppropriatenessRequired),
+            Some(standing) if standing.valid_until <= now => {
+                return Err(PledgeError::AppropriatenessExpired(standing.valid_until));
+            }
+            standing => standing,
+        }
+    };
+    let kiis = match req.kiis_sha256.as_deref() {
+        None => {
+            return Err(PledgeError::KiisNotAcknowledged(
+                "kiis_sha256 is required: the SHA-256 of the offer's key investment information sheet the investor read"
+                    .into(),
+            ));
+        }
+        Some(given) => given.to_ascii_lowercase(),
+    };
+    if !offer.kiis_sha256s.contains(&kiis) {
+        let why = if offer.kiis_sha256s.is_empty() {
+            "the offer has no key investment information sheet".to_owned()
+        } else {
+            format!(
+                "kiis_sha256 is not the hash of a current key investment information sheet of this offer (current: {})",
+                offer.kiis_sha256s.join(", ")
+            )
+        };
+        return Err(PledgeError::KiisNotAcknowledged(why));
+    }
+    Ok((kiis, standing))
 }
 
 /// The checks that need only the offer and the investor (`None`: there is no such investor),
@@ -246,6 +305,7 @@ fn admit<'r>(
     if investor.kyc_status != KycStatus::Verified {
         return Err(PledgeError::InvestorNotVerified);
     }
+    let (kiis_sha256, appropriateness) = gate(offer, investor, req, now)?;
     let amount = offer.price_of(req.shares);
     if amount.amount() < offer.min_ticket.amount() {
         return Err(PledgeError::BelowMinTicket(format!(
@@ -260,6 +320,13 @@ fn admit<'r>(
     }
     .check(Decimal::ZERO, amount)?;
 
+    if let Some(version) = &req.risk_warning_version
+        && (version.is_empty() || version.chars().count() > 64 || version.chars().any(char::is_control))
+    {
+        return Err(PledgeError::Invalid(
+            "risk_warning_version must be 1 to 64 characters with no control characters".into(),
+        ));
+    }
     if req.funding.is_empty() || req.funding.len() > 10 {
         return Err(PledgeError::Invalid("funding lists 1 to 10 sources".into()));
     }
@@ -302,6 +369,8 @@ fn admit<'r>(
         card,
         method,
         codes,
+        kiis_sha256,
+        appropriateness,
     })
 }
 
@@ -317,6 +386,15 @@ fn settle(
 ) -> Result<(NewPledge, TicketLimits), PledgeError> {
     let amount = asked.amount;
     let sophisticated = investor.classification == Classification::Sophisticated;
+    if asked
+        .appropriateness
+        .is_some_and(|a| a.knowledge_test == KnowledgeTest::Failed)
+        && !req.risk_acknowledged
+    {
+        return Err(PledgeError::RiskWarningRequired(
+            "the investor did not pass the entry knowledge test: every pledge needs risk_acknowledged: true".into(),
+        ));
+    }
     let limits = TicketLimits::of(offer, investor, req.risk_acknowledged);
     limits.check(Decimal::ZERO, amount)?;
 
@@ -357,6 +435,15 @@ fn settle(
             }
         },
         in_ticket_totals: in_ticket_totals(offer, investor),
+        consent: super::Consent {
+            kiis_sha256: Some(asked.kiis_sha256.clone()),
+            risk_warning_version: if req.risk_acknowledged {
+                req.risk_warning_version.clone()
+            } else {
+                None
+            },
+            appropriateness_id: asked.appropriateness.map(|a| a.id),
+        },
     };
     Ok((pledge, limits))
 }
@@ -486,11 +573,19 @@ pub(crate) async fn create(
         now,
     )
     .await?;
-    let reserved = offers::store::reserve(conn, offer.id, pledge.shares)
+    let kiis: Vec<&str> = pledge.consent.kiis_sha256.as_deref().into_iter().collect();
+    let reserved = offers::store::reserve(conn, offer.id, pledge.shares, &kiis)
         .await
         .on_constraint("offers_hard_cap", |_| offer_full(pledge.shares))?;
     if !reserved {
-        return Err(not_open(&offer, now));
+        // Closed, or its KIIS amended, since it was read: which one, as it is now.
+        let now_offer = offers::store::get(conn, offer.id).await?.unwrap_or(offer);
+        if now_offer.status == offers::OfferStatus::Open {
+            return Err(PledgeError::KiisNotAcknowledged(
+                "the offer's key investment information sheet was amended while the pledge was made: the investor reads the new version".into(),
+            ));
+        }
+        return Err(not_open(&now_offer, now));
     }
     // Cheques are spent after the reservation: offer before ledger accounts, as everywhere.
     redeem::spend(conn, pledge.funded_by_cheques(), &cheques, now).await?;

@@ -30,6 +30,11 @@ struct PledgeRow {
     created_at: DateTime<Utc>,
     funded_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    kiis_sha256: Option<String>,
+    risk_warning_version: Option<String>,
+    appropriateness_id: Option<Uuid>,
+    reconfirm_by: Option<DateTime<Utc>>,
+    reconfirmed_at: Option<DateTime<Utc>>,
 }
 
 impl From<PledgeRow> for Pledge {
@@ -53,13 +58,20 @@ impl From<PledgeRow> for Pledge {
             created_at: r.created_at,
             funded_at: r.funded_at,
             ended_at: r.ended_at,
+            consent: super::Consent {
+                kiis_sha256: r.kiis_sha256,
+                risk_warning_version: r.risk_warning_version,
+                appropriateness_id: r.appropriateness_id,
+            },
+            reconfirm_by: r.reconfirm_by,
+            reconfirmed_at: r.reconfirmed_at,
         }
     }
 }
 
 const COLUMNS: &str = "id, offer_id, investor_id, seq, shares, amount, currency, funding, card_amount, status,
     risk_acknowledged, reflection_ends_at, payment_due_at, allocated_shares, refunded_amount, created_at,
-    funded_at, ended_at";
+    funded_at, ended_at, kiis_sha256, risk_warning_version, appropriateness_id, reconfirm_by, reconfirmed_at";
 
 pub struct NewPledge {
     pub id: Uuid,
@@ -74,6 +86,7 @@ pub struct NewPledge {
     pub payment_due_at: DateTime<Utc>,
     /// Whether it counts in the totals [`lock_ticket_totals`] reads (migration 0022).
     pub in_ticket_totals: bool,
+    pub consent: super::Consent,
 }
 
 /// Inserts a pledge made by `author` (kept for the audit trail, docs/audit-log.md).
@@ -86,8 +99,9 @@ pub(crate) async fn insert(
     let row: PledgeRow = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
                               risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
-                              in_ticket_totals, made_by_key, made_by_role)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::api_role)
+                              in_ticket_totals, made_by_key, made_by_role, kiis_sha256, risk_warning_version,
+                              appropriateness_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::api_role, $16, $17, $18)
          returning {COLUMNS}"
     ))
     .bind(p.id)
@@ -105,6 +119,9 @@ pub(crate) async fn insert(
     .bind(p.in_ticket_totals)
     .bind(author.key_id)
     .bind(author.role.as_str())
+    .bind(&p.consent.kiis_sha256)
+    .bind(&p.consent.risk_warning_version)
+    .bind(p.consent.appropriateness_id)
     .fetch_one(conn)
     .await?;
     Ok(row.into())
@@ -121,10 +138,12 @@ pub(crate) async fn insert_many(
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
         "insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding, card_amount,
                               risk_acknowledged, reflection_ends_at, payment_due_at, created_at,
-                              in_ticket_totals, made_by_key, made_by_role)
+                              in_ticket_totals, made_by_key, made_by_role, kiis_sha256, risk_warning_version,
+                              appropriateness_id)
          select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::numeric[], $6::text[],
                               $7::jsonb[], $8::numeric[], $9::bool[], $10::timestamptz[], $11::timestamptz[],
-                              $12::timestamptz[], $13::bool[], $14::uuid[], $15::api_role[])
+                              $12::timestamptz[], $13::bool[], $14::uuid[], $15::api_role[], $16::text[],
+                              $17::text[], $18::uuid[])
          returning {COLUMNS}"
     ))
     .bind(&ids)
@@ -167,6 +186,24 @@ pub(crate) async fn insert_many(
     .bind(pledges.iter().map(|(p, ..)| p.in_ticket_totals).collect::<Vec<bool>>())
     .bind(pledges.iter().map(|(.., a)| a.key_id).collect::<Vec<Option<Uuid>>>())
     .bind(pledges.iter().map(|(.., a)| a.role.as_str()).collect::<Vec<&str>>())
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, ..)| p.consent.kiis_sha256.as_deref())
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, ..)| p.consent.risk_warning_version.as_deref())
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(
+        pledges
+            .iter()
+            .map(|(p, ..)| p.consent.appropriateness_id)
+            .collect::<Vec<Option<Uuid>>>(),
+    )
     .fetch_all(conn)
     .await?;
     let mut by_id: std::collections::HashMap<Uuid, Pledge> =
@@ -494,6 +531,90 @@ pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) ->
     )
     .bind(now)
     .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Asks the investors of an offer's live pledges of non-sophisticated investors (those with a
+/// reflection period) to reconfirm them by `by`; returns them. The caller holds the offer's lock.
+pub(crate) async fn ask_reconfirmation(
+    conn: &mut PgConnection,
+    offer_id: Uuid,
+    by: DateTime<Utc>,
+) -> sqlx::Result<Vec<Pledge>> {
+    let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
+        "update pledges set reconfirm_by = $2
+          where offer_id = $1 and status in ('pending_payment', 'funded') and reflection_ends_at is not null
+          returning {COLUMNS}"
+    ))
+    .bind(offer_id)
+    .bind(by)
+    .fetch_all(conn)
+    .await?;
+    let mut pledges: Vec<Pledge> = rows.into_iter().map(Pledge::from).collect();
+    pledges.sort_by_key(|p| p.seq);
+    Ok(pledges)
+}
+
+/// Records a pledge's reconfirmation under the KIIS `kiis_sha256`: kept for good in
+/// `pledge_reconfirmations`, and nothing pending any more.
+pub(crate) async fn record_reconfirmation(
+    conn: &mut PgConnection,
+    id: Uuid,
+    kiis_sha256: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into pledge_reconfirmations (pledge_id, kiis_sha256, reconfirmed_at) values ($1, $2, $3)")
+        .bind(id)
+        .bind(kiis_sha256)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("update pledges set reconfirm_by = null, reconfirmed_at = $2 where id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Nothing pending any more for a pledge that ended (so it leaves the index the job reads).
+pub(crate) async fn clear_reconfirmation(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update pledges set reconfirm_by = null where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Pledges whose time to reconfirm has passed at `now`, the earliest first: `(pledge, offer)`.
+pub(crate) async fn reconfirmation_lapsed(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as("select id, offer_id from pledges where reconfirm_by <= $1 order by reconfirm_by limit $2")
+        .bind(now)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// One reconfirmation of a pledge: the KIIS, and when.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct Reconfirmation {
+    pub pledge_id: Uuid,
+    pub kiis_sha256: String,
+    pub reconfirmed_at: DateTime<Utc>,
+}
+
+/// The reconfirmations of these pledges, oldest first.
+pub(crate) async fn reconfirmations(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Reconfirmation>> {
+    sqlx::query_as(
+        "select pledge_id, kiis_sha256, reconfirmed_at from pledge_reconfirmations
+          where pledge_id = any($1) order by pledge_id, reconfirmed_at",
+    )
+    .bind(ids)
     .fetch_all(conn)
     .await
 }

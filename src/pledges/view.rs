@@ -51,9 +51,43 @@ pub(crate) struct PledgeView {
     /// Whether any money was given back, so whether `refunds` may need reading.
     #[serde(skip)]
     gave_back: bool,
+    /// Whether it was ever reconfirmed, so whether its reconfirmations need reading.
+    #[serde(skip)]
+    reconfirmed: bool,
     created_at: DateTime<Utc>,
     funded_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    /// What the investor consented to when pledging (docs/investor-protection.md); it never
+    /// changes. Null for pledges made before the ECSP gate.
+    consent: Option<ConsentView>,
+    /// Set while the investor must reconfirm the pledge under its offer's amended KIIS
+    /// (`POST /v1/pledges/{id}/reconfirm`); at that time an unconfirmed pledge is revoked and
+    /// its money given back. Null otherwise.
+    reconfirm_by: Option<DateTime<Utc>>,
+}
+
+/// The consent a pledge was made under, and its reconfirmations after amendments.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConsentView {
+    /// The SHA-256 of the offer's key investment information sheet the investor read.
+    kiis_sha256: Option<String>,
+    /// The version of the risk-warning text the investor acknowledged; null when the pledge
+    /// needed no acknowledgement and made none.
+    risk_warning_version: Option<String>,
+    /// The appropriateness record (`GET /v1/investors/{id}/appropriateness`) a non-sophisticated
+    /// investor's pledge was judged under; null for a sophisticated investor.
+    appropriateness_id: Option<Uuid>,
+    /// When the investor consented: the pledge's creation.
+    acknowledged_at: DateTime<Utc>,
+    /// Each reconfirmation under an amended KIIS, oldest first.
+    reconfirmations: Vec<ReconfirmationView>,
+}
+
+/// A pledge reconfirmed under a KIIS version.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconfirmationView {
+    kiis_sha256: String,
+    reconfirmed_at: DateTime<Utc>,
 }
 
 /// One source of a pledge's money as kept: its kind and amount, and for a cheque which one.
@@ -67,7 +101,7 @@ pub(crate) struct FundingView {
 }
 
 impl PledgeView {
-    /// The view without its refunds' ids ([`PledgeView::fill_refunds`] reads them): a pledge just
+    /// The view without its refunds' ids and reconfirmations ([`PledgeView::fill_lists`] reads them): a pledge just
     /// made has none, and the hot path of pledging reads nothing more.
     pub fn new(p: Pledge, payment: Option<Payment>) -> Self {
         let currency = p.amount.currency();
@@ -92,6 +126,15 @@ impl PledgeView {
             refunded_amount: p.refunded_amount.map(|r| format_amount(r, currency)),
             refunds: Vec::new(),
             gave_back: p.refunded_amount.is_some_and(|r| r > Decimal::ZERO),
+            consent: p.consent.kiis_sha256.is_some().then(|| ConsentView {
+                kiis_sha256: p.consent.kiis_sha256,
+                risk_warning_version: p.consent.risk_warning_version,
+                appropriateness_id: p.consent.appropriateness_id,
+                acknowledged_at: p.created_at,
+                reconfirmations: Vec::new(),
+            }),
+            reconfirm_by: p.reconfirm_by,
+            reconfirmed: p.reconfirmed_at.is_some(),
             created_at: p.created_at,
             funded_at: p.funded_at,
             ended_at: p.ended_at,
@@ -117,24 +160,39 @@ impl PledgeView {
         self
     }
 
-    /// Reads the refunds' ids of those views whose pledge was given money back: one query for
-    /// them all, none when no pledge was.
-    pub(crate) async fn fill_refunds(conn: &mut PgConnection, views: &mut [PledgeView]) -> sqlx::Result<()> {
+    /// Reads what a list shows beyond the pledges' rows: the refunds' ids of those given money
+    /// back, and the reconfirmations of those reconfirmed; one query for each, none when no
+    /// pledge needs it.
+    pub(crate) async fn fill_lists(conn: &mut PgConnection, views: &mut [PledgeView]) -> sqlx::Result<()> {
         let ids: Vec<Uuid> = views.iter().filter(|v| v.gave_back).map(|v| v.id).collect();
-        if ids.is_empty() {
-            return Ok(());
+        if !ids.is_empty() {
+            let mut refunds = crate::payments::refunds::ids_by_pledge(conn, &ids).await?;
+            for view in views.iter_mut() {
+                view.refunds = refunds.remove(&view.id).unwrap_or_default();
+            }
         }
-        let mut refunds = crate::payments::refunds::ids_by_pledge(conn, &ids).await?;
-        for view in views.iter_mut() {
-            view.refunds = refunds.remove(&view.id).unwrap_or_default();
+        let ids: Vec<Uuid> = views.iter().filter(|v| v.reconfirmed).map(|v| v.id).collect();
+        if !ids.is_empty() {
+            let mut by_pledge: std::collections::HashMap<Uuid, Vec<ReconfirmationView>> = Default::default();
+            for r in super::store::reconfirmations(conn, &ids).await? {
+                by_pledge.entry(r.pledge_id).or_default().push(ReconfirmationView {
+                    kiis_sha256: r.kiis_sha256,
+                    reconfirmed_at: r.reconfirmed_at,
+                });
+            }
+            for view in views.iter_mut() {
+                if let Some(consent) = view.consent.as_mut() {
+                    consent.reconfirmations = by_pledge.remove(&view.id).unwrap_or_default();
+                }
+            }
         }
         Ok(())
     }
 
-    /// [`PledgeView::new`] with its refunds' ids.
+    /// [`PledgeView::new`] with its refunds' ids and reconfirmations.
     pub(crate) async fn read(conn: &mut PgConnection, p: Pledge, payment: Option<Payment>) -> sqlx::Result<Self> {
         let mut view = [PledgeView::new(p, payment)];
-        PledgeView::fill_refunds(conn, &mut view).await?;
+        PledgeView::fill_lists(conn, &mut view).await?;
         let [view] = view;
         Ok(view)
     }

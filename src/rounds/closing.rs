@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::RoundError;
 use super::ending::{cancel_pledge, give_back_many, refund_in_full};
+use super::reconfirmation;
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
 use crate::money::Money;
@@ -79,7 +80,18 @@ pub async fn advance(
     // here (revocations take it; payment confirmations touch pending pledges only). The updates
     // below lock them; 100,000 row locks taken first would be a second write of every row.
     let funded = pledges::store::of_offer(conn, offer_id, Some(&[PledgeStatus::Funded]), 0, i64::MAX, false).await?;
-    if funded.iter().any(|p| p.reflection_ends_at.is_some_and(|t| t > now)) {
+    // A pledge not reconfirmed in time after an amendment of the KIIS ends now, if the clock's
+    // job has not ended it yet; one whose time runs still is waited for, like a reflection.
+    let (lapsed, funded): (Vec<_>, Vec<_>) = funded
+        .into_iter()
+        .partition(|p| p.reconfirm_by.is_some_and(|by| by <= now));
+    for pledge in &lapsed {
+        reconfirmation::end_unconfirmed(conn, pledge, now).await?;
+    }
+    if funded
+        .iter()
+        .any(|p| p.reflection_ends_at.is_some_and(|t| t > now) || reconfirmation::awaiting(p, now))
+    {
         return Ok(OfferStatus::Closing);
     }
     let funded_shares: i64 = funded.iter().map(|p| p.shares).sum();

@@ -31,6 +31,16 @@ pub(crate) async fn cancel_pledge(
     pledge: &Pledge,
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
+    cancel_pledge_because(conn, pledge, None, now).await
+}
+
+/// [`cancel_pledge`], its event naming `reason` when one is given (`not_reconfirmed`).
+pub(crate) async fn cancel_pledge_because(
+    conn: &mut PgConnection,
+    pledge: &Pledge,
+    reason: Option<&'static str>,
+    now: DateTime<Utc>,
+) -> Result<(), RoundError> {
     store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
     let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
     if reserved_by_cheques > Decimal::ZERO {
@@ -49,10 +59,14 @@ pub(crate) async fn cancel_pledge(
         crate::payments::calls::cancel_at_provider(conn, &provider, payment_id, provider_payment_id, now).await?;
     }
     offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
+    let mut event = PledgeEvent::new(pledge, PledgeStatus::Cancelled);
+    if let Some(reason) = reason {
+        event = event.because(reason);
+    }
     outbox::emit(
         conn,
         EventType::PledgeCancelled,
-        pledge_event(pledge, PledgeStatus::Cancelled),
+        serde_json::to_value(event).expect("a pledge event serialises"),
         now,
     )
     .await?;

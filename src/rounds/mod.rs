@@ -3,7 +3,8 @@
 //! disputes and their chargebacks (`disputes`), cancelling,
 //! revoking, expiry and refunds (`ending`), closing and allocation (`closing`), paying the
 //! project out (`payouts`), and making the calls that create a round's payments, refunds and
-//! payouts at a networked provider (`calls`), and comparing them with the provider's (`reconcile`). The state machine lives here, above the domains it moves (offers,
+//! payouts at a networked provider (`calls`), and comparing them with the provider's (`reconcile`); an offer's KIIS
+//! amended while it is open, and its pledges reconfirmed or revoked (`reconfirmation`). The state machine lives here, above the domains it moves (offers,
 //! pledges, payments, cheques), so those take ids and small types and import none of it.
 
 pub mod calls;
@@ -13,6 +14,7 @@ pub mod ending;
 pub mod funding;
 pub mod payouts;
 pub mod reconcile;
+pub mod reconfirmation;
 
 use uuid::Uuid;
 
@@ -30,6 +32,12 @@ pub enum RoundError {
     MinTargetNotReached(String),
     #[error("{0}")]
     NotRevocable(&'static str),
+    /// The pledge has no reconfirmation pending, or its time to reconfirm has passed.
+    #[error("{0}")]
+    NotReconfirmable(String),
+    /// A reconfirmation names no current KIIS of the offer.
+    #[error("{0}")]
+    KiisNotAcknowledged(String),
     /// A provider's close of a dispute names another amount than its opening did: it does not
     /// fit, and is quarantined.
     #[error("dispute {dispute} is for {} {}, not {said}", crate::money::format_amount(*expected, said.currency()), said.currency())]

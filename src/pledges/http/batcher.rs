@@ -175,8 +175,10 @@ async fn write(
         }
         tx
     };
+    let kiis = judged.kiis();
     let (results, total) = insert(&mut tx, card, &offer, jobs, &claims, judged).await?;
-    if !offers::store::reserve_if_room(&mut tx, offer_id, total).await? {
+    let kiis: Vec<&str> = kiis.iter().map(String::as_str).collect();
+    if !offers::store::reserve_if_room(&mut tx, offer_id, total, &kiis).await? {
         // Closed, or filled by others, since it was read: judged again with the row locked.
         tx.rollback().await?;
         return write_locked(&mut conn, card, &offer, jobs, &claims, turn).await;
@@ -214,8 +216,9 @@ async fn write_locked(
         tx.rollback().await?;
         return Ok(judged.results);
     }
+    // Judged under the row lock: the KIIS they name are the current ones.
     let (results, total) = insert(&mut tx, card, &offer, jobs, claims, judged).await?;
-    if !offers::store::reserve(&mut tx, offer.id, total).await? {
+    if !offers::store::reserve(&mut tx, offer.id, total, &[]).await? {
         return Err(ApiError::internal(anyhow::anyhow!(
             "offer {} closed or filled under its row lock",
             offer.id
@@ -327,6 +330,21 @@ fn judge(offer: &Offer, jobs: &[Job], read: &Read, mut totals: HashMap<Uuid, Dec
         }
     }
     judged
+}
+
+impl Judged {
+    /// The KIIS versions the accepted pledges name, each once: the reservation holds only if the
+    /// offer's are still these.
+    fn kiis(&self) -> Vec<String> {
+        let mut kiis: Vec<String> = self
+            .accepted
+            .iter()
+            .filter_map(|(_, p)| p.consent.kiis_sha256.clone())
+            .collect();
+        kiis.sort_unstable();
+        kiis.dedup();
+        kiis
+    }
 }
 
 /// Writes the accepted pledges, their payments, events and keys with their responses; returns

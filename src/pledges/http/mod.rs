@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_pledge))
         .routes(routes!(revoke_pledge))
+        .routes(routes!(reconfirm_pledge))
         .routes(routes!(payment_session))
         .routes(routes!(portfolio::list_investor_pledges))
         .routes(routes!(portfolio::list_holdings))
@@ -58,7 +59,7 @@ async fn create_pledge(
     Auth { caller, .. }: Auth<PlatformUsers>,
     RequiredKey(key): RequiredKey,
     AppPath(offer_id): AppPath<Uuid>,
-    AppJson(body): AppJson<PledgeRequest>,
+    AppJson(mut body): AppJson<PledgeRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     // Card money needs a provider to take it: without one, refused before anything is read or
@@ -69,6 +70,10 @@ async fn create_pledge(
         None
     };
     let fingerprint = idempotency::fingerprint(&format!("POST /v1/offers/{offer_id}/pledges"), &body);
+    // After the fingerprint: a replay is the same request whatever the setting is by then.
+    if body.risk_acknowledged && body.risk_warning_version.is_none() {
+        body.risk_warning_version = Some(state.risk_warning_version.to_string());
+    }
     if body.card_only() {
         // Card pledges are judged and written in their offer's batch (pledges/http/batcher.rs).
         let job = batcher::Job {
@@ -195,6 +200,36 @@ async fn revoke_pledge(
 ) -> Result<Json<PledgeView>, ApiError> {
     let mut tx = state.pool.begin().await?;
     let pledge = crate::rounds::ending::revoke(&mut tx, id, state.clock.now()).await?;
+    let payment = payments::card::payment_of_pledge(&mut tx, id).await?;
+    let view = PledgeView::read(&mut tx, pledge, payment).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reconfirmation {
+    /// The SHA-256 of the amended key investment information sheet the investor read: the
+    /// version the amendment added (or a later one), still current.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    kiis_sha256: String,
+}
+
+/// Reconfirm a pledge after its offer's Key Investment Information Sheet was amended (ECSP art.
+/// 23): the investor read the new version and keeps the pledge. Until `reconfirm_by`; after it,
+/// an unconfirmed pledge is revoked and its money given back.
+#[utoipa::path(post, path = "/v1/pledges/{id}/reconfirm", tag = "pledges", params(("id" = Uuid, Path)),
+    request_body = Reconfirmation, security(("api_key" = [])),
+    responses((status = 200, body = PledgeView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn reconfirm_pledge(
+    State(state): State<AppState>,
+    _auth: Auth<PlatformUsers>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<Reconfirmation>,
+) -> Result<Json<PledgeView>, ApiError> {
+    let kiis = crate::offers::documents::parse_sha256("kiis_sha256", &body.kiis_sha256)?;
+    let mut tx = state.pool.begin().await?;
+    let pledge = rounds::reconfirmation::reconfirm(&mut tx, id, &kiis, state.clock.now()).await?;
     let payment = payments::card::payment_of_pledge(&mut tx, id).await?;
     let view = PledgeView::read(&mut tx, pledge, payment).await?;
     tx.commit().await?;

@@ -75,7 +75,7 @@ pub(super) async fn list_investor_pledges(
             PledgeView::new(p, payment)
         })
         .into();
-    PledgeView::fill_refunds(&mut conn, &mut page.items).await?;
+    PledgeView::fill_lists(&mut conn, &mut page.items).await?;
     Ok(Json(page))
 }
 
