@@ -153,7 +153,8 @@ async fn no_secret_reaches_the_logs(pool: PgPool) {
         let (app, platform, offer, investor) = (&app, &platform, &offer, &investor);
         async move {
             let key = uuid::Uuid::new_v4().to_string();
-            let body = json!({"investor_id": investor, "shares": shares, "funding": funding});
+            let body = json!({"investor_id": investor, "shares": shares, "funding": funding,
+                              "kiis_sha256": fixtures::KIIS_SHA256});
             let r = send_as(
                 app,
                 Method::POST,

@@ -18,10 +18,17 @@ revoke are made with the clock moved to the end of 9999 (then put back). State-c
 their object, so there are a few of each. Any answer other than the expected one stops the run
 (exit 1, with the answer).
 
+The ECSP gate (docs/investor-protection.md) asks more of the flow: every offer opens with its Key
+Investment Information Sheet (KIIS below), every pledge names its hash, and an investor who is not
+sophisticated pledges only under an appropriateness record. A record is valid two years from the
+service's clock when it is recorded, so every seeded investor's is recorded with the clock at
+RECORDED, two years before FAR: valid whatever time the fuzzer moves the clock to before then.
+
 Usage: schemathesis_seed.py BASE_URL OPERATOR_KEY OUT_JSON
        schemathesis_seed.py --toml OUT_JSON
 """
 
+import hashlib
 import json
 import sys
 import time
@@ -36,6 +43,15 @@ FAR = "9999-12-31T00:00:00Z"
 LATE = "9999-12-20T00:00:00Z"
 # An address nothing listens on: deliveries fail and wait for their retry, as long as needed.
 UNREACHABLE = "http://127.0.0.1:9/hook"
+# When the seeded investors' appropriateness records are made: valid until FAR (two years on).
+RECORDED = "9997-12-31T00:00:00Z"
+# The SHA-256 of the seeded offers' KIIS (in French), which their pledges name; AMENDED, of the new
+# version that amends one of them, under which its pledges are reconfirmed.
+KIIS = hashlib.sha256(b"The key investment information sheet of the seeded offers, version 1\n").hexdigest()
+AMENDED = hashlib.sha256(b"The key investment information sheet of the seeded offers, version 2\n").hexdigest()
+KIIS_URL = "https://platform.example/seed/kiis-fr.pdf"
+APPROPRIATENESS = {"knowledge_test": "passed", "loss_capacity": "5000.00", "currency": "EUR",
+                   "answers_ref": "quiz/seed"}
 
 
 class Seeding(Exception):
@@ -106,6 +122,26 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
 
     sophisticated = [investor(f"Seed {i}", "sophisticated") for i in range(3)]
     retail = [investor(f"Seed retail {i}", "non_sophisticated") for i in range(2)]
+    # Retail investors whose pledges are asked to be reconfirmed, and ones for the fuzzer to
+    # record tests for and to reclassify (apart, so that what it records or decides for them
+    # changes no pledge seeded for the other operations).
+    reconfirming = [investor(f"Seed reconfirming {i}", "non_sophisticated") for i in range(3)]
+    assessed = [investor(f"Seed assessed {i}", "non_sophisticated") for i in range(2)]
+    reclassified = [investor(f"Seed reclassified {i}", "non_sophisticated") for i in range(2)]
+
+    # Every one of them with a passed appropriateness record valid until FAR (see RECORDED): the
+    # sophisticated ones too, so that they still pledge should the fuzzer reclassify them.
+    now = api.get("/v1/sandbox/clock")["now"]
+    api.post("/v1/sandbox/clock", {"now": RECORDED})
+    for who in sophisticated + retail + reconfirming + assessed + reclassified:
+        api.post(f"/v1/investors/{who}/appropriateness", APPROPRIATENESS, (201,))
+    api.post("/v1/sandbox/clock", {"now": now})
+    give("POST /v1/investors/{id}/appropriateness", "path.id", *assessed)
+    for field, value in APPROPRIATENESS.items():
+        give("POST /v1/investors/{id}/appropriateness", f"body.{field}", value)
+    give("GET /v1/investors/{id}/appropriateness", "path.id", *assessed, *retail)
+    give("POST /v1/investors/{id}/classification", "path.id", *reclassified)
+    give("POST /v1/investors/{id}/classification", "body.classification", "sophisticated")
 
     # 1 to 1,000 shares at 10.00, first come; one funded share reaches the minimum.
     terms = {
@@ -114,14 +150,22 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
         "allocation": "first_come",
     }
 
-    def offer(open_it=True) -> str:
+    def document(offer_id: str, sha256: str, url: str = KIIS_URL) -> dict:
+        body = {"kind": "kiis", "language": "fr", "url": url, "sha256": sha256}
+        return api.post(f"/v1/offers/{offer_id}/documents", body, (201,))
+
+    def offer(open_it=True, kiis=True) -> str:
+        """An offer, with its KIIS unless `kiis` is false (a draft only: none opens without)."""
         id = api.post(f"/v1/projects/{project}/offers", terms, (201,))["id"]
+        if kiis or open_it:
+            document(id, KIIS)
         if open_it:
             api.post(f"/v1/offers/{id}/open")
         return id
 
     def pledge(offer_id: str, who: str, shares: int = 1) -> dict:
-        body = {"investor_id": who, "shares": shares, "funding": [{"kind": "card", "amount": f"{10 * shares}.00"}]}
+        body = {"investor_id": who, "shares": shares, "funding": [{"kind": "card", "amount": f"{10 * shares}.00"}],
+                "kiis_sha256": KIIS}
         return api.post(f"/v1/offers/{offer_id}/pledges", body, (201,), headers={"Idempotency-Key": str(uuid.uuid4())})
 
     def pay(p: dict) -> str:
@@ -133,9 +177,14 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
             time.sleep(0.1)
         raise Seeding(f"pledge {p['id']} not funded after its payment succeeded")
 
-    # Drafts to open, and offers for the fuzzer to cancel (see ALWAYS below for why).
+    # Drafts to open (each with its KIIS), and offers for the fuzzer to cancel (see ALWAYS below
+    # for why).
     give("POST /v1/offers/{id}/open", "path.id", *(offer(open_it=False) for _ in range(3)))
     give("POST /v1/offers/{id}/cancel", "path.id", offer(open_it=False), offer(), offer())
+    # Drafts without a KIIS to give documents to (see ALWAYS): any kind, language and hash, at an
+    # address a document may have.
+    give("POST /v1/offers/{id}/documents", "path.id", *(offer(open_it=False, kiis=False) for _ in range(3)))
+    give("POST /v1/offers/{id}/documents", "body.url", KIIS_URL)
 
     # Paid retail pledges in their reflection period to revoke (paid, since the fuzzer may fail
     # a pending payment it read from a list, which cancels its pledge), and one revoked into a
@@ -162,6 +211,23 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     give("GET /v1/refunds/{id}", "path.id", refunds[0]["id"])
     give("POST /v1/sandbox/refunds/{id}/succeed", "path.id", refunds[0]["id"])
 
+    # Paid retail pledges on an offer whose KIIS is then amended: each to reconfirm under the new
+    # version. Made late too (see LATE), so that their 4 days to reconfirm run past any time but
+    # the last days of 9999, and paid, for the same reasons as the pledges to revoke.
+    amended = offer()
+    api.post("/v1/sandbox/clock", {"now": LATE})
+    to_reconfirm = []
+    for who in reconfirming:
+        p = pledge(amended, who)
+        pay(p)
+        to_reconfirm.append(p["id"])
+    amendment = document(amended, AMENDED, "https://platform.example/seed/kiis-fr-v2.pdf")
+    api.post("/v1/sandbox/clock", {"now": now})
+    if amendment.get("pledges_to_reconfirm") != len(to_reconfirm):
+        raise Seeding(f"the amendment of offer {amended} asked {amendment}, not {len(to_reconfirm)} pledges")
+    give("POST /v1/pledges/{id}/reconfirm", "path.id", *to_reconfirm)
+    give("POST /v1/pledges/{id}/reconfirm", "body.kiis_sha256", AMENDED)
+
     # An open offer taking pledges: the fuzzer's own (an eligible investor, one share at its
     # price), pending card payments to succeed or fail, a paid one to dispute.
     taking = offer()
@@ -170,6 +236,8 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     give("POST /v1/offers/{id}/pledges", "body.shares", 1)
     give("POST /v1/offers/{id}/pledges", "body.funding[*].kind", "card")
     give("POST /v1/offers/{id}/pledges", "body.funding[*].amount", "10.00")
+    give("POST /v1/offers/{id}/pledges", "body.kiis_sha256", KIIS)
+    give("GET /v1/offers/{id}/documents", "path.id", taking, amended)
     pending = [pledge(taking, who) for who in sophisticated]
     for p in pending:
         give("GET /v1/pledges/{id}", "path.id", p["id"])
@@ -274,8 +342,10 @@ BODY_PROBABILITY = 0.9
 # Except for the operations that end an offer: with the ids the fuzzer reads from the lists they
 # would cancel or close the offers seeded for the others (the one taking pledges, the one whose
 # pledges are to be revoked) before those are fuzzed, so their positive cases take only the
-# offers seeded for them. (Operations run phase by phase in the document's order.)
-ALWAYS = {"POST /v1/offers/{id}/cancel", "POST /v1/offers/{id}/close"}
+# offers seeded for them. (Operations run phase by phase in the document's order.) And for the
+# one that adds a document: a KIIS in French given to the offer taking pledges would amend it, and
+# the pledges sent with the seeded hash would then be refused (kiis_not_acknowledged).
+ALWAYS = {"POST /v1/offers/{id}/cancel", "POST /v1/offers/{id}/close", "POST /v1/offers/{id}/documents"}
 
 
 def toml(seeded: dict[str, dict[str, list]]) -> str:

@@ -62,6 +62,11 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/investors/{id}/pledges", Roles(PLATFORM)),
     ("GET", "/v1/investors/{id}/holdings", Roles(PLATFORM)),
     ("POST", "/v1/investors/{id}/kyc", Roles(OPERATOR)),
+    // PRODUCT.md section 12: reclassification is the operator's decision; the platform records
+    // its appropriateness tests.
+    ("POST", "/v1/investors/{id}/classification", Roles(OPERATOR)),
+    ("POST", "/v1/investors/{id}/appropriateness", Roles(PLATFORM)),
+    ("GET", "/v1/investors/{id}/appropriateness", Roles(PLATFORM)),
     ("POST", "/v1/projects/{id}/offers", Roles(OPERATOR)),
     ("GET", "/v1/projects/{id}/offers", Roles(ANY)),
     ("GET", "/v1/offers", Roles(ANY)),
@@ -69,6 +74,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/offers/{id}/open", Roles(OPERATOR)),
     ("POST", "/v1/offers/{id}/close", Roles(OPERATOR)),
     ("POST", "/v1/offers/{id}/cancel", Roles(OPERATOR)),
+    ("POST", "/v1/offers/{id}/documents", Roles(OPERATOR)),
+    ("GET", "/v1/offers/{id}/documents", Roles(ANY)),
     ("GET", "/v1/offers/{id}/pledges", Roles(BOOKS)),
     ("GET", "/v1/offers/{id}/cap-table", Roles(BOOKS)),
     ("POST", "/v1/offers/{id}/payouts", Roles(OPERATOR)),
@@ -77,6 +84,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/offers/{id}/pledges", Roles(PLATFORM)),
     ("GET", "/v1/pledges/{id}", Roles(PLATFORM)),
     ("POST", "/v1/pledges/{id}/revoke", Roles(PLATFORM)),
+    ("POST", "/v1/pledges/{id}/reconfirm", Roles(PLATFORM)),
     ("GET", "/v1/pledges/{id}/payment-session", Roles(PLATFORM)),
     ("GET", "/v1/refunds", Roles(ANY)),
     ("GET", "/v1/refunds/{id}", Roles(ANY)),
@@ -182,6 +190,8 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
     )
     .await;
     let who = investor(app, "Sophie", "sophisticated").await;
+    // A non-sophisticated investor has an appropriateness record to list.
+    let retail = investor(app, "Carol", "non_sophisticated").await;
     let pledge = id_of_value(&funded_pledge(app, &offer, &who, 10).await);
     let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
     assert_eq!(closed["status"], "succeeded", "{closed:#}");
@@ -241,9 +251,11 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/investors/{id}", who.clone()),
         ("/v1/investors/{id}/pledges", who.clone()),
         ("/v1/investors/{id}/holdings", who),
+        ("/v1/investors/{id}/appropriateness", retail),
         ("/v1/offers/{id}", offer.clone()),
         ("/v1/offers/{id}/pledges", offer.clone()),
-        ("/v1/offers/{id}/cap-table", offer),
+        ("/v1/offers/{id}/cap-table", offer.clone()),
+        ("/v1/offers/{id}/documents", offer),
         ("/v1/pledges/{id}", pledge),
         ("/v1/pledges/{id}/payment-session", waiting),
         ("/v1/refunds/{id}", refund.to_string()),

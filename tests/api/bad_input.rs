@@ -98,7 +98,8 @@ fn routes(app: &TestApp, w: &World) -> Vec<Route> {
         ),
         Route {
             path: format!("/v1/offers/{}/pledges", w.offer),
-            valid: json!({"investor_id": w.investor, "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}]}),
+            valid: json!({"investor_id": w.investor, "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}],
+                          "kiis_sha256": fixtures::KIIS_SHA256}),
             needs_key: true,
         },
         route(

@@ -16,6 +16,8 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use crate::common::fixtures::KIIS_SHA256;
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -62,6 +64,10 @@ fn currency() -> impl Strategy<Value = Currency> {
 /// by their field names or by anything.
 fn json_value() -> impl Strategy<Value = Value> {
     let words = vec![
+        KIIS_SHA256,
+        "kiis",
+        "passed",
+        "failed",
         "EUR",
         "FR",
         "natural",
@@ -136,6 +142,13 @@ fn field_name() -> impl Strategy<Value = String> {
         "funding",
         "cheque_code",
         "risk_acknowledged",
+        "risk_warning_version",
+        "kiis_sha256",
+        "knowledge_test",
+        "loss_capacity",
+        "answers_ref",
+        "language",
+        "sha256",
         "sponsor_id",
         "beneficiary_name",
         "beneficiary_email",
@@ -171,7 +184,12 @@ fn valid_bodies() -> Vec<Value> {
                "closes_at": "2026-05-10T12:00:00Z", "success_fee_rate": "0.05", "allocation": "pro_rata",
                "payment_window_seconds": 1800, "oversubscription_limit": "5"}),
         json!({"investor_id": "0190a7c4-6a5e-7c3b-9a1e-2b7d4f0c1e55", "shares": 2, "risk_acknowledged": true,
-               "funding": [{"kind": "card", "amount": "10.00"}, {"kind": "cheque", "amount": "10.00", "cheque_code": "X"}]}),
+               "funding": [{"kind": "card", "amount": "10.00"}, {"kind": "cheque", "amount": "10.00", "cheque_code": "X"}],
+               "risk_warning_version": "1", "kiis_sha256": KIIS_SHA256}),
+        json!({"knowledge_test": "passed", "loss_capacity": "5000.00", "currency": "EUR", "answers_ref": "quiz/test"}),
+        json!({"kind": "kiis", "language": "fr", "url": "https://platform.example/kiis-fr.pdf", "sha256": KIIS_SHA256}),
+        json!({"classification": "sophisticated"}),
+        json!({"kiis_sha256": KIIS_SHA256}),
         json!({"name": "Ashoka", "email": "prizes@example.org", "currency": "EUR"}),
         json!({"amount": "100.00", "currency": "EUR"}),
         json!({"sponsor_id": "0190a7c4-6a5e-7c3b-9a1e-2b7d4f0c1e55", "beneficiary_name": "Lou",
@@ -240,6 +258,14 @@ fn read_every_body(bytes: &[u8]) -> Result<(), TestCaseError> {
     if let Some(p) = read_body::<pledges::rules::PledgeRequest>(bytes)? {
         let _ = p.card_only();
     }
+    if let Some(a) = read_body::<investors::appropriateness::AppropriatenessInput>(bytes)? {
+        let _ = investors::appropriateness::NewAppropriateness::parse(a);
+    }
+    if let Some(d) = read_body::<offers::documents::DocumentInput>(bytes)? {
+        let _ = offers::documents::NewDocument::parse(d);
+    }
+    read_body::<investors::http::ClassificationDecision>(bytes)?;
+    read_body::<pledges::http::Reconfirmation>(bytes)?;
     if let Some(s) = read_body::<sponsors::SponsorInput>(bytes)? {
         let _ = sponsors::NewSponsor::parse(s);
     }

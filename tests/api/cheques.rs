@@ -140,7 +140,8 @@ async fn pledge_req(app: &TestApp, offer: &str, body: &Value) -> Reply {
 
 /// Pledges `shares` with this list of funding sources.
 async fn pledge_with(app: &TestApp, offer: &str, investor: &str, shares: i64, funding: Value) -> Reply {
-    let body = json!({"investor_id": investor, "shares": shares, "funding": funding});
+    let body = json!({"investor_id": investor, "shares": shares, "funding": funding,
+                      "kiis_sha256": fixtures::KIIS_SHA256});
     pledge_req(app, offer, &body).await
 }
 
@@ -675,7 +676,10 @@ async fn a_hundred_concurrent_redemptions_never_overspend_a_cheque(pool: PgPool)
             .post(format!("{}/v1/offers/{offer_id}/pledges", app.base))
             .bearer_auth(OPERATOR_KEY)
             .header("idempotency-key", format!("redeem-{i}"))
-            .json(&json!({"investor_id": investors[i], "shares": 10, "funding": [by_cheque(&code, "100.00")]}));
+            .json(
+                &json!({"investor_id": investors[i], "shares": 10, "funding": [by_cheque(&code, "100.00")],
+                          "kiis_sha256": fixtures::KIIS_SHA256}),
+            );
         async move { common::read(request.send().await.unwrap()).await }
     })
     .await;

@@ -139,7 +139,8 @@ async fn a_dispute_lost_while_the_pledge_is_funded_takes_it_out_of_escrow_and_ca
     let (cheque, code) = (id_of(&issued), issued["code"].clone());
     // Alice: 20 shares, 50.00 from her prize cheque and 150.00 by card; Bob: 10 shares by card.
     let mixed = json!({"investor_id": alice, "shares": 20, "funding": [
-        {"kind": "cheque", "cheque_code": code, "amount": "50.00"}, {"kind": "card", "amount": "150.00"}]});
+        {"kind": "cheque", "cheque_code": code, "amount": "50.00"}, {"kind": "card", "amount": "150.00"}],
+        "kiis_sha256": fixtures::KIIS_SHA256});
     let pledge = ok(fixtures::pledge_at(&app.client, &app.base, &offer, &mixed).await, 201).await;
     let (pledge_id, payment) = (id_of(&pledge), payment_of(&pledge));
     control(&app, &format!("/v1/sandbox/payments/{payment}/succeed"), json!({})).await;

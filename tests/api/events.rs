@@ -18,6 +18,9 @@ use crate::common::{Reply, TestApp};
 /// (tests/api/webhooks_outbound.rs shows it).
 const NOT_IN_THE_WORLD: [&str; 1] = ["endpoint.disabled"];
 
+/// The second version of the French KIIS [`busy_world`] gives an open offer (`offer.amended`).
+const AMENDED_KIIS_SHA256: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
 fn payment_of(p: &Value) -> String {
     p["payment"]["payment_id"].as_str().unwrap().to_string()
 }
@@ -36,7 +39,7 @@ async fn sandbox(app: &TestApp, what: &str, id: &str, action: &str) -> Value {
 /// a sponsor's deposit, cheques issued, spent, cancelled and expired; a round that succeeds and
 /// is paid out (with a revocation refunded, a late payment, a disputed payment lost after the
 /// payout and a cheque-funded pledge), one that fails at its closing time (with a dispute won),
-/// one cancelled.
+/// one cancelled (after its KIIS was amended and a pledge reconfirmed).
 async fn busy_world(app: &TestApp) {
     let project = published_project(app).await;
     let sophie = investor(app, "Sophie", "sophisticated").await;
@@ -71,7 +74,8 @@ async fn busy_world(app: &TestApp) {
     sandbox(app, "payments", &payment_of(&late), "fail").await;
     sandbox(app, "payments", &payment_of(&late), "succeed").await;
     let by_cheque = json!({"investor_id": sophie, "shares": 5,
-                           "funding": [{"kind": "cheque", "cheque_code": spent["code"], "amount": "50.00"}]});
+                           "funding": [{"kind": "cheque", "cheque_code": spent["code"], "amount": "50.00"}],
+                           "kiis_sha256": fixtures::KIIS_SHA256});
     ok(
         fixtures::pledge_at(&app.client, &app.base, &offer, &by_cheque).await,
         201,
@@ -98,8 +102,31 @@ async fn busy_world(app: &TestApp) {
     let path = format!("/v1/sandbox/disputes/{}/close", won["dispute_id"].as_str().unwrap());
     ok(app.post(&path, decided).await, 200).await;
 
+    // Its KIIS amended while Carol's pledge is live: she is asked to reconfirm it, and does.
     let cancelled = open_offer(app, &project, terms, 9).await;
     funded_pledge(app, &cancelled, &sophie, 4).await;
+    let asked = funded_pledge(app, &cancelled, &carol, 3).await;
+    let amended = ok(
+        app.post(
+            &format!("/v1/offers/{cancelled}/documents"),
+            json!({"kind": "kiis", "language": "fr", "url": "https://platform.example/kiis-fr-v2.pdf",
+                   "sha256": AMENDED_KIIS_SHA256}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(amended["pledges_to_reconfirm"], 1, "{amended:#}");
+    let reconfirmed = ok(
+        app.post(
+            &format!("/v1/pledges/{}/reconfirm", asked["id"].as_str().unwrap()),
+            json!({"kiis_sha256": AMENDED_KIIS_SHA256}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(reconfirmed["status"], "funded", "{reconfirmed:#}");
     ok(
         app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
         200,

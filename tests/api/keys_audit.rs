@@ -303,6 +303,19 @@ async fn the_audit_log_says_which_key_wrote_what_and_when_by_the_service_clock(p
     .await;
     assert_json(&offer, 201);
     let offer = id_of(&offer);
+    let kiis = json!({"kind": "kiis", "language": "fr", "url": "https://platform.example/kiis-fr.pdf",
+                      "sha256": fixtures::KIIS_SHA256});
+    assert_json(
+        &as_key(
+            &app,
+            &operator,
+            Method::POST,
+            &format!("/v1/offers/{offer}/documents"),
+            Some(kiis),
+        )
+        .await,
+        201,
+    );
     assert_json(
         &as_key(&app, &operator, Method::POST, &format!("/v1/offers/{offer}/open"), None).await,
         200,
@@ -325,7 +338,8 @@ async fn the_audit_log_says_which_key_wrote_what_and_when_by_the_service_clock(p
             .await,
         200,
     );
-    let pledge_body = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}]});
+    let pledge_body = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}],
+                             "kiis_sha256": fixtures::KIIS_SHA256});
     let pledge_path = format!("/v1/offers/{offer}/pledges");
     let idempotency = [("idempotency-key", "pledge-1")];
     let before_pledge = app.clock.now();
@@ -411,7 +425,7 @@ async fn pledges_are_in_the_trail_from_their_own_rows_in_order_with_other_writes
     let carol = fixtures::investor(&app, "Carol", "non_sophisticated").await;
     let pledge_as = |i: usize, investor: &str, key: &str| {
         let body = json!({"investor_id": investor, "shares": 2,
-                          "funding": [{"kind": "card", "amount": "20.00"}]});
+                          "funding": [{"kind": "card", "amount": "20.00"}], "kiis_sha256": fixtures::KIIS_SHA256});
         let (app, path, key) = (&app, &path, key.to_string());
         async move {
             let idempotency = format!("trail-{i}");
@@ -466,7 +480,8 @@ async fn pledges_are_in_the_trail_from_their_own_rows_in_order_with_other_writes
         &platform,
         &[("idempotency-key", "cheque")],
         Some(&json!({"investor_id": winner, "shares": 2,
-                     "funding": [{"kind": "cheque", "cheque_code": cheque.body["code"], "amount": "20.00"}]})),
+                     "funding": [{"kind": "cheque", "cheque_code": cheque.body["code"], "amount": "20.00"}],
+                     "kiis_sha256": fixtures::KIIS_SHA256})),
     )
     .await;
     assert_json(&by_cheque, 201);

@@ -399,7 +399,7 @@ async fn holdings_show_the_shares_allocated_and_the_part_paid_by_cheques(pool: P
     let code = cheque_code(&app, "150.00").await;
     let body = json!({"investor_id": me, "shares": 20, "funding": [
         {"kind": "cheque", "cheque_code": code, "amount": "150.00"},
-        {"kind": "card", "amount": "50.00"}]});
+        {"kind": "card", "amount": "50.00"}], "kiis_sha256": fixtures::KIIS_SHA256});
     let mixed = ok(fixtures::pledge_at(&app.client, &app.base, &pro_rata, &body).await, 201).await;
     let payment = mixed["payment"]["payment_id"].as_str().unwrap();
     ok(

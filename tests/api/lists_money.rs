@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::common::fixtures::{
-    confirm_payout, funded_pledge, funded_sponsor, investor, ok, pledge_at, small_open_offer, sponsor,
+    KIIS_SHA256, confirm_payout, funded_pledge, funded_sponsor, investor, ok, pledge_at, small_open_offer, sponsor,
 };
 use crate::common::{OPERATOR_KEY, Reply, TestApp};
 use crate::webhooks_outbound::{Receiver, deliveries, delivery_pass, emit, register, spawn};
@@ -193,7 +193,8 @@ async fn a_sponsors_cheques_and_deposits_are_listed_and_filtered_by_status(pool:
         &app.base,
         &offer,
         &json!({"investor_id": who, "shares": 10,
-                "funding": [{"kind": "cheque", "cheque_code": spent["code"], "amount": "100.00"}]}),
+                "funding": [{"kind": "cheque", "cheque_code": spent["code"], "amount": "100.00"}],
+                "kiis_sha256": KIIS_SHA256}),
     )
     .await;
     assert_eq!(pledged.status, 201, "{:#}", pledged.body);

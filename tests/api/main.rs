@@ -16,6 +16,7 @@ mod cli;
 mod disputes;
 mod events;
 mod http_api;
+mod investor_protection;
 mod investors;
 mod keys_audit;
 mod layers;

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::fixtures::{World, world};
+use crate::common::fixtures::{KIIS_SHA256, World, world};
 use crate::common::{self, OPERATOR_KEY, TestApp};
 
 const CAP_SHARES: i64 = 100;
@@ -20,7 +20,7 @@ async fn flood(bases: &[String], offer: &str, investors: &[String]) -> (usize, u
             .bearer_auth(OPERATOR_KEY)
             .header("idempotency-key", format!("flood-{i}"))
             .json(&json!({"investor_id": investors[i % investors.len()], "shares": 1,
-                          "funding": [{"kind": "card", "amount": "10.00"}]}));
+                          "funding": [{"kind": "card", "amount": "10.00"}], "kiis_sha256": KIIS_SHA256}));
         async move { common::read(request.send().await.unwrap()).await }
     })
     .await;
@@ -76,7 +76,7 @@ async fn a_refused_pledge_leaves_its_key_free(pool: PgPool) {
     let World { offer, investors, .. } = world(&app, 1).await;
     let pledge = |key: &'static str, shares: i64| {
         let body = json!({"investor_id": investors[0], "shares": shares,
-                          "funding": [{"kind": "card", "amount": format!("{shares}0.00")}]});
+                          "funding": [{"kind": "card", "amount": format!("{shares}0.00")}], "kiis_sha256": KIIS_SHA256});
         let req = app
             .client
             .post(format!("{}/v1/offers/{offer}/pledges", app.base))
@@ -111,7 +111,8 @@ async fn two_serve_processes_on_one_database_never_oversell(pool: PgPool) {
 async fn one_idempotency_key_sent_twice_at_once_makes_one_pledge(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let World { offer, investors, .. } = world(&app, 1).await;
-    let body = json!({"investor_id": investors[0], "shares": 3, "funding": [{"kind": "card", "amount": "30.00"}]});
+    let body = json!({"investor_id": investors[0], "shares": 3, "funding": [{"kind": "card", "amount": "30.00"}],
+                      "kiis_sha256": KIIS_SHA256});
     let send = |body: Value| {
         let req = app
             .client
@@ -153,7 +154,8 @@ async fn one_idempotency_key_sent_twice_at_once_makes_one_pledge(pool: PgPool) {
 async fn a_replayed_pledge_answers_its_first_response_byte_for_byte(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let World { offer, investors, .. } = world(&app, 1).await;
-    let body = json!({"investor_id": investors[0], "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}]});
+    let body = json!({"investor_id": investors[0], "shares": 2, "funding": [{"kind": "card", "amount": "20.00"}],
+                      "kiis_sha256": KIIS_SHA256});
     let send = || {
         app.client
             .post(format!("{}/v1/offers/{offer}/pledges", app.base))

@@ -550,7 +550,10 @@ async fn a_bank_wire_of_the_declared_amount_funds_the_pledge_and_another_amount_
     let (app, mangopay) = on_mangopay(pool, "10").await;
     let (_, offer) = offer(&app, "100.00").await;
     let investors = fixtures::investors(&app, 2).await;
-    let wire = |investor: &str| json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "bank_transfer", "amount": "100.00"}]});
+    let wire = |investor: &str| {
+        json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "bank_transfer", "amount": "100.00"}],
+               "kiis_sha256": fixtures::KIIS_SHA256})
+    };
 
     // The pledge answers the account and the reference Mangopay shows for its bank-wire pay-in.
     let p = ok(

@@ -369,7 +369,8 @@ async fn a_crash_between_stripe_creating_the_intent_and_our_write_charges_once_a
 
     // Stripe creates the intent; the process dies before its answer is written.
     let mut held = stripe.hold_next_reply("/v1/payment_intents");
-    let body = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}]});
+    let body = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}],
+                      "kiis_sha256": fixtures::KIIS_SHA256});
     let asked = tokio::spawn({
         let url = format!("{}/v1/offers/{offer}/pledges", first.base);
         async move {
@@ -509,7 +510,7 @@ async fn reconcile_lists_what_stripe_settled_that_our_books_never_heard_of(pool:
 async fn wire_pledge(app: &TestApp, offer: &str, investor: &str, shares: i64) -> serde_json::Value {
     let amount = format!("{}.00", shares * 10);
     let body = json!({"investor_id": investor, "shares": shares,
-                      "funding": [{"kind": "bank_transfer", "amount": amount}]});
+                      "funding": [{"kind": "bank_transfer", "amount": amount}], "kiis_sha256": fixtures::KIIS_SHA256});
     ok(fixtures::pledge_at(&app.client, &app.base, offer, &body).await, 201).await
 }
 
@@ -627,13 +628,14 @@ async fn the_sandbox_takes_no_bank_transfers(pool: PgPool) {
     let (_, offer) = fixtures::small_open_offer(&app).await;
     let investor = fixtures::investor(&app, "Sandbox Wire", "sophisticated").await;
     let body = json!({"investor_id": investor, "shares": 10,
-                      "funding": [{"kind": "bank_transfer", "amount": "100.00"}]});
+                      "funding": [{"kind": "bank_transfer", "amount": "100.00"}], "kiis_sha256": fixtures::KIIS_SHA256});
     fixtures::pledge_at(&app.client, &app.base, &offer, &body)
         .await
         .assert_problem(422, "payment_provider_unavailable");
     // Nor two provider-paid sources in one pledge.
     let both = json!({"investor_id": investor, "shares": 10,
-                      "funding": [{"kind": "bank_transfer", "amount": "50.00"}, {"kind": "card", "amount": "50.00"}]});
+                      "funding": [{"kind": "bank_transfer", "amount": "50.00"}, {"kind": "card", "amount": "50.00"}],
+                      "kiis_sha256": fixtures::KIIS_SHA256});
     let r = fixtures::pledge_at(&app.client, &app.base, &offer, &both).await;
     assert_eq!(r.status, 422, "{:#}", r.body);
     assert!(

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::fixtures::{balance, published_project};
+use crate::common::fixtures::{KIIS_SHA256, add_kiis, appropriate, balance, published_project};
 use crate::common::{self, OPERATOR_KEY, Reply, TestApp};
 
 const DAY: i64 = 86_400;
@@ -112,7 +112,8 @@ async fn new_project(app: &TestApp, name: &str, publish: bool) -> String {
     id
 }
 
-/// An investor with the given KYC decision (`None`: left pending) and optional net worth.
+/// An investor with the given KYC decision (`None`: left pending) and optional net worth; a
+/// non-sophisticated one with a passed appropriateness record (ECSP art. 21).
 async fn investor_with(
     app: &TestApp,
     name: &str,
@@ -133,6 +134,9 @@ async fn investor_with(
                 .await,
             200,
         );
+    }
+    if classification != "sophisticated" {
+        appropriate(app, &id).await;
     }
     id
 }
@@ -162,8 +166,12 @@ async fn create_offer(app: &TestApp, project: &str, terms: Value) -> Reply {
         .await
 }
 
+/// A draft with its KIIS ([`KIIS_SHA256`]), so that opening it meets every rule but the one a
+/// test breaks.
 async fn draft_offer(app: &TestApp, project: &str, terms: Value) -> String {
-    id_of(&ok(create_offer(app, project, terms).await, 201))
+    let id = id_of(&ok(create_offer(app, project, terms).await, 201));
+    add_kiis(app, &id).await;
+    id
 }
 
 async fn open_offer(app: &TestApp, project: &str, terms: Value) -> String {
@@ -193,7 +201,8 @@ async fn pledge_body(app: &TestApp, key: &str, offer: &str, body: Value) -> Repl
 
 fn card(investor: &str, shares: i64, price: &str) -> Value {
     let amount = Decimal::from(shares) * price.parse::<Decimal>().unwrap();
-    json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": format!("{amount:.2}")}]})
+    json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": format!("{amount:.2}")}],
+           "kiis_sha256": KIIS_SHA256})
 }
 
 /// A card pledge at 10.00 a share, by the operator.
@@ -648,13 +657,15 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
         ("-1 shares", card(&sophie, -1, "10.00"), 422, "validation_failed"),
         (
             "shares as a string",
-            json!({"investor_id": sophie, "shares": "10", "funding": [{"kind": "card", "amount": "100.00"}]}),
+            json!({"investor_id": sophie, "shares": "10", "funding": [{"kind": "card", "amount": "100.00"}],
+                   "kiis_sha256": KIIS_SHA256}),
             422,
             "validation_failed",
         ),
         (
             "fractional shares",
-            json!({"investor_id": sophie, "shares": 10.5, "funding": [{"kind": "card", "amount": "105.00"}]}),
+            json!({"investor_id": sophie, "shares": 10.5, "funding": [{"kind": "card", "amount": "105.00"}],
+                   "kiis_sha256": KIIS_SHA256}),
             422,
             "validation_failed",
         ),
@@ -667,59 +678,62 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
         ),
         (
             "funding short of the amount",
-            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": "99.99"}]}),
+            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": "99.99"}],
+                   "kiis_sha256": KIIS_SHA256}),
             422,
             "validation_failed",
         ),
         (
             "funding above the amount",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "card", "amount": "60.00"}, {"kind": "card", "amount": "60.00"}]}),
             422,
             "validation_failed",
         ),
         (
             "funding with 3 decimals",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "card", "amount": "99.995"}, {"kind": "card", "amount": "0.005"}]}),
             422,
             "validation_failed",
         ),
         (
             "funding as a JSON number",
-            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": 100}]}),
+            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": 100}],
+                   "kiis_sha256": KIIS_SHA256}),
             422,
             "validation_failed",
         ),
         (
             "funding of zero",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "card", "amount": "100.00"}, {"kind": "card", "amount": "0.00"}]}),
             422,
             "validation_failed",
         ),
         (
             "negative funding",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "card", "amount": "110.00"}, {"kind": "card", "amount": "-10.00"}]}),
             422,
             "validation_failed",
         ),
         (
             "empty funding",
-            json!({"investor_id": sophie, "shares": 10, "funding": []}),
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": []}),
             422,
             "validation_failed",
         ),
         (
             "unknown funding kind",
-            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "bank", "amount": "100.00"}]}),
+            json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "bank", "amount": "100.00"}],
+                   "kiis_sha256": KIIS_SHA256}),
             422,
             "validation_failed",
         ),
         (
             "a card with a cheque code",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "card", "amount": "100.00", "cheque_code": "CHQ-1"}]}),
             422,
             "validation_failed",
@@ -727,20 +741,20 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
         (
             "unknown field",
             json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}],
-                   "discount": "5.00"}),
+                   "kiis_sha256": KIIS_SHA256, "discount": "5.00"}),
             422,
             "validation_failed",
         ),
         (
             "cheque source",
-            json!({"investor_id": sophie, "shares": 10, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 10, "funding": [
                 {"kind": "cheque", "amount": "100.00", "cheque_code": "CHQ-ABCD-EFGH"}]}),
             422,
             "cheque_invalid",
         ),
         (
             "cheque and card",
-            json!({"investor_id": sophie, "shares": 30, "funding": [
+            json!({"investor_id": sophie, "kiis_sha256": KIIS_SHA256, "shares": 30, "funding": [
                 {"kind": "card", "amount": "100.00"},
                 {"kind": "cheque", "amount": "200.00", "cheque_code": "CHQ-ABCD-EFGH"}]}),
             422,
@@ -780,7 +794,8 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
         &app,
         OPERATOR_KEY,
         &offer,
-        json!({"investor_id": sophie, "shares": "10", "funding": [{"kind": "card", "amount": "100.00"}]}),
+        json!({"investor_id": sophie, "shares": "10", "funding": [{"kind": "card", "amount": "100.00"}],
+               "kiis_sha256": KIIS_SHA256}),
     )
     .await;
     assert_eq!(r.body["param"], "shares", "{:#}", r.body);
@@ -792,7 +807,8 @@ async fn pledges_that_break_a_rule_are_refused_and_write_nothing(pool: PgPool) {
         &app,
         OPERATOR_KEY,
         &offer,
-        json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": 100}]}),
+        json!({"investor_id": sophie, "shares": 10, "funding": [{"kind": "card", "amount": 100}],
+               "kiis_sha256": KIIS_SHA256}),
     )
     .await;
     assert_eq!(r.body["param"], "funding[0].amount", "{:#}", r.body);

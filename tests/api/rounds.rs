@@ -263,7 +263,7 @@ async fn non_sophisticated_investors_get_a_warning_and_four_days_to_revoke(pool:
         .await
         .assert_problem(422, "risk_warning_required");
     let body = json!({"investor_id": carol, "shares": 150, "risk_acknowledged": true,
-                      "funding": [{"kind": "card", "amount": "1500.00"}]});
+                      "funding": [{"kind": "card", "amount": "1500.00"}], "kiis_sha256": KIIS_SHA256});
     let big = app
         .client
         .post(format!("{}/v1/offers/{offer}/pledges", app.base))

@@ -8,6 +8,38 @@ use super::{Reply, TestApp};
 
 pub const DAY: i64 = 86_400;
 
+/// The SHA-256 of the Key Investment Information Sheet [`open_offer`] gives every offer (ECSP
+/// art. 23): pledges name it in `kiis_sha256`.
+pub const KIIS_SHA256: &str = "5f2b6c0e8a1d4f3b9c7e2a6d1f0b8c3e4a5d6f7e8b9c0a1d2e3f4a5b6c7d8e9f";
+
+/// Gives an offer its Key Investment Information Sheet ([`KIIS_SHA256`], in French).
+pub async fn add_kiis(app: &TestApp, offer: &str) {
+    ok(
+        app.post(
+            &format!("/v1/offers/{offer}/documents"),
+            json!({"kind": "kiis", "language": "fr", "url": "https://platform.example/kiis-fr.pdf",
+                   "sha256": KIIS_SHA256}),
+        )
+        .await,
+        201,
+    )
+    .await;
+}
+
+/// Records a passed entry knowledge test and loss simulation for an investor (ECSP art. 21),
+/// valid two years from the service's clock.
+pub async fn appropriate(app: &TestApp, investor: &str) -> Value {
+    ok(
+        app.post(
+            &format!("/v1/investors/{investor}/appropriateness"),
+            json!({"knowledge_test": "passed", "loss_capacity": "5000.00", "answers_ref": "quiz/test"}),
+        )
+        .await,
+        201,
+    )
+    .await
+}
+
 pub async fn ok(r: Reply, status: u16) -> Value {
     assert_eq!(r.status.as_u16(), status, "{:#}", r.body);
     r.body
@@ -25,6 +57,7 @@ pub async fn published_project(app: &TestApp) -> String {
     id
 }
 
+/// A verified investor; a non-sophisticated one with a passed appropriateness record.
 pub async fn investor(app: &TestApp, name: &str, classification: &str) -> String {
     let body = json!({"kind": "natural", "name": name, "email": format!("{}@example.org", uuid::Uuid::new_v4().simple()),
                       "country": "FR", "classification": classification});
@@ -36,10 +69,14 @@ pub async fn investor(app: &TestApp, name: &str, classification: &str) -> String
         200,
     )
     .await;
+    if classification != "sophisticated" {
+        appropriate(app, &id).await;
+    }
     id
 }
 
-/// Creates and opens an offer; `opens_at` is now, `closes_at` in `days`.
+/// Creates and opens an offer, with its KIIS ([`KIIS_SHA256`]); `opens_at` is now, `closes_at`
+/// in `days`.
 pub async fn open_offer(app: &TestApp, project: &str, terms: Value, days: i64) -> String {
     let now = app.clock.now();
     let mut body = json!({
@@ -53,6 +90,7 @@ pub async fn open_offer(app: &TestApp, project: &str, terms: Value, days: i64) -
     }
     let offer = ok(app.post(&format!("/v1/projects/{project}/offers"), body).await, 201).await;
     let id = offer["id"].as_str().unwrap().to_string();
+    add_kiis(app, &id).await;
     ok(app.post(&format!("/v1/offers/{id}/open"), json!({})).await, 200).await;
     id
 }
@@ -106,7 +144,8 @@ pub async fn investors(app: &TestApp, n: usize) -> Vec<String> {
 
 pub async fn pledge(app: &TestApp, offer: &str, investor: &str, shares: i64, price: &str) -> Reply {
     let amount = (Decimal::from(shares) * price.parse::<Decimal>().unwrap()).to_string();
-    let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}]});
+    let body = json!({"investor_id": investor, "shares": shares, "funding": [{"kind": "card", "amount": amount}],
+                      "kiis_sha256": KIIS_SHA256});
     app.client
         .post(format!("{}/v1/offers/{offer}/pledges", app.base))
         .bearer_auth(super::OPERATOR_KEY)

@@ -58,7 +58,8 @@ async fn world(app: &TestApp) -> (String, String) {
 /// A pledge of 10 shares paid by one cheque code, sent with `key` through `client`.
 async fn redeem(client: &reqwest::Client, app: &TestApp, key: &str, offer: &str, investor: &str, code: &str) -> Reply {
     let body = json!({"investor_id": investor, "shares": 10,
-                      "funding": [{"kind": "cheque", "cheque_code": code, "amount": "100.00"}]});
+                      "funding": [{"kind": "cheque", "cheque_code": code, "amount": "100.00"}],
+                      "kiis_sha256": fixtures::KIIS_SHA256});
     let r = client
         .post(format!("{}/v1/offers/{offer}/pledges", app.base))
         .bearer_auth(key)
@@ -205,7 +206,8 @@ async fn refusals_of_a_known_code_do_not_count_as_guesses(pool: PgPool) {
     let winner = fixtures::investor(&app, "Awa Diallo", "sophisticated").await;
     let too_much = |shares: i64| {
         json!({"investor_id": winner, "shares": shares,
-               "funding": [{"kind": "cheque", "cheque_code": code, "amount": format!("{}.00", shares * 10)}]})
+               "funding": [{"kind": "cheque", "cheque_code": code, "amount": format!("{}.00", shares * 10)}],
+               "kiis_sha256": fixtures::KIIS_SHA256})
     };
     for _ in 0..8 {
         let r = common::send_as(

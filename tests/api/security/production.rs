@@ -154,7 +154,8 @@ async fn money_that_needs_a_provider_is_refused_under_the_system_clock_before_an
                         + (select count(*) from idempotency_keys) + (select count(*) from outbox_events)";
     let before = (count(&app.pool, written).await, app.row_counts().await);
 
-    let card = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}]});
+    let card = json!({"investor_id": investor, "shares": 10, "funding": [{"kind": "card", "amount": "100.00"}],
+                      "kiis_sha256": fixtures::KIIS_SHA256});
     for _ in 0..2 {
         // The same key again is refused again: no success was stored to replay.
         pledge_with(&app, &offer, "card-pledge", card.clone())
@@ -215,7 +216,8 @@ async fn cheque_only_pledges_need_no_provider_under_the_system_clock(pool: PgPoo
 
     // Part cheque, part card: the card part has nowhere to go, and the cheque keeps its money.
     let mixed = json!({"investor_id": winner, "shares": 15, "funding": [
-        {"kind": "cheque", "cheque_code": code, "amount": "100.00"}, {"kind": "card", "amount": "50.00"}]});
+        {"kind": "cheque", "cheque_code": code, "amount": "100.00"}, {"kind": "card", "amount": "50.00"}],
+        "kiis_sha256": fixtures::KIIS_SHA256});
     pledge_with(&app, &offer, "mixed", mixed)
         .await
         .assert_problem(422, "payment_provider_unavailable");
@@ -228,7 +230,7 @@ async fn cheque_only_pledges_need_no_provider_under_the_system_clock(pool: PgPoo
     assert_eq!(read["balance"], "200.00", "{read:#}");
 
     let by_cheque = json!({"investor_id": winner, "shares": 10, "funding": [
-        {"kind": "cheque", "cheque_code": code, "amount": "100.00"}]});
+        {"kind": "cheque", "cheque_code": code, "amount": "100.00"}], "kiis_sha256": fixtures::KIIS_SHA256});
     let pledge = pledge_with(&app, &offer, "by-cheque", by_cheque).await;
     common::assert_json(&pledge, 201);
     assert_eq!(pledge.body["status"], "funded", "{:#}", pledge.body);

@@ -185,7 +185,7 @@ async fn a_ballot_whose_seed_no_longer_matches_its_commitment_is_not_drawn(pool:
     assert!(o.get("seed").is_none(), "{o:#}");
 }
 
-/// A ballot offer in draft, opening now, closing in 28 days.
+/// A ballot offer in draft with its KIIS, opening now, closing in 28 days.
 async fn draft_ballot(app: &TestApp, project: &str) -> String {
     let now = app.clock.now();
     let body = json!({
@@ -195,7 +195,9 @@ async fn draft_ballot(app: &TestApp, project: &str) -> String {
         "success_fee_rate": "0.05", "allocation": "ballot",
     });
     let offer = ok(app.post(&format!("/v1/projects/{project}/offers"), body).await, 201).await;
-    offer["id"].as_str().unwrap().to_string()
+    let id = offer["id"].as_str().unwrap().to_string();
+    add_kiis(app, &id).await;
+    id
 }
 
 #[sqlx::test]

@@ -21,7 +21,7 @@ async fn offer_with(app: &TestApp, terms: Value) -> String {
 /// A card pledge of `shares` at 10.00, acknowledging the risk warning or not.
 fn card(investor: &str, shares: i64, risk_acknowledged: bool) -> Value {
     json!({"investor_id": investor, "shares": shares, "risk_acknowledged": risk_acknowledged,
-           "funding": [{"kind": "card", "amount": format!("{shares}0.00")}]})
+           "funding": [{"kind": "card", "amount": format!("{shares}0.00")}], "kiis_sha256": fixtures::KIIS_SHA256})
 }
 
 async fn pledge(app: &TestApp, offer: &str, body: &Value) -> Reply {
@@ -164,12 +164,14 @@ async fn cheque_and_mixed_pledges_count_toward_the_total_and_are_held_to_it(pool
     let carol = fixtures::investor(&app, "Carol", "non_sophisticated").await;
     let by_cheque = |shares: i64, ack: bool| {
         json!({"investor_id": carol, "shares": shares, "risk_acknowledged": ack,
-               "funding": [{"kind": "cheque", "cheque_code": code, "amount": format!("{shares}0.00")}]})
+               "funding": [{"kind": "cheque", "cheque_code": code, "amount": format!("{shares}0.00")}],
+               "kiis_sha256": fixtures::KIIS_SHA256})
     };
     let mixed = |shares: i64, ack: bool| {
         json!({"investor_id": carol, "shares": shares, "risk_acknowledged": ack,
                "funding": [{"kind": "cheque", "cheque_code": code, "amount": "50.00"},
-                           {"kind": "card", "amount": format!("{}0.00", shares - 5)}]})
+                           {"kind": "card", "amount": format!("{}0.00", shares - 5)}],
+               "kiis_sha256": fixtures::KIIS_SHA256})
     };
 
     // A card pledge, then a cheque one: the cheque pledge is held to the total.
@@ -259,7 +261,8 @@ async fn racing_card_and_cheque_pledges_of_one_investor_never_add_up_past_max_ti
     let bodies = (0..RACERS)
         .map(|i| match i % 5 {
             0 => json!({"investor_id": sophie, "shares": 10,
-                        "funding": [{"kind": "cheque", "cheque_code": code, "amount": "100.00"}]}),
+                        "funding": [{"kind": "cheque", "cheque_code": code, "amount": "100.00"}],
+                        "kiis_sha256": fixtures::KIIS_SHA256}),
             _ => card(&sophie, 10, false),
         })
         .collect();

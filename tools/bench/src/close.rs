@@ -101,7 +101,8 @@ async fn insert_investors(
 }
 
 /// Seeds `n` funded card pledges of verified sophisticated investors (`owners`) into the open EUR
-/// offer `offer`, in SQL, `CHUNK` per transaction.
+/// offer `offer`, in SQL, `CHUNK` per transaction; each names the offer's KIIS, as a pledge made
+/// through the API does.
 pub async fn seed_funded(
     pool: &sqlx::PgPool,
     offer: Uuid,
@@ -131,16 +132,17 @@ pub async fn seed_funded(
         // One statement: the pledges, their succeeded payments and the offer's reservation. The
         // `g`-th pledge has 1 + g % 5 shares, as `shares_of` says.
         let (pledged, shares_in_chunk, amount): (i64, i64, Decimal) = sqlx::query_as(&format!(
-            "with o as (select id, currency, share_price, payment_window_seconds from offers
+            "with o as (select id, currency, share_price, payment_window_seconds, kiis_sha256s from offers
                          where id = $1 and status = 'open'),
                   p as (insert into pledges (id, offer_id, investor_id, shares, amount, currency, funding,
-                                             card_amount, status, payment_due_at, created_at)
+                                             card_amount, status, payment_due_at, created_at, kiis_sha256)
                         select gen_random_uuid(), o.id, {owner}, 1 + g % 5,
                                (1 + g % 5) * o.share_price, o.currency,
                                jsonb_build_array(jsonb_build_object('kind', 'card',
                                    'amount', ((1 + g % 5) * o.share_price)::numeric(20, 2)::text)),
                                (1 + g % 5) * o.share_price, 'pending_payment',
-                               $5::timestamptz + make_interval(secs => o.payment_window_seconds), $5
+                               $5::timestamptz + make_interval(secs => o.payment_window_seconds), $5,
+                               o.kiis_sha256s[1]
                           from o, generate_series($2::bigint, $2::bigint + $3::bigint - 1) g
                          order by g
                         returning id, shares, amount, currency),

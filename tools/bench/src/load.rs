@@ -55,6 +55,9 @@ pub struct Target {
     pledges_url: reqwest::Url,
     webhook_url: reqwest::Url,
     authorization: HeaderValue,
+    /// The end of a pledge's body: the KIIS it names, or nothing for a service from before the
+    /// ECSP gate (`scripts/bench-ab` floods one beside today's).
+    kiis_field: String,
 }
 
 impl Target {
@@ -64,8 +67,10 @@ impl Target {
         offer: &str,
         investors: Vec<String>,
         sandbox_secret: Option<WebhookSecret>,
+        kiis: Option<&str>,
     ) -> anyhow::Result<Self> {
         Ok(Target {
+            kiis_field: kiis.map_or_else(String::new, |k| format!(r#","kiis_sha256":"{k}""#)),
             base: base.to_string(),
             pledges_url: format!("{base}/v1/offers/{offer}/pledges").parse()?,
             webhook_url: format!("{base}/v1/webhooks/sandbox").parse()?,
@@ -162,7 +167,8 @@ async fn send(client: &reqwest::Client, target: &Target, seq: u64, work: Work) -
     let investor = &target.investors[seq as usize % target.investors.len()];
     let shares = 1 + (seq % 5) as i64;
     let body = format!(
-        r#"{{"investor_id":"{investor}","shares":{shares},"funding":[{{"kind":"card","amount":"{shares}.00"}}]}}"#
+        r#"{{"investor_id":"{investor}","shares":{shares},"funding":[{{"kind":"card","amount":"{shares}.00"}}]{}}}"#,
+        target.kiis_field
     );
     let answer = client
         .post(target.pledges_url.clone())

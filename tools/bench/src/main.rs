@@ -182,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
             .map(str::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--sandbox-secret: {e}"))?,
+        // The KIIS `open_offer` gave the offer, if the service keeps documents.
+        api.keeps_documents(&offer)
+            .await?
+            .then_some(crowdledger_client::KIIS_SHA256),
     )?);
     eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
     if let Some(at) = args.start_at {

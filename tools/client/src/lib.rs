@@ -7,6 +7,12 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+/// The SHA-256 of the Key Investment Information Sheet (ECSP art. 23) [`Api::add_kiis`] gives an
+/// offer, in French: the hash of the text `crowdledger-client: the key investment information
+/// sheet of the offers it opens` and a newline. Every pledge on such an offer names it in
+/// `kiis_sha256`.
+pub const KIIS_SHA256: &str = "8ce13e6d875fda38df3e2185a39a5f946164a8055eded02fa51b858d2000e613";
+
 pub struct Api {
     client: reqwest::Client,
     base: String,
@@ -69,8 +75,54 @@ impl Api {
         serde_json::from_value(clock["now"].clone()).context("the service's clock answered no time")
     }
 
+    /// Gives a draft or open offer its Key Investment Information Sheet ([`KIIS_SHA256`], in
+    /// French): an offer opens only with one.
+    pub async fn add_kiis(&self, offer: &str) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/offers/{offer}/documents"),
+            json!({"kind": "kiis", "language": "fr", "url": "https://platform.example/kiis-fr.pdf",
+                   "sha256": KIIS_SHA256}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the service keeps offers' documents (the ECSP gate, whose pledges name the KIIS).
+    /// A service from before it answers 404: `scripts/bench-ab` floods one beside today's.
+    pub async fn keeps_documents(&self, offer: &str) -> anyhow::Result<bool> {
+        let response = self
+            .client
+            .get(format!("{}/v1/offers/{offer}/documents", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "GET /v1/offers/{offer}/documents: is the service running at {}?",
+                    self.base
+                )
+            })?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            status => bail!("GET /v1/offers/{offer}/documents answered {status}"),
+        }
+    }
+
+    /// Records a passed entry knowledge test and loss simulation for an investor (ECSP art. 21):
+    /// a non-sophisticated investor pledges only once the platform has recorded one.
+    pub async fn appropriate(&self, investor: &str) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/investors/{investor}/appropriateness"),
+            json!({"knowledge_test": "passed", "loss_capacity": "5000.00", "answers_ref": "quiz/crowdledger-client"}),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// A published project (`name`) with one open EUR offer at 1.00 a share, from `opens_at`
-    /// to `closes_at`, targets in shares. Returns the offer's id.
+    /// to `closes_at`, targets in shares, its KIIS [`KIIS_SHA256`] (when the service keeps
+    /// documents). Returns the offer's id.
     pub async fn open_offer(
         &self,
         name: &str,
@@ -96,6 +148,9 @@ impl Api {
                        "success_fee_rate": "0.05", "allocation": allocation}),
             )
             .await?)?;
+        if self.keeps_documents(&offer).await? {
+            self.add_kiis(&offer).await?;
+        }
         self.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
         Ok(offer)
     }

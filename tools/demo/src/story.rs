@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
-use crowdledger_client::{Api, id};
+use crowdledger_client::{Api, KIIS_SHA256, id};
 
 /// What the demo created.
 pub struct Demo {
@@ -15,6 +15,8 @@ pub struct Demo {
     pub cheque: String,
     pub code: String,
     pub offers: [String; 2],
+    /// The SHA-256 of both offers' Key Investment Information Sheet, which a pledge names.
+    pub kiis: String,
 }
 
 async fn project(api: &Api, body: Value) -> anyhow::Result<String> {
@@ -34,6 +36,8 @@ async fn offer(api: &Api, project: &str, min: &str, max: &str) -> anyhow::Result
                    "success_fee_rate": "0.05", "allocation": "first_come"}),
         )
         .await?)?;
+    // An offer opens only with its Key Investment Information Sheet (ECSP art. 23).
+    api.add_kiis(&offer).await?;
     api.post(&format!("/v1/offers/{offer}/open"), json!({})).await?;
     Ok(offer)
 }
@@ -89,6 +93,9 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
         .await?)?;
     api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
         .await?;
+    // A non-sophisticated investor pledges only once the platform has recorded their entry
+    // knowledge test and loss simulation (ECSP art. 21).
+    api.appropriate(&investor).await?;
     let cheque = api
         .post(
             "/v1/cheques",
@@ -107,6 +114,7 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
             .context("a cheque without its code")?
             .to_string(),
         offers,
+        kiis: KIIS_SHA256.to_string(),
     })
 }
 
@@ -116,18 +124,19 @@ pub fn next_steps(demo: &Demo, base: &str, key: &str) -> String {
     format!(
         "The SenseTour story is loaded:
   sponsor  {sponsor}  (budget 8000.00 EUR after issuing the cheque)
-  winner   {investor}  Camille Martin, KYC verified
+  winner   {investor}  Camille Martin, KYC verified, entry knowledge test passed
   cheque   {cheque}  2000.00 EUR, code {code}  (shown only now)
   offers   {a}  Crois/Sens, Pays de Brest
            {b}  Ressourcerie du Pays de Herve
+  kiis     {kiis}  the SHA-256 of both offers' key investment information sheet
 
 Invest 1500.00 of the cheque in the first round (150 shares at 10.00):
   curl {auth} -H 'Idempotency-Key: demo-1' \\
-    -d '{{\"investor_id\":\"{investor}\",\"shares\":150,\"risk_acknowledged\":true,\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"1500.00\"}}]}}' \\
+    -d '{{\"investor_id\":\"{investor}\",\"shares\":150,\"risk_acknowledged\":true,\"kiis_sha256\":\"{kiis}\",\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"1500.00\"}}]}}' \\
     {base}/v1/offers/{a}/pledges
 Then the rest, 500.00, in the second:
   curl {auth} -H 'Idempotency-Key: demo-2' \\
-    -d '{{\"investor_id\":\"{investor}\",\"shares\":50,\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"500.00\"}}]}}' \\
+    -d '{{\"investor_id\":\"{investor}\",\"shares\":50,\"kiis_sha256\":\"{kiis}\",\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"500.00\"}}]}}' \\
     {base}/v1/offers/{b}/pledges
 See the cheque, the sponsor and the books:
   curl {auth} {base}/v1/cheques/{cheque}
@@ -138,6 +147,7 @@ Docs: {base}/docs",
         investor = demo.investor,
         cheque = demo.cheque,
         code = demo.code,
+        kiis = demo.kiis,
         a = demo.offers[0],
         b = demo.offers[1],
     )

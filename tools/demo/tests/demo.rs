@@ -45,6 +45,12 @@ async fn demo_loads_the_sensetour_story_through_the_api(pool: PgPool) {
         .expect("the code is printed")
         .to_string();
     let offer = field("offers");
+    // Both offers' KIIS, which the printed pledges name.
+    let kiis = field("kiis");
+    assert!(
+        printed.contains(&format!(r#""kiis_sha256":"{kiis}""#)),
+        "the next steps name the KIIS: {printed}"
+    );
 
     let client = reqwest::Client::new();
     let get = async |path: String| -> serde_json::Value {
@@ -71,7 +77,7 @@ async fn demo_loads_the_sensetour_story_through_the_api(pool: PgPool) {
         .header("idempotency-key", "demo-1")
         .json(
             &serde_json::json!({"investor_id": investor, "shares": 150, "risk_acknowledged": true,
-            "funding": [{"kind": "cheque", "cheque_code": code, "amount": "1500.00"}]}),
+            "kiis_sha256": kiis, "funding": [{"kind": "cheque", "cheque_code": code, "amount": "1500.00"}]}),
         )
         .send()
         .await

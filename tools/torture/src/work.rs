@@ -109,7 +109,9 @@ async fn pledge(
             world.offers[rng.random_range(0..world.offers.len())].clone(),
         )
     };
-    let body = json!({"investor_id": investor, "shares": shares, "funding": funding});
+    // Every offer was opened by `crowdledger_client::Api::open_offer`, with its KIIS.
+    let body = json!({"investor_id": investor, "shares": shares, "funding": funding,
+                      "kiis_sha256": crowdledger_client::KIIS_SHA256});
     let key = format!("torture-{}-{seq}", world.run);
     let answer = retrying(http, world, acks, |http, base| {
         http.post(format!("{base}/v1/offers/{offer}/pledges"))
