@@ -55,8 +55,9 @@ pub struct Target {
     pledges_url: reqwest::Url,
     webhook_url: reqwest::Url,
     authorization: HeaderValue,
-    /// The end of a pledge's body: the KIIS it names, or nothing for a service from before the
-    /// ECSP gate (`scripts/bench-ab` floods one beside today's).
+    /// The end of a pledge's body: the KIIS it names (nothing for a service from before the ECSP
+    /// gate: `scripts/bench-ab` floods one beside today's) and, for retail investors, the risk
+    /// warning acknowledged.
     kiis_field: String,
 }
 
@@ -68,9 +69,12 @@ impl Target {
         investors: Vec<String>,
         sandbox_secret: Option<WebhookSecret>,
         kiis: Option<&str>,
+        retail: bool,
     ) -> anyhow::Result<Self> {
+        let kiis = kiis.map_or_else(String::new, |k| format!(r#","kiis_sha256":"{k}""#));
+        let warning = if retail { r#","risk_acknowledged":true"# } else { "" };
         Ok(Target {
-            kiis_field: kiis.map_or_else(String::new, |k| format!(r#","kiis_sha256":"{k}""#)),
+            kiis_field: format!("{kiis}{warning}"),
             base: base.to_string(),
             pledges_url: format!("{base}/v1/offers/{offer}/pledges").parse()?,
             webhook_url: format!("{base}/v1/webhooks/sandbox").parse()?,

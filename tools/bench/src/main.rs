@@ -54,6 +54,10 @@ struct Args {
     /// Verified investors taking turns on the offer.
     #[arg(long, default_value_t = 1000)]
     investors: usize,
+    /// Non-sophisticated investors (with an appropriateness record, pledging with the risk
+    /// warning acknowledged) instead of sophisticated ones: the ECSP gate's reads on the path.
+    #[arg(long)]
+    retail: bool,
     /// Client counts of the scaling sweep, comma-separated (empty: no sweep).
     #[arg(long, default_value = "")]
     sweep: String,
@@ -176,7 +180,11 @@ async fn main() -> anyhow::Result<()> {
         &args.key,
         &offer,
         // A platform onboards investors before the round, not in the same second as the flood.
-        api.verified_investors(args.investors, "Bench").await?,
+        if args.retail {
+            api.retail_investors(args.investors, "Bench").await?
+        } else {
+            api.verified_investors(args.investors, "Bench").await?
+        },
         args.sandbox_secret
             .as_deref()
             .map(str::parse)
@@ -186,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         api.keeps_documents(&offer)
             .await?
             .then_some(crowdledger_client::KIIS_SHA256),
+        args.retail,
     )?);
     eprintln!("set up in {:.1} s", setup.elapsed().as_secs_f64());
     if let Some(at) = args.start_at {

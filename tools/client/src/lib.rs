@@ -157,6 +157,37 @@ impl Api {
 
     /// `n` verified, sophisticated investors (`tag` in their names), created 32 at a time.
     pub async fn verified_investors(&self, n: usize, tag: &str) -> anyhow::Result<Vec<String>> {
+        self.investors_classified(n, tag, "sophisticated").await
+    }
+
+    /// `n` verified non-sophisticated investors (`tag` in their names), each with a passed
+    /// appropriateness record when the service keeps them (a service from before the ECSP gate
+    /// answers 404 and needs none), created 32 at a time.
+    pub async fn retail_investors(&self, n: usize, tag: &str) -> anyhow::Result<Vec<String>> {
+        let investors = self.investors_classified(n, tag, "non_sophisticated").await?;
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(&investors)
+            .map(|investor| async move {
+                let response = self
+                    .client
+                    .post(format!("{}/v1/investors/{investor}/appropriateness", self.base))
+                    .bearer_auth(&self.key)
+                    .json(&json!({"knowledge_test": "passed", "loss_capacity": "5000.00",
+                                  "answers_ref": "quiz/crowdledger-client"}))
+                    .send()
+                    .await?;
+                match response.status() {
+                    status if status.is_success() || status == reqwest::StatusCode::NOT_FOUND => Ok(()),
+                    status => bail!("POST /v1/investors/{investor}/appropriateness answered {status}"),
+                }
+            })
+            .buffered(32)
+            .try_collect::<()>()
+            .await?;
+        Ok(investors)
+    }
+
+    async fn investors_classified(&self, n: usize, tag: &str, classification: &str) -> anyhow::Result<Vec<String>> {
         use futures::{StreamExt, TryStreamExt};
         futures::stream::iter(0..n)
             .map(|i| async move {
@@ -165,7 +196,7 @@ impl Api {
                         "/v1/investors",
                         json!({"kind": "natural", "name": format!("{tag} investor {i}"),
                                "email": format!("investor{i}.{}@{}.example", uuid::Uuid::new_v4().simple(), tag.to_lowercase()),
-                               "country": "FR", "classification": "sophisticated"}),
+                               "country": "FR", "classification": classification}),
                     )
                     .await?)?;
                 self.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
