@@ -35,7 +35,8 @@ pub struct DocumentInput {
     /// Where investors read it (http or https).
     #[schema(
         example = "https://platform.example/offers/crois-sens/kiis-fr-v1.pdf",
-        max_length = 2000
+        max_length = 2000,
+        pattern = r"^https?://[^\s\u0000-\u001f\u007f-\u009f]+$"
     )]
     pub url: String,
     /// The SHA-256 of the document's bytes, in hex: what pledges name.
@@ -73,7 +74,7 @@ impl NewDocument {
         }
         let url = input.url.trim();
         let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-        if !scheme_ok || url.len() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !scheme_ok || url.chars().count() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(FieldError(
                 "url must be an http or https address of at most 2000 characters".into(),
             ));
