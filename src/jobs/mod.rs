@@ -1,5 +1,5 @@
-//! Background work driven by the service clock: expiring unpaid pledges and closing offers whose
-//! time has come, and deleting records past their retention (`retention.rs`). `crate::background`
+//! Background work driven by the service clock: expiring unpaid pledges, ending pledges whose
+//! time to reconfirm an amended KIIS has passed, closing offers whose time has come, and deleting records past their retention (`retention.rs`). `crate::background`
 //! runs it every second and at once when a manual clock is moved. Several serve processes may run
 //! it together: every item is handled under its rows' locks and re-checked there, so each is
 //! acted on once.
