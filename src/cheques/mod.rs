@@ -292,6 +292,33 @@ pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
     }
 }
 
+/// A cheque's projects must be real, and one of them able to take pledges: a cheque that could
+/// never be spent is refused (422). A project archived later leaves its cheques valid for the
+/// others they name.
+async fn check_eligible_projects(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), ChequeError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<(Uuid, crate::projects::ProjectStatus)> =
+        sqlx::query_as("select id, status from projects where id = any($1)")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    if let Some(unknown) = ids.iter().find(|id| !found.iter().any(|(f, _)| f == *id)) {
+        return Err(FieldError(format!("eligible_project_ids names no project {unknown}")).into());
+    }
+    if found
+        .iter()
+        .all(|(_, status)| *status == crate::projects::ProjectStatus::Archived)
+    {
+        return Err(FieldError(
+            "eligible_project_ids names only archived projects: the cheque could never be spent".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Issues a cheque: `sponsor budget → cheque` for its face value. Returns the cheque and its
 /// code, which exists nowhere else from then on. Concurrent issues queue on the budget account;
 /// its `no_overdraft` refuses the one that would overdraw it.
@@ -311,6 +338,7 @@ pub async fn issue(
             asked: face.currency(),
         });
     }
+    check_eligible_projects(conn, &new.eligible_project_ids).await?;
     let code = code::generate();
     let canonical = code::normalise(&code).expect("generated codes are canonical");
     let themes: Vec<String> = new

@@ -1266,3 +1266,76 @@ async fn pledge_of(app: &TestApp, offer: &str, investor: &str) -> String {
     assert_eq!(mine.len(), 1);
     mine[0]["id"].as_str().unwrap().to_string()
 }
+
+/// A cheque names real projects, one of which can take pledges; a project archived later leaves
+/// the cheque valid for the others it names (PRODUCT.md section 13).
+#[sqlx::test]
+async fn a_cheques_projects_are_real_and_one_archived_leaves_the_others(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let sponsor = fixtures::funded_sponsor(&app, "SenseTour Belgium", "10000.00").await;
+    let expires = in_days(&app, 60);
+    let (first, second) = (
+        fixtures::published_project(&app).await,
+        fixtures::published_project(&app).await,
+    );
+    let issued_before = written(&app).await;
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let r = issue_raw(
+        &app,
+        &cheque_body(
+            &sponsor,
+            "500.00",
+            &expires,
+            json!({"eligible_project_ids": [first, unknown]}),
+        ),
+        None,
+    )
+    .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "eligible_project_ids", "{:#}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains(&unknown), "{:#}", r.body);
+
+    // Archived before the issue, alone: a cheque that could never be spent.
+    ok(app.post(&format!("/v1/projects/{first}/archive"), json!({})).await, 200).await;
+    let r = issue_raw(
+        &app,
+        &cheque_body(&sponsor, "500.00", &expires, json!({"eligible_project_ids": [first]})),
+        None,
+    )
+    .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["param"], "eligible_project_ids", "{:#}", r.body);
+    // Refusals wrote nothing and left the budget whole.
+    assert_eq!(written(&app).await, issued_before);
+    assert_eq!(budget(&app, &sponsor).await, "10000.00");
+
+    // With a live project beside it, the cheque is issued and spent on that one.
+    let (id, code) = issue(
+        &app,
+        &sponsor,
+        "500.00",
+        60,
+        json!({"eligible_project_ids": [first, second]}),
+    )
+    .await;
+    let offer = eur_offer(&app, &second, "100.00", "1000.00", 9).await;
+    let winner = investor_named(&app, "Awa Diallo").await;
+    cheque_pledge(&app, &offer, &winner, 20, &code, "200.00").await;
+    assert_cheque(&app, &id, "active", "300.00").await;
+
+    // A project archived after the issue: the cheque stays good for the other one it names.
+    let third = fixtures::published_project(&app).await;
+    let (id, code) = issue(
+        &app,
+        &sponsor,
+        "100.00",
+        60,
+        json!({"eligible_project_ids": [third, second]}),
+    )
+    .await;
+    ok(app.post(&format!("/v1/projects/{third}/archive"), json!({})).await, 200).await;
+    cheque_pledge(&app, &offer, &winner, 10, &code, "100.00").await;
+    assert_cheque(&app, &id, "spent", "0.00").await;
+    verify_books(&app).await;
+}
