@@ -54,7 +54,7 @@ async fn run_clocked(state: &AppState, mut shutdown: watch::Receiver<bool>) {
     let mut moved = state.clock.subscribe();
     loop {
         let now = state.clock.now();
-        if let Err(err) = tick(&state.pool, state.seed_key.as_ref(), now).await {
+        if let Err(err) = tick(&state.pool, state.seed_key.as_ref(), state.cheque_notice, now).await {
             tracing::warn!(error = ?err, "background jobs failed; retrying at the next tick");
         }
         if state.providers.auto_confirm()

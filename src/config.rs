@@ -37,6 +37,24 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[serde(default)]
     pub investor_protection: InvestorProtectionSettings,
+    #[serde(default)]
+    pub cheques: ChequeSettings,
+}
+
+/// Prize cheques (docs/cheques.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChequeSettings {
+    /// `cheque.expiring` is sent this many days before a cheque with money left expires.
+    pub expiring_notice_days: u32,
+}
+
+impl Default for ChequeSettings {
+    fn default() -> Self {
+        ChequeSettings {
+            expiring_notice_days: 14,
+        }
+    }
 }
 
 /// The ECSP gate (docs/investor-protection.md).
@@ -192,6 +210,9 @@ impl Settings {
         }
         if self.http.request_timeout_seconds == 0 {
             bail!("invalid configuration: http.request_timeout_seconds must be at least 1");
+        }
+        if self.cheques.expiring_notice_days == 0 || self.cheques.expiring_notice_days > 3650 {
+            bail!("invalid configuration: cheques.expiring_notice_days must be 1 to 3650");
         }
         let version = &self.investor_protection.risk_warning_version;
         if version.is_empty() || version.chars().count() > 64 || version.chars().any(char::is_control) {

@@ -87,6 +87,7 @@ impl App {
                 read_timeout: settings.database.read_statement_timeout(),
                 retention: settings.retention,
                 risk_warning_version: settings.investor_protection.risk_warning_version.as_str().into(),
+                cheque_notice: chrono::TimeDelta::days(i64::from(settings.cheques.expiring_notice_days)),
             },
             limits: Limits {
                 request_timeout: settings.http.request_timeout(),

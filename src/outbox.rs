@@ -30,6 +30,7 @@ pub enum EventType {
     PaymentLate,
     ChequeIssued,
     ChequeRedeemed,
+    ChequeExpiring,
     ChequeExpired,
     ChequeCancelled,
     DepositSucceeded,
@@ -41,7 +42,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 26] = [
+    pub const ALL: [EventType; 27] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -61,6 +62,7 @@ impl EventType {
         EventType::PaymentLate,
         EventType::ChequeIssued,
         EventType::ChequeRedeemed,
+        EventType::ChequeExpiring,
         EventType::ChequeExpired,
         EventType::ChequeCancelled,
         EventType::DepositSucceeded,
@@ -92,6 +94,7 @@ impl EventType {
             EventType::PaymentLate => "payment.late",
             EventType::ChequeIssued => "cheque.issued",
             EventType::ChequeRedeemed => "cheque.redeemed",
+            EventType::ChequeExpiring => "cheque.expiring",
             EventType::ChequeExpired => "cheque.expired",
             EventType::ChequeCancelled => "cheque.cancelled",
             EventType::DepositSucceeded => "deposit.succeeded",

@@ -15,7 +15,7 @@ pub mod redeem;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection, PgPool, QueryBuilder};
@@ -460,4 +460,62 @@ pub(crate) async fn expire_due(pool: &PgPool, now: DateTime<Utc>) -> Result<usiz
         tx.commit().await?;
     }
     Ok(expired)
+}
+
+/// Reminds the winners of cheques that expire within `notice` of `now` and still hold money:
+/// `cheque.expiring` with the balance, once per cheque (`expiring_notified_at`, migration 0040),
+/// each in its own transaction under the cheque's row lock, so processes running it together
+/// remind each once. A spent cheque (nothing left) is not reminded; if money comes back to it
+/// before it expires, it is. Returns how many were reminded.
+pub(crate) async fn remind_expiring(
+    pool: &PgPool,
+    notice: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<usize, ChequeError> {
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "select c.id from cheques c
+           join ledger_accounts a on a.code = $3 || c.id::text
+          where c.status = 'active' and c.expiring_notified_at is null
+            and c.expires_at > $1 and c.expires_at <= $2 and a.balance > 0
+          order by c.expires_at limit 500",
+    )
+    .bind(now)
+    .bind(now + notice)
+    .bind(chart::CHEQUE_PREFIX)
+    .fetch_all(pool)
+    .await?;
+    let mut reminded = 0;
+    for id in due {
+        let mut tx = pool.begin().await?;
+        let cheque = lock(&mut tx, id).await?.ok_or(ChequeError::NotFound(id))?;
+        let already: Option<DateTime<Utc>> =
+            sqlx::query_scalar("select expiring_notified_at from cheques where id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if already.is_some() || !cheque.live(now) {
+            continue;
+        }
+        let left = balance(&mut tx, &cheque, now).await?;
+        if left.amount().is_zero() {
+            continue;
+        }
+        sqlx::query("update cheques set expiring_notified_at = $2 where id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        outbox::emit(
+            &mut tx,
+            EventType::ChequeExpiring,
+            serde_json::json!({ "cheque_id": cheque.id, "sponsor_id": cheque.sponsor_id,
+                                "balance": left.amount_string(), "currency": cheque.currency,
+                                "expires_at": cheque.expires_at }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        reminded += 1;
+    }
+    Ok(reminded)
 }

@@ -238,6 +238,18 @@ pub(crate) struct EndpointDisabledData {
     url: String,
 }
 
+/// `cheque.expiring`: what is left on the cheque, and when it goes back to its sponsor.
+#[derive(ToSchema)]
+pub(crate) struct ChequeExpiringData {
+    cheque_id: Uuid,
+    sponsor_id: Uuid,
+    #[schema(example = "1200.00")]
+    balance: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    expires_at: DateTime<Utc>,
+}
+
 /// Every data schema, with the schemas they use, for the document's components.
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
@@ -252,6 +264,7 @@ pub(crate) struct EndpointDisabledData {
     ChequeIssuedData,
     ChequeRedeemedData,
     ChequeEndedData,
+    ChequeExpiringData,
     DepositSucceededData,
     PayoutData,
     EndpointDisabledData,
@@ -333,6 +346,10 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
         ),
         EventType::ChequeIssued => ("ChequeIssuedData", "A cheque was issued from its sponsor's budget."),
         EventType::ChequeRedeemed => ("ChequeRedeemedData", "Part or all of a cheque was spent in a pledge."),
+        EventType::ChequeExpiring => (
+            "ChequeExpiringData",
+            "A cheque with money left expires within `cheques.expiring_notice_days` (14 by default): remind its winner. Sent once per cheque; not for a spent or ended one.",
+        ),
         EventType::ChequeExpired => (
             "ChequeEndedData",
             "A cheque reached its expiry: what was left on it went back to its sponsor's budget.",

@@ -33,6 +33,9 @@ pub struct AppState {
     /// The risk-warning text's version a pledge records when it names none
     /// (`investor_protection.risk_warning_version`).
     pub risk_warning_version: std::sync::Arc<str>,
+    /// How long before its expiry a cheque with money left sends `cheque.expiring`
+    /// (`cheques.expiring_notice_days`).
+    pub cheque_notice: chrono::TimeDelta,
 }
 
 /// Limits applied to every request.

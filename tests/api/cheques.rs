@@ -1339,3 +1339,79 @@ async fn a_cheques_projects_are_real_and_one_archived_leaves_the_others(pool: Pg
     assert_cheque(&app, &id, "spent", "0.00").await;
     verify_books(&app).await;
 }
+
+/// The `cheque.expiring` events of the cheque `id`, as the platform reads them.
+async fn expiring_events(app: &TestApp, id: &str) -> Vec<Value> {
+    let page = ok(app.get("/v1/events?type=cheque.expiring&limit=1000").await, 200).await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["cheque_id"] == id)
+        .cloned()
+        .collect()
+}
+
+/// Waits until the cheque `id` has been reminded.
+async fn wait_reminded(app: &TestApp, id: &str) -> Value {
+    app.wait_for("/v1/events?type=cheque.expiring&limit=1000", |page| {
+        page["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|e| e["data"]["cheque_id"] == id))
+    })
+    .await;
+    let mut reminders = expiring_events(app, id).await;
+    assert_eq!(reminders.len(), 1, "{reminders:#?}");
+    reminders.remove(0)
+}
+
+/// `cheque.expiring` reminds a winner once, 14 days before the cheque's rest would go back to
+/// its sponsor, with the balance; never for a spent or cancelled cheque, never twice however the
+/// clock moves (PRODUCT.md section 13).
+#[sqlx::test]
+async fn a_winner_is_reminded_once_two_weeks_before_the_cheque_expires(pool: PgPool) {
+    let w = world(pool, 30, "100.00", "1000.00", 60).await;
+    let app = &w.app;
+    // Spent in part: reminded with what is left.
+    cheque_pledge(app, &w.offer, &w.winner, 50, &w.code, "500.00").await;
+    let (spent, spent_code) = issue(app, &w.sponsor, "100.00", 30, json!({})).await;
+    cheque_pledge(app, &w.offer, &w.winner, 10, &spent_code, "100.00").await;
+    let (cancelled, _) = issue(app, &w.sponsor, "100.00", 30, json!({})).await;
+    ok(cancel(app, &cancelled).await, 200).await;
+    // Issued within the notice: reminded at once.
+    let (soon, _) = issue(app, &w.sponsor, "40.00", 10, json!({})).await;
+    let reminder = wait_reminded(app, &soon).await;
+    assert_eq!(reminder["data"]["balance"], "40.00");
+
+    // 15 days left: not yet.
+    advance(app, 15 * DAY).await;
+    let (marker, _) = issue(app, &w.sponsor, "10.00", 1, json!({})).await;
+    wait_reminded(app, &marker).await;
+    assert!(expiring_events(app, &w.id).await.is_empty());
+
+    // 13 days left: once, with the balance and the expiry.
+    advance(app, 2 * DAY).await;
+    let reminder = wait_reminded(app, &w.id).await;
+    assert_eq!(reminder["data"]["balance"], "1500.00", "{reminder:#}");
+    assert_eq!(reminder["data"]["currency"], "EUR");
+    assert_eq!(reminder["data"]["sponsor_id"], w.sponsor.as_str());
+    let shown = cheque(app, &w.id).await;
+    assert_eq!(
+        reminder["data"]["expires_at"]
+            .as_str()
+            .map(|t| t.parse::<DateTime<Utc>>().unwrap()),
+        shown["expires_at"]
+            .as_str()
+            .map(|t| t.parse::<DateTime<Utc>>().unwrap())
+    );
+
+    // The clock moves again: no second reminder, none for the spent or cancelled cheques.
+    advance(app, DAY).await;
+    let (marker, _) = issue(app, &w.sponsor, "10.00", 1, json!({})).await;
+    wait_reminded(app, &marker).await;
+    assert_eq!(expiring_events(app, &w.id).await.len(), 1);
+    assert!(expiring_events(app, &spent).await.is_empty());
+    assert!(expiring_events(app, &cancelled).await.is_empty());
+    assert_eq!(events_of_type(app, "cheque.expiring").await, 4);
+    verify_books(app).await;
+}

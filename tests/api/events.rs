@@ -36,7 +36,7 @@ async fn sandbox(app: &TestApp, what: &str, id: &str, action: &str) -> Value {
 }
 
 /// Every event type but [`NOT_IN_THE_WORLD`], each by the action that emits it, through the API:
-/// a sponsor's deposit, cheques issued, spent, cancelled and expired; a round that succeeds and
+/// a sponsor's deposit, cheques issued, spent, cancelled, reminded of and expired; a round that succeeds and
 /// is paid out (with a revocation refunded, a late payment, a disputed payment lost after the
 /// payout and a cheque-funded pledge), one that fails at its closing time (with a dispute won),
 /// one cancelled (after its KIIS was amended and a pledge reconfirmed).
@@ -144,6 +144,11 @@ async fn busy_world(app: &TestApp) {
     )
     .await;
     let expiring = issue_cheque(app, &sponsor, "20.00", 1).await;
+    // Within the notice of `cheque.expiring`: its winner is reminded before it expires.
+    app.wait_for("/v1/events?type=cheque.expiring", |page| {
+        page["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
     app.clock.advance(2 * fixtures::DAY).unwrap();
     app.wait_for(&format!("/v1/cheques/{}", expiring["id"].as_str().unwrap()), |c| {
         c["status"] == "expired"
