@@ -487,24 +487,21 @@ pub(crate) async fn remind_expiring(
     let mut reminded = 0;
     for id in due {
         let mut tx = pool.begin().await?;
-        let cheque = lock(&mut tx, id).await?.ok_or(ChequeError::NotFound(id))?;
-        let already: Option<DateTime<Utc>> =
-            sqlx::query_scalar("select expiring_notified_at from cheques where id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if already.is_some() || !cheque.live(now) {
-            continue;
-        }
+        // Marked, locked and re-checked in one statement; rolled back below if nothing is left.
+        let marked: Option<Cheque> = sqlx::query_as(&format!(
+            "update cheques set expiring_notified_at = $2
+              where id = $1 and status = 'active' and expiring_notified_at is null and expires_at > $2
+              returning {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cheque) = marked else { continue };
         let left = balance(&mut tx, &cheque, now).await?;
         if left.amount().is_zero() {
             continue;
         }
-        sqlx::query("update cheques set expiring_notified_at = $2 where id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         outbox::emit(
             &mut tx,
             EventType::ChequeExpiring,
