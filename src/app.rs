@@ -88,6 +88,7 @@ pub fn api(clock: ClockMode) -> (Routes, utoipa::openapi::OpenApi) {
         .merge(crate::payments::http::router())
         .merge(crate::sponsors::http::router())
         .merge(crate::cheques::http::router())
+        .merge(crate::matchfunding::http::router())
         .merge(crate::webhooks::http::router())
         .merge(crate::http::keys::router())
         .merge(crate::http::audit::router())

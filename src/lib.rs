@@ -19,6 +19,7 @@ pub mod investors;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod matchfunding;
 pub mod money;
 pub mod offers;
 pub mod outbox;

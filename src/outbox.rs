@@ -36,13 +36,16 @@ pub enum EventType {
     DepositSucceeded,
     PayoutCreated,
     PayoutPaid,
+    MatchApplied,
+    MatchReturned,
+    MatchPoolEnded,
     EndpointDisabled,
     RefundSucceeded,
 }
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 27] = [
+    pub const ALL: [EventType; 30] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -68,6 +71,9 @@ impl EventType {
         EventType::DepositSucceeded,
         EventType::PayoutCreated,
         EventType::PayoutPaid,
+        EventType::MatchApplied,
+        EventType::MatchReturned,
+        EventType::MatchPoolEnded,
         EventType::EndpointDisabled,
         EventType::RefundSucceeded,
     ];
@@ -100,6 +106,9 @@ impl EventType {
             EventType::DepositSucceeded => "deposit.succeeded",
             EventType::PayoutCreated => "payout.created",
             EventType::PayoutPaid => "payout.paid",
+            EventType::MatchApplied => "match.applied",
+            EventType::MatchReturned => "match.returned",
+            EventType::MatchPoolEnded => "match_pool.ended",
             EventType::EndpointDisabled => "endpoint.disabled",
             EventType::RefundSucceeded => "refund.succeeded",
         }

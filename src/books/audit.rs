@@ -19,15 +19,60 @@ struct DomainCheck {
 const DOMAIN_CHECKS: &[DomainCheck] = &[
     DomainCheck {
         name: "escrow_matches_pledges",
-        description: "each offer's escrow holds exactly the money of its funded pledges not yet refunded or settled, and the cheque money reserved by its unpaid ones",
+        description: "each offer's escrow holds exactly the money of its funded pledges not yet refunded or settled, the cheque money reserved by its unpaid ones, and the sponsors' matches not yet settled or given back",
         sql: "select 'offer ' || o.id || ': escrow ' || coalesce(a.balance, 0) || ', pledges ' || coalesce(f.total, 0)
+                     || ', matches ' || coalesce(m.total, 0)
                 from offers o
                 left join ledger_accounts a on a.code = 'offer:' || o.id || ':escrow'
                 left join (select offer_id,
                                   sum(case when status = 'funded' then amount else amount - card_amount end) as total
                              from pledges where status in ('funded', 'pending_payment') group by offer_id) f
                        on f.offer_id = o.id
-               where coalesce(a.balance, 0) <> coalesce(f.total, 0)",
+                left join (select offer_id, sum(amount) as total from matches where status = 'applied' group by offer_id) m
+                       on m.offer_id = o.id
+               where coalesce(a.balance, 0) <> coalesce(f.total, 0) + coalesce(m.total, 0)",
+    },
+    DomainCheck {
+        name: "match_pools_balance",
+        description: "each matchfunding pool's account holds what was reserved, less what it matched, plus what was given back to it, less what returned to its sponsor when it ended; and its entries say the same",
+        sql: "with moves as (
+                select a.code,
+                       coalesce(sum(p.amount) filter (where e.kind = 'match_pool.reserved' and p.side = 'credit'), 0) as reserved,
+                       coalesce(sum(p.amount) filter (where e.kind = 'match.applied' and p.side = 'debit'), 0) as matched,
+                       coalesce(sum(p.amount) filter (where e.kind = 'match.returned' and p.side = 'credit'), 0) as given_back,
+                       coalesce(sum(p.amount) filter (where e.kind = 'match_pool.returned' and p.side = 'debit'), 0) as returned
+                  from ledger_accounts a
+                  join ledger_postings p on p.account_id = a.id
+                  join ledger_entries e on e.id = p.entry_id
+                 where a.code like 'match:%'
+                 group by a.code)
+              select 'match pool ' || mp.id || ': balance ' || coalesce(a.balance, 0) || ', reserved ' || mp.amount
+                     || ', matched ' || coalesce(m.matched, 0) || ', given back ' || coalesce(m.given_back, 0)
+                     || ', returned ' || coalesce(mp.returned, 0)
+                from match_pools mp
+                left join ledger_accounts a on a.code = 'match:' || mp.id
+                left join moves v on v.code = 'match:' || mp.id
+                left join (select pool_id, sum(amount) as matched, sum(returned_to_pool) as given_back
+                             from matches group by pool_id) m on m.pool_id = mp.id
+               where coalesce(a.balance, 0)
+                     <> mp.amount - coalesce(m.matched, 0) + coalesce(m.given_back, 0) - coalesce(mp.returned, 0)
+                  or coalesce(v.reserved, 0) <> mp.amount
+                  or coalesce(v.matched, 0) <> coalesce(m.matched, 0)
+                  or coalesce(v.given_back, 0) <> coalesce(m.given_back, 0)
+                  or coalesce(v.returned, 0) <> coalesce(mp.returned, 0)
+                  or (mp.ended_at is not null and coalesce(a.balance, 0) <> 0)",
+    },
+    DomainCheck {
+        name: "match_project_caps",
+        description: "no matchfunding pool gave a project more than its max_per_project, nor a pledge more than its max_per_pledge",
+        sql: "select 'match pool ' || mp.id || ', project ' || m.project_id || ': ' || sum(m.amount - m.returned_to_pool - m.returned_to_sponsor)
+                from matches m join match_pools mp on mp.id = m.pool_id
+               group by mp.id, mp.max_per_project, m.project_id
+              having sum(m.amount - m.returned_to_pool - m.returned_to_sponsor) > mp.max_per_project
+              union all
+              select 'match ' || m.id || ': ' || m.amount || ' for one pledge'
+                from matches m join match_pools mp on mp.id = m.pool_id
+               where m.amount > mp.max_per_pledge",
     },
     DomainCheck {
         name: "payments_captured",
@@ -128,18 +173,24 @@ const DOMAIN_CHECKS: &[DomainCheck] = &[
     },
     DomainCheck {
         name: "shares_within_cap",
-        description: "per offer, allocated shares are within the cap, and reserved shares are exactly those of its live and allocated pledges",
+        description: "per offer, allocated shares are within the cap, and reserved shares are exactly those of its live and allocated pledges and sponsors' matches",
         sql: "select 'offer ' || o.id || ': reserved ' || o.shares_reserved || ', pledged ' || coalesce(p.held, 0)
-                     || ', allocated ' || coalesce(p.allocated, 0) || ', cap ' || o.max_shares
+                     || ', matched ' || coalesce(m.held, 0)
+                     || ', allocated ' || coalesce(p.allocated, 0) + coalesce(m.allocated, 0) || ', cap ' || o.max_shares
                 from offers o
                 left join (select offer_id,
                                   sum(case when status in ('pending_payment', 'funded') then shares
                                            when status = 'allocated' then allocated_shares else 0 end) as held,
                                   sum(coalesce(allocated_shares, 0)) as allocated
                              from pledges group by offer_id) p on p.offer_id = o.id
-               where coalesce(p.allocated, 0) > o.max_shares
+                left join (select offer_id,
+                                  sum(case status when 'applied' then shares when 'allocated' then allocated_shares
+                                                  else 0 end) as held,
+                                  sum(coalesce(allocated_shares, 0)) as allocated
+                             from matches group by offer_id) m on m.offer_id = o.id
+               where coalesce(p.allocated, 0) + coalesce(m.allocated, 0) > o.max_shares
                   or o.shares_reserved > o.reserve_limit
-                  or o.shares_reserved <> coalesce(p.held, 0)",
+                  or o.shares_reserved <> coalesce(p.held, 0) + coalesce(m.held, 0)",
     },
 ];
 

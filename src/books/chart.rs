@@ -109,3 +109,13 @@ pub(crate) fn cheque_code(cheque: Uuid) -> String {
 pub async fn cheque(conn: &mut PgConnection, cheque: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
     open(conn, cheque_code(cheque), currency, AccountKind::Liability, now).await
 }
+
+pub(crate) fn match_pool_code(pool: Uuid) -> String {
+    format!("match:{pool}")
+}
+
+/// A matchfunding pool's money not yet matched: reserved from its sponsor's budget, matched into
+/// offers' escrow, given back, and returned to the sponsor when the pool ends.
+pub(crate) async fn match_pool(conn: &mut PgConnection, pool: Uuid, currency: Currency, now: DateTime<Utc>) -> Opened {
+    open(conn, match_pool_code(pool), currency, AccountKind::Liability, now).await
+}

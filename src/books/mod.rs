@@ -38,6 +38,15 @@ pub(crate) enum EntryKind {
     /// Card money a lost dispute took back: `escrow → psp`, `refunds → psp` or
     /// `platform losses → psp` (docs/disputes.md).
     DisputeLost,
+    /// A matchfunding pool set aside: `sponsor budget → match pool`.
+    MatchPoolReserved,
+    /// What an ended pool still held, back to its sponsor; or a match given back after its pool
+    /// ended: `match pool → sponsor budget`, `escrow → sponsor budget`.
+    MatchPoolReturned,
+    /// A pledge matched: `match pool → escrow`.
+    MatchApplied,
+    /// A match given back to its live pool: `escrow → match pool`.
+    MatchReturned,
 }
 
 impl EntryKind {
@@ -56,6 +65,10 @@ impl EntryKind {
             EntryKind::ChequeReturnedToSponsor => "cheque.returned_to_sponsor",
             EntryKind::ChequeEnded => "cheque.ended",
             EntryKind::DisputeLost => "dispute.lost",
+            EntryKind::MatchPoolReserved => "match_pool.reserved",
+            EntryKind::MatchPoolReturned => "match_pool.returned",
+            EntryKind::MatchApplied => "match.applied",
+            EntryKind::MatchReturned => "match.returned",
         }
     }
 }

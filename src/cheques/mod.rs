@@ -295,7 +295,7 @@ pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
 /// A cheque's projects must be real, and one of them able to take pledges: a cheque that could
 /// never be spent is refused (422). A project archived later leaves its cheques valid for the
 /// others they name.
-async fn check_eligible_projects(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), ChequeError> {
+pub(crate) async fn check_eligible_projects(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), ChequeError> {
     if ids.is_empty() {
         return Ok(());
     }

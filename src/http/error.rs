@@ -721,7 +721,24 @@ impl From<crate::rounds::RoundError> for ApiError {
             Offer(e) => e.into(),
             Ballot(e) => e.into(),
             Cheque(e) => e.into(),
+            Match(e) => e.into(),
             Payment(e) => e.into(),
+            Ledger(e) => e.into(),
+            Money(e) => e.into(),
+            Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<crate::matchfunding::MatchError> for ApiError {
+    fn from(err: crate::matchfunding::MatchError) -> Self {
+        use crate::matchfunding::MatchError::*;
+        let detail = err.to_string();
+        match err {
+            Invalid(_) => ApiError::validation(detail),
+            NoSponsor(_) | NotFound(_) => ApiError::not_found(detail),
+            CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
+            InsufficientBudget { .. } => ApiError::new(Code::InsufficientSponsorBudget, detail),
             Ledger(e) => e.into(),
             Money(e) => e.into(),
             Database(e) => ApiError::database(e),

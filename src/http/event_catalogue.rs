@@ -250,6 +250,55 @@ pub(crate) struct ChequeExpiringData {
     expires_at: DateTime<Utc>,
 }
 
+/// `match.applied`: a funded pledge matched from a sponsor's pool; the shares are held in the
+/// sponsor's name and count toward the offer's targets.
+#[derive(ToSchema)]
+pub(crate) struct MatchAppliedData {
+    match_id: Uuid,
+    match_pool_id: Uuid,
+    sponsor_id: Uuid,
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    project_id: Uuid,
+    shares: i64,
+    #[schema(example = "250.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
+/// `match.returned`: matched money given back, to the pool while it is open, else to the
+/// sponsor's budget.
+#[derive(ToSchema)]
+pub(crate) struct MatchReturnedData {
+    match_id: Uuid,
+    match_pool_id: Uuid,
+    sponsor_id: Uuid,
+    pledge_id: Uuid,
+    offer_id: Uuid,
+    #[schema(example = "250.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+    /// `pool` or `sponsor`.
+    #[schema(example = "pool")]
+    to: String,
+    /// `revoked`, `refunded`, `cancelled` or `not_allocated`.
+    #[schema(example = "refunded")]
+    reason: String,
+}
+
+/// `match_pool.ended`: a pool reached its expiry; what it still held went back to its sponsor.
+#[derive(ToSchema)]
+pub(crate) struct MatchPoolEndedData {
+    match_pool_id: Uuid,
+    sponsor_id: Uuid,
+    #[schema(example = "1250.00")]
+    returned: String,
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
 /// Every data schema, with the schemas they use, for the document's components.
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
@@ -267,6 +316,9 @@ pub(crate) struct ChequeExpiringData {
     ChequeExpiringData,
     DepositSucceededData,
     PayoutData,
+    MatchAppliedData,
+    MatchReturnedData,
+    MatchPoolEndedData,
     EndpointDisabledData,
     crate::payments::refunds::RefundView,
     EventType,
@@ -364,6 +416,18 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
             "A payout of what a succeeded round's project is owed was asked of the provider.",
         ),
         EventType::PayoutPaid => ("PayoutData", "The provider paid a project its payout."),
+        EventType::MatchApplied => (
+            "MatchAppliedData",
+            "A funded pledge was matched from a sponsor's pool (`match:<pool> → escrow`): the matched money counts toward the offer's targets and its shares are held in the sponsor's name.",
+        ),
+        EventType::MatchReturned => (
+            "MatchReturnedData",
+            "Matched money was given back (its pledge revoked, refunded or cancelled, its round failed, or not all of it allocated): to the pool while it is open, else to the sponsor's budget.",
+        ),
+        EventType::MatchPoolEnded => (
+            "MatchPoolEndedData",
+            "A matchfunding pool reached its expiry: what it still held went back to its sponsor's budget.",
+        ),
         EventType::EndpointDisabled => (
             "EndpointDisabledData",
             "A webhook endpoint was disabled: a delivery to it exhausted its retries.",

@@ -26,5 +26,6 @@ pub(crate) async fn tick(
     closing::close_due(pool, seed_key, now, |_, _| {}).await?;
     crate::cheques::remind_expiring(pool, cheque_notice, now).await?;
     crate::cheques::expire_due(pool, now).await?;
+    crate::matchfunding::end_expired(pool, now).await?;
     Ok(())
 }

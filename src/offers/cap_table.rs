@@ -7,9 +7,21 @@ use uuid::Uuid;
 
 use super::{OfferError, OfferStatus, store};
 
+/// Who holds a line's shares: an investor, or a sponsor whose pool matched pledges
+/// (docs/matchfunding.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Holder {
+    Investor,
+    Sponsor,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CapTableLine {
+    holder: Holder,
+    /// The holder's id: the investor's, or on a `sponsor` line the sponsor's.
     investor_id: Uuid,
+    /// The holder's name.
     investor_name: String,
     shares: i64,
     amount: String,
@@ -41,17 +53,33 @@ pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, 
     if offer.status != OfferStatus::Succeeded {
         return Err(OfferError::NotSucceeded);
     }
-    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "select p.investor_id, i.name, sum(p.allocated_shares)::bigint
-           from pledges p join investors i on i.id = p.investor_id
-          where p.offer_id = $1 and p.allocated_shares > 0
-          group by p.investor_id, i.name
-          order by min(p.seq)",
+    // Investors in the order of their first pledge, then sponsors in the order of their first
+    // match's pledge.
+    let rows: Vec<(bool, Uuid, String, i64)> = sqlx::query_as(
+        "select * from (
+           select false as sponsor, p.investor_id, i.name, sum(p.allocated_shares)::bigint as shares, min(p.seq) as seq
+             from pledges p join investors i on i.id = p.investor_id
+            where p.offer_id = $1 and p.allocated_shares > 0
+            group by p.investor_id, i.name
+           union all
+           select true, s.id, s.name, sum(m.allocated_shares)::bigint, min(pl.seq)
+             from matches m join match_pools mp on mp.id = m.pool_id join sponsors s on s.id = mp.sponsor_id
+             join pledges pl on pl.id = m.pledge_id
+            where m.offer_id = $1 and m.allocated_shares > 0
+            group by s.id, s.name) t
+          order by sponsor, seq",
     )
     .bind(id)
     .fetch_all(conn)
     .await?;
-    let total_shares: i64 = rows.iter().map(|r| r.2).sum();
+    let rows: Vec<(Holder, Uuid, String, i64)> = rows
+        .into_iter()
+        .map(|(sponsor, id, name, shares)| {
+            let holder = if sponsor { Holder::Sponsor } else { Holder::Investor };
+            (holder, id, name, shares)
+        })
+        .collect();
+    let total_shares: i64 = rows.iter().map(|r| r.3).sum();
     Ok(CapTable {
         offer_id: id,
         currency: offer.currency.code().to_string(),
@@ -60,7 +88,8 @@ pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, 
         total_amount: offer.price_of(total_shares).amount_string(),
         investors: rows
             .into_iter()
-            .map(|(investor_id, investor_name, shares)| CapTableLine {
+            .map(|(holder, investor_id, investor_name, shares)| CapTableLine {
+                holder,
                 investor_id,
                 investor_name,
                 shares,
@@ -84,15 +113,20 @@ pub fn csv(table: &CapTable) -> String {
             s
         }
     }
-    let mut out = String::from("investor_id,investor_name,shares,amount,currency\r\n");
+    // `holder` last, so files read by column position before matchfunding read the same.
+    let mut out = String::from("investor_id,investor_name,shares,amount,currency,holder\r\n");
     for line in &table.investors {
         out.push_str(&format!(
-            "{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{}\r\n",
             line.investor_id,
             field(&line.investor_name),
             line.shares,
             line.amount,
-            table.currency
+            table.currency,
+            match line.holder {
+                Holder::Investor => "investor",
+                Holder::Sponsor => "sponsor",
+            }
         ));
     }
     out

@@ -142,6 +142,11 @@ pub(crate) struct OfferView {
     shares_funded: i64,
     /// What the funded pledges came to, oversubscription included.
     amount_funded: String,
+    /// Shares of sponsors' matches (docs/matchfunding.md): counted toward the targets, held in
+    /// the sponsor's name; after a close, what was allocated of them.
+    shares_matched: i64,
+    amount_matched: String,
+    /// Investors' and sponsors' matches' together.
     shares_allocated: i64,
     /// What the round raised: the price of the shares allocated. Set once the round has ended
     /// (`0.00` for a round that failed or was cancelled); below `amount_funded` after an
@@ -189,6 +194,8 @@ impl OfferView {
             shares_reserved: o.shares_reserved,
             shares_funded: f.shares_funded,
             amount_funded: crate::money::format_amount(f.amount_funded, o.currency),
+            shares_matched: f.shares_matched,
+            amount_matched: crate::money::format_amount(f.amount_matched, o.currency),
             shares_allocated: f.shares_allocated,
             amount_raised: ended.then(|| o.price_of(f.shares_allocated).amount_string()),
             pledge_count: f.pledge_count,
@@ -356,6 +363,8 @@ async fn open_offer(
 ) -> Result<Json<OfferView>, ApiError> {
     let mut tx = state.pool.begin().await?;
     lifecycle::open(&mut tx, id, state.seed_key.as_ref(), state.clock.now()).await?;
+    // A live pool may match its pledges from the first (docs/matchfunding.md).
+    crate::matchfunding::mark_if_matchable(&mut tx, id, state.clock.now()).await?;
     tx.commit().await?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(view(&mut conn, id).await?))

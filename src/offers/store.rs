@@ -263,6 +263,9 @@ pub struct Figures {
     pub shares_funded: i64,
     pub amount_funded: Decimal,
     pub shares_allocated: i64,
+    /// Shares of sponsors' matches in the offer's escrow or allocated (docs/matchfunding.md).
+    pub shares_matched: i64,
+    pub amount_matched: Decimal,
 }
 
 pub async fn figures(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Figures> {
@@ -279,15 +282,23 @@ pub(crate) async fn figures_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx:
         figures: Figures,
     }
     let rows: Vec<Row> = sqlx::query_as(
-        "select offer_id,
-                count(*) filter (where status in ('pending_payment', 'funded', 'allocated')) as pledge_count,
-                count(distinct investor_id) filter (where status in ('pending_payment', 'funded', 'allocated'))
-                    as investor_count,
-                coalesce(sum(shares) filter (where status in ('funded', 'allocated')), 0)::bigint as shares_funded,
-                coalesce(sum(amount) filter (where status in ('funded', 'allocated')), 0) as amount_funded,
-                coalesce(sum(allocated_shares), 0)::bigint as shares_allocated
-           from pledges where offer_id = any($1)
-          group by offer_id",
+        "select f.offer_id, f.pledge_count, f.investor_count, f.shares_funded, f.amount_funded,
+                f.shares_allocated + coalesce(m.allocated, 0) as shares_allocated,
+                coalesce(m.shares, 0) as shares_matched, coalesce(m.amount, 0) as amount_matched
+           from (select offer_id,
+                        count(*) filter (where status in ('pending_payment', 'funded', 'allocated')) as pledge_count,
+                        count(distinct investor_id) filter (where status in ('pending_payment', 'funded', 'allocated'))
+                            as investor_count,
+                        coalesce(sum(shares) filter (where status in ('funded', 'allocated')), 0)::bigint as shares_funded,
+                        coalesce(sum(amount) filter (where status in ('funded', 'allocated')), 0) as amount_funded,
+                        coalesce(sum(allocated_shares), 0)::bigint as shares_allocated
+                   from pledges where offer_id = any($1)
+                  group by offer_id) f
+           left join lateral (
+                 select sum(coalesce(allocated_shares, shares))::bigint as shares,
+                        sum(amount - returned_to_pool - returned_to_sponsor) as amount,
+                        sum(allocated_shares)::bigint as allocated
+                   from matches where offer_id = f.offer_id and status in ('applied', 'allocated')) m on true",
     )
     .bind(ids)
     .fetch_all(conn)

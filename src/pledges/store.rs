@@ -434,11 +434,14 @@ pub(crate) async fn holdings(
 
 /// Funds those of many pledges that are still pending and within their payment window at `now`,
 /// locking them in id order (so two batches lock them in one order); returns the funded ones.
+/// Pledges of an offer a sponsor's pool may match are left for the one-by-one path, which
+/// locks the offer first to match them (migration 0042).
 pub(crate) async fn fund_many(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> sqlx::Result<Vec<Pledge>> {
     let rows: Vec<PledgeRow> = sqlx::query_as(&format!(
         "update pledges set status = 'funded', funded_at = $2
           where id in (select id from pledges
                         where id = any($1) and status = 'pending_payment' and payment_due_at > $2
+                          and not (select matchable from offers o where o.id = pledges.offer_id)
                         order by id for update)
           returning {COLUMNS}"
     ))

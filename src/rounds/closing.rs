@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::RoundError;
 use super::ending::{cancel_pledge, give_back_many, refund_in_full};
+use super::matching::{self, Match};
 use super::reconfirmation;
 use crate::books::{EntryKind, chart};
 use crate::ledger::{self, NewEntry};
@@ -38,7 +39,9 @@ pub async fn start(conn: &mut PgConnection, offer_id: Uuid, now: DateTime<Utc>) 
         ));
     }
     if now < offer.closes_at {
-        let funded = store::figures(conn, offer_id).await?.shares_funded;
+        let figures = store::figures(conn, offer_id).await?;
+        // Matched shares count toward the targets like pledged ones.
+        let funded = figures.shares_funded + figures.shares_matched;
         if funded < offer.min_shares {
             return Err(RoundError::MinTargetNotReached(format!(
                 "only {funded} of the {} shares of the minimum target are funded",
@@ -94,9 +97,12 @@ pub async fn advance(
     {
         return Ok(OfferStatus::Closing);
     }
-    let funded_shares: i64 = funded.iter().map(|p| p.shares).sum();
+    // Matches of pledges that ended above were given back with them.
+    let matches = matching::applied_of_offer(conn, offer_id).await?;
+    let funded_shares: i64 =
+        funded.iter().map(|p| p.shares).sum::<i64>() + matches.iter().map(|m| m.shares).sum::<i64>();
     if funded_shares >= offer.min_shares {
-        succeed(conn, &offer, &funded, seed_key, now).await?;
+        succeed(conn, &offer, &funded, &matches, seed_key, now).await?;
         Ok(OfferStatus::Succeeded)
     } else {
         refund_in_full(conn, &offer, &funded, RefundReason::OfferFailed, now).await?;
@@ -116,9 +122,13 @@ async fn succeed(
     conn: &mut PgConnection,
     offer: &Offer,
     funded: &[pledges::Pledge],
+    matches: &[Match],
     seed_key: Option<&SeedKey>,
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
+    // A match is a claim of its own, in its pledge's place in arrival order and drawn by its
+    // own id in a ballot (docs/matchfunding.md); the pledges' claims come first.
+    let seqs: std::collections::HashMap<Uuid, i64> = funded.iter().map(|p| (p.id, p.seq)).collect();
     let claims: Vec<Claim> = funded
         .iter()
         .map(|p| Claim {
@@ -126,6 +136,11 @@ async fn succeed(
             seq: p.seq,
             shares: p.shares,
         })
+        .chain(matches.iter().map(|m| Claim {
+            id: m.id,
+            seq: seqs.get(&m.pledge_id).copied().unwrap_or(i64::MAX),
+            shares: m.shares,
+        }))
         .collect();
     let mut seed = None;
     let allocated = match offer.allocation {
@@ -137,11 +152,12 @@ async fn succeed(
         }
     };
 
+    let (allocated, matched) = allocated.split_at(funded.len());
     let mut statuses = Vec::with_capacity(funded.len());
     let mut refunded = Vec::with_capacity(funded.len());
     let mut given_back = Vec::new();
     let mut refund_events = Vec::new();
-    for (pledge, &shares) in funded.iter().zip(&allocated) {
+    for (pledge, &shares) in funded.iter().zip(allocated) {
         let back = pledge.amount.amount() - offer.price_of(shares).amount();
         refunded.push(back);
         let status = if shares > 0 {
@@ -160,14 +176,16 @@ async fn succeed(
     give_back_many(conn, offer, &given_back, RefundReason::NotAllocated, now).await?;
     outbox::emit_all(conn, EventType::PledgeRefunded, &refund_events, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
-    pledges::store::set_allocations(conn, &ids, &allocated, &refunded, &statuses, now).await?;
+    pledges::store::set_allocations(conn, &ids, allocated, &refunded, &statuses, now).await?;
+    matching::settle(conn, offer, matches, matched, now).await?;
     // What was reserved but not allocated goes back: afterwards reserved = allocated.
-    let unallocated: i64 = funded.iter().zip(&allocated).map(|(p, a)| p.shares - a).sum();
+    let unallocated: i64 = funded.iter().zip(allocated).map(|(p, a)| p.shares - a).sum::<i64>()
+        + matches.iter().zip(matched).map(|(m, a)| m.shares - a).sum::<i64>();
     store::release(conn, offer.id, unallocated).await?;
 
     // The fee is computed once on the round's total, half-even to the cent; the project gets the
     // exact rest, so no cent is lost or invented.
-    let total = offer.price_of(allocated.iter().sum());
+    let total = offer.price_of(allocated.iter().chain(matched).sum());
     let fee = (total.amount() * offer.success_fee_rate)
         .round_dp_with_strategy(offer.currency.minor_units(), RoundingStrategy::MidpointNearestEven);
     let fee = Money::new(fee, offer.currency)?;

@@ -42,6 +42,10 @@ pub(crate) async fn cancel_pledge_because(
     now: DateTime<Utc>,
 ) -> Result<(), RoundError> {
     store::set_status(conn, pledge.id, PledgeStatus::Cancelled, now).await?;
+    if pledge.status == PledgeStatus::Funded {
+        // A lost dispute's: a funded pledge may have been matched.
+        super::matching::give_back(conn, &[pledge.id], super::matching::Why::Cancelled, now).await?;
+    }
     let reserved_by_cheques = pledge.amount.amount() - pledge.card_amount;
     if reserved_by_cheques > Decimal::ZERO {
         redeem::give_back(conn, pledge.funded_by_cheques(), reserved_by_cheques, now).await?;
@@ -110,6 +114,7 @@ pub async fn revoke(conn: &mut PgConnection, pledge_id: Uuid, now: DateTime<Utc>
         PledgeStatus::PendingPayment => cancel_pledge(conn, &pledge, now).await?,
         PledgeStatus::Funded => {
             give_back(conn, &pledge, pledge.amount.amount(), RefundReason::Revoked, now).await?;
+            super::matching::give_back(conn, &[pledge.id], super::matching::Why::Revoked, now).await?;
             store::end_given_back(conn, &[pledge.id], PledgeStatus::Revoked, now).await?;
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
             outbox::emit(
@@ -195,6 +200,7 @@ pub(crate) async fn refund_in_full(
     let parts: Vec<(&Pledge, Decimal)> = funded.iter().map(|p| (p, p.amount.amount())).collect();
     give_back_many(conn, offer, &parts, reason, now).await?;
     let ids: Vec<Uuid> = funded.iter().map(|p| p.id).collect();
+    super::matching::give_back(conn, &ids, super::matching::Why::Refunded, now).await?;
     store::end_given_back(conn, &ids, PledgeStatus::Refunded, now).await?;
     offers::store::release(conn, offer.id, funded.iter().map(|p| p.shares).sum()).await?;
     let refunded: Vec<_> = funded

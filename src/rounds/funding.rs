@@ -44,7 +44,11 @@ pub(crate) async fn confirm_payment(
     // has run yet; ending it releases shares, so only then is the (hot) offer row locked.
     // The window and `now` are fixed, so this decision holds once the rows are locked.
     let overdue = unlocked.status == PledgeStatus::PendingPayment && now >= unlocked.payment_due_at;
-    if overdue {
+    // A pledge a sponsor's pool may match takes shares for its match: the offer's row first too.
+    let matchable = !overdue
+        && unlocked.status == PledgeStatus::PendingPayment
+        && super::matching::matchable(conn, unlocked.offer_id).await?;
+    if overdue || matchable {
         offers::store::lock(conn, unlocked.offer_id).await?;
     }
     let mut pledge = pledges::store::lock(conn, seen.pledge_id)
@@ -87,6 +91,9 @@ pub(crate) async fn confirm_payment(
             now,
         )
         .await?;
+        if matchable {
+            super::matching::apply(conn, &pledge, now).await?;
+        }
     } else {
         // The pledge ended before its money arrived: the money is owed straight back.
         let reason = if payment.status == PaymentStatus::Failed {

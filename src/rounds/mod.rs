@@ -12,6 +12,7 @@ pub mod closing;
 pub mod disputes;
 pub mod ending;
 pub mod funding;
+pub mod matching;
 pub mod payouts;
 pub mod reconcile;
 pub mod reconfirmation;
@@ -61,6 +62,8 @@ pub enum RoundError {
     Ballot(#[from] crate::offers::ballot::BallotError),
     #[error(transparent)]
     Cheque(#[from] crate::cheques::ChequeError),
+    #[error(transparent)]
+    Match(#[from] crate::matchfunding::MatchError),
     #[error(transparent)]
     Payment(#[from] crate::payments::PaymentError),
     #[error(transparent)]

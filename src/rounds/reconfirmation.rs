@@ -170,6 +170,7 @@ pub(crate) async fn end_unconfirmed(
         PledgeStatus::PendingPayment => cancel_pledge_because(conn, pledge, Some(NOT_RECONFIRMED), now).await?,
         PledgeStatus::Funded => {
             give_back(conn, pledge, pledge.amount.amount(), RefundReason::NotReconfirmed, now).await?;
+            super::matching::give_back(conn, &[pledge.id], super::matching::Why::NotReconfirmed, now).await?;
             store::end_given_back(conn, &[pledge.id], PledgeStatus::Revoked, now).await?;
             offers::store::release(conn, pledge.offer_id, pledge.shares).await?;
             outbox::emit(

@@ -94,6 +94,10 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/sponsors/{id}/cheques", Roles(OPERATOR)),
     ("GET", "/v1/sponsors/{id}/deposits", Roles(OPERATOR)),
     ("POST", "/v1/sponsors/{id}/deposits", Roles(OPERATOR)),
+    ("GET", "/v1/sponsors/{id}/match-pools", Roles(BOOKS)),
+    ("POST", "/v1/sponsors/{id}/match-pools", Roles(OPERATOR)),
+    ("GET", "/v1/match-pools/{id}", Roles(BOOKS)),
+    ("GET", "/v1/match-pools/{id}/matches", Roles(BOOKS)),
     ("GET", "/v1/deposits/{id}", Roles(OPERATOR)),
     ("POST", "/v1/cheques", Roles(OPERATOR)),
     ("GET", "/v1/cheques/{id}", Roles(OPERATOR)),
@@ -223,6 +227,16 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         201,
     )
     .await;
+    let match_pool = ok(
+        app.post(
+            &format!("/v1/sponsors/{sponsor}/match-pools"),
+            json!({"amount": "100.00", "ratio": "1", "max_per_pledge": "10.00", "max_per_project": "50.00",
+                   "expires_at": (app.clock.now() + chrono::TimeDelta::days(30)).to_rfc3339()}),
+        )
+        .await,
+        201,
+    )
+    .await;
     let endpoint = ok(
         app.post(
             "/v1/webhook-endpoints",
@@ -261,6 +275,9 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/refunds/{id}", refund.to_string()),
         ("/v1/sponsors/{id}", sponsor.clone()),
         ("/v1/sponsors/{id}/cheques", sponsor.clone()),
+        ("/v1/sponsors/{id}/match-pools", sponsor.clone()),
+        ("/v1/match-pools/{id}", id_of_value(&match_pool)),
+        ("/v1/match-pools/{id}/matches", id_of_value(&match_pool)),
         ("/v1/sponsors/{id}/deposits", sponsor),
         ("/v1/payouts/{id}", id_of_value(&payout)),
         ("/v1/deposits/{id}", deposit.to_string()),

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("pledges::http::batcher", 80),
     ("sponsors::http", 80),
     ("cheques::http", 80),
+    ("matchfunding::http", 80),
     ("webhooks::http", 80),
     ("ledger::http", 80),
     ("payments::http", 80),
@@ -40,6 +41,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("webhooks::inbound", 70),
     // A round's money moves.
     ("rounds", 60),
+    ("matchfunding", 57),
     // The domains, in the order they may call each other (higher calls lower).
     ("pledges", 56),
     ("offers", 55),

@@ -22,6 +22,7 @@ mod keys_audit;
 mod layers;
 mod lists;
 mod lists_money;
+mod matchfunding;
 mod openapi;
 mod pledges_concurrency;
 mod projects;

@@ -366,11 +366,11 @@ async fn the_cli_closes_due_offers_and_exports_the_cap_table(pool: PgPool) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "investor_id,investor_name,shares,amount,currency");
-    assert!(lines[1].ends_with(",Ana,30,300.00,EUR"), "{csv}");
+    assert_eq!(lines[0], "investor_id,investor_name,shares,amount,currency,holder");
+    assert!(lines[1].ends_with(",Ana,30,300.00,EUR,investor"), "{csv}");
     // Quoted, and defused as a spreadsheet formula.
     assert!(
-        lines[2].ends_with(",\"Ben, \"\"the\"\" =SUM(A1)\",12,120.00,EUR"),
+        lines[2].ends_with(",\"Ben, \"\"the\"\" =SUM(A1)\",12,120.00,EUR,investor"),
         "{csv}"
     );
     let out = cli(&["export", "cap-table", "--offer", &offer, "--format", "json"]);

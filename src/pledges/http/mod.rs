@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::rules::{self, PledgeRequest};
 use super::view::PledgeView;
-use super::{PledgeError, store};
+use super::{PledgeError, PledgeStatus, store};
 use crate::cheques::{ChequeError, attempts};
 use crate::http::auth::{Auth, Caller, PlatformUsers};
 use crate::http::error::{ApiError, Problem};
@@ -134,6 +134,10 @@ async fn one_by_one(
     let response = idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
         let (pledge, payment) = rules::create(conn, checked?, card, caller.author(), now).await?;
+        // Funded at once by cheques: matched now, under the offer's row lock its reservation took.
+        if pledge.status == PledgeStatus::Funded && rounds::matching::matchable(conn, pledge.offer_id).await? {
+            rounds::matching::apply(conn, &pledge, now).await?;
+        }
         to_call = payment
             .as_ref()
             .filter(|p| p.provider_payment_id.is_none())
