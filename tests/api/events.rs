@@ -94,6 +94,20 @@ async fn busy_world(app: &TestApp) {
     )
     .await;
 
+    // A pool matches the pledges below (match.applied); the failed and the cancelled rounds give
+    // the matches back (match.returned); it ends with the clock, below (match_pool.ended).
+    ok(
+        app.post(
+            &format!("/v1/sponsors/{sponsor}/match-pools"),
+            json!({"amount": "100.00", "ratio": "1", "max_per_pledge": "20.00", "max_per_project": "100.00",
+                   "eligible_project_ids": [project],
+                   "expires_at": (app.clock.now() + chrono::TimeDelta::hours(36)).to_rfc3339()}),
+        )
+        .await,
+        201,
+    )
+    .await;
+
     // Closes below its minimum when its time comes, below; its pledge's dispute is won first.
     let failing = open_offer(app, &project, terms.clone(), 1).await;
     let won = funded_pledge(app, &failing, &sophie, 2).await;
@@ -156,6 +170,10 @@ async fn busy_world(app: &TestApp) {
     .await;
     app.wait_for(&format!("/v1/offers/{failing}"), |o| o["status"] == "failed")
         .await;
+    app.wait_for("/v1/events?type=match_pool.ended", |page| {
+        page["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
 }
 
 /// Every event of `/v1/events{query}`, page after page of `limit`; checks that each page but the

@@ -179,6 +179,9 @@ const EXCEPTIONS: &[(&str, &[&str])] = &[
     ("appropriateness_records", &["select", "insert"]),
     ("offer_documents", &["select", "insert"]),
     ("pledge_reconfirmations", &["select", "insert"]),
+    // Matchfunding pools and their matches: created, then settled; never deleted (migration 0042).
+    ("match_pools", &["select", "insert", "update"]),
+    ("matches", &["select", "insert", "update"]),
 ];
 
 #[sqlx::test]
