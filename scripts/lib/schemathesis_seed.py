@@ -294,6 +294,19 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     for field in ("sponsor_id", "beneficiary_name", "beneficiary_email", "face_value", "currency", "expires_at"):
         give("POST /v1/cheques", f"body.{field}", cheque[field])
     give("POST /v1/cheques", "body.eligible_project_ids[*]", project)
+    # A matchfunding pool of the same sponsor, and the values a new one needs (its currency and
+    # decimals, a ratio of at most 10, a future expiry).
+    match_pool = {"amount": "100.00", "ratio": "1", "max_per_pledge": "10.00", "max_per_project": "50.00",
+                  "expires_at": FAR}
+    pool_id = api.post(f"/v1/sponsors/{sponsor}/match-pools", match_pool, (201,))["id"]
+    give("GET /v1/sponsors/{id}/match-pools", "path.id", sponsor)
+    give("POST /v1/sponsors/{id}/match-pools", "path.id", sponsor)
+    for field, value in match_pool.items():
+        give("POST /v1/sponsors/{id}/match-pools", f"body.{field}", value)
+    give("POST /v1/sponsors/{id}/match-pools", "body.currency", "EUR")
+    give("POST /v1/sponsors/{id}/match-pools", "body.eligible_project_ids[*]", project)
+    give("GET /v1/match-pools/{id}", "path.id", pool_id)
+    give("GET /v1/match-pools/{id}/matches", "path.id", pool_id)
 
     # Two manual accounts and entries between them.
     suffix = uuid.uuid4().hex[:8]

@@ -209,19 +209,20 @@ pub(crate) async fn reveal_ballot_seed(conn: &mut PgConnection, id: Uuid, seed: 
 
 /// Reserves `shares` on an open offer whose current KIIS include every one of `kiis` (the
 /// versions the pledges name: an amendment committed since they were judged replaced none).
-/// `Ok(false)` when the offer is not open or an amendment did; the `offers_hard_cap` check
-/// constraint fails the statement when the shares do not fit.
-pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64, kiis: &[&str]) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+/// `Ok(None)` when the offer is not open or an amendment did; else whether a sponsor's pool may
+/// match its pledges (`matchable`, read under the row lock the update takes). The
+/// `offers_hard_cap` check constraint fails the statement when the shares do not fit.
+pub async fn reserve(conn: &mut PgConnection, id: Uuid, shares: i64, kiis: &[&str]) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
         "update offers set shares_reserved = shares_reserved + $2
-          where id = $1 and status = 'open' and kiis_sha256s @> $3::text[]",
+          where id = $1 and status = 'open' and kiis_sha256s @> $3::text[]
+          returning matchable",
     )
     .bind(id)
     .bind(shares)
     .bind(kiis)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Reserves `shares` on an open offer if they fit, and if its current KIIS include every one of

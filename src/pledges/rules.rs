@@ -519,7 +519,7 @@ pub(crate) async fn create(
     card: Option<&dyn PaymentProvider>,
     author: Author,
     now: DateTime<Utc>,
-) -> Result<(Pledge, Option<Payment>), PledgeError> {
+) -> Result<Created, PledgeError> {
     let Checked {
         offer,
         pledge,
@@ -577,7 +577,7 @@ pub(crate) async fn create(
     let reserved = offers::store::reserve(conn, offer.id, pledge.shares, &kiis)
         .await
         .on_constraint("offers_hard_cap", |_| offer_full(pledge.shares))?;
-    if !reserved {
+    let Some(matchable) = reserved else {
         // Closed, or its KIIS amended, since it was read: which one, as it is now.
         let now_offer = offers::store::get(conn, offer.id).await?.unwrap_or(offer);
         if now_offer.status == offers::OfferStatus::Open {
@@ -586,7 +586,7 @@ pub(crate) async fn create(
             ));
         }
         return Err(not_open(&now_offer, now));
-    }
+    };
     // Cheques are spent after the reservation: offer before ledger accounts, as everywhere.
     redeem::spend(conn, pledge.funded_by_cheques(), &cheques, now).await?;
     if pledge.card_amount.is_zero() {
@@ -600,9 +600,26 @@ pub(crate) async fn create(
         )
         .await?;
         let funded = store::get(conn, pledge.id).await?.expect("just written");
-        return Ok((funded, payment));
+        return Ok(Created {
+            pledge: funded,
+            payment,
+            matchable,
+        });
     }
-    Ok((pledge, payment))
+    Ok(Created {
+        pledge,
+        payment,
+        matchable,
+    })
+}
+
+/// A pledge [`create`] wrote.
+pub(crate) struct Created {
+    pub pledge: Pledge,
+    pub payment: Option<Payment>,
+    /// Whether a sponsor's pool may match its offer's pledges, read under the offer's row lock:
+    /// a pledge funded at once is then matched in the same transaction (`rounds::matching`).
+    pub matchable: bool,
 }
 
 #[cfg(test)]

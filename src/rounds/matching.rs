@@ -140,7 +140,7 @@ pub(crate) async fn apply(
             continue;
         }
         let amount = offer.price_of(shares);
-        if !offers::store::reserve(conn, offer.id, shares, &[]).await? {
+        if offers::store::reserve(conn, offer.id, shares, &[]).await?.is_none() {
             return Ok(None);
         }
         let matched: Match = sqlx::query_as(&format!(

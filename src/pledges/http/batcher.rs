@@ -218,7 +218,7 @@ async fn write_locked(
     }
     // Judged under the row lock: the KIIS they name are the current ones.
     let (results, total) = insert(&mut tx, card, &offer, jobs, claims, judged).await?;
-    if !offers::store::reserve(&mut tx, offer.id, total, &[]).await? {
+    if offers::store::reserve(&mut tx, offer.id, total, &[]).await?.is_none() {
         return Err(ApiError::internal(anyhow::anyhow!(
             "offer {} closed or filled under its row lock",
             offer.id

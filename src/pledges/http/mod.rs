@@ -133,9 +133,13 @@ async fn one_by_one(
     let mut to_call: Option<Uuid> = None;
     let response = idempotency::once(&state.pool, caller, Some(key), fingerprint, now, async |conn| {
         // A replayed key answers before this runs, even once the offer is full or closed.
-        let (pledge, payment) = rules::create(conn, checked?, card, caller.author(), now).await?;
+        let rules::Created {
+            pledge,
+            payment,
+            matchable,
+        } = rules::create(conn, checked?, card, caller.author(), now).await?;
         // Funded at once by cheques: matched now, under the offer's row lock its reservation took.
-        if pledge.status == PledgeStatus::Funded && rounds::matching::matchable(conn, pledge.offer_id).await? {
+        if pledge.status == PledgeStatus::Funded && matchable {
             rounds::matching::apply(conn, &pledge, now).await?;
         }
         to_call = payment

@@ -15,6 +15,9 @@ pub struct Demo {
     pub cheque: String,
     pub code: String,
     pub offers: [String; 2],
+    /// The territory's foundation, and its pool matching the first round's pledges.
+    pub foundation: String,
+    pub pool: String,
     /// The SHA-256 of both offers' Key Investment Information Sheet, which a pledge names.
     pub kiis: String,
 }
@@ -42,19 +45,13 @@ async fn offer(api: &Api, project: &str, min: &str, max: &str) -> anyhow::Result
     Ok(offer)
 }
 
-/// Loads the story into the service at `base`, as the operator `key`.
-pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
-    let api = Api::new(reqwest::Client::new(), base, key);
-    let sponsor = id(&api
-        .post(
-            "/v1/sponsors",
-            json!({"name": "SenseTour Belgium", "email": "prizes@sensetour.example"}),
-        )
-        .await?)?;
+/// A sponsor with a budget of `amount` EUR, its deposit confirmed by the sandbox's webhook.
+async fn funded_sponsor(api: &Api, name: &str, email: &str, amount: &str) -> anyhow::Result<String> {
+    let sponsor = id(&api.post("/v1/sponsors", json!({"name": name, "email": email})).await?)?;
     let deposit = api
         .post(
             &format!("/v1/sponsors/{sponsor}/deposits"),
-            json!({"amount": "10000.00", "currency": "EUR"}),
+            json!({"amount": amount, "currency": "EUR"}),
         )
         .await?;
     let payment = deposit["payment"]["payment_id"]
@@ -62,6 +59,46 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
         .context("a deposit without a payment")?;
     api.post(&format!("/v1/sandbox/deposits/{payment}/succeed"), json!({}))
         .await?;
+    Ok(sponsor)
+}
+
+/// A verified investor who pledges `shares` at 10.00 by card in `offer` and pays.
+async fn card_pledge(api: &Api, key: &str, offer: &str, name: &str, shares: i64) -> anyhow::Result<Value> {
+    let investor = id(&api
+        .post(
+            "/v1/investors",
+            json!({"kind": "natural", "name": name, "email": "yannick.legoff@example.org", "country": "FR",
+                   "classification": "sophisticated"}),
+        )
+        .await?)?;
+    api.post(&format!("/v1/investors/{investor}/kyc"), json!({"status": "verified"}))
+        .await?;
+    let amount = format!("{}.00", shares * 10);
+    let pledge: Value = reqwest::Client::new()
+        .post(format!("{}/v1/offers/{offer}/pledges", api.base()))
+        .bearer_auth(key)
+        .header("idempotency-key", format!("demo-matched-{offer}"))
+        .json(
+            &json!({"investor_id": investor, "shares": shares, "kiis_sha256": KIIS_SHA256,
+                      "funding": [{"kind": "card", "amount": amount}]}),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let payment = pledge["payment"]["payment_id"]
+        .as_str()
+        .context("a card pledge without its payment")?;
+    api.post(&format!("/v1/sandbox/payments/{payment}/succeed"), json!({}))
+        .await?;
+    Ok(pledge)
+}
+
+/// Loads the story into the service at `base`, as the operator `key`.
+pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
+    let api = Api::new(reqwest::Client::new(), base, key);
+    let sponsor = funded_sponsor(&api, "SenseTour Belgium", "prizes@sensetour.example", "10000.00").await?;
 
     let brest = project(
         &api,
@@ -83,6 +120,24 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
         offer(&api, &brest, "50000.00", "150000.00").await?,
         offer(&api, &liege, "20000.00", "80000.00").await?,
     ];
+
+    // The territory's foundation matches the Brest round's pledges euro for euro (docs/matchfunding.md).
+    let foundation = funded_sponsor(
+        &api,
+        "Fondation du Pays de Brest",
+        "dons@fondation-brest.example",
+        "20000.00",
+    )
+    .await?;
+    let pool = id(&api
+        .post(
+            &format!("/v1/sponsors/{foundation}/match-pools"),
+            json!({"amount": "10000.00", "ratio": "1", "max_per_pledge": "500.00", "max_per_project": "5000.00",
+                   "eligible_project_ids": [brest],
+                   "expires_at": (api.now().await? + TimeDelta::days(90)).to_rfc3339()}),
+        )
+        .await?)?;
+    card_pledge(&api, key, &offers[0], "Yannick Le Goff", 40).await?;
 
     let investor = id(&api
         .post(
@@ -114,6 +169,8 @@ pub async fn load(base: &str, key: &str) -> anyhow::Result<Demo> {
             .context("a cheque without its code")?
             .to_string(),
         offers,
+        foundation,
+        pool,
         kiis: KIIS_SHA256.to_string(),
     })
 }
@@ -128,12 +185,17 @@ pub fn next_steps(demo: &Demo, base: &str, key: &str) -> String {
   cheque   {cheque}  2000.00 EUR, code {code}  (shown only now)
   offers   {a}  Crois/Sens, Pays de Brest
            {b}  Ressourcerie du Pays de Herve
+  foundation {foundation}  Fondation du Pays de Brest
+  pool     {pool}  10000.00 EUR matching Crois/Sens pledges euro for euro, at most 500.00 each:
+           Yannick Le Goff's 400.00 card pledge is already matched with 400.00
   kiis     {kiis}  the SHA-256 of both offers' key investment information sheet
 
 Invest 1500.00 of the cheque in the first round (150 shares at 10.00):
   curl {auth} -H 'Idempotency-Key: demo-1' \\
     -d '{{\"investor_id\":\"{investor}\",\"shares\":150,\"risk_acknowledged\":true,\"kiis_sha256\":\"{kiis}\",\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"1500.00\"}}]}}' \\
     {base}/v1/offers/{a}/pledges
+The foundation's pool matches it with 500.00, in shares held in its name:
+  curl {auth} {base}/v1/match-pools/{pool}/matches
 Then the rest, 500.00, in the second:
   curl {auth} -H 'Idempotency-Key: demo-2' \\
     -d '{{\"investor_id\":\"{investor}\",\"shares\":50,\"kiis_sha256\":\"{kiis}\",\"funding\":[{{\"kind\":\"cheque\",\"cheque_code\":\"{code}\",\"amount\":\"500.00\"}}]}}' \\
@@ -148,6 +210,8 @@ Docs: {base}/docs",
         cheque = demo.cheque,
         code = demo.code,
         kiis = demo.kiis,
+        foundation = demo.foundation,
+        pool = demo.pool,
         a = demo.offers[0],
         b = demo.offers[1],
     )

@@ -88,6 +88,22 @@ async fn demo_loads_the_sensetour_story_through_the_api(pool: PgPool) {
     assert_eq!(pledge["status"], "funded", "{pledge:#}");
     let c = get(format!("/v1/cheques/{cheque}")).await;
     assert_eq!(c["balance"], "500.00");
+    // The foundation's pool matched the demo's card pledge (400.00) and this one (500.00 at most).
+    let pool = field("pool");
+    let matches = get(format!("/v1/match-pools/{pool}/matches")).await;
+    let mut amounts: Vec<&str> = matches["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["amount"].as_str().unwrap())
+        .collect();
+    amounts.sort();
+    assert_eq!(amounts, ["400.00", "500.00"], "{matches:#}");
+    let o = get(format!("/v1/offers/{offer}")).await;
+    assert_eq!(
+        (o["shares_matched"].as_i64(), o["amount_matched"].as_str()),
+        (Some(90), Some("900.00"))
+    );
     assert_eq!(get("/v1/ledger/verify".to_string()).await["ok"], true);
     served.terminate().await;
 }
