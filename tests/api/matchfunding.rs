@@ -404,3 +404,51 @@ async fn a_pledge_paid_by_cheque_is_matched_at_once_and_pools_refuse_what_they_c
     assert_eq!(listed["items"][0]["match_count"], 1);
     app.assert_books_verify().await;
 }
+
+/// A ballot draws each match as a claim of its own, keyed by its id: anyone holding the revealed
+/// seed, the pledges and the pool's matches recomputes who got what (docs/ballot.md).
+#[sqlx::test]
+async fn a_ballot_draws_matches_by_their_own_ids_and_can_be_recomputed(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let sponsor = fixtures::funded_sponsor(&app, "Fondation de France", "5000.00").await;
+    let terms = json!({"allocation": "ballot", "min_target": "100.00", "max_target": "500.00"});
+    let (_, offer) = project_offer(&app, json!(["waste"]), terms).await;
+    let p = pool(
+        &app,
+        &sponsor,
+        json!({"ratio": "0.5", "max_per_pledge": "100.00", "max_per_project": "2000.00"}),
+    )
+    .await;
+    let pool_id = id(&p);
+    let investors = fixtures::investors(&app, 8).await;
+    for (i, investor) in (0..).zip(&investors) {
+        fixtures::funded_pledge(&app, &offer, investor, 10 + 3 * i).await;
+    }
+    let closed = ok(app.post(&format!("/v1/offers/{offer}/close"), json!({})).await, 200).await;
+    assert_eq!(closed["status"], "succeeded", "{closed:#}");
+    let seed = hex::decode(closed["seed"].as_str().unwrap()).unwrap();
+    let pledges = fixtures::pledges_of(&app, &offer).await;
+    let made = matches(&app, &pool_id).await;
+    assert_eq!(made.len(), 8);
+    // Every claim, pledges' and matches', in one draw for the cap of 50 shares.
+    let claims: Vec<Value> = pledges.iter().chain(&made).cloned().collect();
+    let expected = fixtures::recompute_ballot(&seed, &claims, 50);
+    let got: Vec<i64> = pledges
+        .iter()
+        .map(|p| p["allocated_shares"].as_i64().unwrap())
+        .chain(made.iter().map(|m| m["allocated_shares"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(got.iter().sum::<i64>(), 50);
+    let table = ok(app.get(&format!("/v1/offers/{offer}/cap-table")).await, 200).await;
+    let sponsor_shares: i64 = table["investors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["holder"] == "sponsor")
+        .map(|l| l["shares"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sponsor_shares, got[pledges.len()..].iter().sum::<i64>());
+    assert_eq!(fixtures::balance(&app, &format!("offer:{offer}:escrow")).await, "0.00");
+    app.assert_books_verify().await;
+}
