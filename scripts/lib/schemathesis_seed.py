@@ -293,6 +293,11 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
         give("POST /v1/cheques/{id}/cancel", "path.id", id)
     for field in ("sponsor_id", "beneficiary_name", "beneficiary_email", "face_value", "currency", "expires_at"):
         give("POST /v1/cheques", f"body.{field}", cheque[field])
+    # Codes to look up (their cheques are not given to cancel; a cancelled one answers too), for
+    # the seeded investors or none. Wrong codes the fuzzer sends block only their own scope.
+    for _ in range(2):
+        give("POST /v1/cheques/lookup", "body.code", api.post("/v1/cheques", cheque, (201,))["code"])
+    give("POST /v1/cheques/lookup", "body.investor_id", *sophisticated)
     give("POST /v1/cheques", "body.eligible_project_ids[*]", project)
 
     # Two manual accounts and entries between them.

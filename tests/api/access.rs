@@ -98,6 +98,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/cheques", Roles(OPERATOR)),
     ("GET", "/v1/cheques/{id}", Roles(OPERATOR)),
     ("POST", "/v1/cheques/{id}/cancel", Roles(OPERATOR)),
+    // PRODUCT.md section 13: the platform looks a cheque up for its winner, as it pledges.
+    ("POST", "/v1/cheques/lookup", Roles(PLATFORM)),
     ("GET", "/v1/ledger/accounts", Roles(BOOKS)),
     ("POST", "/v1/ledger/accounts", Roles(OPERATOR)),
     ("GET", "/v1/ledger/accounts/{id}", Roles(BOOKS)),

@@ -11,6 +11,7 @@ mod common;
 mod access;
 mod bad_input;
 mod bad_input_props;
+mod cheque_lookup;
 mod cheques;
 mod cli;
 mod disputes;
