@@ -34,6 +34,8 @@ pub enum EventType {
     ChequeExpired,
     ChequeCancelled,
     DepositSucceeded,
+    WithdrawalRequested,
+    WithdrawalPaid,
     PayoutCreated,
     PayoutPaid,
     EndpointDisabled,
@@ -42,7 +44,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 27] = [
+    pub const ALL: [EventType; 29] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -66,6 +68,8 @@ impl EventType {
         EventType::ChequeExpired,
         EventType::ChequeCancelled,
         EventType::DepositSucceeded,
+        EventType::WithdrawalRequested,
+        EventType::WithdrawalPaid,
         EventType::PayoutCreated,
         EventType::PayoutPaid,
         EventType::EndpointDisabled,
@@ -98,6 +102,8 @@ impl EventType {
             EventType::ChequeExpired => "cheque.expired",
             EventType::ChequeCancelled => "cheque.cancelled",
             EventType::DepositSucceeded => "deposit.succeeded",
+            EventType::WithdrawalRequested => "withdrawal.requested",
+            EventType::WithdrawalPaid => "withdrawal.paid",
             EventType::PayoutCreated => "payout.created",
             EventType::PayoutPaid => "payout.paid",
             EventType::EndpointDisabled => "endpoint.disabled",

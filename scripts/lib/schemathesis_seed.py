@@ -285,6 +285,17 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     waiting = api.post(f"/v1/sponsors/{sponsor}/deposits", {"amount": "100.00", "currency": "EUR"}, (201,))
     give("POST /v1/sandbox/deposits/{id}/succeed", "path.id", waiting["payment"]["payment_id"],
          deposit["payment"]["payment_id"])
+    # Withdrawals: a small amount of the large budget, each answered 201; pending ones for the
+    # sandbox to pay (a paid one answers too, changing nothing), and the sponsor's statement.
+    give("POST /v1/sponsors/{id}/withdrawals", "path.id", sponsor)
+    give("POST /v1/sponsors/{id}/withdrawals", "body.amount", "1.00")
+    give("POST /v1/sponsors/{id}/withdrawals", "body.currency", "EUR")
+    give("GET /v1/sponsors/{id}/withdrawals", "path.id", sponsor)
+    give("GET /v1/sponsors/{id}/statement", "path.id", sponsor)
+    for _ in range(2):
+        w = api.post(f"/v1/sponsors/{sponsor}/withdrawals", {"amount": "1.00"}, (201,))
+        give("GET /v1/withdrawals/{id}", "path.id", w["id"])
+        give("POST /v1/sandbox/withdrawals/{id}/succeed", "path.id", w["payment"]["payment_id"])
     cheque = {"sponsor_id": sponsor, "beneficiary_name": "Awa Diallo", "beneficiary_email": "awa@example.org",
               "face_value": "10.00", "currency": "EUR", "expires_at": FAR}
     for _ in range(3):

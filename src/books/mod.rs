@@ -38,6 +38,15 @@ pub(crate) enum EntryKind {
     /// Card money a lost dispute took back: `escrow → psp`, `refunds → psp` or
     /// `platform losses → psp` (docs/disputes.md).
     DisputeLost,
+    /// Budget a match pool sets aside: `sponsor budget → match:<pool>`.
+    MatchPoolReserved,
+    /// What a match pool did not spend, back to its sponsor: `match:<pool> → sponsor budget`.
+    MatchPoolReturned,
+    /// Unused budget a sponsor withdraws, owed until the provider pays it:
+    /// `sponsor budget → withdrawals:<provider>`.
+    WithdrawalRequested,
+    /// A withdrawal the provider paid to the sponsor: `withdrawals:<provider> → psp`.
+    WithdrawalPaid,
 }
 
 impl EntryKind {
@@ -56,6 +65,10 @@ impl EntryKind {
             EntryKind::ChequeReturnedToSponsor => "cheque.returned_to_sponsor",
             EntryKind::ChequeEnded => "cheque.ended",
             EntryKind::DisputeLost => "dispute.lost",
+            EntryKind::MatchPoolReserved => "match_pool.reserved",
+            EntryKind::MatchPoolReturned => "match_pool.returned",
+            EntryKind::WithdrawalRequested => "withdrawal.requested",
+            EntryKind::WithdrawalPaid => "withdrawal.paid",
         }
     }
 }

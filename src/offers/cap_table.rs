@@ -70,20 +70,10 @@ pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, 
     })
 }
 
-/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is quoted with a leading `'`.
+/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is guarded
+/// ([`crate::fields::csv_field`]).
 pub fn csv(table: &CapTable) -> String {
-    fn field(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    }
+    use crate::fields::csv_field as field;
     let mut out = String::from("investor_id,investor_name,shares,amount,currency\r\n");
     for line in &table.investors {
         out.push_str(&format!(

@@ -32,6 +32,7 @@ mod refunds;
 mod round_rules;
 mod rounds;
 mod security;
+mod sponsor_statement;
 mod sponsors;
 mod webhook_torture;
 mod webhooks_inbound;
