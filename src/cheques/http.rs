@@ -229,8 +229,8 @@ pub(crate) struct LookupView {
     eligible_open_offers: Vec<EligibleOffer>,
 }
 
-impl From<super::Lookup> for LookupView {
-    fn from(found: super::Lookup) -> Self {
+impl LookupView {
+    fn new(found: super::Lookup, offers: Vec<crate::offers::store::OpenFor>) -> Self {
         let cheque = found.cheque;
         LookupView {
             cheque_id: cheque.id,
@@ -240,8 +240,7 @@ impl From<super::Lookup> for LookupView {
             expires_at: cheque.expires_at,
             eligible_themes: cheque.eligible_themes,
             eligible_project_ids: cheque.eligible_project_ids,
-            eligible_open_offers: found
-                .offers
+            eligible_open_offers: offers
                 .into_iter()
                 .map(|o| EligibleOffer {
                     offer_id: o.offer_id,
@@ -272,11 +271,24 @@ async fn lookup_cheque(
     };
     // Claimed before the code is tested, as for a pledge, so racing lookups share the allowance.
     let claim = attempts::claim(&state.pool, scopes, now).await?;
-    let mut conn = state.pool.acquire().await?;
-    let found = super::look_up(&mut conn, &body.code, body.investor_id, now).await;
-    drop(conn);
-    // A known code gives the claim back but forgives no wrong ones: looking up a cheque one
-    // holds must not reset the count of guesses made between lookups.
+    let found = async {
+        let mut conn = state.pool.acquire().await?;
+        let found = super::look_up(&mut conn, &body.code, body.investor_id, now).await?;
+        // Where it may be spent now, by the rules of spending (`redeem::check`); nowhere unless
+        // it is active.
+        let offers = if found.status == ChequeStatus::Active {
+            let c = &found.cheque;
+            crate::offers::store::open_for(&mut conn, c.currency, &c.eligible_project_ids, &c.eligible_themes, now)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, ChequeError>((found, offers))
+    }
+    .await;
+    // Settled with the connection given back. A known code gives the claim back but forgives no
+    // wrong ones: looking up a cheque one holds must not reset the count of guesses made between
+    // lookups.
     let tested = match &found {
         Err(ChequeError::UnknownCode) => Tested::Wrong,
         _ => Tested::NotAGuess,
@@ -284,5 +296,6 @@ async fn lookup_cheque(
     if let Err(err) = claim.settle(&state.pool, tested, now).await {
         tracing::error!(error = ?err, "a cheque-code attempt was not settled");
     }
-    Ok(Json(found?.into()))
+    let (found, offers) = found?;
+    Ok(Json(LookupView::new(found, offers)))
 }

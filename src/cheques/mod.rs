@@ -293,13 +293,12 @@ pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
 }
 
 /// What a cheque's code tells its winner without spending anything: the cheque, what is left on
-/// it, its status at `now` (an expiry that is due counts at once, as when spending), and the
-/// open offers it may be spent in now (none unless it is active).
+/// it, and its status at `now` (an expiry that is due counts at once, as when spending). Where
+/// it may be spent is the offers' to say (`offers::store::open_for`).
 pub(crate) struct Lookup {
     pub cheque: Cheque,
     pub balance: Money,
     pub status: ChequeStatus,
-    pub offers: Vec<crate::offers::store::OpenFor>,
 }
 
 /// Looks a cheque up by its code, for `investor` when named (who must exist, as for a pledge).
@@ -325,23 +324,10 @@ pub(crate) async fn look_up(
         Stored::Active if !cheque.live(now) => ChequeStatus::Expired,
         _ => status(&cheque, balance),
     };
-    let offers = if status == ChequeStatus::Active {
-        crate::offers::store::open_for(
-            conn,
-            cheque.currency,
-            &cheque.eligible_project_ids,
-            &cheque.eligible_themes,
-            now,
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
     Ok(Lookup {
         cheque,
         balance,
         status,
-        offers,
     })
 }
 
@@ -568,43 +554,4 @@ pub(crate) async fn remind_expiring(
         reminded += 1;
     }
     Ok(reminded)
-}
-
-/// What a sponsor's cheques were spent on, per offer: see [`redeemed_for`].
-#[derive(Clone, Debug, FromRow)]
-pub(crate) struct Redeemed {
-    pub project_id: Uuid,
-    pub project_name: String,
-    pub offer_id: Uuid,
-    /// Spent by the sponsor's cheques in the offer's pledges.
-    pub spent: Decimal,
-    /// Given back from those pledges (to the cheques, or to the budget once a cheque had ended).
-    pub given_back: Decimal,
-    pub pledges: i64,
-    /// The shares allocated to those pledges once the round succeeded; 0 before, or if it failed.
-    pub shares_allocated: i64,
-}
-
-/// Per project and offer, what `sponsor`'s cheques were spent on and the shares their pledges
-/// were allocated; a pledge spending two of its cheques counts once.
-pub(crate) async fn redeemed_for(conn: &mut PgConnection, sponsor: Uuid) -> sqlx::Result<Vec<Redeemed>> {
-    sqlx::query_as(
-        "with spent as (
-            select r.pledge_id, sum(r.amount) as spent, sum(r.returned) as given_back
-              from cheque_redemptions r join cheques c on c.id = r.cheque_id
-             where c.sponsor_id = $1
-             group by r.pledge_id)
-         select o.project_id, pr.name as project_name, o.id as offer_id,
-                sum(s.spent) as spent, sum(s.given_back) as given_back, count(*) as pledges,
-                coalesce(sum(p.allocated_shares) filter (where o.status = 'succeeded'), 0)::bigint as shares_allocated
-           from spent s
-           join pledges p on p.id = s.pledge_id
-           join offers o on o.id = p.offer_id
-           join projects pr on pr.id = o.project_id
-          group by o.project_id, pr.name, o.id
-          order by min(p.created_at), o.id",
-    )
-    .bind(sponsor)
-    .fetch_all(conn)
-    .await
 }

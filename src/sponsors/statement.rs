@@ -134,7 +134,7 @@ pub(crate) async fn build(
             }
         }
     }
-    let redeemed = crate::cheques::redeemed_for(&mut tx, sponsor.id).await?;
+    let redeemed = redeemed_for(&mut tx, sponsor.id).await?;
     tx.commit().await?;
 
     postings.sort_by_key(|p| (p.effective_at, p.recorded_at, p.account_seq));
@@ -194,6 +194,46 @@ pub(crate) async fn build(
             })
             .collect(),
     })
+}
+
+/// What a sponsor's cheques were spent on, per offer: see [`redeemed_for`].
+#[derive(sqlx::FromRow)]
+struct Redeemed {
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub offer_id: Uuid,
+    /// Spent by the sponsor's cheques in the offer's pledges.
+    pub spent: Decimal,
+    /// Given back from those pledges (to the cheques, or to the budget once a cheque had ended).
+    pub given_back: Decimal,
+    pub pledges: i64,
+    /// The shares allocated to those pledges once the round succeeded; 0 before, or if it failed.
+    pub shares_allocated: i64,
+}
+
+/// Per project and offer, what `sponsor`'s cheques were spent on and the shares their pledges
+/// were allocated; a pledge spending two of its cheques counts once. A report across the cheques',
+/// pledges', offers' and projects' tables, read here on the statement's snapshot.
+async fn redeemed_for(conn: &mut sqlx::PgConnection, sponsor: Uuid) -> sqlx::Result<Vec<Redeemed>> {
+    sqlx::query_as(
+        "with spent as (
+            select r.pledge_id, sum(r.amount) as spent, sum(r.returned) as given_back
+              from cheque_redemptions r join cheques c on c.id = r.cheque_id
+             where c.sponsor_id = $1
+             group by r.pledge_id)
+         select o.project_id, pr.name as project_name, o.id as offer_id,
+                sum(s.spent) as spent, sum(s.given_back) as given_back, count(*) as pledges,
+                coalesce(sum(p.allocated_shares) filter (where o.status = 'succeeded'), 0)::bigint as shares_allocated
+           from spent s
+           join pledges p on p.id = s.pledge_id
+           join offers o on o.id = p.offer_id
+           join projects pr on pr.id = o.project_id
+          group by o.project_id, pr.name, o.id
+          order by min(p.created_at), o.id",
+    )
+    .bind(sponsor)
+    .fetch_all(conn)
+    .await
 }
 
 /// The totals as they add up, each positive in its own direction but `other`.
