@@ -182,6 +182,21 @@ impl<'de> Deserialize<'de> for Country {
     }
 }
 
+/// A text field of an RFC 4180 CSV export: a field a spreadsheet would run as a formula (`=`,
+/// `+`, `-`, `@` first) gets a leading `'`, and one with a comma, quote or line break is quoted.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ pub enum EventType {
     ChequeExpired,
     ChequeCancelled,
     DepositSucceeded,
+    WithdrawalRequested,
+    WithdrawalPaid,
     PayoutCreated,
     PayoutPaid,
     MatchApplied,
@@ -45,7 +47,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the API lists them.
-    pub const ALL: [EventType; 30] = [
+    pub const ALL: [EventType; 32] = [
         EventType::OfferOpened,
         EventType::OfferClosing,
         EventType::OfferSucceeded,
@@ -69,6 +71,8 @@ impl EventType {
         EventType::ChequeExpired,
         EventType::ChequeCancelled,
         EventType::DepositSucceeded,
+        EventType::WithdrawalRequested,
+        EventType::WithdrawalPaid,
         EventType::PayoutCreated,
         EventType::PayoutPaid,
         EventType::MatchApplied,
@@ -104,6 +108,8 @@ impl EventType {
             EventType::ChequeExpired => "cheque.expired",
             EventType::ChequeCancelled => "cheque.cancelled",
             EventType::DepositSucceeded => "deposit.succeeded",
+            EventType::WithdrawalRequested => "withdrawal.requested",
+            EventType::WithdrawalPaid => "withdrawal.paid",
             EventType::PayoutCreated => "payout.created",
             EventType::PayoutPaid => "payout.paid",
             EventType::MatchApplied => "match.applied",

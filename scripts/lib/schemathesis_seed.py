@@ -285,6 +285,17 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
     waiting = api.post(f"/v1/sponsors/{sponsor}/deposits", {"amount": "100.00", "currency": "EUR"}, (201,))
     give("POST /v1/sandbox/deposits/{id}/succeed", "path.id", waiting["payment"]["payment_id"],
          deposit["payment"]["payment_id"])
+    # Withdrawals: a small amount of the large budget, each answered 201; pending ones for the
+    # sandbox to pay (a paid one answers too, changing nothing), and the sponsor's statement.
+    give("POST /v1/sponsors/{id}/withdrawals", "path.id", sponsor)
+    give("POST /v1/sponsors/{id}/withdrawals", "body.amount", "1.00")
+    give("POST /v1/sponsors/{id}/withdrawals", "body.currency", "EUR")
+    give("GET /v1/sponsors/{id}/withdrawals", "path.id", sponsor)
+    give("GET /v1/sponsors/{id}/statement", "path.id", sponsor)
+    for _ in range(2):
+        w = api.post(f"/v1/sponsors/{sponsor}/withdrawals", {"amount": "1.00"}, (201,))
+        give("GET /v1/withdrawals/{id}", "path.id", w["id"])
+        give("POST /v1/sandbox/withdrawals/{id}/succeed", "path.id", w["payment"]["payment_id"])
     cheque = {"sponsor_id": sponsor, "beneficiary_name": "Awa Diallo", "beneficiary_email": "awa@example.org",
               "face_value": "10.00", "currency": "EUR", "expires_at": FAR}
     for _ in range(3):
@@ -293,6 +304,11 @@ def seed(api: Api) -> dict[str, dict[str, list]]:
         give("POST /v1/cheques/{id}/cancel", "path.id", id)
     for field in ("sponsor_id", "beneficiary_name", "beneficiary_email", "face_value", "currency", "expires_at"):
         give("POST /v1/cheques", f"body.{field}", cheque[field])
+    # Codes to look up (their cheques are not given to cancel; a cancelled one answers too), for
+    # the seeded investors or none. Wrong codes the fuzzer sends block only their own scope.
+    for _ in range(2):
+        give("POST /v1/cheques/lookup", "body.code", api.post("/v1/cheques", cheque, (201,))["code"])
+    give("POST /v1/cheques/lookup", "body.investor_id", *sophisticated)
     give("POST /v1/cheques", "body.eligible_project_ids[*]", project)
     # A matchfunding pool of the same sponsor, and the values a new one needs (its currency and
     # decimals, a ratio of at most 10, a future expiry).

@@ -103,6 +103,16 @@ const DOMAIN_CHECKS: &[DomainCheck] = &[
                where coalesce(a.balance, 0) <> coalesce(o.total, 0)",
     },
     DomainCheck {
+        name: "withdrawals_owed",
+        description: "each provider's withdrawals account holds exactly the sponsors' withdrawals still to be paid through it (pending)",
+        sql: "with owed as (select 'withdrawals:' || provider || ':' || lower(currency) as code, sum(amount) as total
+                              from withdrawals where status = 'pending' group by 1)
+              select coalesce(a.code, o.code) || ': balance ' || coalesce(a.balance, 0) || ', withdrawals owed ' || coalesce(o.total, 0)
+                from (select code, balance from ledger_accounts where code like 'withdrawals:%') a
+                full join owed o on o.code = a.code
+               where coalesce(a.balance, 0) <> coalesce(o.total, 0)",
+    },
+    DomainCheck {
         name: "disputes_booked",
         description: "each lost dispute names one dispute.lost entry, which took exactly its amount out of the provider's account, from its offer's escrow, the provider's refunds owed or the platform's losses; each such entry is named by one dispute; no other dispute names an entry",
         sql: "with moved as (
@@ -247,6 +257,28 @@ const SETTLEMENTS: &[Settlement] = &[
         kind: EntryKind::DepositConfirmed,
         debit: "'psp:' || r.provider || ':' || lower(r.currency)",
         credit: "'sponsor:' || r.sponsor_id || ':budget:' || lower(r.currency)",
+    },
+    Settlement {
+        name: "withdrawals_requested",
+        description: "each withdrawal names the ledger entry that took it out of its sponsor's budget, which moved exactly its amount to the provider's withdrawals account, and each such entry is named by one withdrawal",
+        table: "withdrawals",
+        joins: "",
+        settled: "true",
+        entry_column: "requested_entry_id",
+        kind: EntryKind::WithdrawalRequested,
+        debit: "'sponsor:' || r.sponsor_id || ':budget:' || lower(r.currency)",
+        credit: "'withdrawals:' || r.provider || ':' || lower(r.currency)",
+    },
+    Settlement {
+        name: "withdrawals_paid",
+        description: "each paid withdrawal names the ledger entry that paid it, which moved exactly its amount from the provider's withdrawals account to the provider's, and each such entry is named by one withdrawal",
+        table: "withdrawals",
+        joins: "",
+        settled: "r.status = 'paid'",
+        entry_column: "paid_entry_id",
+        kind: EntryKind::WithdrawalPaid,
+        debit: "'withdrawals:' || r.provider || ':' || lower(r.currency)",
+        credit: "'psp:' || r.provider || ':' || lower(r.currency)",
     },
 ];
 

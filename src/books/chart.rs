@@ -98,6 +98,17 @@ pub(crate) async fn sponsor_budget(
     open(conn, code, currency, AccountKind::Liability, now).await
 }
 
+/// Owed to sponsors, awaiting the provider: withdrawals asked for and not yet paid.
+pub(crate) async fn withdrawals(
+    conn: &mut PgConnection,
+    provider: &str,
+    currency: Currency,
+    now: DateTime<Utc>,
+) -> Opened {
+    let code = format!("withdrawals:{provider}:{}", suffix(currency));
+    open(conn, code, currency, AccountKind::Liability, now).await
+}
+
 /// The start of every cheque's account code, followed by the cheque's id.
 pub(crate) const CHEQUE_PREFIX: &str = "cheque:";
 

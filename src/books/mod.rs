@@ -47,6 +47,11 @@ pub(crate) enum EntryKind {
     MatchApplied,
     /// A match given back to its live pool: `escrow → match pool`.
     MatchReturned,
+    /// Unused budget a sponsor withdraws, owed until the provider pays it:
+    /// `sponsor budget → withdrawals:<provider>`.
+    WithdrawalRequested,
+    /// A withdrawal the provider paid to the sponsor: `withdrawals:<provider> → psp`.
+    WithdrawalPaid,
 }
 
 impl EntryKind {
@@ -69,6 +74,8 @@ impl EntryKind {
             EntryKind::MatchPoolReturned => "match_pool.returned",
             EntryKind::MatchApplied => "match.applied",
             EntryKind::MatchReturned => "match.returned",
+            EntryKind::WithdrawalRequested => "withdrawal.requested",
+            EntryKind::WithdrawalPaid => "withdrawal.paid",
         }
     }
 }

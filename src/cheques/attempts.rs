@@ -42,12 +42,27 @@ impl Scopes {
     pub fn new(investor: Uuid, client: Option<Uuid>) -> Self {
         Scopes {
             investor: format!("investor:{investor}"),
-            client: format!(
-                "client:{}",
-                client.map_or_else(|| "bootstrap".to_string(), |id| id.to_string())
-            ),
+            client: client_scope(client),
         }
     }
+
+    /// A lookup that names no investor (`POST /v1/cheques/lookup`): the key's anonymous lookups
+    /// share one scope, held to an investor's allowance and blocked like one, so leaving the
+    /// investor out never buys more guesses.
+    pub fn anonymous(client: Option<Uuid>) -> Self {
+        let client = client_scope(client);
+        Scopes {
+            investor: format!("lookup:{client}"),
+            client,
+        }
+    }
+}
+
+fn client_scope(client: Option<Uuid>) -> String {
+    format!(
+        "client:{}",
+        client.map_or_else(|| "bootstrap".to_string(), |id| id.to_string())
+    )
 }
 
 /// What testing a claimed attempt's codes showed.

@@ -1,5 +1,6 @@
-//! Cheques over HTTP: operators issue, read, list (a sponsor's) and cancel them. They are spent
-//! as pledge funding (`POST /v1/offers/{id}/pledges`).
+//! Cheques over HTTP: operators issue, read, list (a sponsor's) and cancel them; the platform
+//! looks one up by its code for its winner. They are spent as pledge funding (`POST
+//! /v1/offers/{id}/pledges`).
 
 use axum::Json;
 use axum::extract::State;
@@ -12,13 +13,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Cheque, ChequeInput, ChequeStatus, NewCheque, Stored};
-use crate::http::auth::{Auth, Operators};
+use super::attempts::{self, Scopes, Tested};
+use super::{Cheque, ChequeError, ChequeInput, ChequeStatus, NewCheque, Stored};
+use crate::http::auth::{Auth, Operators, PlatformUsers};
 use crate::http::error::{ApiError, Code, Problem};
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::idempotency::{self, MaybeKey};
 use crate::http::state::AppState;
-use crate::money::{Money, format_amount};
+use crate::money::{Money, MoneyView, format_amount};
 use crate::paging::{Page, PageRequest};
 use crate::sponsors::ListKey;
 
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_cheque))
         .routes(routes!(cancel_cheque))
         .routes(routes!(list_cheques))
+        .routes(routes!(lookup_cheque))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -188,4 +191,111 @@ async fn list_cheques(
         |(c, _): &(Cheque, Money)| (c.created_at, c.id),
     );
     Ok(Json(page.map(|(c, balance)| view(c, balance, None)).into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LookupInput {
+    /// The code printed on the cheque (case, spaces and dashes do not matter).
+    #[schema(example = "CHQ-7K3M-Q9TD-X2HB-RW4N")]
+    code: String,
+    /// The winner asking, when the platform knows them: wrong codes then count against this
+    /// investor, as in a pledge; without it, against the API key's anonymous lookups.
+    investor_id: Option<Uuid>,
+}
+
+/// An open offer the cheque may be spent in now.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EligibleOffer {
+    offer_id: Uuid,
+    project_id: Uuid,
+    project_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LookupView {
+    cheque_id: Uuid,
+    /// As at the service clock's now: `expired` as soon as `expires_at` has passed.
+    status: ChequeStatus,
+    /// What is left to spend.
+    balance: MoneyView,
+    #[schema(example = "EUR")]
+    currency: String,
+    expires_at: DateTime<Utc>,
+    eligible_themes: Vec<String>,
+    eligible_project_ids: Vec<Uuid>,
+    /// The open offers, in the cheque's currency, of the projects it may be spent on now;
+    /// empty unless the cheque is active.
+    eligible_open_offers: Vec<EligibleOffer>,
+}
+
+impl LookupView {
+    fn new(found: super::Lookup, offers: Vec<crate::offers::store::OpenFor>) -> Self {
+        let cheque = found.cheque;
+        LookupView {
+            cheque_id: cheque.id,
+            status: found.status,
+            balance: found.balance.into(),
+            currency: cheque.currency.code().to_string(),
+            expires_at: cheque.expires_at,
+            eligible_themes: cheque.eligible_themes,
+            eligible_project_ids: cheque.eligible_project_ids,
+            eligible_open_offers: offers
+                .into_iter()
+                .map(|o| EligibleOffer {
+                    offer_id: o.offer_id,
+                    project_id: o.project_id,
+                    project_name: o.project_name,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Look a cheque up by its code without spending it: its balance, expiry, restrictions and the
+/// open offers it may be spent in now. Writes nothing to the books. A wrong code counts like a
+/// wrong code in a pledge, against the same allowance (docs/cheques.md, "Codes"): 429
+/// `too_many_attempts` with `Retry-After` while blocked, whatever the code.
+#[utoipa::path(post, path = "/v1/cheques/lookup", tag = "cheques", request_body = LookupInput,
+    security(("api_key" = [])),
+    responses((status = 200, body = LookupView), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn lookup_cheque(
+    State(state): State<AppState>,
+    Auth { caller, .. }: Auth<PlatformUsers>,
+    AppJson(body): AppJson<LookupInput>,
+) -> Result<Json<LookupView>, ApiError> {
+    let now = state.clock.now();
+    let scopes = match body.investor_id {
+        Some(investor) => Scopes::new(investor, caller.key_id),
+        None => Scopes::anonymous(caller.key_id),
+    };
+    // Claimed before the code is tested, as for a pledge, so racing lookups share the allowance.
+    let claim = attempts::claim(&state.pool, scopes, now).await?;
+    let found = async {
+        let mut conn = state.pool.acquire().await?;
+        let found = super::look_up(&mut conn, &body.code, body.investor_id, now).await?;
+        // Where it may be spent now, by the rules of spending (`redeem::check`); nowhere unless
+        // it is active.
+        let offers = if found.status == ChequeStatus::Active {
+            let c = &found.cheque;
+            crate::offers::store::open_for(&mut conn, c.currency, &c.eligible_project_ids, &c.eligible_themes, now)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, ChequeError>((found, offers))
+    }
+    .await;
+    // Settled with the connection given back. A known code gives the claim back but forgives no
+    // wrong ones: looking up a cheque one holds must not reset the count of guesses made between
+    // lookups.
+    let tested = match &found {
+        Err(ChequeError::UnknownCode) => Tested::Wrong,
+        _ => Tested::NotAGuess,
+    };
+    if let Err(err) = claim.settle(&state.pool, tested, now).await {
+        tracing::error!(error = ?err, "a cheque-code attempt was not settled");
+    }
+    let (found, offers) = found?;
+    Ok(Json(LookupView::new(found, offers)))
 }

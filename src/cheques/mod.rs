@@ -292,6 +292,45 @@ pub fn status(cheque: &Cheque, balance: Money) -> ChequeStatus {
     }
 }
 
+/// What a cheque's code tells its winner without spending anything: the cheque, what is left on
+/// it, and its status at `now` (an expiry that is due counts at once, as when spending). Where
+/// it may be spent is the offers' to say (`offers::store::open_for`).
+pub(crate) struct Lookup {
+    pub cheque: Cheque,
+    pub balance: Money,
+    pub status: ChequeStatus,
+}
+
+/// Looks a cheque up by its code, for `investor` when named (who must exist, as for a pledge).
+/// Reads only: no ledger entry, no event, no account opened. [`ChequeError::UnknownCode`] is the
+/// one answer that counts as a guess (`attempts.rs`).
+pub(crate) async fn look_up(
+    conn: &mut PgConnection,
+    given: &str,
+    investor: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Lookup, ChequeError> {
+    if let Some(id) = investor
+        && crate::investors::store::get(conn, id).await?.is_none()
+    {
+        return Err(FieldError(format!("no investor {id}")).into());
+    }
+    let canonical = code::normalise(given).ok_or(ChequeError::UnknownCode)?;
+    let cheque = by_code_hash(conn, &code::hash(&canonical))
+        .await?
+        .ok_or(ChequeError::UnknownCode)?;
+    let balance = balances(conn, std::slice::from_ref(&cheque)).await?.remove(0);
+    let status = match cheque.status {
+        Stored::Active if !cheque.live(now) => ChequeStatus::Expired,
+        _ => status(&cheque, balance),
+    };
+    Ok(Lookup {
+        cheque,
+        balance,
+        status,
+    })
+}
+
 /// A cheque's projects must be real, and one of them able to take pledges: a cheque that could
 /// never be spent is refused (422). A project archived later leaves its cheques valid for the
 /// others they name.

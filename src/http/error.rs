@@ -493,10 +493,13 @@ impl From<SponsorError> for ApiError {
         use SponsorError::*;
         let detail = err.to_string();
         match err {
-            NotFound(_) | DepositNotFound(_) => ApiError::not_found(detail),
+            NotFound(_) | DepositNotFound(_) | WithdrawalNotFound(_) => ApiError::not_found(detail),
             CurrencyMismatch { .. } => ApiError::new(Code::CurrencyMismatch, detail),
             DepositMismatch { .. } => ApiError::new(Code::PaymentMismatch, detail),
+            InsufficientBudget { .. } => ApiError::new(Code::InsufficientSponsorBudget, detail),
+            StatementMismatch { .. } => ApiError::internal(anyhow::Error::new(err)),
             Provider(e) => e.into(),
+            Payment(e) => e.into(),
             Ledger(e) => e.into(),
             Database(e) => ApiError::database(e),
         }
@@ -578,7 +581,8 @@ impl From<crate::payments::PaymentError> for ApiError {
                 let code = match object {
                     Object::Payment | Object::Deposit => Code::PaymentMismatch,
                     Object::Refund => Code::RefundMismatch,
-                    Object::Payout => Code::PayoutMismatch,
+                    // Money paid out, to a project or back to a sponsor.
+                    Object::Payout | Object::Withdrawal => Code::PayoutMismatch,
                 };
                 ApiError::new(code, detail)
             }

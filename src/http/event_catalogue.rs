@@ -219,6 +219,17 @@ pub(crate) struct DepositSucceededData {
     currency: String,
 }
 
+/// `withdrawal.requested`, `withdrawal.paid`: unused budget paid back to a sponsor.
+#[derive(ToSchema)]
+pub(crate) struct WithdrawalData {
+    withdrawal_id: Uuid,
+    sponsor_id: Uuid,
+    #[schema(example = "500.00")]
+    amount: String,
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
 /// `payout.created`, `payout.paid`: a payout of what a succeeded round's project is owed.
 #[derive(ToSchema)]
 pub(crate) struct PayoutData {
@@ -315,6 +326,7 @@ pub(crate) struct MatchPoolEndedData {
     ChequeEndedData,
     ChequeExpiringData,
     DepositSucceededData,
+    WithdrawalData,
     PayoutData,
     MatchAppliedData,
     MatchReturnedData,
@@ -411,6 +423,11 @@ pub(crate) fn entry(event: EventType) -> (&'static str, &'static str) {
             "An operator cancelled a cheque: what was left on it went back to its sponsor's budget.",
         ),
         EventType::DepositSucceeded => ("DepositSucceededData", "A sponsor's deposit arrived: its budget grew."),
+        EventType::WithdrawalRequested => (
+            "WithdrawalData",
+            "An operator withdrew unused budget for its sponsor: it left the budget at once and is asked of the provider.",
+        ),
+        EventType::WithdrawalPaid => ("WithdrawalData", "The provider paid a sponsor its withdrawal."),
         EventType::PayoutCreated => (
             "PayoutData",
             "A payout of what a succeeded round's project is owed was asked of the provider.",

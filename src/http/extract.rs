@@ -103,6 +103,15 @@ fn not_json() -> ApiError {
     )
 }
 
+/// Whether the client asked for CSV (`Accept: text/csv`) rather than JSON, for the reports that
+/// offer both (the cap table, a sponsor's statement).
+pub(crate) fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
 pub(crate) fn too_large() -> ApiError {
     ApiError::new(Code::PayloadTooLarge, "the request body is too large")
 }

@@ -472,6 +472,7 @@ struct LineRow {
     amount: Decimal,
     currency: String,
     balance_after: Decimal,
+    metadata: serde_json::Value,
 }
 
 /// An account's statement in posting order, after position `after_seq`, with the balance after
@@ -484,7 +485,7 @@ pub async fn account_lines(
 ) -> Result<Vec<AccountLine>, LedgerError> {
     let rows: Vec<LineRow> = sqlx::query_as(
         "select p.account_seq, p.entry_id, e.reference, e.kind, e.effective_at, e.recorded_at,
-                p.side, p.amount, p.currency, p.balance_after
+                p.side, p.amount, p.currency, p.balance_after, e.metadata
            from ledger_postings p join ledger_entries e on e.id = p.entry_id
           where p.account_id = $1 and p.account_seq > $2
           order by p.account_seq
@@ -507,6 +508,7 @@ pub async fn account_lines(
                 side: r.side,
                 amount: Money::new(r.amount, Currency::parse(&r.currency)?)?,
                 balance_after: r.balance_after,
+                metadata: r.metadata,
             })
         })
         .collect()

@@ -235,6 +235,8 @@ pub struct AccountLine {
     pub side: Side,
     pub amount: Money,
     pub balance_after: Decimal,
+    /// The entry's metadata.
+    pub metadata: serde_json::Value,
 }
 
 #[derive(Debug, thiserror::Error)]

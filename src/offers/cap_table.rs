@@ -99,20 +99,10 @@ pub async fn build(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<CapTable, 
     })
 }
 
-/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is quoted with a leading `'`.
+/// RFC 4180 CSV; a field that a spreadsheet would run as a formula is guarded
+/// ([`crate::fields::csv_field`]).
 pub fn csv(table: &CapTable) -> String {
-    fn field(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    }
+    use crate::fields::csv_field as field;
     // `holder` last, so files read by column position before matchfunding read the same.
     let mut out = String::from("investor_id,investor_name,shares,amount,currency,holder\r\n");
     for line in &table.investors {

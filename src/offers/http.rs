@@ -451,11 +451,7 @@ async fn cap_table(
 ) -> Result<Response, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let table = cap_table::build(&mut conn, id).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    if wants_csv {
+    if crate::http::extract::wants_csv(&headers) {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             cap_table::csv(&table),

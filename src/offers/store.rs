@@ -343,3 +343,39 @@ pub(crate) async fn due_for_closing(conn: &mut PgConnection, now: DateTime<Utc>)
     .fetch_all(conn)
     .await
 }
+
+/// An open offer a cheque could be spent in: its id, its project's id and name.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct OpenFor {
+    pub offer_id: Uuid,
+    pub project_id: Uuid,
+    pub project_name: String,
+}
+
+/// The offers taking pledges at `now` in `currency`, of projects not archived, restricted to
+/// `project_ids` and to projects with one of `themes` when those are not empty: where a cheque
+/// with these restrictions may be spent (the rules of `cheques::redeem::check`). Oldest first.
+pub(crate) async fn open_for(
+    conn: &mut PgConnection,
+    currency: Currency,
+    project_ids: &[Uuid],
+    themes: &[String],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<OpenFor>> {
+    sqlx::query_as(
+        "select o.id as offer_id, p.id as project_id, p.name as project_name
+           from offers o join projects p on p.id = o.project_id
+          where o.status = 'open' and o.opens_at <= $2 and o.closes_at > $2 and o.currency = $1
+            and p.status <> 'archived'
+            and (cardinality($3::uuid[]) = 0 or p.id = any($3))
+            and (cardinality($4::text[]) = 0 or p.themes && $4)
+          order by o.created_at, o.id
+          limit 1000",
+    )
+    .bind(currency.code())
+    .bind(now)
+    .bind(project_ids)
+    .bind(themes)
+    .fetch_all(conn)
+    .await
+}

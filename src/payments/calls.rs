@@ -592,8 +592,8 @@ pub async fn write_name(conn: &mut PgConnection, provider: &str, named: &Named) 
         Object::Payment => ("payments", "provider_payment_id"),
         Object::Refund => ("refunds", "provider_refund_id"),
         Object::Payout => ("payouts", "provider_payout_id"),
-        // Deposits are created by in-process providers only, named when written.
-        Object::Deposit => return Ok(()),
+        // Deposits and withdrawals are created by in-process providers only, named when written.
+        Object::Deposit | Object::Withdrawal => return Ok(()),
     };
     sqlx::query(&format!(
         "update {table} set {column} = $3 where id = $1 and provider = $2 and {column} is null"

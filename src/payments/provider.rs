@@ -224,6 +224,8 @@ pub enum Object {
     Refund,
     Payout,
     Deposit,
+    /// Unused budget paid back to a sponsor.
+    Withdrawal,
 }
 
 impl Object {
@@ -234,6 +236,7 @@ impl Object {
             Object::Refund => "refund",
             Object::Payout => "payout",
             Object::Deposit => "deposit",
+            Object::Withdrawal => "withdrawal",
         }
     }
 }
@@ -305,6 +308,9 @@ pub trait PaymentProvider: Sync {
     }
     fn create_deposit(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
         self.create(Object::Deposit, id, amount)
+    }
+    fn create_withdrawal(&self, id: Uuid, amount: Money) -> Result<String, ProviderError> {
+        self.create(Object::Withdrawal, id, amount)
     }
 }
 

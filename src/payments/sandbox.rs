@@ -38,6 +38,7 @@ impl PaymentProvider for Sandbox {
             Object::Refund => "re",
             Object::Payout => "po",
             Object::Deposit => "dep",
+            Object::Withdrawal => "wd",
         };
         Ok(format!("{prefix}_{}", id.simple()))
     }

@@ -1,5 +1,5 @@
 //! The sandbox's test controls: make the built-in provider succeed, fail or dispute a payment,
-//! decide a dispute, or succeed a refund, payout or deposit (it then posts its signed webhook to this service like
+//! decide a dispute, or succeed a refund, payout, deposit or withdrawal (it then posts its signed webhook to this service like
 //! a real provider), and read or move the manual clock. Routed only under a manual clock (`crate::app`), and
 //! above the domains like any handler: the adapter itself is `payments::sandbox`.
 
@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refund_succeed))
         .routes(routes!(payout_succeed))
         .routes(routes!(deposit_succeed))
+        .routes(routes!(withdrawal_succeed))
         .routes(routes!(get_clock, move_clock))
 }
 
@@ -322,6 +323,20 @@ async fn deposit_succeed(
     send(&state, "payment.succeeded", data(id, amount, currency)?).await
 }
 
+/// Sandbox: the sponsor received its withdrawal (a signed `payout.paid` webhook for it). `id` is
+/// the provider's id (`wd_…`, the withdrawal's `payment.payment_id`).
+#[utoipa::path(post, path = "/v1/sandbox/withdrawals/{id}/succeed", tag = "sandbox", params(("id" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = Outcome), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn withdrawal_succeed(
+    State(state): State<AppState>,
+    _auth: Auth<Operators>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    let (amount, currency) = lookup(&state, "withdrawals", "provider_withdrawal_id", &id).await?;
+    send(&state, "payout.paid", data(id, amount, currency)?).await
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ClockView {
     now: DateTime<Utc>,
@@ -365,8 +380,8 @@ async fn move_clock(
     Ok(Json(ClockView { now }))
 }
 
-/// With `payments.sandbox.auto_confirm`, the sandbox confirms pending refunds, payouts and deposits by
-/// itself, through the same signed webhook as its test controls. Card payments always wait for
+/// With `payments.sandbox.auto_confirm`, the sandbox confirms pending refunds, payouts, deposits and
+/// withdrawals by itself, through the same signed webhook as its test controls. Card payments always wait for
 /// `/succeed` or `/fail`. Several processes may send the same confirmation; the endpoint applies
 /// it once (the refund or payout row is locked and re-checked there).
 pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
@@ -378,6 +393,9 @@ pub async fn auto_confirm(state: &AppState) -> Result<usize, ApiError> {
            where provider = $1 and status = 'pending' order by created_at limit 100)
          union all
          (select 'payment.succeeded', provider_deposit_id, amount, currency from deposits
+           where provider = $1 and status = 'pending' order by created_at limit 100)
+         union all
+         (select 'payout.paid', provider_withdrawal_id, amount, currency from withdrawals
            where provider = $1 and status = 'pending' order by created_at limit 100)",
     )
     .bind(SANDBOX)

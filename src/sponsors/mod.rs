@@ -2,10 +2,15 @@
 //! account `sponsor:<id>:budget:<cur>`; it grows only when the payment provider confirms a
 //! deposit (`psp → sponsor budget`), never when one is merely requested.
 //!
-//! Each sponsor has one currency: its deposits, budget and cheques are all in it.
+//! Unused budget is paid back by withdrawals (`withdrawals`), and the statement (`statement`)
+//! accounts for every move of the budget.
+//!
+//! Each sponsor has one currency: its deposits, budget, cheques and withdrawals are all in it.
 
 pub mod deposits;
 pub mod http;
+pub mod statement;
+pub mod withdrawals;
 
 use std::collections::HashMap;
 
@@ -46,8 +51,23 @@ pub enum SponsorError {
         currency: Currency,
         paid: Money,
     },
+    /// Named by the provider's id for it.
+    #[error("no withdrawal {0}")]
+    WithdrawalNotFound(String),
+    /// The budget holds less than the withdrawal asks for.
+    #[error("sponsor {sponsor}'s budget does not cover {amount}")]
+    InsufficientBudget { sponsor: Uuid, amount: Money },
+    /// The statement's lines do not add up to the budget's balance: a bug, never a statement.
+    #[error("sponsor {sponsor}'s statement closes at {lines}, its budget account holds {account}")]
+    StatementMismatch {
+        sponsor: Uuid,
+        lines: Decimal,
+        account: Decimal,
+    },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Payment(#[from] crate::payments::PaymentError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]

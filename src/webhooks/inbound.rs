@@ -18,7 +18,7 @@ use crate::batch::{self, Lanes};
 use crate::paging::PageRequest;
 use crate::payments::Applied;
 use crate::payments::provider::{Event, Received};
-use crate::sponsors::deposits;
+use crate::sponsors::{deposits, withdrawals};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize, ToSchema)]
 #[sqlx(type_name = "inbound_event_status", rename_all = "snake_case")]
@@ -80,8 +80,13 @@ async fn apply(
         Event::RefundSucceeded { refund_id, amount } => {
             crate::payments::refunds::confirm_refund(conn, provider, refund_id, *amount, now).await?
         }
+        // Money paid out is a project's payout or a sponsor's withdrawal.
         Event::PayoutPaid { payout_id, amount } => {
-            crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await?
+            if withdrawals::find(conn, provider, payout_id, false).await?.is_some() {
+                withdrawals::confirm(conn, provider, payout_id, *amount, now).await?
+            } else {
+                crate::rounds::payouts::confirm_payout(conn, provider, payout_id, *amount, now).await?
+            }
         }
         Event::Other => Applied::Nothing,
     })

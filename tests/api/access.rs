@@ -99,9 +99,16 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/match-pools/{id}", Roles(BOOKS)),
     ("GET", "/v1/match-pools/{id}/matches", Roles(BOOKS)),
     ("GET", "/v1/deposits/{id}", Roles(OPERATOR)),
+    ("GET", "/v1/sponsors/{id}/withdrawals", Roles(OPERATOR)),
+    ("POST", "/v1/sponsors/{id}/withdrawals", Roles(OPERATOR)),
+    ("GET", "/v1/withdrawals/{id}", Roles(OPERATOR)),
+    // PRODUCT.md section 13: a sponsor's report, read with the books.
+    ("GET", "/v1/sponsors/{id}/statement", Roles(BOOKS)),
     ("POST", "/v1/cheques", Roles(OPERATOR)),
     ("GET", "/v1/cheques/{id}", Roles(OPERATOR)),
     ("POST", "/v1/cheques/{id}/cancel", Roles(OPERATOR)),
+    // PRODUCT.md section 13: the platform looks a cheque up for its winner, as it pledges.
+    ("POST", "/v1/cheques/lookup", Roles(PLATFORM)),
     ("GET", "/v1/ledger/accounts", Roles(BOOKS)),
     ("POST", "/v1/ledger/accounts", Roles(OPERATOR)),
     ("GET", "/v1/ledger/accounts/{id}", Roles(BOOKS)),
@@ -131,6 +138,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sandbox/refunds/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/payouts/{id}/succeed", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/deposits/{id}/succeed", Roles(OPERATOR)),
+    ("POST", "/v1/sandbox/withdrawals/{id}/succeed", Roles(OPERATOR)),
     ("GET", "/v1/sandbox/clock", Roles(OPERATOR)),
     ("POST", "/v1/sandbox/clock", Roles(OPERATOR)),
     // PRODUCT.md section 11. The matrix's create has an empty body (422), so it makes no key.
@@ -246,6 +254,15 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         201,
     )
     .await;
+    let withdrawal = ok(
+        app.post(
+            &format!("/v1/sponsors/{sponsor}/withdrawals"),
+            json!({"amount": "100.00"}),
+        )
+        .await,
+        201,
+    )
+    .await;
     let deposit: Uuid = sqlx::query_scalar("select id from deposits where sponsor_id = $1")
         .bind(sponsor.parse::<Uuid>().unwrap())
         .fetch_one(&app.pool)
@@ -278,7 +295,10 @@ async fn real_ids(app: &TestApp) -> HashMap<&'static str, String> {
         ("/v1/sponsors/{id}/match-pools", sponsor.clone()),
         ("/v1/match-pools/{id}", id_of_value(&match_pool)),
         ("/v1/match-pools/{id}/matches", id_of_value(&match_pool)),
-        ("/v1/sponsors/{id}/deposits", sponsor),
+        ("/v1/sponsors/{id}/deposits", sponsor.clone()),
+        ("/v1/sponsors/{id}/withdrawals", sponsor.clone()),
+        ("/v1/sponsors/{id}/statement", sponsor),
+        ("/v1/withdrawals/{id}", id_of_value(&withdrawal)),
         ("/v1/payouts/{id}", id_of_value(&payout)),
         ("/v1/deposits/{id}", deposit.to_string()),
         ("/v1/cheques/{id}", id_of_value(&cheque)),
@@ -443,7 +463,7 @@ async fn sandbox_controls_exist_only_with_a_manual_clock(pool: PgPool) {
         .filter(|(_, path, _)| path.starts_with("/v1/sandbox/"))
         .map(|&(method, path, _)| (method, path))
         .collect();
-    assert_eq!(sandbox.len(), 9, "{sandbox:?}");
+    assert_eq!(sandbox.len(), 10, "{sandbox:?}");
 
     // A system clock: the controls are not there, for anybody, exactly as an unknown path.
     let app = TestApp::spawn_with(pool.clone(), &[("CROWDLEDGER__CLOCK__MODE", "system")]).await;

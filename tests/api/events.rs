@@ -36,7 +36,8 @@ async fn sandbox(app: &TestApp, what: &str, id: &str, action: &str) -> Value {
 }
 
 /// Every event type but [`NOT_IN_THE_WORLD`], each by the action that emits it, through the API:
-/// a sponsor's deposit, cheques issued, spent, cancelled, reminded of and expired; a round that succeeds and
+/// a sponsor's deposit, cheques issued, spent, cancelled, reminded of and expired, a withdrawal
+/// of its budget paid; a round that succeeds and
 /// is paid out (with a revocation refunded, a late payment, a disputed payment lost after the
 /// payout and a cheque-funded pledge), one that fails at its closing time (with a dispute won),
 /// one cancelled (after its KIIS was amended and a pledge reconfirmed).
@@ -144,6 +145,24 @@ async fn busy_world(app: &TestApp) {
     ok(
         app.post(&format!("/v1/offers/{cancelled}/cancel"), json!({})).await,
         200,
+    )
+    .await;
+
+    // Unused budget paid back to the sponsor (withdrawal.requested, then withdrawal.paid).
+    let withdrawal = ok(
+        app.post(
+            &format!("/v1/sponsors/{sponsor}/withdrawals"),
+            json!({"amount": "25.00"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    sandbox(
+        app,
+        "withdrawals",
+        withdrawal["payment"]["payment_id"].as_str().unwrap(),
+        "succeed",
     )
     .await;
 

@@ -271,6 +271,80 @@ async fn sixty_concurrent_funded_pledges_share_a_pool_with_room_for_25_and_a_fai
     app.clock.advance(DAY).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(events(&app, "match_pool.ended").await.len(), 1);
+    // The sponsor's statement shows the pool's two moves and ends on the budget.
+    let statement = ok(app.get(&format!("/v1/sponsors/{sponsor}/statement")).await, 200).await;
+    let totals = &statement["totals"];
+    assert_eq!(
+        (
+            totals["match_pools_reserved"].as_str(),
+            totals["match_pools_returned"].as_str()
+        ),
+        (Some("250.00"), Some("250.00")),
+        "{statement:#}"
+    );
+    assert_eq!(totals["closing_balance"], "1000.00");
+    let pool_lines: Vec<&str> = statement["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["match_pool_id"] == pool_id.as_str())
+        .map(|l| l["amount"].as_str().unwrap())
+        .collect();
+    assert_eq!(pool_lines, ["-250.00", "250.00"], "{statement:#}");
+    app.assert_books_verify().await;
+}
+
+#[sqlx::test]
+async fn a_match_given_back_after_its_pool_ended_goes_to_the_sponsor(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let sponsor = fixtures::funded_sponsor(&app, "Région Hauts-de-France", "1000.00").await;
+    let (_, offer) = project_offer(&app, json!(["energy"]), json!({})).await;
+    let expires = app.clock.now() + chrono::TimeDelta::days(2);
+    let p = pool(
+        &app,
+        &sponsor,
+        json!({"amount": "500.00", "expires_at": expires.to_rfc3339()}),
+    )
+    .await;
+    let pool_id = id(&p);
+    let retail = fixtures::investor(&app, "Léa Retail", "non_sophisticated").await;
+    let pledge = fixtures::funded_pledge(&app, &offer, &retail, 12).await;
+    assert_eq!(
+        match_of(&app, &pool_id, pledge["id"].as_str().unwrap()).await.unwrap()["amount"],
+        "120.00"
+    );
+    // The pool ends with 380.00 left; the match stays in the open round.
+    app.clock.advance(3 * DAY).unwrap();
+    let ended = app
+        .wait_for(&format!("/v1/match-pools/{pool_id}"), |p| p["ended_at"].is_string())
+        .await;
+    assert_eq!(ended["returned"], "380.00");
+    assert_eq!(fixtures::budget(&app, &sponsor).await, "880.00");
+    // Revoked within its reflection period: the match goes to the sponsor, the pool stays empty.
+    ok(
+        app.post(
+            &format!("/v1/pledges/{}/revoke", pledge["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(fixtures::budget(&app, &sponsor).await, "1000.00");
+    assert_eq!(fixtures::balance(&app, &format!("match:{pool_id}")).await, "0.00");
+    let returned = events(&app, "match.returned").await;
+    assert_eq!(
+        (returned[0]["to"].as_str(), returned[0]["amount"].as_str()),
+        (Some("sponsor"), Some("120.00"))
+    );
+    let o = ok(app.get(&format!("/v1/offers/{offer}")).await, 200).await;
+    assert_eq!(
+        (o["shares_reserved"].as_i64(), o["shares_matched"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let statement = ok(app.get(&format!("/v1/sponsors/{sponsor}/statement")).await, 200).await;
+    assert_eq!(statement["totals"]["match_pools_returned"], "500.00", "{statement:#}");
+    assert_eq!(statement["totals"]["closing_balance"], "1000.00");
     app.assert_books_verify().await;
 }
 

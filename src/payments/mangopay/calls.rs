@@ -42,10 +42,10 @@ impl Remote for MangopayClient {
                 Object::Payment => ("payins", "DebitedFunds"),
                 Object::Refund => ("refunds", "CreditedFunds"),
                 Object::Payout => ("payouts", "CreditedFunds"),
-                Object::Deposit => {
+                Object::Deposit | Object::Withdrawal => {
                     return Err(CallError::Permanent {
                         status: None,
-                        why: "deposits are not made through Mangopay".into(),
+                        why: format!("{}s are not made through Mangopay", object.noun()),
                     });
                 }
             };

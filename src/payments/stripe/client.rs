@@ -220,7 +220,7 @@ impl StripeObject {
             // A transfer has no status: made when created, unless reversed since.
             (Object::Payout, _) if self.reversed == Some(true) => Failed,
             (Object::Payout, _) => Succeeded,
-            (Object::Deposit, _) => Pending,
+            (Object::Deposit | Object::Withdrawal, _) => Pending,
         };
         let currency = self.currency.as_deref().unwrap_or_default().to_ascii_uppercase();
         let minor_amount = match (object, state) {
@@ -273,10 +273,10 @@ impl Remote for StripeClient {
                 Object::Payment => "payment_intents",
                 Object::Refund => "refunds",
                 Object::Payout => "transfers",
-                Object::Deposit => {
+                Object::Deposit | Object::Withdrawal => {
                     return Err(CallError::Permanent {
                         status: None,
-                        why: "deposits are not made through Stripe".into(),
+                        why: format!("{}s are not made through Stripe", object.noun()),
                     });
                 }
             };
