@@ -15,7 +15,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -137,6 +137,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             crate::http::audit::record,
         ))
         .merge(api.recorded_where_made)
+        // The operator console's pages (docs/console.md), outside the API's document.
+        .merge(crate::console::router())
     .route(
         "/openapi.json",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi_json.clone()))),
@@ -154,7 +156,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     }))
     .layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            // The console's session cookie is the API key: never in a trace either.
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req

@@ -12,6 +12,7 @@ pub mod books;
 pub mod cheques;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod fields;
 pub mod http;

@@ -242,6 +242,26 @@ async fn no_secret_reaches_the_logs(pool: PgPool) {
     .await;
     ok(read, 200).await;
     send(&app, Method::GET, "/health", &[], None).await;
+    // The console keeps the auditor's key in its session cookie: signing in, then a page.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(format!("{}/console/sign-in", app.base))
+        .form(&[("key", auditor.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = format!("crowdledger_console={auditor}");
+    let page = browser
+        .get(format!("{}/console/projects", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
     app.wait_for_value(|| async { *delivered.lock().unwrap() }, |n| *n >= 4)
         .await;
 

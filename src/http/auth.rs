@@ -166,6 +166,12 @@ async fn check(parts: &Parts, state: &KeyCheck) -> Result<Caller, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
     let key = bearer_key(header)
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <api key>'"))?;
+    caller_of_key(state, key).await
+}
+
+/// The caller `key` names, however it was presented (a bearer header, the console's session
+/// cookie).
+pub(crate) async fn caller_of_key(state: &KeyCheck, key: &str) -> Result<Caller, ApiError> {
     let presented = keys::hash(key);
     if let Some(bootstrap) = &state.auth.bootstrap
         && bool::from(bootstrap.ct_eq(&presented))

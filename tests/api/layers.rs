@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("pledges::http::batcher", 80),
     ("sponsors::http", 80),
     ("cheques::http", 80),
+    ("console", 80),
     ("matchfunding::http", 80),
     ("webhooks::http", 80),
     ("ledger::http", 80),

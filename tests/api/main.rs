@@ -14,6 +14,7 @@ mod bad_input_props;
 mod cheque_lookup;
 mod cheques;
 mod cli;
+mod console;
 mod disputes;
 mod events;
 mod http_api;
