@@ -15,6 +15,7 @@ mod cheque_lookup;
 mod cheques;
 mod cli;
 mod console;
+mod console_browser;
 mod disputes;
 mod events;
 mod http_api;
