@@ -133,12 +133,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     };
     api.audited
         .layer(axum::middleware::from_fn_with_state(
-            recorder,
+            recorder.clone(),
             crate::http::audit::record,
         ))
         .merge(api.recorded_where_made)
         // The operator console's pages (docs/console.md), outside the API's document.
-        .merge(crate::console::router())
+        .merge(crate::console::router(recorder))
     .route(
         "/openapi.json",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], openapi_json.clone()))),

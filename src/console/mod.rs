@@ -9,6 +9,7 @@
 //! Every form carries a CSRF token derived from the key, checked in constant time.
 
 mod pages;
+mod rounds;
 
 use axum::Router;
 use axum::extract::{FromRef, FromRequestParts};
@@ -31,14 +32,24 @@ const COOKIE: &str = "crowdledger_console";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router() -> Router<AppState> {
+/// The console's routes; its writes go through `recorder`, the API's audit trail.
+pub(crate) fn router(recorder: crate::http::audit::Recorder) -> Router<AppState> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/projects") }))
         .route("/console/sign-in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/console/sign-out", axum::routing::post(pages::sign_out))
         .route("/console/projects", get(pages::projects))
         .route("/console/projects/{id}", get(pages::project))
+        .route("/console/offers/{id}", get(rounds::round))
+        .route(
+            "/console/offers/{id}/close",
+            get(rounds::confirm_close).post(rounds::close),
+        )
         .route("/console/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn_with_state(
+            recorder,
+            crate::http::audit::record,
+        ))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -137,6 +148,10 @@ where
         let caller = caller_of_key(&KeyCheck::from_ref(state), &key)
             .await
             .map_err(|_| to_sign_in())?;
+        // The audit trail records the console's writes as the API's (docs/audit-log.md).
+        if let Some(slot) = parts.extensions.get::<crate::http::auth::CallerSlot>() {
+            slot.fill(caller);
+        }
         Ok(Session {
             caller,
             csrf: csrf_token(&key),

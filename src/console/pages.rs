@@ -20,8 +20,8 @@ use crate::projects::{ProjectFilter, ProjectStatus, Theme};
 
 /// What the header shows to a signed-in user: their role, and the sign-out form's token.
 pub(crate) struct Nav {
-    role: &'static str,
-    csrf: String,
+    pub role: &'static str,
+    pub csrf: String,
 }
 
 impl From<&Session> for Nav {
@@ -33,7 +33,7 @@ impl From<&Session> for Nav {
     }
 }
 
-fn page(template: &impl Template, status: StatusCode) -> Response {
+pub(super) fn page(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
         Ok(html) => (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(err) => render_failed(err),
@@ -211,7 +211,7 @@ struct ProjectPage {
 }
 
 /// How long until `closes_at`, in words an operator reads at a glance.
-fn time_left(closes_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn time_left(closes_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let left = closes_at - now;
     if left.num_seconds() <= 0 {
         return "closed".into();
@@ -306,7 +306,7 @@ struct NotFound {
     nav: Option<Nav>,
 }
 
-fn not_found(session: &Session) -> Response {
+pub(super) fn not_found(session: &Session) -> Response {
     page(
         &NotFound {
             nav: Some(Nav::from(session)),
@@ -315,7 +315,7 @@ fn not_found(session: &Session) -> Response {
     )
 }
 
-fn internal(err: impl std::fmt::Display) -> Response {
+pub(super) fn internal(err: impl std::fmt::Display) -> Response {
     tracing::error!(error = %err, "a console page failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be read").into_response()
 }

@@ -195,7 +195,9 @@ pub(crate) async fn record(State(recorder): State<Recorder>, request: Request, n
     let (Some(caller), Some(route)) = (slot.get(), route) else {
         return response;
     };
-    if !status.is_success() || response.headers().contains_key("idempotent-replayed") {
+    // A console form answers a write it made with a redirect to the page that shows it.
+    let done = status.is_success() || status.is_redirection();
+    if !done || response.headers().contains_key("idempotent-replayed") {
         return response;
     }
     let at = recorder.clock.now();

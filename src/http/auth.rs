@@ -140,6 +140,11 @@ impl CallerSlot {
     pub(crate) fn get(&self) -> Option<Caller> {
         self.0.get().copied()
     }
+
+    /// Names the caller a request's key was checked as, however it was presented.
+    pub(crate) fn fill(&self, caller: Caller) {
+        let _ = self.0.set(caller);
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller

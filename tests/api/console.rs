@@ -207,3 +207,104 @@ async fn projects_by_territory_and_theme_and_a_round_with_its_live_figures(db: P
     let (status, _) = page(&app, &cookie, &format!("/console/projects/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+async fn post_form(app: &TestApp, cookie: &str, path: &str, csrf: &str) -> reqwest::Response {
+    browser()
+        .post(format!("{}{path}", app.base))
+        .header(COOKIE, cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn an_operator_closes_a_round_early_once_told_what_happens_to_the_money_and_an_auditor_cannot(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let world = fixtures::world(&app, 3).await;
+    fixtures::funded_pledge(&app, &world.offer, &world.investors[0], 12).await;
+    fixtures::funded_pledge(&app, &world.offer, &world.investors[1], 3).await;
+    ok(
+        fixtures::pledge(&app, &world.offer, &world.investors[2], 5, "10.00").await,
+        201,
+    )
+    .await;
+    let round = format!("/console/offers/{}", world.offer);
+
+    // The auditor reads the round and its pledges, and is offered no action, nor may take one.
+    let (_, auditor) = key_of(&app, "auditor").await;
+    let watcher = session(&app, &auditor).await;
+    let (status, html) = page(&app, &watcher, &round).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Pledges") && !html.contains("Close early"), "{html}");
+    let (_, funded) = page(&app, &watcher, &format!("{round}?status=funded")).await;
+    assert_eq!(funded.matches(r#"<span class="status funded">"#).count(), 2, "{funded}");
+    assert_eq!(
+        page(&app, &watcher, &format!("{round}/close")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let r = post_form(&app, &watcher, &format!("{round}/close"), &csrf_in(&html)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        ok(app.get(&format!("/v1/offers/{}", world.offer)).await, 200).await["status"],
+        "open"
+    );
+
+    // The operator is told what will happen to the money, then confirms.
+    let cookie = session(&app, OPERATOR_KEY).await;
+    let (_, html) = page(&app, &cookie, &round).await;
+    assert!(
+        html.contains(&format!(r#"href="{round}/close">Close early…</a>"#)),
+        "{html}"
+    );
+    let (status, confirm) = page(&app, &cookie, &format!("{round}/close")).await;
+    assert_eq!(status, StatusCode::OK);
+    for said in [
+        "1 unpaid pledge(s) are cancelled",
+        "With 15 of the minimum's 10 shares funded",
+        "5% success fee",
+    ] {
+        assert!(confirm.contains(said), "{said}: {confirm}");
+    }
+    let wrong = post_form(&app, &cookie, &format!("{round}/close"), &"f".repeat(64)).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let done = post_form(&app, &cookie, &format!("{round}/close"), &csrf_in(&confirm)).await;
+    assert_eq!(
+        (done.status(), done.headers()[LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, round.as_str())
+    );
+    let offer = ok(app.get(&format!("/v1/offers/{}", world.offer)).await, 200).await;
+    assert_eq!(
+        (offer["status"].as_str(), offer["amount_raised"].as_str()),
+        (Some("succeeded"), Some("150.00"))
+    );
+    let (_, html) = page(&app, &cookie, &round).await;
+    assert!(html.contains(r#"<span class="status succeeded">succeeded</span>"#) && !html.contains("Close early"));
+    // Recorded in the audit trail like the API's close, under the operator's key.
+    let trail = ok(app.get(&format!("/v1/audit-log?object_id={}", world.offer)).await, 200).await;
+    let routes: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["route"].as_str().unwrap())
+        .collect();
+    assert!(routes.contains(&"/console/offers/{id}/close"), "{trail:#}");
+
+    // A round below its minimum cannot be closed early: the page says why and offers no button.
+    let other = fixtures::world(&app, 1).await;
+    fixtures::funded_pledge(&app, &other.offer, &other.investors[0], 2).await;
+    let (_, confirm) = page(&app, &cookie, &format!("/console/offers/{}/close", other.offer)).await;
+    assert!(
+        confirm.contains("Only 2 of the minimum&#39;s 10 shares are funded")
+            && !confirm.contains("<form method=\"post\" action=\"/console/offers"),
+        "{confirm}"
+    );
+    let r = post_form(
+        &app,
+        &cookie,
+        &format!("/console/offers/{}/close", other.offer),
+        &csrf_in(&confirm),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+}

@@ -104,6 +104,18 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Waits for the page at `path` to be the current one: a click's navigation may still be on
+/// its way when the click returns.
+async fn arrive(client: &Client, path: &str) {
+    for _ in 0..100 {
+        if client.current_url().await.unwrap().path() == path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never reached {path}: at {}", client.current_url().await.unwrap());
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
     client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
@@ -135,7 +147,7 @@ async fn an_operator_signs_in_finds_a_project_and_reads_its_round(db: PgPool) {
         .click()
         .await
         .unwrap();
-    assert_eq!(client.current_url().await.unwrap().path(), "/console/projects");
+    arrive(&client, "/console/projects").await;
     assert!(!client.current_url().await.unwrap().as_str().contains(OPERATOR_KEY));
     assert_eq!(text_of(&client, ".role").await, "operator");
     // The session cookie is out of scripts' reach.
@@ -157,16 +169,46 @@ async fn an_operator_signs_in_finds_a_project_and_reads_its_round(db: PgPool) {
         .click()
         .await
         .unwrap();
-    assert_eq!(
-        client.current_url().await.unwrap().path(),
-        format!("/console/projects/{}", world.project)
-    );
+    arrive(&client, &format!("/console/projects/{}", world.project)).await;
     let progress = client.find(Locator::Css("progress")).await.unwrap();
     assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("40"));
     assert_eq!(progress.attr("max").await.unwrap().as_deref(), Some("100"));
     let row = text_of(&client, "tbody tr").await;
     assert!(row.contains("400.00 EUR") && row.contains("open"), "{row}");
     screenshot(&client, "project").await;
+
+    // The round, then closing it early: the confirmation says what happens to the money first.
+    client
+        .find(Locator::Css(&format!("a[href='/console/offers/{}']", world.offer)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let round = format!("/console/offers/{}", world.offer);
+    arrive(&client, &round).await;
+    screenshot(&client, "round").await;
+    client
+        .find(Locator::LinkText("Close early…"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(&client, &format!("{round}/close")).await;
+    let told = text_of(&client, ".card").await;
+    assert!(told.contains("With 40 of the minimum's 10 shares funded"), "{told}");
+    screenshot(&client, "close-early").await;
+    client
+        .find(Locator::Css(".card button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(&client, &round).await;
+    assert_eq!(text_of(&client, "h1 .status").await, "succeeded");
+    screenshot(&client, "round-succeeded").await;
 
     // Signing out ends the session: the next page is the sign-in form again.
     client

@@ -1,0 +1,343 @@
+//! A round's page: its terms and figures, its pledges (paged, by status), and the operator's
+//! actions, each behind a page that says what will happen to the money before it is done.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::Session;
+use super::pages::{Nav, internal, not_found, page, time_left};
+use crate::http::state::AppState;
+use crate::keys::Role;
+use crate::money::format_amount;
+use crate::offers::store::Figures;
+use crate::offers::{Allocation, Offer, OfferStatus};
+use crate::pledges::{self, PledgeStatus};
+
+/// Pledges per page.
+const PAGE: i64 = 50;
+
+const STATUSES: [PledgeStatus; 6] = [
+    PledgeStatus::PendingPayment,
+    PledgeStatus::Funded,
+    PledgeStatus::Allocated,
+    PledgeStatus::Refunded,
+    PledgeStatus::Cancelled,
+    PledgeStatus::Revoked,
+];
+
+fn status_name(s: PledgeStatus) -> &'static str {
+    match s {
+        PledgeStatus::PendingPayment => "pending_payment",
+        PledgeStatus::Funded => "funded",
+        PledgeStatus::Allocated => "allocated",
+        PledgeStatus::Refunded => "refunded",
+        PledgeStatus::Cancelled => "cancelled",
+        PledgeStatus::Revoked => "revoked",
+    }
+}
+
+fn allocation_name(a: Allocation) -> &'static str {
+    match a {
+        Allocation::FirstCome => "first come",
+        Allocation::ProRata => "pro rata",
+        Allocation::Ballot => "ballot",
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+struct PledgeRow {
+    seq: i64,
+    id: Uuid,
+    investor: Uuid,
+    shares: i64,
+    amount: String,
+    status: &'static str,
+    created: String,
+    allocated: String,
+}
+
+/// An offer's terms and figures as its pages show them.
+struct Summary {
+    id: Uuid,
+    project_id: Uuid,
+    project_name: String,
+    status: &'static str,
+    allocation: &'static str,
+    currency: &'static str,
+    share_price: String,
+    min_target: String,
+    max_target: String,
+    min_shares: i64,
+    max_shares: i64,
+    closes_at: String,
+    time_left: String,
+    reserved: i64,
+    funded: String,
+    shares_funded: i64,
+    matched: String,
+    raised: String,
+    investors: i64,
+    fee_rate: String,
+}
+
+fn summary(offer: &Offer, project_name: String, f: &Figures, now: DateTime<Utc>) -> Summary {
+    let ended = matches!(
+        offer.status,
+        OfferStatus::Succeeded | OfferStatus::Failed | OfferStatus::Cancelled
+    );
+    Summary {
+        id: offer.id,
+        project_id: offer.project_id,
+        project_name,
+        status: offer.status.as_str(),
+        allocation: allocation_name(offer.allocation),
+        currency: offer.currency.code(),
+        share_price: offer.share_price.amount_string(),
+        min_target: offer.price_of(offer.min_shares).amount_string(),
+        max_target: offer.price_of(offer.max_shares).amount_string(),
+        min_shares: offer.min_shares,
+        max_shares: offer.max_shares,
+        closes_at: when(offer.closes_at),
+        time_left: if ended {
+            "ended".into()
+        } else {
+            time_left(offer.closes_at, now)
+        },
+        reserved: offer.shares_reserved,
+        funded: format_amount(f.amount_funded, offer.currency),
+        shares_funded: (f.shares_funded + f.shares_matched).min(offer.max_shares),
+        matched: format_amount(f.amount_matched, offer.currency),
+        raised: if ended {
+            offer.price_of(f.shares_allocated).amount_string()
+        } else {
+            "—".into()
+        },
+        investors: f.investor_count,
+        fee_rate: format!(
+            "{}%",
+            (offer.success_fee_rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
+        ),
+    }
+}
+
+/// The offer, its project's name and figures; `None` for an unknown offer or one the caller
+/// may not see (an auditor does not see a draft project's).
+async fn read(state: &AppState, session: &Session, id: Uuid) -> Result<Option<(Offer, Summary)>, Response> {
+    let mut conn = state.pool.acquire().await.map_err(internal)?;
+    let Some(offer) = crate::offers::store::get(&mut conn, id).await.map_err(internal)? else {
+        return Ok(None);
+    };
+    let project = crate::projects::store::get(&mut conn, offer.project_id)
+        .await
+        .map_err(internal)?
+        .filter(|p| session.caller.role == Role::Operator || p.status != crate::projects::ProjectStatus::Draft);
+    let Some(project) = project else {
+        return Ok(None);
+    };
+    let figures = crate::offers::store::figures(&mut conn, id).await.map_err(internal)?;
+    let s = summary(&offer, project.name, &figures, state.clock.now());
+    Ok(Some((offer, s)))
+}
+
+#[derive(Template)]
+#[template(path = "round.html")]
+struct RoundPage {
+    nav: Option<Nav>,
+    o: Summary,
+    /// The actions this caller may take now.
+    can_close: bool,
+    statuses: Vec<(&'static str, bool)>,
+    status: String,
+    pledges: Vec<PledgeRow>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RoundQuery {
+    status: Option<String>,
+    after: Option<i64>,
+}
+
+pub(super) async fn round(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<Uuid>,
+    Query(q): Query<RoundQuery>,
+) -> Result<Response, Response> {
+    let Some((offer, o)) = read(&state, &session, id).await? else {
+        return Ok(not_found(&session));
+    };
+    let status = q
+        .status
+        .as_deref()
+        .and_then(|s| STATUSES.into_iter().find(|st| status_name(*st) == s));
+    let filter = status.map(|s| vec![s]);
+    let mut conn = state.pool.acquire().await.map_err(internal)?;
+    let mut found = pledges::store::of_offer(&mut conn, id, filter.as_deref(), q.after.unwrap_or(0), PAGE + 1, false)
+        .await
+        .map_err(internal)?;
+    let more = found.len() as i64 > PAGE;
+    found.truncate(PAGE as usize);
+    let next = more.then(|| {
+        let last = found.last().map_or(0, |p| p.seq);
+        match status {
+            Some(s) => format!("/console/offers/{id}?status={}&after={last}", status_name(s)),
+            None => format!("/console/offers/{id}?after={last}"),
+        }
+    });
+    let pledges = found
+        .into_iter()
+        .map(|p| PledgeRow {
+            seq: p.seq,
+            id: p.id,
+            investor: p.investor_id,
+            shares: p.shares,
+            amount: p.amount.amount_string(),
+            status: status_name(p.status),
+            created: when(p.created_at),
+            allocated: p.allocated_shares.map_or_else(|| "—".into(), |a| a.to_string()),
+        })
+        .collect();
+    Ok(page(
+        &RoundPage {
+            nav: Some(Nav::from(&session)),
+            can_close: session.caller.role == Role::Operator && offer.status == OfferStatus::Open,
+            o,
+            statuses: STATUSES.iter().map(|s| (status_name(*s), Some(*s) == status)).collect(),
+            status: status.map(status_name).unwrap_or_default().to_string(),
+            pledges,
+            next,
+        },
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "confirm_close.html")]
+struct ConfirmClose {
+    nav: Option<Nav>,
+    o: Summary,
+    /// Why it cannot be closed early now, if it cannot.
+    refusal: Option<String>,
+    unpaid: usize,
+    reflecting: usize,
+    csrf: String,
+}
+
+/// What closing early will do with the money, before the operator confirms it.
+pub(super) async fn confirm_close(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<Uuid>,
+) -> Result<Response, Response> {
+    if session.caller.role != Role::Operator {
+        return Ok(forbidden(&session));
+    }
+    let Some((offer, o)) = read(&state, &session, id).await? else {
+        return Ok(not_found(&session));
+    };
+    let now = state.clock.now();
+    let mut conn = state.pool.acquire().await.map_err(internal)?;
+    let live = [PledgeStatus::PendingPayment, PledgeStatus::Funded];
+    let pledges = pledges::store::of_offer(&mut conn, id, Some(&live), 0, i64::MAX, false)
+        .await
+        .map_err(internal)?;
+    let unpaid = pledges
+        .iter()
+        .filter(|p| p.status == PledgeStatus::PendingPayment)
+        .count();
+    let funded: Vec<_> = pledges.iter().filter(|p| p.status == PledgeStatus::Funded).collect();
+    let reflecting = funded
+        .iter()
+        .filter(|p| p.reflection_ends_at.is_some_and(|t| t > now))
+        .count();
+    let funded_shares = o.shares_funded;
+    let refusal = if offer.status != OfferStatus::Open {
+        Some(format!("The round is {}: only an open round closes.", o.status))
+    } else if now < offer.closes_at && funded_shares < offer.min_shares {
+        Some(format!(
+            "Only {funded_shares} of the minimum's {} shares are funded: a round closes early only once its minimum is funded.",
+            offer.min_shares
+        ))
+    } else {
+        None
+    };
+    Ok(page(
+        &ConfirmClose {
+            nav: Some(Nav::from(&session)),
+            o,
+            refusal,
+            unpaid,
+            reflecting,
+            csrf: session.csrf.clone(),
+        },
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ActionForm {
+    csrf: String,
+}
+
+/// Closes the round as `POST /v1/offers/{id}/close` does, then shows it.
+pub(super) async fn close(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<Uuid>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, Response> {
+    if !session.allows(&form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "this form has expired; reload the page").into_response());
+    }
+    if session.caller.role != Role::Operator {
+        return Ok(forbidden(&session));
+    }
+    match crate::rounds::closing::close(&state.pool, id, state.seed_key.as_ref(), state.clock.now()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/console/offers/{id}")).into_response()),
+        Err(crate::rounds::RoundError::NoOffer(_)) => Ok(not_found(&session)),
+        Err(err) => {
+            let api = crate::http::error::ApiError::from(err);
+            let status = api.status();
+            if status.is_server_error() {
+                return Err(internal(api.detail()));
+            }
+            Ok(page(
+                &Refused {
+                    nav: Some(Nav::from(&session)),
+                    back: format!("/console/offers/{id}"),
+                    why: api.detail().to_string(),
+                },
+                StatusCode::CONFLICT,
+            ))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct Refused {
+    nav: Option<Nav>,
+    back: String,
+    why: String,
+}
+
+fn forbidden(session: &Session) -> Response {
+    page(
+        &Refused {
+            nav: Some(Nav::from(session)),
+            back: "/console/projects".into(),
+            why: "This needs an operator's key: an auditor reads, and changes nothing.".into(),
+        },
+        StatusCode::FORBIDDEN,
+    )
+}
