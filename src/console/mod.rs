@@ -45,6 +45,8 @@ pub(crate) fn router(recorder: crate::http::audit::Recorder) -> Router<AppState>
             "/console/offers/{id}/close",
             get(rounds::confirm_close).post(rounds::close),
         )
+        .route("/console/offers/{id}/cap-table", get(rounds::cap_table))
+        .route("/console/offers/{id}/cap-table.csv", get(rounds::cap_table_csv))
         .route("/console/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(
             recorder,

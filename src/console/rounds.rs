@@ -341,3 +341,102 @@ fn forbidden(session: &Session) -> Response {
         StatusCode::FORBIDDEN,
     )
 }
+
+struct HolderRow {
+    holder: &'static str,
+    id: Uuid,
+    name: String,
+    shares: i64,
+    amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "cap_table.html")]
+struct CapTablePage {
+    nav: Option<Nav>,
+    o: Summary,
+    currency: String,
+    total_shares: i64,
+    total_amount: String,
+    holders: Vec<HolderRow>,
+}
+
+/// A succeeded round's cap table, as `GET /v1/offers/{id}/cap-table` gives it, with its CSV.
+pub(super) async fn cap_table(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<Uuid>,
+) -> Result<Response, Response> {
+    let Some((_, o)) = read(&state, &session, id).await? else {
+        return Ok(not_found(&session));
+    };
+    let mut conn = state.pool.acquire().await.map_err(internal)?;
+    let table = match crate::offers::cap_table::build(&mut conn, id).await {
+        Ok(table) => table,
+        Err(crate::offers::OfferError::NotSucceeded) => {
+            return Ok(page(
+                &Refused {
+                    nav: Some(Nav::from(&session)),
+                    back: format!("/console/offers/{id}"),
+                    why: "A round has a cap table once it has succeeded.".into(),
+                },
+                StatusCode::CONFLICT,
+            ));
+        }
+        Err(err) => return Err(internal(err)),
+    };
+    let holders = table
+        .investors
+        .iter()
+        .map(|l| HolderRow {
+            holder: match l.holder {
+                crate::offers::cap_table::Holder::Investor => "investor",
+                crate::offers::cap_table::Holder::Sponsor => "sponsor",
+            },
+            id: l.investor_id,
+            name: l.investor_name.clone(),
+            shares: l.shares,
+            amount: l.amount.clone(),
+        })
+        .collect();
+    Ok(page(
+        &CapTablePage {
+            nav: Some(Nav::from(&session)),
+            o,
+            currency: table.currency.clone(),
+            total_shares: table.total_shares(),
+            total_amount: table.total_amount.clone(),
+            holders,
+        },
+        StatusCode::OK,
+    ))
+}
+
+/// The cap table as CSV, to download.
+pub(super) async fn cap_table_csv(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<Uuid>,
+) -> Result<Response, Response> {
+    if read(&state, &session, id).await?.is_none() {
+        return Ok(not_found(&session));
+    }
+    let mut conn = state.pool.acquire().await.map_err(internal)?;
+    match crate::offers::cap_table::build(&mut conn, id).await {
+        Ok(table) => Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"cap-table-{id}.csv\""),
+                ),
+            ],
+            crate::offers::cap_table::csv(&table),
+        )
+            .into_response()),
+        Err(crate::offers::OfferError::NotSucceeded) => {
+            Ok((StatusCode::CONFLICT, "no cap table before success").into_response())
+        }
+        Err(err) => Err(internal(err)),
+    }
+}

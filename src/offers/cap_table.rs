@@ -18,23 +18,23 @@ pub(crate) enum Holder {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CapTableLine {
-    holder: Holder,
+    pub(crate) holder: Holder,
     /// The holder's id: the investor's, or on a `sponsor` line the sponsor's.
-    investor_id: Uuid,
+    pub(crate) investor_id: Uuid,
     /// The holder's name.
-    investor_name: String,
-    shares: i64,
-    amount: String,
+    pub(crate) investor_name: String,
+    pub(crate) shares: i64,
+    pub(crate) amount: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CapTable {
     offer_id: Uuid,
-    currency: String,
+    pub(crate) currency: String,
     share_price: String,
     total_shares: i64,
-    total_amount: String,
-    investors: Vec<CapTableLine>,
+    pub(crate) total_amount: String,
+    pub(crate) investors: Vec<CapTableLine>,
 }
 
 impl CapTable {

@@ -280,6 +280,39 @@ async fn an_operator_closes_a_round_early_once_told_what_happens_to_the_money_an
     );
     let (_, html) = page(&app, &cookie, &round).await;
     assert!(html.contains(r#"<span class="status succeeded">succeeded</span>"#) && !html.contains("Close early"));
+    // The cap table, as the API gives it, and its CSV to download.
+    assert!(
+        html.contains(&format!(r#"href="{round}/cap-table">Cap table</a>"#)),
+        "{html}"
+    );
+    let (status, table) = page(&app, &watcher, &format!("{round}/cap-table")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        table.contains(r#"<td class="num">15</td><td class="num">150.00 EUR</td>"#),
+        "{table}"
+    );
+    assert!(
+        table.contains(r#"<td class="num">12</td><td class="num">120.00 EUR</td>"#),
+        "{table}"
+    );
+    let csv = browser()
+        .get(format!("{}{round}/cap-table.csv", app.base))
+        .header(COOKIE, &watcher)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.starts_with("investor_id,investor_name,shares,amount,currency,holder\r\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 3, "{csv}");
     // Recorded in the audit trail like the API's close, under the operator's key.
     let trail = ok(app.get(&format!("/v1/audit-log?object_id={}", world.offer)).await, 200).await;
     let routes: Vec<&str> = trail["items"]

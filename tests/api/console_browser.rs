@@ -209,6 +209,21 @@ async fn an_operator_signs_in_finds_a_project_and_reads_its_round(db: PgPool) {
     arrive(&client, &round).await;
     assert_eq!(text_of(&client, "h1 .status").await, "succeeded");
     screenshot(&client, "round-succeeded").await;
+    client
+        .find(Locator::LinkText("Cap table"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(&client, &format!("{round}/cap-table")).await;
+    let download = client.find(Locator::LinkText("Download CSV")).await.unwrap();
+    assert_eq!(
+        download.attr("href").await.unwrap().as_deref(),
+        Some(format!("{round}/cap-table.csv").as_str())
+    );
+    assert!(text_of(&client, "tfoot").await.contains("40"));
+    screenshot(&client, "cap-table").await;
 
     // Signing out ends the session: the next page is the sign-in form again.
     client
