@@ -159,6 +159,8 @@ struct RoundPage {
     status: String,
     pledges: Vec<PledgeRow>,
     next: Option<String>,
+    /// SVG built from numbers only ([`chart`]).
+    chart: String,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +184,8 @@ pub(super) async fn round(
         .and_then(|s| STATUSES.into_iter().find(|st| status_name(*st) == s));
     let filter = status.map(|s| vec![s]);
     let mut conn = state.pool.acquire().await.map_err(internal)?;
+    let steps = funding_steps(&mut conn, id).await.map_err(internal)?;
+    let chart = chart(&offer, &steps, state.clock.now());
     let mut found = pledges::store::of_offer(&mut conn, id, filter.as_deref(), q.after.unwrap_or(0), PAGE + 1, false)
         .await
         .map_err(internal)?;
@@ -216,6 +220,7 @@ pub(super) async fn round(
             status: status.map(status_name).unwrap_or_default().to_string(),
             pledges,
             next,
+            chart,
         },
         StatusCode::OK,
     ))
@@ -439,4 +444,71 @@ pub(super) async fn cap_table_csv(
         }
         Err(err) => Err(internal(err)),
     }
+}
+
+/// Shares funded over time: each funding (a pledge's, or a sponsor's match) with its shares, in
+/// time order. Pledges given back since are left out: the curve shows what stands.
+async fn funding_steps(conn: &mut sqlx::PgConnection, offer: Uuid) -> sqlx::Result<Vec<(DateTime<Utc>, i64)>> {
+    sqlx::query_as(
+        "select t, shares from (
+           select funded_at as t, coalesce(allocated_shares, shares) as shares from pledges
+            where offer_id = $1 and funded_at is not null and status in ('funded', 'allocated')
+           union all
+           select created_at, coalesce(allocated_shares, shares) from matches
+            where offer_id = $1 and status <> 'returned') f
+          order by t",
+    )
+    .bind(offer)
+    .fetch_all(conn)
+    .await
+}
+
+/// The round's chart, drawn here as SVG from numbers only: shares funded over time as a step
+/// line, against the minimum (dashed) and the cap.
+fn chart(offer: &Offer, steps: &[(DateTime<Utc>, i64)], now: DateTime<Utc>) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 220.0;
+    const PAD: f64 = 36.0;
+    let start = offer.opened_at.unwrap_or(offer.created_at);
+    let end = offer
+        .closed_at
+        .unwrap_or(offer.closes_at)
+        .max(start + chrono::TimeDelta::seconds(1));
+    let total: i64 = steps.iter().map(|(_, s)| s).sum();
+    let top = (offer.max_shares.max(total) as f64 * 1.1).max(1.0);
+    let x = |t: DateTime<Utc>| {
+        let span = (end - start).num_milliseconds() as f64;
+        PAD + (W - 2.0 * PAD) * ((t - start).num_milliseconds() as f64 / span).clamp(0.0, 1.0)
+    };
+    let y = |shares: i64| H - PAD - (H - 2.0 * PAD) * (shares as f64 / top);
+    let mut points = vec![format!("{:.1},{:.1}", x(start), y(0))];
+    let mut funded = 0;
+    for (t, shares) in steps {
+        points.push(format!("{:.1},{:.1}", x(*t), y(funded)));
+        funded += shares;
+        points.push(format!("{:.1},{:.1}", x(*t), y(funded)));
+    }
+    points.push(format!("{:.1},{:.1}", x(now.min(end)), y(funded)));
+    let level = |shares: i64, label: &str, class: &str| {
+        format!(
+            r#"<line class="{class}" x1="{PAD}" x2="{x2}" y1="{y:.1}" y2="{y:.1}"/><text class="label" x="{tx}" y="{ty:.1}">{label} {shares}</text>"#,
+            x2 = W - PAD,
+            y = y(shares),
+            tx = PAD + 4.0,
+            ty = y(shares) - 4.0,
+        )
+    };
+    format!(
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="Shares funded over time: {funded} of {cap}, minimum {min}"><title>Shares funded over time: {funded} of {cap}, minimum {min}</title><line class="axis" x1="{PAD}" x2="{PAD}" y1="{PAD}" y2="{base}"/><line class="axis" x1="{PAD}" x2="{right}" y1="{base}" y2="{base}"/>{min_line}{cap_line}<polyline class="funded" points="{points}"/><text class="label" x="{PAD}" y="{below}">{from}</text><text class="label end" x="{right}" y="{below}">{to}</text></svg>"#,
+        cap = offer.max_shares,
+        min = offer.min_shares,
+        base = H - PAD,
+        right = W - PAD,
+        below = H - PAD + 16.0,
+        min_line = level(offer.min_shares, "minimum", "min"),
+        cap_line = level(offer.max_shares, "cap", "cap"),
+        points = points.join(" "),
+        from = start.format("%Y-%m-%d"),
+        to = end.format("%Y-%m-%d"),
+    )
 }

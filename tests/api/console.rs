@@ -237,6 +237,15 @@ async fn an_operator_closes_a_round_early_once_told_what_happens_to_the_money_an
     let (status, html) = page(&app, &watcher, &round).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Pledges") && !html.contains("Close early"), "{html}");
+    // The chart: the two fundings as steps, against the minimum and the cap.
+    assert!(
+        html.contains(r#"role="img" aria-label="Shares funded over time: 15 of 100, minimum 10""#),
+        "{html}"
+    );
+    let points = html.split(r#"<polyline class="funded" points=""#).nth(1).unwrap();
+    let points = &points[..points.find('"').unwrap()];
+    assert_eq!(points.split(' ').count(), 6, "{points}");
+    assert!(html.contains(">minimum 10</text>") && html.contains(">cap 100</text>"));
     let (_, funded) = page(&app, &watcher, &format!("{round}?status=funded")).await;
     assert_eq!(funded.matches(r#"<span class="status funded">"#).count(), 2, "{funded}");
     assert_eq!(
