@@ -350,3 +350,49 @@ async fn an_operator_closes_a_round_early_once_told_what_happens_to_the_money_an
     .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 }
+
+/// The console's routes by role: without a session every one leads to the sign-in page; an
+/// auditor reads what an operator reads and is refused the actions (PRODUCT.md section 14).
+#[sqlx::test]
+async fn every_console_route_answers_each_role_as_its_table_says(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let world = fixtures::world(&app, 1).await;
+    fixtures::funded_pledge(&app, &world.offer, &world.investors[0], 10).await;
+    let closed = fixtures::world(&app, 1).await;
+    fixtures::funded_pledge(&app, &closed.offer, &closed.investors[0], 10).await;
+    ok(
+        app.post(&format!("/v1/offers/{}/close", closed.offer), json!({})).await,
+        200,
+    )
+    .await;
+    let (_, auditor) = key_of(&app, "auditor").await;
+    let operator = session(&app, OPERATOR_KEY).await;
+    let auditor = session(&app, &auditor).await;
+    let (project, open, done) = (&world.project, &world.offer, &closed.offer);
+    // (path, operator's status, auditor's status)
+    let table = [
+        ("/console/projects".to_string(), 200, 200),
+        (format!("/console/projects/{project}"), 200, 200),
+        (format!("/console/offers/{open}"), 200, 200),
+        (format!("/console/offers/{open}?status=funded"), 200, 200),
+        (format!("/console/offers/{open}/close"), 200, 403),
+        (format!("/console/offers/{open}/cap-table"), 409, 409),
+        (format!("/console/offers/{done}/cap-table"), 200, 200),
+        (format!("/console/offers/{done}/cap-table.csv"), 200, 200),
+        (format!("/console/offers/{}", uuid::Uuid::new_v4()), 404, 404),
+    ];
+    for (path, as_operator, as_auditor) in &table {
+        assert_eq!(
+            page(&app, &operator, path).await.0.as_u16(),
+            *as_operator,
+            "operator: {path}"
+        );
+        assert_eq!(
+            page(&app, &auditor, path).await.0.as_u16(),
+            *as_auditor,
+            "auditor: {path}"
+        );
+        let anonymous = page(&app, "crowdledger_console=", path).await.0;
+        assert_eq!(anonymous, StatusCode::SEE_OTHER, "no session: {path}");
+    }
+}
