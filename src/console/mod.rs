@@ -8,6 +8,7 @@
 //! sensitive). Every request checks the key afresh, so a revoked key ends its sessions at once.
 //! Every form carries a CSRF token derived from the key, checked in constant time.
 
+mod books;
 mod pages;
 mod rounds;
 
@@ -47,6 +48,7 @@ pub(crate) fn router(recorder: crate::http::audit::Recorder) -> Router<AppState>
         )
         .route("/console/offers/{id}/cap-table", get(rounds::cap_table))
         .route("/console/offers/{id}/cap-table.csv", get(rounds::cap_table_csv))
+        .route("/console/books/verify", get(books::verify))
         .route("/console/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(
             recorder,

@@ -380,6 +380,7 @@ async fn every_console_route_answers_each_role_as_its_table_says(db: PgPool) {
         (format!("/console/offers/{done}/cap-table"), 200, 200),
         (format!("/console/offers/{done}/cap-table.csv"), 200, 200),
         (format!("/console/offers/{}", uuid::Uuid::new_v4()), 404, 404),
+        ("/console/books/verify".to_string(), 200, 200),
     ];
     for (path, as_operator, as_auditor) in &table {
         assert_eq!(
@@ -395,4 +396,17 @@ async fn every_console_route_answers_each_role_as_its_table_says(db: PgPool) {
         let anonymous = page(&app, "crowdledger_console=", path).await.0;
         assert_eq!(anonymous, StatusCode::SEE_OTHER, "no session: {path}");
     }
+    // `verify`, each invariant by name, as the API reports them.
+    let (_, html) = page(&app, &auditor, "/console/books/verify").await;
+    let report = ok(app.get("/v1/ledger/verify").await, 200).await;
+    let checks = report["checks"].as_array().unwrap();
+    assert!(html.contains("Every invariant holds"), "{html}");
+    for check in checks {
+        let name = check["name"].as_str().unwrap();
+        assert!(html.contains(&format!("<code>{name}</code>")), "{name} in {html}");
+    }
+    assert_eq!(
+        html.matches(r#"<span class="status succeeded">holds</span>"#).count(),
+        checks.len()
+    );
 }

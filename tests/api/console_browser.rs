@@ -225,6 +225,18 @@ async fn an_operator_signs_in_finds_a_project_and_reads_its_round(db: PgPool) {
     assert!(text_of(&client, "tfoot").await.contains("40"));
     screenshot(&client, "cap-table").await;
 
+    // The books' invariants, each by name.
+    client
+        .find(Locator::LinkText("Verify the books"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(&client, "/console/books/verify").await;
+    assert!(text_of(&client, ".verdict").await.starts_with("Every invariant holds"));
+    screenshot(&client, "verify").await;
+
     // Signing out ends the session: the next page is the sign-in form again.
     client
         .find(Locator::Css("header form button"))
