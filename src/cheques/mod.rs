@@ -147,15 +147,7 @@ impl NewCheque {
         if input.expires_at <= now {
             return Err(FieldError("expires_at must be in the future".into()).into());
         }
-        let mut themes = input.eligible_themes.unwrap_or_default();
-        themes.sort();
-        themes.dedup();
-        let mut projects = input.eligible_project_ids.unwrap_or_default();
-        if projects.len() > 100 {
-            return Err(FieldError("eligible_project_ids lists at most 100 projects".into()).into());
-        }
-        projects.sort();
-        projects.dedup();
+        let (themes, projects) = eligibility(input.eligible_themes, input.eligible_project_ids)?;
         Ok(NewCheque {
             sponsor_id: input.sponsor_id,
             beneficiary_name: fields::line("beneficiary_name", &input.beneficiary_name, 200)?,
@@ -172,6 +164,24 @@ impl NewCheque {
                 .filter(|m| !m.is_empty()),
         })
     }
+}
+
+/// Restrictions to themes and projects, canonical (sorted, once each; empty means any), for a
+/// cheque or a matchfunding pool: at most 100 projects.
+pub(crate) fn eligibility(
+    themes: Option<Vec<Theme>>,
+    projects: Option<Vec<Uuid>>,
+) -> Result<(Vec<Theme>, Vec<Uuid>), FieldError> {
+    let mut themes = themes.unwrap_or_default();
+    themes.sort();
+    themes.dedup();
+    let mut projects = projects.unwrap_or_default();
+    if projects.len() > 100 {
+        return Err(FieldError("eligible_project_ids lists at most 100 projects".into()));
+    }
+    projects.sort();
+    projects.dedup();
+    Ok((themes, projects))
 }
 
 #[derive(Clone, Debug, FromRow)]

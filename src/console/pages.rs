@@ -125,14 +125,6 @@ struct Projects {
     territories: Vec<Territory>,
 }
 
-fn status_name(status: ProjectStatus) -> &'static str {
-    match status {
-        ProjectStatus::Draft => "draft",
-        ProjectStatus::Published => "published",
-        ProjectStatus::Archived => "archived",
-    }
-}
-
 /// Projects by territory, filtered by theme and territory.
 pub(super) async fn projects(
     State(state): State<AppState>,
@@ -161,7 +153,7 @@ pub(super) async fn projects(
         let row = ProjectRow {
             id: p.id,
             name: p.name,
-            status: status_name(p.status),
+            status: p.status.as_str(),
             themes: p.themes.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
         };
         match territories.last_mut() {
@@ -291,7 +283,7 @@ pub(super) async fn project(
             nav: Some(Nav::from(&session)),
             name: project.name,
             territory: project.territory,
-            status: status_name(project.status),
+            status: project.status.as_str(),
             themes: project.themes.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
             description: project.description,
             rounds,

@@ -111,20 +111,8 @@ impl NewPool {
         if input.expires_at <= now {
             return Err(FieldError("expires_at must be in the future".into()));
         }
-        let mut themes: Vec<String> = input
-            .eligible_themes
-            .unwrap_or_default()
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect();
-        themes.sort();
-        themes.dedup();
-        let mut projects = input.eligible_project_ids.unwrap_or_default();
-        if projects.len() > 100 {
-            return Err(FieldError("eligible_project_ids lists at most 100 projects".into()));
-        }
-        projects.sort();
-        projects.dedup();
+        let (themes, projects) = crate::cheques::eligibility(input.eligible_themes, input.eligible_project_ids)?;
+        let themes: Vec<String> = themes.iter().map(|t| t.as_str().to_owned()).collect();
         Ok(NewPool {
             sponsor_id,
             amount: positive("amount", input.amount)?,
